@@ -1,0 +1,83 @@
+/* Ops: forward/backward pairs over flat float32 row-major arrays.
+ *
+ * Letters: B batch, T time, C channels (model width), NH heads, hs = C/NH head size, IC/OC input and
+ * output channels, N rows, K classes, n element count.
+ *
+ * Conventions: outputs first; a backward *accumulates* (+=) into every gradient it is given, and any
+ * gradient pointer may be NULL when that gradient is not needed; zeroing is the caller's job.
+ * Linear weights are stored (OC, IC) like torch.nn.Linear. Every kernel is deterministic for a fixed
+ * thread count: reductions run in a fixed order. The naive reference versions (suffix _naive) are
+ * the tests' oracle for the fast ones. */
+#ifndef BWT_KERNELS_H
+#define BWT_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* out(N,OC) = inp(N,IC) · weight(OC,IC)ᵀ + bias(OC); bias may be NULL. */
+void bwt_matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int N,
+                        int IC, int OC);
+void bwt_matmul_forward_naive(float *out, const float *inp, const float *weight, const float *bias,
+                              int N, int IC, int OC);
+/* dinp(N,IC) += dout·weight; dweight(OC,IC) += doutᵀ·inp; dbias(OC) += Σ_rows dout. */
+void bwt_matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                         const float *inp, const float *weight, int N, int IC, int OC);
+
+/* out(B,T,C) = wte[tokens[b,t]] + wpe[t]; wte (V,C), wpe (maxT,C); wpe may be NULL (no positions). */
+void bwt_embedding_forward(float *out, const int32_t *tokens, const float *wte, const float *wpe,
+                           int B, int T, int C);
+void bwt_embedding_backward(float *dwte, float *dwpe, const float *dout, const int32_t *tokens,
+                            int B, int T, int C);
+
+/* RMSNorm (eps 1e-5): out = inp / sqrt(mean(inp²) + eps) * weight; rstd(N) is saved. */
+void bwt_rmsnorm_forward(float *out, float *rstd, const float *inp, const float *weight, int N,
+                         int C);
+void bwt_rmsnorm_backward(float *dinp, float *dweight, const float *dout, const float *inp,
+                          const float *weight, const float *rstd, int N, int C);
+
+/* LayerNorm (eps 1e-5): out = (inp - mean) * rstd * weight + bias; mean(N), rstd(N) are saved. */
+void bwt_layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
+                           const float *weight, const float *bias, int N, int C);
+void bwt_layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                            const float *inp, const float *weight, const float *mean,
+                            const float *rstd, int N, int C);
+
+/* GELU, exact erf form: x · Φ(x). */
+void bwt_gelu_forward(float *out, const float *inp, size_t n);
+void bwt_gelu_backward(float *dinp, const float *dout, const float *inp, size_t n);
+
+/* Causal multi-head attention over already-projected q, k, v (B,T,C), head h owning channels
+ * [h·hs, (h+1)·hs). att(B,NH,T,T) saves the softmax weights α (row t uses columns 0..t; the rest
+ * are 0); scale 1/sqrt(hs). head_mask(NH), if not NULL, multiplies head h's weights:
+ * out[b,t,h] = mask[h] · Σ_s α[b,h,t,s] v[b,s,h]. */
+void bwt_attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
+                           const float *head_mask, int B, int T, int C, int NH);
+void bwt_attention_forward_naive(float *out, float *att, const float *q, const float *k,
+                                 const float *v, const float *head_mask, int B, int T, int C,
+                                 int NH);
+void bwt_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *att,
+                            const float *q, const float *k, const float *v, const float *head_mask,
+                            int B, int T, int C, int NH);
+
+/* Row softmax: probs(N,K) = softmax(logits(N,K)), computed stably. */
+void bwt_softmax_forward(float *probs, const float *logits, int N, int K);
+/* Mean cross-entropy in nats over N rows against hard targets(N) when soft is NULL, else against
+ * soft targets soft(N,K): −Σ_k soft[k]·log probs[k] (0·log 0 = 0). Accumulated in double. */
+double bwt_xent_loss(const float *probs, const int32_t *targets, const double *soft, int N, int K);
+/* dlogits(N,K) += scale · (probs − y), y the one-hot target or the soft row. Use scale = 1/N for the
+ * gradient of the mean loss. */
+void bwt_xent_backward(float *dlogits, const float *probs, const int32_t *targets,
+                       const double *soft, float scale, int N, int K);
+
+/* y(n) += x(n). */
+void bwt_add_inplace(float *y, const float *x, size_t n);
+
+/* Σ x² in double precision, summed in a fixed order. */
+double bwt_sumsq(const float *x, size_t n);
+
+/* One AdamW step (decoupled weight decay, bias-corrected moments) on n parameters; t is the
+ * 1-based step count. */
+void bwt_adamw_update(float *param, const float *grad, float *m, float *v, size_t n, float lr,
+                      float beta1, float beta2, float eps, float weight_decay, int t);
+
+#endif

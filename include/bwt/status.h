@@ -1,0 +1,36 @@
+/* Status codes and the last error message.
+ *
+ * The library never exits or prints errors itself: a failing call records a one-line message
+ * (thread-local) and returns a non-zero bwt_status. Callers show bwt_last_error(). */
+#ifndef BWT_STATUS_H
+#define BWT_STATUS_H
+
+#include <stddef.h>
+
+typedef enum {
+  BWT_STATUS_OK = 0,
+  BWT_STATUS_ARG,     /* a bad argument or impossible configuration */
+  BWT_STATUS_IO,      /* a file could not be opened, read or written */
+  BWT_STATUS_FORMAT,  /* a file exists but its contents are wrong */
+  BWT_STATUS_NOMEM,   /* an allocation failed */
+  BWT_STATUS_NUMERIC  /* NaN or infinity where a finite number was required */
+} bwt_status;
+
+/* Records a printf-style message and returns s (so callers can `return bwt_fail(...)`). */
+bwt_status bwt_fail(bwt_status s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The message recorded by the last failing call on this thread ("" if none). */
+const char *bwt_last_error(void);
+/* A short name for a status ("io error", ...). */
+const char *bwt_status_name(bwt_status s);
+
+/* Propagates a failing status from an expression. */
+#define BWT_TRY(expr)                                 \
+  do {                                                \
+    bwt_status bwt_try_s_ = (expr);                   \
+    if (bwt_try_s_ != BWT_STATUS_OK) return bwt_try_s_; \
+  } while (0)
+
+/* Allocates zeroed memory or records an out-of-memory failure naming what was asked for. */
+void *bwt_calloc(size_t count, size_t size, const char *what);
+
+#endif

@@ -1,0 +1,80 @@
+/* Wind tunnels: tasks whose Bayes posterior is known exactly.
+ *
+ * A task samples a batch of sequences from a seed and gives, for every supervised position, the
+ * position, a sampled target class and the exact posterior over the output classes given everything
+ * to the left. Every sequence of a task has the same length T and the same number of supervised
+ * positions n_sup, so a batch is a set of flat arrays.
+ *
+ * Inputs are either tokens (vocab > 0) or continuous vectors (input_dim > 0). The output classes are
+ * the model's readout: for next-token tasks they are the vocabulary itself (n_classes == vocab, so a
+ * tied head is possible); a task with its own readout (the HMM's S states) has n_classes != vocab.
+ *
+ * Shapes: B batch, T sequence length, N = n_sup supervised positions per sequence, K = n_classes. */
+#ifndef BWT_TASK_H
+#define BWT_TASK_H
+
+#include <stdint.h>
+
+#include "bwt/status.h"
+
+typedef struct {
+  int B, T, n_sup, n_classes, input_dim;
+  int32_t *tokens;   /* (B,T) input tokens; NULL for continuous-input tasks */
+  float *inputs;     /* (B,T,input_dim) continuous inputs; NULL for token tasks */
+  int32_t *sup_pos;  /* (B,N) position of each supervised row, increasing within a sequence */
+  int32_t *target;   /* (B,N) sampled target class (the hard label) */
+  double *posterior; /* (B,N,K) exact posterior; each row sums to 1 */
+} bwt_batch;
+
+/* The configuration of every task, flat, so that it is one JSON object and one set of flags.
+ * Fields a task does not use are ignored by it. */
+typedef struct {
+  char name[32];        /* "bijection" */
+  int V;                /* bijection: domain size (keys 0..V-1, values V..2V-1) */
+  int L;                /* bijection: number of keys shown */
+  int with_replacement; /* bijection: keys drawn with replacement */
+  int query;            /* bijection: paired layout with a trailing query token */
+} bwt_task_config;
+
+typedef struct bwt_task bwt_task;
+
+typedef struct {
+  /* Fills `out` (allocated by bwt_batch_alloc for this task and B) with B sequences; sequence b is
+   * drawn from the rng stream (seed, b), so results do not depend on threads. */
+  bwt_status (*sample)(const bwt_task *task, uint64_t seed, bwt_batch *out);
+  void (*destroy)(bwt_task *task);
+} bwt_task_ops;
+
+struct bwt_task {
+  const bwt_task_ops *ops;
+  bwt_task_config cfg;
+  int vocab;        /* input token vocabulary; 0 for continuous inputs */
+  int input_dim;    /* continuous input width; 0 for token inputs */
+  int seq_len;      /* T */
+  int n_sup;        /* supervised positions per sequence */
+  int n_classes;    /* K: size of the model's readout */
+  int answer_lo;    /* [answer_lo, answer_hi): the classes that can be answers (for the */
+  int answer_hi;    /*   renormalised entropy variant); the whole range if all can */
+  void *impl;
+};
+
+/* Fills cfg with the defaults of the named task (bijection: V=20, L=19, sep-vocab, no query). */
+bwt_status bwt_task_config_default(bwt_task_config *cfg, const char *name);
+/* Validates cfg and creates the task; impossible sizes fail with BWT_STATUS_ARG and a message. */
+bwt_status bwt_task_create(bwt_task **out, const bwt_task_config *cfg);
+void bwt_task_free(bwt_task *task);
+bwt_status bwt_task_sample(const bwt_task *task, uint64_t seed, bwt_batch *out);
+
+/* Names of the available tasks, NULL-terminated. */
+extern const char *const bwt_task_names[];
+
+bwt_status bwt_batch_alloc(bwt_batch *batch, const bwt_task *task, int B);
+void bwt_batch_free(bwt_batch *batch);
+
+/* Entropy in bits of a distribution of K probabilities (0 log 0 = 0). */
+double bwt_entropy_bits(const double *p, int K);
+
+/* Task constructors, one per file in src/tasks/. */
+bwt_status bwt_bijection_create(bwt_task **out, const bwt_task_config *cfg);
+
+#endif

@@ -1,0 +1,37 @@
+#include "testutil.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "bwt/rng.h"
+
+const char *test_tmpdir(const char *name) {
+  static char path[1024];
+  const char *root = getenv("BWT_TEST_TMP");
+  if (!root || !*root) root = "/tmp/bwt_test";
+  mkdir(root, 0755);
+  snprintf(path, sizeof path, "%s/%s", root, name);
+  char cmd[1100];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", path);
+  if (system(cmd) != 0) fail_msg("cannot clear %s", path);
+  if (mkdir(path, 0755) != 0) fail_msg("cannot create %s", path);
+  return path;
+}
+
+void test_fill_uniform(float *x, size_t n, float lo, float hi, uint64_t seed) {
+  bwt_rng rng;
+  bwt_rng_seed(&rng, seed, 0);
+  for (size_t i = 0; i < n; i++) x[i] = lo + (hi - lo) * (float)bwt_rng_uniform(&rng);
+}
+
+double test_max_rel_err(const float *a, const float *b, size_t n, double floor) {
+  double worst = 0;
+  for (size_t i = 0; i < n; i++) {
+    double d = fabs((double)a[i] - (double)b[i]) / fmax(fabs((double)b[i]), floor);
+    if (!(d <= worst)) worst = d; /* NaN propagates as the worst */
+  }
+  return worst;
+}
