@@ -1,0 +1,11 @@
+/* Subcommands: each takes argv with argv[0] = its name and returns the exit code
+ * (0 ok, 1 failure, 2 bad command line). */
+#ifndef BWT_CLI_COMMANDS_H
+#define BWT_CLI_COMMANDS_H
+
+int cmd_demo(int argc, char **argv);
+int cmd_train(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_sample(int argc, char **argv);
+
+#endif

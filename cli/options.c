@@ -1,0 +1,215 @@
+#include "options.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int parse_value(const cli_spec *spec, const cli_option *o, const char *v) {
+  char *end = NULL;
+  errno = 0;
+  switch (o->type) {
+    case OPT_INT: {
+      long x = strtol(v, &end, 10);
+      if (!*v || *end || errno || x < -2147483647L || x > 2147483647L) break;
+      *(int *)o->dest = (int)x;
+      return 0;
+    }
+    case OPT_U64: {
+      if (*v == '-') break;
+      unsigned long long x = strtoull(v, &end, 10);
+      if (!*v || *end || errno) break;
+      *(uint64_t *)o->dest = (uint64_t)x;
+      return 0;
+    }
+    case OPT_DOUBLE: {
+      double x = strtod(v, &end);
+      if (!*v || *end || errno || !isfinite(x)) break;
+      *(double *)o->dest = x;
+      return 0;
+    }
+    case OPT_STRING:
+      if (strlen(v) >= OPT_STRING_MAX) break;
+      strcpy((char *)o->dest, v);
+      return 0;
+    case OPT_FLAG:
+      break;
+  }
+  static const char *const kind[] = {"an integer", "a non-negative integer", "a number", "", "a string"};
+  fprintf(stderr, "bwt %s: --%s needs %s, got '%s' (see bwt %s --help)\n", spec->command, o->name,
+          kind[o->type], v, spec->command);
+  return 2;
+}
+
+int cli_parse(const cli_spec *spec, int argc, char **argv, const char **positional, int *n_positional) {
+  *n_positional = 0;
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+      cli_usage(stdout, spec);
+      return 1;
+    }
+    if (strncmp(a, "--", 2) != 0) {
+      if (*n_positional >= spec->max_positional) {
+        fprintf(stderr, "bwt %s: unexpected argument '%s' (see bwt %s --help)\n", spec->command, a, spec->command);
+        return 2;
+      }
+      positional[(*n_positional)++] = a;
+      continue;
+    }
+    const char *name = a + 2, *eq = strchr(name, '=');
+    size_t len = eq ? (size_t)(eq - name) : strlen(name);
+    const cli_option *o = NULL;
+    for (int k = 0; k < spec->n_opts; k++)
+      if (strlen(spec->opts[k].name) == len && strncmp(spec->opts[k].name, name, len) == 0) o = &spec->opts[k];
+    if (!o) {
+      fprintf(stderr, "bwt %s: unknown option '%.*s' (see bwt %s --help)\n", spec->command, (int)len + 2, a, spec->command);
+      return 2;
+    }
+    if (o->type == OPT_FLAG) {
+      if (eq) {
+        fprintf(stderr, "bwt %s: --%s takes no value\n", spec->command, o->name);
+        return 2;
+      }
+      *(int *)o->dest = 1;
+      continue;
+    }
+    const char *v = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
+    if (!v) {
+      fprintf(stderr, "bwt %s: --%s needs a value (see bwt %s --help)\n", spec->command, o->name, spec->command);
+      return 2;
+    }
+    if (parse_value(spec, o, v)) return 2;
+  }
+  if (*n_positional < spec->min_positional) {
+    fprintf(stderr, "bwt %s: missing argument (usage: bwt %s %s)\n", spec->command, spec->command, spec->synopsis);
+    return 2;
+  }
+  return 0;
+}
+
+void cli_usage(FILE *f, const cli_spec *spec) {
+  fprintf(f, "usage: bwt %s %s\n\n%s\n\noptions (default in brackets):\n", spec->command, spec->synopsis, spec->summary);
+  for (int k = 0; k < spec->n_opts; k++) {
+    const cli_option *o = &spec->opts[k];
+    char arg[64] = "", def[OPT_STRING_MAX + 8] = "";
+    switch (o->type) {
+      case OPT_INT: snprintf(arg, sizeof arg, " N"); snprintf(def, sizeof def, "[%d]", *(int *)o->dest); break;
+      case OPT_U64: snprintf(arg, sizeof arg, " N"); snprintf(def, sizeof def, "[%" PRIu64 "]", *(uint64_t *)o->dest); break;
+      case OPT_DOUBLE: snprintf(arg, sizeof arg, " X"); snprintf(def, sizeof def, "[%g]", *(double *)o->dest); break;
+      case OPT_STRING: snprintf(arg, sizeof arg, " S"); snprintf(def, sizeof def, "[%s]", (char *)o->dest); break;
+      case OPT_FLAG: snprintf(def, sizeof def, "[%s]", *(int *)o->dest ? "on" : "off"); break;
+    }
+    char left[96];
+    snprintf(left, sizeof left, "--%s%s", o->name, arg);
+    fprintf(f, "  %-22s %s %s\n", left, o->help, def);
+  }
+  fprintf(f, "  %-22s %s\n", "--help", "show this text");
+}
+
+int cli_error(const char *command) {
+  fprintf(stderr, "bwt %s: %s\n", command, bwt_last_error());
+  return 1;
+}
+
+void run_options_default(run_options *o) {
+  memset(o, 0, sizeof *o);
+  bwt_task_config_default(&o->cfg.task, "bijection");
+  bwt_train_config_default(&o->cfg.train);
+  bwt_model_config *m = &o->cfg.model;
+  m->d_model = 64;
+  m->n_layers = 2;
+  m->n_heads = 4;
+  m->tied_head = 0;
+  m->window = 0;
+  strcpy(o->arch, "transformer");
+  strcpy(o->norm, "auto");
+  strcpy(o->preset, "none");
+}
+
+int task_options(cli_option *opts, run_options *o) {
+  bwt_task_config *t = &o->cfg.task;
+  int n = 0;
+  opts[n++] = (cli_option){"task", OPT_STRING, t->name, "wind tunnel: bijection"};
+  opts[n++] = (cli_option){"V", OPT_INT, &t->V, "bijection: domain size (keys 0..V-1, values V..2V-1)"};
+  opts[n++] = (cli_option){"L", OPT_INT, &t->L, "bijection: keys shown per sequence"};
+  opts[n++] = (cli_option){"with-replacement", OPT_FLAG, &t->with_replacement, "bijection: keys drawn with replacement"};
+  opts[n++] = (cli_option){"query", OPT_FLAG, &t->query, "bijection: paired layout with a trailing query key"};
+  return n;
+}
+
+int model_options(cli_option *opts, run_options *o) {
+  bwt_model_config *m = &o->cfg.model;
+  int n = 0;
+  opts[n++] = (cli_option){"arch", OPT_STRING, o->arch, "transformer | mlp (context-free) | window_mlp"};
+  opts[n++] = (cli_option){"d-model", OPT_INT, &m->d_model, "model width"};
+  opts[n++] = (cli_option){"layers", OPT_INT, &m->n_layers, "blocks"};
+  opts[n++] = (cli_option){"heads", OPT_INT, &m->n_heads, "attention heads (transformer)"};
+  opts[n++] = (cli_option){"norm", OPT_STRING, o->norm, "rms | layer | auto (rms for transformer, layer for MLPs)"};
+  opts[n++] = (cli_option){"tied-head", OPT_FLAG, &m->tied_head, "output head tied to the token embedding"};
+  opts[n++] = (cli_option){"window", OPT_INT, &m->window, "window_mlp: tokens seen (0 = whole sequence)"};
+  return n;
+}
+
+int train_options(cli_option *opts, run_options *o) {
+  bwt_train_config *t = &o->cfg.train;
+  int n = 0;
+  opts[n++] = (cli_option){"preset", OPT_STRING, o->preset, "none | paper (d 192, 6 layers, 6 heads, batch 256, 50k steps, warmup 2000); flags after it override"};
+  opts[n++] = (cli_option){"steps", OPT_INT, &t->steps, "optimisation steps"};
+  opts[n++] = (cli_option){"batch", OPT_INT, &t->batch, "sequences per step"};
+  opts[n++] = (cli_option){"lr", OPT_DOUBLE, &t->lr, "peak learning rate (AdamW)"};
+  opts[n++] = (cli_option){"min-lr-frac", OPT_DOUBLE, &t->min_lr_frac, "cosine decays to this fraction of lr"};
+  opts[n++] = (cli_option){"warmup", OPT_INT, &t->warmup, "linear warmup steps"};
+  opts[n++] = (cli_option){"weight-decay", OPT_DOUBLE, &t->weight_decay, "decoupled weight decay on 2-D tensors"};
+  opts[n++] = (cli_option){"beta1", OPT_DOUBLE, &t->beta1, "AdamW beta1"};
+  opts[n++] = (cli_option){"beta2", OPT_DOUBLE, &t->beta2, "AdamW beta2"};
+  opts[n++] = (cli_option){"eps", OPT_DOUBLE, &t->eps, "AdamW epsilon"};
+  opts[n++] = (cli_option){"clip", OPT_DOUBLE, &t->clip, "global gradient-norm clip (0 = off)"};
+  opts[n++] = (cli_option){"soft-targets", OPT_FLAG, &t->soft_targets, "train against the exact posterior instead of sampled targets"};
+  opts[n++] = (cli_option){"seed", OPT_U64, &t->seed, "seed of the weights and the training batches"};
+  opts[n++] = (cli_option){"eval-seed", OPT_U64, &t->eval_seed, "seed of the held-out evaluation stream"};
+  opts[n++] = (cli_option){"eval-every", OPT_INT, &t->eval_every, "evaluate every N steps (0 = at the end only)"};
+  opts[n++] = (cli_option){"eval-seqs", OPT_INT, &t->eval_seqs, "held-out sequences per evaluation"};
+  opts[n++] = (cli_option){"ckpt-every", OPT_INT, &t->ckpt_every, "checkpoint every N steps (and at the end)"};
+  opts[n++] = (cli_option){"log-every", OPT_INT, &t->log_every, "log a metrics line every N steps"};
+  opts[n++] = (cli_option){"threads", OPT_INT, &t->threads, "threads (0 = OMP_NUM_THREADS or all cores); results are bit-identical for equal thread counts"};
+  return n;
+}
+
+int run_options_preset(run_options *o, int argc, char **argv, const char *command) {
+  const char *name = NULL;
+  for (int i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "--preset") == 0 && i + 1 < argc) name = argv[i + 1];
+    else if (strncmp(argv[i], "--preset=", 9) == 0) name = argv[i] + 9;
+  }
+  if (!name || strcmp(name, "none") == 0) return 0;
+  if (strcmp(name, "paper") != 0) {
+    fprintf(stderr, "bwt %s: unknown preset '%s' (known: none, paper)\n", command, name);
+    return 2;
+  }
+  /* The reference bijection recipe (SPEC.md §3): d 192, 6 layers, 6 heads, lr 3e-4, wd 0.1,
+   * batch 256, warmup 2000, 50k steps, clip 1. */
+  bwt_model_config *m = &o->cfg.model;
+  bwt_train_config *t = &o->cfg.train;
+  m->d_model = 192, m->n_layers = 6, m->n_heads = 6;
+  t->lr = 3e-4, t->weight_decay = 0.1, t->batch = 256, t->warmup = 2000, t->steps = 50000, t->clip = 1.0;
+  t->ckpt_every = 1000, t->eval_every = 5000;
+  return 0;
+}
+
+int run_options_finish(run_options *o, const char *command) {
+  bwt_model_config *m = &o->cfg.model;
+  if (bwt_arch_parse(o->arch, &m->arch) != BWT_STATUS_OK) return cli_error(command) + 1;
+  if (strcmp(o->norm, "auto") == 0) m->norm = m->arch == BWT_ARCH_TRANSFORMER ? BWT_NORM_RMS : BWT_NORM_LAYER;
+  else if (bwt_norm_parse(o->norm, &m->norm) != BWT_STATUS_OK) return cli_error(command) + 1;
+  bwt_task *task = NULL;
+  if (bwt_task_create(&task, &o->cfg.task) != BWT_STATUS_OK) return cli_error(command) + 1;
+  m->vocab = task->vocab;
+  m->n_classes = task->n_classes;
+  m->max_T = task->seq_len;
+  if (m->window == 0) m->window = task->seq_len;
+  bwt_task_free(task);
+  if (bwt_run_config_check(&o->cfg) != BWT_STATUS_OK) return cli_error(command) + 1;
+  return 0;
+}

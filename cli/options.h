@@ -1,0 +1,58 @@
+/* Table-driven long options: every subcommand declares its options once, and the same table
+ * parses argv and prints --help with each option's default (its value before parsing). */
+#ifndef BWT_CLI_OPTIONS_H
+#define BWT_CLI_OPTIONS_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "bwt/train.h"
+
+typedef enum { OPT_INT, OPT_U64, OPT_DOUBLE, OPT_FLAG, OPT_STRING } opt_type;
+
+#define OPT_STRING_MAX 512
+
+typedef struct {
+  const char *name; /* without the leading "--" */
+  opt_type type;
+  void *dest;       /* int*, uint64_t*, double*, int* (flag), char[OPT_STRING_MAX] */
+  const char *help;
+} cli_option;
+
+typedef struct {
+  const char *command;  /* "train" */
+  const char *synopsis; /* "[options]" */
+  const char *summary;  /* one paragraph */
+  const cli_option *opts;
+  int n_opts;
+  int min_positional, max_positional;
+} cli_spec;
+
+/* Parses argv (argv[0] is the subcommand). Returns 0 on success, 1 if --help was printed, 2 on a
+ * bad command line (a one-line error was printed). Positional arguments go to positional[]. */
+int cli_parse(const cli_spec *spec, int argc, char **argv, const char **positional, int *n_positional);
+void cli_usage(FILE *f, const cli_spec *spec);
+
+/* Options shared by several subcommands: the task, the model and the training recipe, all writing
+ * into one run config. */
+typedef struct {
+  bwt_run_config cfg;
+  char arch[OPT_STRING_MAX], norm[OPT_STRING_MAX], preset[OPT_STRING_MAX];
+} run_options;
+
+void run_options_default(run_options *o);
+/* Appends the task options (n written) to opts. */
+int task_options(cli_option *opts, run_options *o);
+int model_options(cli_option *opts, run_options *o);
+int train_options(cli_option *opts, run_options *o);
+/* Applies --preset before the other flags are parsed (so explicit flags override it). Returns 0, or 2
+ * after printing an error. */
+int run_options_preset(run_options *o, int argc, char **argv, const char *command);
+/* Resolves names (arch, norm) and sizes derived from the task; prints an error and returns 2 if the
+ * configuration is impossible. */
+int run_options_finish(run_options *o, const char *command);
+
+/* Prints "bwt CMD: message" for the last library error and returns 1. */
+int cli_error(const char *command);
+
+#endif

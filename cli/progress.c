@@ -1,0 +1,65 @@
+#include "progress.h"
+
+#include "options.h"
+
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <unistd.h>
+
+void progress_init(progress_printer *p, const char *label) {
+  p->label = label;
+  p->tty = isatty(STDERR_FILENO);
+  p->last_mae = NAN;
+}
+
+static void fmt_duration(char *buf, size_t n, double s) {
+  if (!(s >= 0) || s > 1e7) snprintf(buf, n, "?");
+  else if (s >= 3600) snprintf(buf, n, "%dh%02dm", (int)(s / 3600), (int)fmod(s / 60, 60));
+  else if (s >= 60) snprintf(buf, n, "%dm%02ds", (int)(s / 60), (int)fmod(s, 60));
+  else snprintf(buf, n, "%.0fs", s);
+}
+
+void progress_print(void *ctx, const bwt_progress *p) {
+  progress_printer *pp = ctx;
+  if (p->eval) pp->last_mae = p->eval->overall.entropy_mae;
+  if (isnan(p->loss)) { /* the final evaluation */
+    if (pp->tty) fprintf(stderr, "\n");
+    fprintf(stderr, "%s: done, %d steps in %.1f s; held-out entropy MAE %.5f bits, KL %.5f bits\n",
+            pp->label, p->step, p->elapsed_s, p->eval->overall.entropy_mae, p->eval->overall.kl_bits);
+    return;
+  }
+  char eta[32], mae[48] = "";
+  fmt_duration(eta, sizeof eta, p->eta_s);
+  if (!isnan(pp->last_mae)) snprintf(mae, sizeof mae, "  MAE %.4f bits", pp->last_mae);
+  fprintf(stderr, "%s%s step %d/%d  loss %.4f%s  %.0f tok/s  ETA %s%s", pp->tty ? "\r" : "",
+          pp->label, p->step, p->steps, p->loss, mae, p->tokens_per_s, eta, pp->tty ? "\033[K" : "\n");
+  fflush(stderr);
+}
+
+static void on_signal(int sig) {
+  (void)sig;
+  bwt_train_request_stop();
+}
+
+void progress_catch_interrupt(void) {
+  signal(SIGINT, on_signal);
+  signal(SIGTERM, on_signal);
+}
+
+int train_with_progress(bwt_trainer *tr, const char *dir, const char *label, const char *command) {
+  progress_printer pp;
+  progress_init(&pp, label);
+  progress_catch_interrupt();
+  if (bwt_train_run(tr, dir, progress_print, &pp) != BWT_STATUS_OK) {
+    if (pp.tty) fprintf(stderr, "\n");
+    return cli_error(command);
+  }
+  if (tr->step < tr->cfg.train.steps) {
+    if (pp.tty) fprintf(stderr, "\n");
+    fprintf(stderr, "bwt %s: stopped at step %d of %d; checkpoint saved; continue with: bwt train --resume %s\n",
+            command, tr->step, tr->cfg.train.steps, dir);
+    return tr->stop_after > 0 ? 0 : 130; /* interrupted, like a shell reports SIGINT */
+  }
+  return 0;
+}

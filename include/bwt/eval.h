@@ -1,0 +1,51 @@
+/* Metrics of a model's predictive distribution p against the exact posterior q (SPEC.md §4).
+ * All entropies, KL and cross-entropies are in bits. */
+#ifndef BWT_EVAL_H
+#define BWT_EVAL_H
+
+#include <stdint.h>
+
+#include "bwt/model.h"
+#include "bwt/task.h"
+
+typedef struct {
+  long n;                    /* rows (sequence, supervised position) */
+  double entropy_mae;        /* mean |H(p) − H(q)|, p the full predictive (the headline) */
+  double entropy_mae_renorm; /* the same with p renormalised over the task's answer slice */
+  double model_entropy;      /* mean H(p) */
+  double bayes_entropy;      /* mean H(q): the Bayes floor of the cross-entropy */
+  double kl_bits;            /* mean KL(q‖p) */
+  double tv;                 /* mean ½Σ|q − p| */
+  double ce_bits;            /* mean −log2 p(sampled target) */
+  double excess_ce_bits;     /* ce_bits − bayes_entropy */
+  long n_point_mass;         /* rows whose posterior is a point mass */
+  double accuracy;           /* argmax p == the point mass, over those rows; NaN if none */
+} bwt_metrics;
+
+typedef struct {
+  int n_pos;         /* supervised positions per sequence */
+  long n_seqs;
+  uint64_t seed;     /* the held-out stream's seed */
+  bwt_metrics overall;
+  double entropy_mae_curves; /* mean over positions of |mean H(p) − mean H(q)| ("curves first") */
+  bwt_metrics *pos;  /* (n_pos) per supervised position */
+} bwt_eval_result;
+
+/* Running sums; feed batches with bwt_eval_add, then bwt_eval_finish. */
+typedef struct bwt_eval_acc bwt_eval_acc;
+bwt_status bwt_eval_acc_create(bwt_eval_acc **out, const bwt_task *task);
+/* logits (B·n_sup, K) as returned by bwt_model_forward for batch. */
+void bwt_eval_add(bwt_eval_acc *acc, const float *logits, const bwt_batch *batch);
+bwt_status bwt_eval_finish(const bwt_eval_acc *acc, bwt_eval_result *out);
+void bwt_eval_acc_free(bwt_eval_acc *acc);
+
+/* Evaluates on n_seqs held-out sequences (the stream named by eval_seed, disjoint from training
+ * batches) in batches of batch_size. */
+bwt_status bwt_evaluate(bwt_model *model, const bwt_task *task, uint64_t eval_seed, int n_seqs,
+                        int batch_size, bwt_eval_result *out);
+void bwt_eval_result_free(bwt_eval_result *r);
+
+/* The seed of held-out batch i of the stream eval_seed. */
+uint64_t bwt_eval_batch_seed(uint64_t eval_seed, int i);
+
+#endif

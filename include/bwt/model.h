@@ -1,0 +1,95 @@
+/* Models: next-token (or S-way readout) networks with forward/backward over a task batch.
+ *
+ * Every model keeps its parameters and gradients in two contiguous arenas carved by one descriptor
+ * table (name, shape, offset, whether weight decay applies). The table gives checkpoint tensor
+ * names, optimiser loops and test loops; nothing else lists the tensors.
+ *
+ * Logits are produced only at the supervised positions of the batch: forward returns a
+ * (B·n_sup, K) array whose row b·n_sup + j belongs to position batch->sup_pos[b·n_sup + j].
+ *
+ * Architectures (SPEC.md §2):
+ *   transformer — pre-norm blocks x += Attn(Norm(x)); x += MLP(Norm(x)), final norm, head; causal
+ *                 multi-head attention with separate Q, K, V, O projections (with biases); MLP
+ *                 C→4C→C with exact GELU; learned absolute positions; head tied to the token
+ *                 embedding or untied (no bias).
+ *   mlp         — the reference's context-free control: token + position embedding, n_layers
+ *                 residual blocks x += fc2(gelu(fc1(Norm(x)))), final norm, head. Sees only its own
+ *                 token and position.
+ *   window_mlp  — the fair flat baseline: the embeddings of the last `window` tokens (zeros before
+ *                 the start) are concatenated, projected to C, position added, then the mlp's blocks.
+ */
+#ifndef BWT_MODEL_H
+#define BWT_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "bwt/status.h"
+#include "bwt/task.h"
+
+typedef enum { BWT_ARCH_TRANSFORMER, BWT_ARCH_MLP, BWT_ARCH_WINDOW_MLP } bwt_arch;
+typedef enum { BWT_NORM_RMS, BWT_NORM_LAYER } bwt_norm;
+
+typedef struct {
+  bwt_arch arch;
+  int vocab;     /* V: input tokens */
+  int n_classes; /* K: readout size */
+  int max_T;     /* learned positions 0..max_T-1 */
+  int d_model;   /* C */
+  int n_layers;
+  int n_heads;   /* transformer only; must divide d_model */
+  bwt_norm norm;
+  int tied_head; /* head weight = token embedding; needs n_classes == vocab */
+  int window;    /* window_mlp: tokens seen (1..max_T) */
+} bwt_model_config;
+
+#define BWT_TENSOR_NAME_MAX 48
+
+typedef struct {
+  char name[BWT_TENSOR_NAME_MAX]; /* checkpoint name, e.g. "blocks.0.attn.wq.weight" */
+  int ndim;                       /* 1 or 2 */
+  int shape[2];
+  size_t offset; /* into the parameter (and gradient) arena, in floats */
+  size_t size;   /* elements */
+  int decay;     /* AdamW weight decay applies (2-D tensors: embeddings, projections, head) */
+} bwt_tensor_desc;
+
+typedef struct bwt_model {
+  bwt_model_config cfg;
+  int n_tensors;
+  bwt_tensor_desc *tensors;
+  size_t n_params;
+  float *params; /* (n_params) */
+  float *grads;  /* (n_params) */
+  /* Ablation switches (transformer): head_mask (n_layers, n_heads) multiplies each head's attention
+   * weights (1 = intact, 0 = head removed); skip_attn / skip_mlp (n_layers) remove a block's
+   * attention or MLP branch from the residual stream; both skipped = the block bypassed. */
+  float *head_mask;
+  uint8_t *skip_attn;
+  uint8_t *skip_mlp;
+  void *impl; /* architecture-private: offsets, activations */
+} bwt_model;
+
+/* Fills cfg with the defaults for arch sized for task (vocab, classes, positions). */
+void bwt_model_config_default(bwt_model_config *cfg, bwt_arch arch, const bwt_task *task);
+/* Validates cfg (clear message for impossible sizes) and creates the model with weights drawn from
+ * seed: N(0, 0.02) for matrices (output projections scaled by 1/sqrt(2·n_layers)), norm weights 1,
+ * biases 0. */
+bwt_status bwt_model_create(bwt_model **out, const bwt_model_config *cfg, uint64_t seed);
+void bwt_model_free(bwt_model *model);
+/* Checks that a task's batches fit this model (vocab, classes, positions, input kind). */
+bwt_status bwt_model_check_task(const bwt_model *model, const bwt_task *task);
+
+/* Forward pass; *logits points to model-owned (B·n_sup, K) storage valid until the next forward. */
+bwt_status bwt_model_forward(bwt_model *model, const bwt_batch *batch, const float **logits);
+/* Backward of the forward just run on the same batch: accumulates into model->grads. */
+bwt_status bwt_model_backward(bwt_model *model, const bwt_batch *batch, const float *dlogits);
+void bwt_model_zero_grad(bwt_model *model);
+const bwt_tensor_desc *bwt_model_find_tensor(const bwt_model *model, const char *name);
+
+const char *bwt_arch_name(bwt_arch arch);
+bwt_status bwt_arch_parse(const char *s, bwt_arch *arch);
+const char *bwt_norm_name(bwt_norm norm);
+bwt_status bwt_norm_parse(const char *s, bwt_norm *norm);
+
+#endif

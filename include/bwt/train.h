@@ -1,0 +1,98 @@
+/* Training (SPEC.md §3): AdamW, linear warmup then cosine decay, global-norm clipping, a fresh
+ * seeded batch every step, hard- or soft-target cross-entropy; run directories that checkpoint
+ * atomically and resume bit-exactly.
+ *
+ * The batch of step s is drawn from seed bwt_hash2(train.seed, s), so a resumed run sees exactly
+ * the batches the uninterrupted run would have seen; no generator state needs saving. */
+#ifndef BWT_TRAIN_H
+#define BWT_TRAIN_H
+
+#include <stdint.h>
+
+#include "bwt/eval.h"
+#include "bwt/model.h"
+#include "bwt/task.h"
+
+typedef struct {
+  int steps;           /* total optimisation steps */
+  int batch;           /* sequences per step */
+  double lr;           /* peak learning rate */
+  double min_lr_frac;  /* the cosine decays to min_lr_frac · lr at the last step */
+  int warmup;          /* linear warmup steps (from lr/warmup at step 1) */
+  double weight_decay; /* decoupled, on 2-D tensors only (embeddings, projections, head) */
+  double beta1, beta2, eps;
+  double clip;         /* global gradient-norm clip; 0 = off */
+  int soft_targets;    /* cross-entropy against the exact posterior instead of the sampled target */
+  uint64_t seed;       /* weights and training batches */
+  uint64_t eval_seed;  /* the held-out evaluation stream */
+  int eval_every;      /* evaluate every this many steps (0 = only at the end) */
+  int eval_seqs;       /* held-out sequences per evaluation */
+  int ckpt_every;      /* checkpoint every this many steps (0 = only at the end) */
+  int log_every;       /* metrics.jsonl / progress line every this many steps */
+  int threads;         /* OpenMP and OpenBLAS threads; 0 = leave as the environment says */
+} bwt_train_config;
+
+/* A whole run: what config.json holds. */
+typedef struct {
+  bwt_task_config task;
+  bwt_model_config model; /* vocab, n_classes and max_T come from the task */
+  bwt_train_config train;
+} bwt_run_config;
+
+void bwt_train_config_default(bwt_train_config *cfg);
+/* Checks a run config for impossible values (clear message); creates nothing. */
+bwt_status bwt_run_config_check(const bwt_run_config *cfg);
+/* JSON text of cfg (malloc'd; caller frees). */
+char *bwt_run_config_to_json(const bwt_run_config *cfg);
+/* Parses JSON text written by bwt_run_config_to_json; `what` names the source in messages. */
+bwt_status bwt_run_config_from_json(bwt_run_config *cfg, const char *json, const char *what);
+
+/* The learning rate at 1-based step t. */
+double bwt_lr_at(const bwt_train_config *cfg, int t);
+
+/* Sets OpenMP and OpenBLAS thread counts (n > 0). */
+void bwt_set_threads(int n);
+
+typedef struct {
+  bwt_run_config cfg;
+  bwt_task *task;
+  bwt_model *model;
+  float *adam_m, *adam_v; /* (n_params) optimiser moments */
+  int step;               /* steps done */
+  int stop_after;         /* bwt_train_run stops (with a checkpoint) after this step; 0 = run to the end */
+  bwt_batch batch;
+  float *probs, *dlogits; /* (B·n_sup, K) */
+} bwt_trainer;
+
+/* Creates task, model (fresh weights from cfg->train.seed) and optimiser state. */
+bwt_status bwt_trainer_create(bwt_trainer **out, const bwt_run_config *cfg);
+void bwt_trainer_free(bwt_trainer *tr);
+/* One optimisation step; reports the mean training loss (nats), the gradient norm before
+ * clipping and the learning rate used. A non-finite loss or gradient fails with
+ * BWT_STATUS_NUMERIC and leaves the weights as they were. */
+bwt_status bwt_trainer_step(bwt_trainer *tr, double *loss, double *grad_norm, double *lr);
+
+/* What a training run reports as it goes (for a progress line or log). */
+typedef struct {
+  int step, steps;
+  double loss, grad_norm, lr;
+  double tokens_per_s; /* over the last log interval */
+  double elapsed_s, eta_s;
+  const bwt_eval_result *eval; /* non-NULL right after an evaluation */
+} bwt_progress;
+typedef void (*bwt_progress_fn)(void *ctx, const bwt_progress *p);
+
+/* Runs (or continues) training in run_dir: writes config.json at the start, appends to
+ * metrics.jsonl, checkpoints to checkpoint.safetensors (atomically) every ckpt_every steps and at
+ * the end, and at the end evaluates and writes eval.json and positions.csv. */
+bwt_status bwt_train_run(bwt_trainer *tr, const char *run_dir, bwt_progress_fn progress, void *ctx);
+
+/* Asks a running bwt_train_run to stop after the current step and checkpoint (async-signal-safe:
+ * for a SIGINT handler). */
+void bwt_train_request_stop(void);
+
+/* Opens an existing run directory to continue it: reads config.json and checkpoint.safetensors and
+ * restores weights, optimiser state and step; the metrics log is cut back to that step. */
+bwt_status bwt_trainer_resume(bwt_trainer **out, const char *run_dir);
+
+#endif

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs bwt's Debian packages (when run as root; otherwise names what to install) and builds
+# bwt into build/ (Release). With --sanitize it also builds build-asan/ with ASan + UBSan.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Why each package: compiler and build (build-essential, cmake, pkg-config); BLAS/CBLAS for every
+# matrix product, the build that shares OpenMP's threads (libopenblas-openmp-dev); LAPACKE for PCA (liblapacke-dev); JSON for configs, metrics
+# and safetensors headers (libcjson-dev); the unit-test framework (libcmocka-dev).
+packages=(build-essential cmake pkg-config libopenblas-openmp-dev liblapacke-dev libcjson-dev libcmocka-dev)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  if [ "$(id -u)" = 0 ]; then
+    echo "setup: installing ${missing[*]}" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    echo "setup: missing Debian packages: ${missing[*]}" >&2
+    echo "setup: install them with: sudo apt-get install ${missing[*]}" >&2
+    exit 1
+  fi
+fi
+
+jobs=$(nproc)
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build build -j"$jobs" >/dev/null
+if [ "${1:-}" = "--sanitize" ]; then
+  cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBWT_SANITIZE=ON >/dev/null
+  cmake --build build-asan -j"$jobs" >/dev/null
+fi
+echo "setup: built build/bwt" >&2

@@ -1,0 +1,95 @@
+#include "layers.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "bwt/kernels.h"
+
+#define P(off) (m->params + (off))
+#define G(off) (m->grads + (off))
+
+void norm_declare(bwt_model *m, norm_params *p, const char *prefix) {
+  char name[BWT_TENSOR_NAME_MAX];
+  int C = m->cfg.d_model;
+  snprintf(name, sizeof name, "%s.weight", prefix);
+  p->weight = model_add_tensor(m, name, 1, C, 0, INIT_ONES);
+  p->bias = 0;
+  if (m->cfg.norm == BWT_NORM_LAYER) {
+    snprintf(name, sizeof name, "%s.bias", prefix);
+    p->bias = model_add_tensor(m, name, 1, C, 0, INIT_ZEROS);
+  }
+}
+
+void norm_forward(const bwt_model *m, const norm_params *p, const norm_acts *a, const float *inp,
+                  int N) {
+  int C = m->cfg.d_model;
+  if (m->cfg.norm == BWT_NORM_LAYER)
+    bwt_layernorm_forward(a->out, a->mean, a->rstd, inp, P(p->weight), P(p->bias), N, C);
+  else
+    bwt_rmsnorm_forward(a->out, a->rstd, inp, P(p->weight), N, C);
+}
+
+void norm_backward(bwt_model *m, const norm_params *p, const norm_acts *a, float *dinp,
+                   const float *dout, const float *inp, int N) {
+  int C = m->cfg.d_model;
+  if (m->cfg.norm == BWT_NORM_LAYER)
+    bwt_layernorm_backward(dinp, G(p->weight), G(p->bias), dout, inp, P(p->weight), a->mean,
+                           a->rstd, N, C);
+  else
+    bwt_rmsnorm_backward(dinp, G(p->weight), dout, inp, P(p->weight), a->rstd, N, C);
+}
+
+void ffn_declare(bwt_model *m, ffn_params *p, const char *prefix) {
+  char name[BWT_TENSOR_NAME_MAX];
+  int C = m->cfg.d_model, H = 4 * C;
+  snprintf(name, sizeof name, "%s.norm", prefix);
+  norm_declare(m, &p->norm, name);
+  snprintf(name, sizeof name, "%s.fc1.weight", prefix);
+  p->fc1_w = model_add_tensor(m, name, 2, H, C, INIT_NORMAL);
+  snprintf(name, sizeof name, "%s.fc1.bias", prefix);
+  p->fc1_b = model_add_tensor(m, name, 1, H, 0, INIT_ZEROS);
+  snprintf(name, sizeof name, "%s.fc2.weight", prefix);
+  p->fc2_w = model_add_tensor(m, name, 2, C, H, INIT_NORMAL_RESIDUAL);
+  snprintf(name, sizeof name, "%s.fc2.bias", prefix);
+  p->fc2_b = model_add_tensor(m, name, 1, C, 0, INIT_ZEROS);
+}
+
+void ffn_forward(const bwt_model *m, const ffn_params *p, const ffn_acts *a, float *out,
+                 const float *x, int N) {
+  int C = m->cfg.d_model, H = 4 * C;
+  norm_forward(m, &p->norm, &a->norm, x, N);
+  bwt_matmul_forward(a->pre, a->norm.out, P(p->fc1_w), P(p->fc1_b), N, C, H);
+  bwt_gelu_forward(a->act, a->pre, (size_t)N * H);
+  bwt_matmul_forward(out, a->act, P(p->fc2_w), P(p->fc2_b), N, H, C);
+  bwt_add_inplace(out, x, (size_t)N * C);
+}
+
+void ffn_backward(bwt_model *m, const ffn_params *p, const ffn_acts *a, const ffn_scratch *s,
+                  float *dx, const float *x, int N) {
+  int C = m->cfg.d_model, H = 4 * C;
+  memset(s->dact, 0, sizeof(float) * (size_t)N * H);
+  memset(s->dpre, 0, sizeof(float) * (size_t)N * H);
+  memset(s->dnorm, 0, sizeof(float) * (size_t)N * C);
+  bwt_matmul_backward(s->dact, G(p->fc2_w), G(p->fc2_b), dx, a->act, P(p->fc2_w), N, H, C);
+  bwt_gelu_backward(s->dpre, s->dact, a->pre, (size_t)N * H);
+  bwt_matmul_backward(s->dnorm, G(p->fc1_w), G(p->fc1_b), s->dpre, a->norm.out, P(p->fc1_w), N, C,
+                      H);
+  /* dx already holds the identity path's gradient; the norm adds the branch's. */
+  norm_backward(m, &p->norm, &a->norm, dx, s->dnorm, x, N);
+}
+
+void gather_rows(float *out, const float *x, const bwt_batch *batch, int C) {
+  for (int b = 0; b < batch->B; b++)
+    for (int j = 0; j < batch->n_sup; j++) {
+      size_t row = (size_t)b * batch->T + batch->sup_pos[b * batch->n_sup + j];
+      memcpy(out + ((size_t)b * batch->n_sup + j) * C, x + row * C, sizeof(float) * C);
+    }
+}
+
+void scatter_rows_add(float *dx, const float *dout, const bwt_batch *batch, int C) {
+  for (int b = 0; b < batch->B; b++)
+    for (int j = 0; j < batch->n_sup; j++) {
+      size_t row = (size_t)b * batch->T + batch->sup_pos[b * batch->n_sup + j];
+      bwt_add_inplace(dx + row * C, dout + ((size_t)b * batch->n_sup + j) * C, C);
+    }
+}

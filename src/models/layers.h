@@ -1,0 +1,58 @@
+/* Building blocks shared by the architectures: a norm (RMSNorm or LayerNorm per the config), the
+ * residual feed-forward branch x += fc2(gelu(fc1(Norm(x)))), the supervised-row gather and the
+ * output head. Parameters are offsets into the model's arenas; activations are caller-owned
+ * pointers into the architecture's activation arena. Letters: N rows, C width, H = 4C, M supervised
+ * rows, K classes. */
+#ifndef BWT_LAYERS_H
+#define BWT_LAYERS_H
+
+#include "model_internal.h"
+
+typedef struct {
+  size_t weight, bias; /* bias unused for RMSNorm */
+} norm_params;
+
+typedef struct {
+  float *out;  /* (N,C) */
+  float *mean; /* (N) LayerNorm only */
+  float *rstd; /* (N) */
+} norm_acts;
+
+void norm_declare(bwt_model *m, norm_params *p, const char *prefix);
+void norm_forward(const bwt_model *m, const norm_params *p, const norm_acts *a, const float *inp,
+                  int N);
+/* dinp(N,C) += ∂/∂inp; parameter gradients accumulate into m->grads. */
+void norm_backward(bwt_model *m, const norm_params *p, const norm_acts *a, float *dinp,
+                   const float *dout, const float *inp, int N);
+
+typedef struct {
+  norm_params norm;
+  size_t fc1_w, fc1_b, fc2_w, fc2_b;
+} ffn_params;
+
+typedef struct {
+  norm_acts norm;
+  float *pre; /* (N,H) fc1 output */
+  float *act; /* (N,H) gelu(pre) */
+} ffn_acts;
+
+typedef struct {
+  float *dnorm;   /* (N,C) */
+  float *dact;    /* (N,H) */
+  float *dpre;    /* (N,H) */
+} ffn_scratch;
+
+void ffn_declare(bwt_model *m, ffn_params *p, const char *prefix);
+/* out(N,C) = x + fc2(gelu(fc1(norm(x)))); out may not alias x. */
+void ffn_forward(const bwt_model *m, const ffn_params *p, const ffn_acts *a, float *out,
+                 const float *x, int N);
+/* dx(N,C) holds ∂L/∂out on entry and gets the branch's gradient added: ∂L/∂x on return. */
+void ffn_backward(bwt_model *m, const ffn_params *p, const ffn_acts *a, const ffn_scratch *s,
+                  float *dx, const float *x, int N);
+
+/* Copies the supervised rows: out(M,C)[b·n_sup+j] = x(B·T,C)[b·T + sup_pos[b·n_sup+j]]. */
+void gather_rows(float *out, const float *x, const bwt_batch *batch, int C);
+/* dx(B·T,C)[row] += dout(M,C)[m] for the same rows. */
+void scatter_rows_add(float *dx, const float *dout, const bwt_batch *batch, int C);
+
+#endif

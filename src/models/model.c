@@ -1,0 +1,199 @@
+/* The generic model: descriptor table, arenas, initialisation, dispatch to the architecture. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bwt/rng.h"
+#include "model_internal.h"
+
+static const char *const arch_names[] = {"transformer", "mlp", "window_mlp"};
+static const char *const norm_names[] = {"rms", "layer"};
+
+const char *bwt_arch_name(bwt_arch arch) { return arch_names[arch]; }
+const char *bwt_norm_name(bwt_norm norm) { return norm_names[norm]; }
+
+bwt_status bwt_arch_parse(const char *s, bwt_arch *arch) {
+  for (int i = 0; i < 3; i++)
+    if (strcmp(s, arch_names[i]) == 0) return *arch = (bwt_arch)i, BWT_STATUS_OK;
+  return bwt_fail(BWT_STATUS_ARG, "unknown architecture '%s' (known: transformer, mlp, window_mlp)", s);
+}
+
+bwt_status bwt_norm_parse(const char *s, bwt_norm *norm) {
+  for (int i = 0; i < 2; i++)
+    if (strcmp(s, norm_names[i]) == 0) return *norm = (bwt_norm)i, BWT_STATUS_OK;
+  return bwt_fail(BWT_STATUS_ARG, "unknown norm '%s' (known: rms, layer)", s);
+}
+
+void bwt_model_config_default(bwt_model_config *cfg, bwt_arch arch, const bwt_task *task) {
+  memset(cfg, 0, sizeof *cfg);
+  cfg->arch = arch;
+  cfg->vocab = task->vocab;
+  cfg->n_classes = task->n_classes;
+  cfg->max_T = task->seq_len;
+  cfg->d_model = 64;
+  cfg->n_layers = arch == BWT_ARCH_TRANSFORMER ? 2 : 4;
+  cfg->n_heads = 4;
+  /* The reference transformer uses RMSNorm; the reference MLP control uses LayerNorm. */
+  cfg->norm = arch == BWT_ARCH_TRANSFORMER ? BWT_NORM_RMS : BWT_NORM_LAYER;
+  cfg->tied_head = 0;
+  cfg->window = task->seq_len;
+}
+
+static bwt_status check_config(const bwt_model_config *c) {
+  if ((unsigned)c->arch > BWT_ARCH_WINDOW_MLP) return bwt_fail(BWT_STATUS_ARG, "unknown architecture %d", (int)c->arch);
+  if ((unsigned)c->norm > BWT_NORM_LAYER) return bwt_fail(BWT_STATUS_ARG, "unknown norm %d", (int)c->norm);
+  if (c->vocab < 1) return bwt_fail(BWT_STATUS_ARG, "model: vocab must be >= 1 (got %d); continuous-input tasks are not supported by this model yet", c->vocab);
+  if (c->n_classes < 2) return bwt_fail(BWT_STATUS_ARG, "model: n_classes must be >= 2 (got %d)", c->n_classes);
+  if (c->max_T < 1) return bwt_fail(BWT_STATUS_ARG, "model: max_T must be >= 1 (got %d)", c->max_T);
+  if (c->d_model < 1 || c->d_model > 16384) return bwt_fail(BWT_STATUS_ARG, "model: d_model must be in 1..16384 (got %d)", c->d_model);
+  if (c->n_layers < 1 || c->n_layers > 1000) return bwt_fail(BWT_STATUS_ARG, "model: layers must be in 1..1000 (got %d)", c->n_layers);
+  if (c->arch == BWT_ARCH_TRANSFORMER) {
+    if (c->n_heads < 1) return bwt_fail(BWT_STATUS_ARG, "model: heads must be >= 1 (got %d)", c->n_heads);
+    if (c->d_model % c->n_heads) return bwt_fail(BWT_STATUS_ARG, "model: heads (%d) must divide d_model (%d)", c->n_heads, c->d_model);
+  }
+  if (c->tied_head && c->n_classes != c->vocab)
+    return bwt_fail(BWT_STATUS_ARG, "model: a tied head needs n_classes == vocab (%d != %d)", c->n_classes, c->vocab);
+  if (c->arch == BWT_ARCH_WINDOW_MLP && (c->window < 1 || c->window > c->max_T))
+    return bwt_fail(BWT_STATUS_ARG, "model: window must be in 1..%d (got %d)", c->max_T, c->window);
+  return BWT_STATUS_OK;
+}
+
+size_t model_add_tensor(bwt_model *m, const char *name, int ndim, int d0, int d1, tensor_init init) {
+  model_impl *impl = m->impl;
+  if (m->n_tensors == impl->cap) {
+    /* The table grows during build only; a failed grow is reported by bwt_model_create. */
+    int cap = impl->cap ? 2 * impl->cap : 64;
+    bwt_tensor_desc *t = realloc(m->tensors, sizeof *t * cap);
+    tensor_init *ini = realloc(impl->init, sizeof *ini * cap);
+    if (t) m->tensors = t;
+    if (ini) impl->init = ini;
+    if (!t || !ini) return impl->table_oom = 1, 0;
+    impl->cap = cap;
+  }
+  bwt_tensor_desc *t = &m->tensors[m->n_tensors];
+  memset(t, 0, sizeof *t);
+  snprintf(t->name, sizeof t->name, "%s", name);
+  t->ndim = ndim;
+  t->shape[0] = d0;
+  t->shape[1] = ndim == 2 ? d1 : 0;
+  t->size = (size_t)d0 * (ndim == 2 ? (size_t)d1 : 1);
+  t->offset = m->n_params;
+  t->decay = ndim == 2;
+  impl->init[m->n_tensors++] = init;
+  m->n_params += t->size;
+  return t->offset;
+}
+
+bwt_status model_reserve(float **buf, size_t *cap, size_t n, const char *what) {
+  if (n <= *cap) return BWT_STATUS_OK;
+  free(*buf);
+  *cap = 0;
+  *buf = bwt_calloc(n, sizeof(float), what);
+  if (!*buf) return BWT_STATUS_NOMEM;
+  *cap = n;
+  return BWT_STATUS_OK;
+}
+
+static void init_weights(bwt_model *m, uint64_t seed) {
+  model_impl *impl = m->impl;
+  float residual_std = 0.02f / sqrtf(2.0f * (float)m->cfg.n_layers);
+  for (int i = 0; i < m->n_tensors; i++) {
+    const bwt_tensor_desc *t = &m->tensors[i];
+    float *w = m->params + t->offset;
+    bwt_rng rng;
+    bwt_rng_seed(&rng, seed, (uint64_t)i); /* one stream per tensor: adding a tensor moves no other */
+    for (size_t j = 0; j < t->size; j++) {
+      switch (impl->init[i]) {
+        case INIT_ZEROS: w[j] = 0.0f; break;
+        case INIT_ONES: w[j] = 1.0f; break;
+        case INIT_NORMAL: w[j] = 0.02f * (float)bwt_rng_normal(&rng); break;
+        case INIT_NORMAL_RESIDUAL: w[j] = residual_std * (float)bwt_rng_normal(&rng); break;
+      }
+    }
+  }
+}
+
+bwt_status bwt_model_create(bwt_model **out, const bwt_model_config *cfg, uint64_t seed) {
+  *out = NULL;
+  BWT_TRY(check_config(cfg));
+  bwt_model *m = bwt_calloc(1, sizeof *m, "model");
+  model_impl *impl = bwt_calloc(1, sizeof *impl, "model");
+  if (!m || !impl) return free(m), free(impl), BWT_STATUS_NOMEM;
+  m->cfg = *cfg;
+  m->impl = impl;
+  impl->ops = cfg->arch == BWT_ARCH_TRANSFORMER ? &transformer_ops : &mlp_ops;
+  bwt_status s = impl->ops->build(m);
+  if (s == BWT_STATUS_OK && impl->table_oom) s = bwt_fail(BWT_STATUS_NOMEM, "out of memory building the tensor table");
+  if (s == BWT_STATUS_OK) {
+    int L = cfg->n_layers, NH = cfg->arch == BWT_ARCH_TRANSFORMER ? cfg->n_heads : 1;
+    m->params = bwt_calloc(m->n_params, sizeof(float), "parameters");
+    m->grads = bwt_calloc(m->n_params, sizeof(float), "gradients");
+    m->head_mask = bwt_calloc((size_t)L * NH, sizeof(float), "head mask");
+    m->skip_attn = bwt_calloc(L, 1, "block switches");
+    m->skip_mlp = bwt_calloc(L, 1, "block switches");
+    if (!m->params || !m->grads || !m->head_mask || !m->skip_attn || !m->skip_mlp) s = BWT_STATUS_NOMEM;
+    else for (int i = 0; i < L * NH; i++) m->head_mask[i] = 1.0f;
+  }
+  if (s != BWT_STATUS_OK) {
+    bwt_model_free(m);
+    return s;
+  }
+  init_weights(m, seed);
+  *out = m;
+  return BWT_STATUS_OK;
+}
+
+void bwt_model_free(bwt_model *m) {
+  if (!m) return;
+  model_impl *impl = m->impl;
+  if (impl) {
+    if (impl->ops && impl->arch) impl->ops->destroy(m);
+    free(impl->init);
+    free(impl);
+  }
+  free(m->tensors);
+  free(m->params);
+  free(m->grads);
+  free(m->head_mask);
+  free(m->skip_attn);
+  free(m->skip_mlp);
+  free(m);
+}
+
+bwt_status bwt_model_check_task(const bwt_model *m, const bwt_task *task) {
+  const bwt_model_config *c = &m->cfg;
+  if (task->vocab == 0) return bwt_fail(BWT_STATUS_ARG, "model: task '%s' has continuous inputs, which %s does not take", task->cfg.name, bwt_arch_name(c->arch));
+  if (task->vocab > c->vocab) return bwt_fail(BWT_STATUS_ARG, "model: task vocab %d exceeds the model's %d", task->vocab, c->vocab);
+  if (task->n_classes != c->n_classes) return bwt_fail(BWT_STATUS_ARG, "model: task has %d output classes, the model %d", task->n_classes, c->n_classes);
+  if (task->seq_len > c->max_T) return bwt_fail(BWT_STATUS_ARG, "model: task sequences have length %d, the model has positions for %d", task->seq_len, c->max_T);
+  return BWT_STATUS_OK;
+}
+
+static bwt_status check_batch(const bwt_model *m, const bwt_batch *batch) {
+  if (!batch->tokens) return bwt_fail(BWT_STATUS_ARG, "model: batch has no tokens");
+  if (batch->T > m->cfg.max_T) return bwt_fail(BWT_STATUS_ARG, "model: batch length %d > max_T %d", batch->T, m->cfg.max_T);
+  if (batch->n_classes != m->cfg.n_classes) return bwt_fail(BWT_STATUS_ARG, "model: batch has %d classes, the model %d", batch->n_classes, m->cfg.n_classes);
+  size_t n = (size_t)batch->B * batch->T;
+  for (size_t i = 0; i < n; i++)
+    if (batch->tokens[i] < 0 || batch->tokens[i] >= m->cfg.vocab)
+      return bwt_fail(BWT_STATUS_ARG, "model: token %d at index %zu is outside the vocabulary 0..%d", batch->tokens[i], i, m->cfg.vocab - 1);
+  return BWT_STATUS_OK;
+}
+
+bwt_status bwt_model_forward(bwt_model *m, const bwt_batch *batch, const float **logits) {
+  BWT_TRY(check_batch(m, batch));
+  return ((model_impl *)m->impl)->ops->forward(m, batch, logits);
+}
+
+bwt_status bwt_model_backward(bwt_model *m, const bwt_batch *batch, const float *dlogits) {
+  return ((model_impl *)m->impl)->ops->backward(m, batch, dlogits);
+}
+
+void bwt_model_zero_grad(bwt_model *m) { memset(m->grads, 0, sizeof(float) * m->n_params); }
+
+const bwt_tensor_desc *bwt_model_find_tensor(const bwt_model *m, const char *name) {
+  for (int i = 0; i < m->n_tensors; i++)
+    if (strcmp(m->tensors[i].name, name) == 0) return &m->tensors[i];
+  return NULL;
+}

@@ -1,0 +1,37 @@
+/* Private plumbing shared by the model files: the descriptor table builder and the per-architecture
+ * operations behind bwt_model_*. */
+#ifndef BWT_MODEL_INTERNAL_H
+#define BWT_MODEL_INTERNAL_H
+
+#include "bwt/model.h"
+
+typedef enum { INIT_ZEROS, INIT_ONES, INIT_NORMAL, INIT_NORMAL_RESIDUAL } tensor_init;
+
+typedef struct {
+  /* Declares the tensors (model_add_tensor) and allocates the architecture's private state. */
+  bwt_status (*build)(bwt_model *m);
+  bwt_status (*forward)(bwt_model *m, const bwt_batch *batch, const float **logits);
+  bwt_status (*backward)(bwt_model *m, const bwt_batch *batch, const float *dlogits);
+  void (*destroy)(bwt_model *m);
+} model_arch_ops;
+
+typedef struct {
+  const model_arch_ops *ops;
+  tensor_init *init; /* (n_tensors) how each tensor starts */
+  int cap;           /* capacity of the table */
+  int table_oom;     /* a model_add_tensor ran out of memory */
+  void *arch;        /* the architecture's own state */
+} model_impl;
+
+extern const model_arch_ops transformer_ops;
+extern const model_arch_ops mlp_ops; /* both the context-free and the window MLP */
+
+/* Appends a tensor to the table and returns its offset in the arenas. Shape (d0) or (d0, d1). */
+size_t model_add_tensor(bwt_model *m, const char *name, int ndim, int d0, int d1, tensor_init init);
+/* The architecture's private state. */
+static inline void *model_arch(const bwt_model *m) { return ((model_impl *)m->impl)->arch; }
+
+/* Grows *buf to hold n floats (kept when large enough); for activation arenas sized by batch. */
+bwt_status model_reserve(float **buf, size_t *cap, size_t n, const char *what);
+
+#endif

@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# The command line through the real binary: bad flags, impossible sizes, bad files and unwritable
+# outputs each give one line on stderr naming the problem and a non-zero exit; good use works.
+# Usage: cli_errors.sh BWT_BINARY TMPDIR
+set -u
+bwt=$1
+tmp=$2
+rm -rf "$tmp" && mkdir -p "$tmp"
+failures=0 checks=0
+
+# expect CODE PATTERN -- ARGS...: exit code CODE, exactly one stderr line, matching PATTERN.
+expect() {
+  local code=$1 pattern=$2
+  shift 3
+  checks=$((checks + 1))
+  "$bwt" "$@" >"$tmp/out" 2>"$tmp/err"
+  local rc=$? lines
+  lines=$(wc -l <"$tmp/err")
+  if [ "$rc" != "$code" ] || [ "$lines" != 1 ] || ! grep -q -- "$pattern" "$tmp/err"; then
+    echo "FAIL: bwt $* -> exit $rc (want $code), $lines stderr lines (want 1), want /$pattern/:"
+    sed 's/^/    /' "$tmp/err"
+    failures=$((failures + 1))
+  fi
+}
+
+ok() {
+  checks=$((checks + 1))
+  if ! "$bwt" "$@" >"$tmp/out" 2>"$tmp/err"; then
+    echo "FAIL: bwt $* should succeed:"
+    sed 's/^/    /' "$tmp/err"
+    failures=$((failures + 1))
+  fi
+}
+
+expect 2 "unknown command 'nope'" -- nope
+expect 2 "unknown option '--nope'" -- train --nope
+expect 2 "unknown option '--bogus'" -- eval x --bogus=1
+expect 2 "needs an integer, got 'abc'" -- train --steps abc
+expect 2 "needs a number, got '1e'" -- train --lr 1e
+expect 2 "needs a non-negative integer" -- train --seed -3
+expect 2 "needs a value" -- train --steps
+expect 2 "unexpected argument 'extra'" -- train extra
+expect 2 "missing argument" -- eval
+expect 1 "L=25 > V=20" -- train --L 25 --out "$tmp/never"
+expect 1 "layers must be" -- train --layers 0 --out "$tmp/never"
+expect 1 "heads (5) must divide" -- train --heads 5 --out "$tmp/never"
+expect 1 "steps must be >= 1" -- train --steps 0 --out "$tmp/never"
+expect 1 "unknown architecture 'cnn'" -- train --arch cnn
+expect 1 "unknown norm 'batch'" -- train --norm batch
+expect 2 "unknown preset 'huge'" -- train --preset huge
+[ ! -e "$tmp/never" ] || { echo "FAIL: a rejected run created its directory"; failures=$((failures + 1)); }
+
+# Unwritable output: below a regular file.
+touch "$tmp/afile"
+expect 1 "afile" -- train --steps 2 --batch 2 --out "$tmp/afile/run"
+
+# A tiny good run, then the same directory again, then bad resumes.
+ok train --V 4 --L 3 --steps 4 --batch 4 --d-model 8 --heads 2 --layers 1 --eval-seqs 8 --out "$tmp/run"
+for f in config.json metrics.jsonl checkpoint.safetensors eval.json positions.csv; do
+  checks=$((checks + 1))
+  [ -s "$tmp/run/$f" ] || { echo "FAIL: run directory lacks $f"; failures=$((failures + 1)); }
+done
+expect 1 "already holds a run" -- train --V 4 --L 3 --steps 4 --out "$tmp/run"
+expect 2 "cannot be changed" -- train --resume "$tmp/run" --lr 0.1
+expect 1 "holds no checkpoint" -- train --resume "$tmp/nothing"
+ok eval "$tmp/run" --eval-seqs 16 --json "$tmp/eval.json" --csv "$tmp/eval.csv"
+checks=$((checks + 1))
+grep -q "entropy MAE" "$tmp/out" && [ -s "$tmp/eval.json" ] && [ "$(wc -l <"$tmp/eval.csv")" = 4 ] ||
+  { echo "FAIL: eval output"; failures=$((failures + 1)); }
+
+# Bad checkpoint files.
+ck="$tmp/run/checkpoint.safetensors"
+expect 1 "cannot read" -- eval "$tmp/missing.safetensors"
+: >"$tmp/empty.safetensors"
+expect 1 "truncated" -- eval "$tmp/empty.safetensors"
+head -c $(($(stat -c %s "$ck") - 10)) "$ck" >"$tmp/cut.safetensors"
+expect 1 "truncated" -- eval "$tmp/cut.safetensors"
+head -c 100 /dev/urandom >"$tmp/noise.safetensors"
+expect 1 "noise.safetensors" -- eval "$tmp/noise.safetensors"
+perl -pe 's/"format_version":\s*"1"/"format_version":"7"/' "$ck" >"$tmp/v7.safetensors"
+expect 1 "format version 7; this bwt reads version 1" -- eval "$tmp/v7.safetensors"
+perl -pe 's/"format":\s*"bwt-checkpoint"/"format":"xyz-checkpoint"/' "$ck" >"$tmp/other.safetensors"
+expect 1 "is not a bwt checkpoint" -- eval "$tmp/other.safetensors"
+expect 1 "cannot write" -- eval "$tmp/run" --eval-seqs 4 --json "$tmp/afile/x.json"
+
+# sample: JSON lines with posteriors.
+ok sample --V 5 --L 4 --n 3 --seed 9
+checks=$((checks + 1))
+[ "$(wc -l <"$tmp/out")" = 3 ] && grep -q '"posterior"' "$tmp/out" || { echo "FAIL: sample output"; failures=$((failures + 1)); }
+expect 1 "L=9 > V=5" -- sample --V 5 --L 9
+
+# --help on every subcommand lists its options with defaults.
+for cmd in demo train eval sample; do
+  ok "$cmd" --help
+  checks=$((checks + 1))
+  grep -q -- "--threads" "$tmp/out" || [ "$cmd" = sample ] || { echo "FAIL: $cmd --help"; failures=$((failures + 1)); }
+  grep -q "\[" "$tmp/out" || { echo "FAIL: $cmd --help shows no defaults"; failures=$((failures + 1)); }
+done
+
+echo "cli: $((checks - failures)) passed, $failures failed"
+[ "$failures" = 0 ]

@@ -1,0 +1,719 @@
+/* CPU kernel tests.
+ *
+ * Oracles, from strongest to weakest:
+ *  - double-precision mirrors of every forward written here from the formulas in kernels.h; the
+ *    float forward must match them, and every backward must match central differences of them
+ *    (taken in double, so the only error left is the kernels' float rounding);
+ *  - the naive reference kernels for the fast ones (matmul, attention);
+ *  - properties: backwards accumulate, NULL gradients are skipped, reruns are bit-identical,
+ *    softmax rows sum to one even for huge logits, AdamW matches hand-computed values. */
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bwt/kernels.h"
+#include "testutil.h"
+
+/* Central differences on the double mirrors: step 1e-4 leaves truncation error ~1e-8 and rounding
+ * error ~1e-12, so the analytic float gradients are compared at 1e-4 relative (floor 1e-2 for
+ * entries near zero). Measured errors are 1e-11..4e-6 and are printed. */
+#define FD_STEP 1e-4
+#define FD_TOL 1e-4
+#define FD_FLOOR 1e-2
+
+/* ---- scratch memory, released after each test ---------------------------------------------- */
+
+static void *scratch[256];
+static int n_scratch;
+
+static void *zalloc(size_t bytes) {
+  assert_true(n_scratch < 256);
+  void *p = calloc(1, bytes ? bytes : 1);
+  assert_non_null(p);
+  return scratch[n_scratch++] = p;
+}
+static float *fzeros(size_t n) { return zalloc(sizeof(float) * n); }
+static double *dzeros(size_t n) { return zalloc(sizeof(double) * n); }
+static int release_scratch(void **state) {
+  while (n_scratch > 0) free(scratch[--n_scratch]);
+  return 0;
+}
+
+/* x(n) uniform in [lo, hi) from `seed`. */
+static float *frand(size_t n, float lo, float hi, uint64_t seed) {
+  float *x = fzeros(n);
+  test_fill_uniform(x, n, lo, hi, seed);
+  return x;
+}
+/* An exact double copy of x(n). */
+static double *widen(const float *x, size_t n) {
+  double *d = dzeros(n);
+  for (size_t i = 0; i < n; i++) d[i] = x[i];
+  return d;
+}
+/* max_i |a_i − b_i| / max(|b_i|, floor) for a float result against a double reference. */
+static double rel_err_d(const float *a, const double *b, size_t n, double floor) {
+  double worst = 0;
+  for (size_t i = 0; i < n; i++) {
+    double e = fabs(a[i] - b[i]) / fmax(fabs(b[i]), floor);
+    if (!(e <= worst)) worst = e; /* NaN counts as the worst */
+  }
+  return worst;
+}
+
+/* |a − b| ≤ tol, in double (cmocka's assert_float_equal rounds both sides to float). */
+#define assert_close(a, b, tol) assert_close_at((a), (b), (tol), #a, __LINE__)
+static void assert_close_at(double a, double b, double tol, const char *what, int line) {
+  if (!(fabs(a - b) <= tol))
+    fail_msg("line %d: %s = %.17g, expected %.17g ± %g", line, what, a, b, tol);
+}
+
+/* ---- double-precision mirrors of the forwards --------------------------------------------- */
+
+/* out(N,OC) = inp(N,IC) · w(OC,IC)ᵀ + b(OC) */
+static void ref_matmul(double *out, const double *inp, const double *w, const double *b, int N,
+                       int IC, int OC) {
+  for (int n = 0; n < N; n++)
+    for (int o = 0; o < OC; o++) {
+      double acc = b ? b[o] : 0;
+      for (int i = 0; i < IC; i++) acc += inp[n * IC + i] * w[o * IC + i];
+      out[n * OC + o] = acc;
+    }
+}
+
+/* out(B,T,C) = wte[tok] + wpe[t] */
+static void ref_embedding(double *out, const int32_t *tok, const double *wte, const double *wpe,
+                          int B, int T, int C) {
+  for (int bt = 0; bt < B * T; bt++)
+    for (int c = 0; c < C; c++) out[bt * C + c] = wte[tok[bt] * C + c] + wpe[(bt % T) * C + c];
+}
+
+static void ref_rmsnorm(double *out, const double *inp, const double *w, int N, int C) {
+  for (int n = 0; n < N; n++) {
+    const double *x = inp + n * C;
+    double ms = 0;
+    for (int c = 0; c < C; c++) ms += x[c] * x[c] / C;
+    for (int c = 0; c < C; c++) out[n * C + c] = x[c] / sqrt(ms + 1e-5) * w[c];
+  }
+}
+
+static void ref_layernorm(double *out, const double *inp, const double *w, const double *b, int N,
+                          int C) {
+  for (int n = 0; n < N; n++) {
+    const double *x = inp + n * C;
+    double mu = 0, var = 0;
+    for (int c = 0; c < C; c++) mu += x[c] / C;
+    for (int c = 0; c < C; c++) var += (x[c] - mu) * (x[c] - mu) / C;
+    for (int c = 0; c < C; c++) out[n * C + c] = (x[c] - mu) / sqrt(var + 1e-5) * w[c] + b[c];
+  }
+}
+
+static void ref_gelu(double *out, const double *inp, size_t n) {
+  for (size_t i = 0; i < n; i++) out[i] = 0.5 * inp[i] * (1 + erf(inp[i] / sqrt(2.0)));
+}
+
+/* Causal attention, head h on channels [h·hs, (h+1)·hs); att(B,NH,T,T) may be NULL. */
+static void ref_attention(double *out, double *att, const double *q, const double *k,
+                          const double *v, const double *mask, int B, int T, int C, int NH) {
+  int hs = C / NH;
+  double *a = malloc(sizeof(double) * (size_t)T);
+  assert_non_null(a);
+  for (int b = 0; b < B; b++)
+    for (int h = 0; h < NH; h++)
+      for (int t = 0; t < T; t++) {
+        double mx = -INFINITY, z = 0;
+        for (int s = 0; s < T; s++) {
+          a[s] = 0;
+          if (s > t) continue;
+          for (int i = 0; i < hs; i++)
+            a[s] += q[(b * T + t) * C + h * hs + i] * k[(b * T + s) * C + h * hs + i];
+          a[s] /= sqrt((double)hs);
+          mx = fmax(mx, a[s]);
+        }
+        for (int s = 0; s <= t; s++) z += a[s] = exp(a[s] - mx);
+        for (int s = 0; s <= t; s++) a[s] /= z;
+        if (att) memcpy(att + ((b * NH + h) * T + t) * T, a, sizeof(double) * (size_t)T);
+        for (int i = 0; i < hs; i++) {
+          double acc = 0;
+          for (int s = 0; s <= t; s++) acc += a[s] * v[(b * T + s) * C + h * hs + i];
+          out[(b * T + t) * C + h * hs + i] = (mask ? mask[h] : 1.0) * acc;
+        }
+      }
+  free(a);
+}
+
+/* Mean cross-entropy of softmax(logits(N,K)) against hard targets or soft rows. */
+static double ref_xent(const double *logits, const int32_t *tgt, const double *soft, int N, int K) {
+  double total = 0;
+  for (int n = 0; n < N; n++) {
+    const double *x = logits + n * K;
+    double mx = -INFINITY, z = 0;
+    for (int j = 0; j < K; j++) mx = fmax(mx, x[j]);
+    for (int j = 0; j < K; j++) z += exp(x[j] - mx);
+    for (int j = 0; j < K; j++) {
+      double y = soft ? soft[n * K + j] : (double)(j == tgt[n]);
+      total -= y * (x[j] - mx - log(z));
+    }
+  }
+  return total / N;
+}
+
+/* ---- the finite-difference checker -------------------------------------------------------- */
+
+typedef enum {
+  OP_MATMUL, OP_EMBEDDING, OP_RMSNORM, OP_LAYERNORM, OP_GELU, OP_ATTENTION, OP_XENT
+} op_kind;
+
+/* One op's double inputs (x[], perturbed in place by the checker) and its scalar loss: Σ out ⊙ R
+ * for a fixed random R, or the mean cross-entropy itself for OP_XENT. */
+typedef struct {
+  op_kind op;
+  int N, IC, OC, B, T, C, NH, K;
+  double *x[3];
+  const int32_t *ints; /* tokens or targets */
+  const double *mask, *soft;
+  double *out, *R;
+  size_t nout;
+} fd_ctx;
+
+static double fd_loss(fd_ctx *c) {
+  switch (c->op) {
+    case OP_MATMUL: ref_matmul(c->out, c->x[0], c->x[1], c->x[2], c->N, c->IC, c->OC); break;
+    case OP_EMBEDDING: ref_embedding(c->out, c->ints, c->x[0], c->x[1], c->B, c->T, c->C); break;
+    case OP_RMSNORM: ref_rmsnorm(c->out, c->x[0], c->x[1], c->N, c->C); break;
+    case OP_LAYERNORM: ref_layernorm(c->out, c->x[0], c->x[1], c->x[2], c->N, c->C); break;
+    case OP_GELU: ref_gelu(c->out, c->x[0], c->nout); break;
+    case OP_ATTENTION:
+      ref_attention(c->out, NULL, c->x[0], c->x[1], c->x[2], c->mask, c->B, c->T, c->C, c->NH);
+      break;
+    case OP_XENT: return ref_xent(c->x[0], c->ints, c->soft, c->N, c->K);
+  }
+  double L = 0;
+  for (size_t i = 0; i < c->nout; i++) L += c->out[i] * c->R[i];
+  return L;
+}
+
+/* Worst relative error (floor FD_FLOOR) of the analytic gradient an(n) of the loss w.r.t. x(n)
+ * against central differences; x is restored afterwards. */
+static double fd_err(fd_ctx *c, double *x, const float *an, size_t n) {
+  double worst = 0;
+  for (size_t i = 0; i < n; i++) {
+    double x0 = x[i];
+    x[i] = x0 + FD_STEP;
+    double lp = fd_loss(c);
+    x[i] = x0 - FD_STEP;
+    double lm = fd_loss(c);
+    x[i] = x0;
+    double num = (lp - lm) / (2 * FD_STEP);
+    double e = fabs(an[i] - num) / fmax(fabs(num), FD_FLOOR);
+    if (!(e <= worst)) worst = e;
+  }
+  return worst;
+}
+
+static void check_grad(const char *what, fd_ctx *c, double *x, const float *an, size_t n) {
+  double e = fd_err(c, x, an, n);
+  print_message("  fd %-22s max rel err %.2e (tol %.0e)\n", what, e, FD_TOL);
+  assert_true(e < FD_TOL);
+}
+
+/* Checks the float forward output against the mirror evaluated at the same (unperturbed) point. */
+static void check_forward(const char *what, fd_ctx *c, const float *out, double tol) {
+  fd_loss(c);
+  double e = rel_err_d(out, c->out, c->nout, 1e-3);
+  print_message("  fwd %-21s max rel err %.2e (tol %.0e)\n", what, e, tol);
+  assert_true(e < tol);
+}
+
+/* ---- gradient checks, one per backward ---------------------------------------------------- */
+
+static void test_matmul_grad(void **state) {
+  enum { N = 5, IC = 7, OC = 4 };
+  float *inp = frand(N * IC, -1, 1, 1), *w = frand(OC * IC, -1, 1, 2), *b = frand(OC, -1, 1, 3);
+  float *R = frand(N * OC, -1, 1, 4), *out = fzeros(N * OC);
+  fd_ctx c = {.op = OP_MATMUL, .N = N, .IC = IC, .OC = OC, .out = dzeros(N * OC),
+              .R = widen(R, N * OC), .nout = N * OC,
+              .x = {widen(inp, N * IC), widen(w, OC * IC), widen(b, OC)}};
+  bwt_matmul_forward(out, inp, w, b, N, IC, OC);
+  check_forward("matmul", &c, out, 1e-5);
+  float *dinp = fzeros(N * IC), *dw = fzeros(OC * IC), *db = fzeros(OC);
+  bwt_matmul_backward(dinp, dw, db, R, inp, w, N, IC, OC);
+  check_grad("matmul dinp", &c, c.x[0], dinp, N * IC);
+  check_grad("matmul dweight", &c, c.x[1], dw, OC * IC);
+  check_grad("matmul dbias", &c, c.x[2], db, OC);
+}
+
+/* The checker must be able to fail: a gradient off by 1e-3 in one entry, or scaled by 1.001, or
+ * taken w.r.t. the wrong input, is rejected. */
+static void test_fd_checker_detects_errors(void **state) {
+  enum { N = 5, IC = 7, OC = 4 };
+  float *inp = frand(N * IC, -1, 1, 1), *w = frand(OC * IC, -1, 1, 2), *b = frand(OC, -1, 1, 3);
+  float *R = frand(N * OC, -1, 1, 4);
+  fd_ctx c = {.op = OP_MATMUL, .N = N, .IC = IC, .OC = OC, .out = dzeros(N * OC),
+              .R = widen(R, N * OC), .nout = N * OC,
+              .x = {widen(inp, N * IC), widen(w, OC * IC), widen(b, OC)}};
+  float *dw = fzeros(OC * IC);
+  bwt_matmul_backward(NULL, dw, NULL, R, inp, w, N, IC, OC);
+  assert_true(fd_err(&c, c.x[1], dw, OC * IC) < FD_TOL);
+  dw[3] += 1e-3f;
+  double e_one = fd_err(&c, c.x[1], dw, OC * IC);
+  dw[3] -= 1e-3f;
+  for (int i = 0; i < OC * IC; i++) dw[i] *= 1.001f;
+  double e_scaled = fd_err(&c, c.x[1], dw, OC * IC);
+  float *dinp = fzeros(N * IC);
+  bwt_matmul_backward(dinp, NULL, NULL, R, inp, w, N, IC, OC);
+  double e_wrong = fd_err(&c, c.x[1], dinp, OC * IC); /* dinp checked as if it were dweight */
+  print_message("  perturbed gradients: one entry %.2e, scaled %.2e, wrong tensor %.2e\n", e_one,
+                e_scaled, e_wrong);
+  assert_true(e_one > FD_TOL);
+  assert_true(e_scaled > FD_TOL);
+  assert_true(e_wrong > FD_TOL);
+}
+
+static void test_embedding_grad(void **state) {
+  enum { B = 2, T = 4, C = 3, V = 5, MAXT = 6 };
+  /* Repeated tokens (their gradients must add up) and an unused one (3). */
+  const int32_t tok[B * T] = {0, 2, 2, 4, 2, 0, 1, 0};
+  float *wte = frand(V * C, -1, 1, 5), *wpe = frand(MAXT * C, -1, 1, 6);
+  float *R = frand(B * T * C, -1, 1, 7), *out = fzeros(B * T * C);
+  fd_ctx c = {.op = OP_EMBEDDING, .B = B, .T = T, .C = C, .ints = tok, .out = dzeros(B * T * C),
+              .R = widen(R, B * T * C), .nout = B * T * C,
+              .x = {widen(wte, V * C), widen(wpe, MAXT * C)}};
+  bwt_embedding_forward(out, tok, wte, wpe, B, T, C);
+  check_forward("embedding", &c, out, 1e-6);
+  float *dwte = fzeros(V * C), *dwpe = fzeros(MAXT * C);
+  bwt_embedding_backward(dwte, dwpe, R, tok, B, T, C);
+  check_grad("embedding dwte", &c, c.x[0], dwte, V * C);
+  check_grad("embedding dwpe", &c, c.x[1], dwpe, MAXT * C); /* rows T.. stay 0 */
+  /* No positions: out is the token rows alone. */
+  bwt_embedding_forward(out, tok, wte, NULL, B, T, C);
+  for (int bt = 0; bt < B * T; bt++)
+    assert_memory_equal(out + bt * C, wte + tok[bt] * C, sizeof(float) * C);
+}
+
+static void test_rmsnorm_grad(void **state) {
+  enum { N = 4, C = 6 };
+  float *inp = frand(N * C, -2, 2, 8), *w = frand(C, 0.5f, 1.5f, 9);
+  float *R = frand(N * C, -1, 1, 10), *out = fzeros(N * C), *rstd = fzeros(N);
+  fd_ctx c = {.op = OP_RMSNORM, .N = N, .C = C, .out = dzeros(N * C), .R = widen(R, N * C),
+              .nout = N * C, .x = {widen(inp, N * C), widen(w, C)}};
+  bwt_rmsnorm_forward(out, rstd, inp, w, N, C);
+  check_forward("rmsnorm", &c, out, 1e-5);
+  float *dinp = fzeros(N * C), *dw = fzeros(C);
+  bwt_rmsnorm_backward(dinp, dw, R, inp, w, rstd, N, C);
+  check_grad("rmsnorm dinp", &c, c.x[0], dinp, N * C);
+  check_grad("rmsnorm dweight", &c, c.x[1], dw, C);
+}
+
+static void test_layernorm_grad(void **state) {
+  enum { N = 4, C = 6 };
+  float *inp = frand(N * C, -2, 2, 11), *w = frand(C, 0.5f, 1.5f, 12), *b = frand(C, -1, 1, 13);
+  float *R = frand(N * C, -1, 1, 14), *out = fzeros(N * C), *mean = fzeros(N), *rstd = fzeros(N);
+  fd_ctx c = {.op = OP_LAYERNORM, .N = N, .C = C, .out = dzeros(N * C), .R = widen(R, N * C),
+              .nout = N * C, .x = {widen(inp, N * C), widen(w, C), widen(b, C)}};
+  bwt_layernorm_forward(out, mean, rstd, inp, w, b, N, C);
+  check_forward("layernorm", &c, out, 1e-5);
+  float *dinp = fzeros(N * C), *dw = fzeros(C), *db = fzeros(C);
+  bwt_layernorm_backward(dinp, dw, db, R, inp, w, mean, rstd, N, C);
+  check_grad("layernorm dinp", &c, c.x[0], dinp, N * C);
+  check_grad("layernorm dweight", &c, c.x[1], dw, C);
+  check_grad("layernorm dbias", &c, c.x[2], db, C);
+  /* A row by hand: {1,2,3,4}, unit weight, zero bias -> (x − 2.5) / sqrt(1.25 + 1e-5). */
+  const float x4[4] = {1, 2, 3, 4}, ones[4] = {1, 1, 1, 1}, zeros[4] = {0};
+  float o4[4], m1, r1;
+  bwt_layernorm_forward(o4, &m1, &r1, x4, ones, zeros, 1, 4);
+  for (int i = 0; i < 4; i++) assert_close(o4[i], (x4[i] - 2.5) / sqrt(1.25 + 1e-5), 1e-6);
+  assert_true(m1 == 2.5f);
+}
+
+static void test_gelu_grad(void **state) {
+  enum { N = 41 };
+  float *inp = fzeros(N), *R = frand(N, -1, 1, 15), *out = fzeros(N);
+  for (int i = 0; i < N; i++) inp[i] = -5.0f + 0.25f * (float)i; /* −5..5, including 0 */
+  fd_ctx c = {.op = OP_GELU, .out = dzeros(N), .R = widen(R, N), .nout = N, .x = {widen(inp, N)}};
+  bwt_gelu_forward(out, inp, N);
+  fd_loss(&c);
+  double e = 0;
+  for (int i = 0; i < N; i++) e = fmax(e, fabs(out[i] - c.out[i]));
+  print_message("  fwd %-21s max abs err %.2e (tol 1e-6)\n", "gelu", e);
+  assert_true(e < 1e-6);
+  assert_close(out[24], 0.8413447460685429, 1e-7);   /* gelu(1) = Φ(1) */
+  assert_close(out[16], -0.15865525393145707, 1e-7); /* gelu(−1) = −Φ(−1) */
+  assert_true(out[20] == 0.0f);
+  float *dinp = fzeros(N);
+  bwt_gelu_backward(dinp, R, inp, N);
+  check_grad("gelu dinp", &c, c.x[0], dinp, N);
+}
+
+static void test_attention_grad(void **state) {
+  enum { B = 2, T = 5, C = 12, NH = 3, BTC = B * T * C };
+  const float maskf[NH] = {1.0f, 0.5f, 0.0f};
+  const double maskd[NH] = {1.0, 0.5, 0.0};
+  float *q = frand(BTC, -2, 2, 16), *k = frand(BTC, -2, 2, 17), *v = frand(BTC, -1, 1, 18);
+  float *R = frand(BTC, -1, 1, 19), *out = fzeros(BTC), *att = fzeros(B * NH * T * T);
+  double *att_ref = dzeros(B * NH * T * T);
+  for (int with_mask = 1; with_mask >= 0; with_mask--) {
+    const float *mf = with_mask ? maskf : NULL;
+    fd_ctx c = {.op = OP_ATTENTION, .B = B, .T = T, .C = C, .NH = NH, .out = dzeros(BTC),
+                .R = widen(R, BTC), .nout = BTC, .mask = with_mask ? maskd : NULL,
+                .x = {widen(q, BTC), widen(k, BTC), widen(v, BTC)}};
+    bwt_attention_forward(out, att, q, k, v, mf, B, T, C, NH);
+    check_forward(with_mask ? "attention (mask)" : "attention (no mask)", &c, out, 1e-5);
+    ref_attention(c.out, att_ref, c.x[0], c.x[1], c.x[2], c.mask, B, T, C, NH);
+    assert_true(rel_err_d(att, att_ref, B * NH * T * T, 1e-3) < 1e-5); /* α, zeros above */
+    float *dq = fzeros(BTC), *dk = fzeros(BTC), *dv = fzeros(BTC);
+    bwt_attention_backward(dq, dk, dv, R, att, q, k, v, mf, B, T, C, NH);
+    check_grad(with_mask ? "attention dq (mask)" : "attention dq", &c, c.x[0], dq, BTC);
+    check_grad(with_mask ? "attention dk (mask)" : "attention dk", &c, c.x[1], dk, BTC);
+    check_grad(with_mask ? "attention dv (mask)" : "attention dv", &c, c.x[2], dv, BTC);
+  }
+}
+
+static void test_xent_grad(void **state) {
+  enum { N = 4, K = 5 };
+  const int32_t tgt[N] = {0, 3, 4, 3};
+  double soft[N * K];
+  float *sr = frand(N * K, 0, 1, 20);
+  for (int n = 0; n < N; n++) {
+    double z = 0;
+    for (int j = 0; j < K; j++) z += soft[n * K + j] = (j == 1 && n != 2) ? 0.0 : sr[n * K + j];
+    for (int j = 0; j < K; j++) soft[n * K + j] /= z; /* rows sum to 1, some entries exactly 0 */
+  }
+  float *logits = frand(N * K, -3, 3, 21), *probs = fzeros(N * K);
+  bwt_softmax_forward(probs, logits, N, K);
+  for (int s = 0; s < 2; s++) {
+    fd_ctx c = {.op = OP_XENT, .N = N, .K = K, .ints = tgt, .soft = s ? soft : NULL,
+                .x = {widen(logits, N * K)}};
+    double loss = bwt_xent_loss(probs, tgt, c.soft, N, K), ref = fd_loss(&c);
+    print_message("  fwd %-21s rel err %.2e (tol 1e-6)\n", s ? "xent soft" : "xent hard",
+                  fabs(loss - ref) / ref);
+    assert_true(fabs(loss - ref) < 1e-6 * ref);
+    float *dl = fzeros(N * K);
+    bwt_xent_backward(dl, probs, tgt, c.soft, 1.0f / N, N, K);
+    check_grad(s ? "softmax+xent soft" : "softmax+xent hard", &c, c.x[0], dl, N * K);
+  }
+  /* 0·log 0 = 0: a probability that underflowed to 0 under a zero soft target costs nothing. */
+  const float p3[3] = {0.5f, 0.5f, 0.0f};
+  const double y3[3] = {0.5, 0.5, 0.0};
+  assert_close(bwt_xent_loss(p3, NULL, y3, 1, 3), log(2.0), 1e-12);
+  /* An out-of-range target is reported as NaN, not read. */
+  const int32_t bad[N] = {0, 1, K, 2};
+  assert_true(isnan(bwt_xent_loss(probs, bad, NULL, N, K)));
+}
+
+/* ---- backward properties: accumulation, NULL gradients, determinism ------------------------ */
+
+/* One backward on fixed random inputs (sizes scaled by `big` so the OpenMP paths run), with up to
+ * three gradient outputs g[i] of size(i) floats (NULL to skip). */
+typedef struct {
+  const char *name;
+  void (*run)(float *g[3], int big);
+  size_t (*size)(int i, int big);
+  int uses_blas; /* OpenBLAS is only promised deterministic for a fixed thread count */
+  int exact_2x;  /* each gradient entry gets a single += per call */
+} bwd_case;
+
+/* Sizes of the cases: small for the accumulation test, above the OpenMP thresholds for the
+ * determinism test. */
+typedef struct {
+  int N, C, T, B;
+} dims;
+static dims dims_of(int big) { return big ? (dims){700, 48, 96, 4} : (dims){9, 8, 6, 2}; }
+
+static size_t mm_size(int i, int big) {
+  dims d = dims_of(big);
+  size_t IC = (size_t)d.C, OC = IC + 3; /* dinp, dweight, dbias */
+  return i == 0 ? (size_t)d.N * IC : i == 1 ? OC * IC : i == 2 ? OC : 0;
+}
+static void mm_run(float *g[3], int big) {
+  dims d = dims_of(big);
+  int N = d.N, IC = d.C, OC = d.C + 3;
+  float *inp = frand(N * IC, -1, 1, 30), *w = frand(OC * IC, -1, 1, 31);
+  bwt_matmul_backward(g[0], g[1], g[2], frand(N * OC, -1, 1, 32), inp, w, N, IC, OC);
+}
+static size_t emb_size(int i, int big) {
+  dims d = dims_of(big);
+  return i == 0 ? 7 * (size_t)d.C : i == 1 ? (size_t)d.T * d.C : 0; /* V = 7 */
+}
+static void emb_run(float *g[3], int big) {
+  dims d = dims_of(big);
+  int32_t *tok = zalloc(sizeof(int32_t) * d.B * d.T);
+  for (int i = 0; i < d.B * d.T; i++) tok[i] = (i * 5 + i / 3) % 7; /* with repeats */
+  bwt_embedding_backward(g[0], g[1], frand(d.B * d.T * d.C, -1, 1, 33), tok, d.B, d.T, d.C);
+}
+static size_t rms_size(int i, int big) { /* dinp, dweight */
+  dims d = dims_of(big);
+  return i == 0 ? (size_t)d.N * d.C : i == 1 ? (size_t)d.C : 0;
+}
+static size_t ln_size(int i, int big) { /* dinp, dweight, dbias */
+  dims d = dims_of(big);
+  return i == 0 ? (size_t)d.N * d.C : i <= 2 ? (size_t)d.C : 0;
+}
+static void rms_run(float *g[3], int big) {
+  dims d = dims_of(big);
+  int N = d.N, C = d.C;
+  float *x = frand(N * C, -2, 2, 34), *w = frand(C, 0.5f, 1.5f, 35);
+  float *dout = frand(N * C, -1, 1, 36);
+  float *out = fzeros(N * C), *rstd = fzeros(N);
+  bwt_rmsnorm_forward(out, rstd, x, w, N, C);
+  bwt_rmsnorm_backward(g[0], g[1], dout, x, w, rstd, N, C);
+}
+static void ln_run(float *g[3], int big) {
+  dims d = dims_of(big);
+  int N = d.N, C = d.C;
+  float *x = frand(N * C, -2, 2, 37), *w = frand(C, 0.5f, 1.5f, 38), *b = frand(C, -1, 1, 39);
+  float *dout = frand(N * C, -1, 1, 40), *out = fzeros(N * C), *mean = fzeros(N), *rstd = fzeros(N);
+  bwt_layernorm_forward(out, mean, rstd, x, w, b, N, C);
+  bwt_layernorm_backward(g[0], g[1], g[2], dout, x, w, mean, rstd, N, C);
+}
+static size_t rows_size(int i, int big) { /* one (N,C) gradient */
+  dims d = dims_of(big);
+  return i == 0 ? (size_t)d.N * d.C : 0;
+}
+static void gelu_run(float *g[3], int big) {
+  dims d = dims_of(big);
+  size_t n = (size_t)d.N * d.C;
+  bwt_gelu_backward(g[0], frand(n, -1, 1, 41), frand(n, -4, 4, 42), n);
+}
+static size_t att_size(int i, int big) {
+  dims d = dims_of(big);
+  return i < 3 ? (size_t)d.B * d.T * d.C : 0;
+}
+static void att_run(float *g[3], int big) {
+  dims d = dims_of(big);
+  enum { NH = 4 };
+  const float mask[NH] = {1.0f, 0.5f, 0.0f, 2.0f};
+  int B = d.B, T = d.T, C = d.C;
+  size_t n = (size_t)B * T * C;
+  float *q = frand(n, -2, 2, 43), *k = frand(n, -2, 2, 44), *v = frand(n, -1, 1, 45);
+  float *dout = frand(n, -1, 1, 46), *out = fzeros(n), *att = fzeros((size_t)B * NH * T * T);
+  bwt_attention_forward(out, att, q, k, v, mask, B, T, C, NH);
+  bwt_attention_backward(g[0], g[1], g[2], dout, att, q, k, v, mask, B, T, C, NH);
+}
+static void xent_run(float *g[3], int big) {
+  dims d = dims_of(big);
+  int N = d.N, K = d.C;
+  float *probs = fzeros((size_t)N * K);
+  int32_t *tgt = zalloc(sizeof(int32_t) * N);
+  for (int i = 0; i < N; i++) tgt[i] = (i * 3) % K;
+  bwt_softmax_forward(probs, frand((size_t)N * K, -3, 3, 47), N, K);
+  bwt_xent_backward(g[0], probs, tgt, NULL, 1.0f / N, N, K);
+}
+static const bwd_case bwd_cases[] = {
+    {"matmul", mm_run, mm_size, 1, 0},       {"embedding", emb_run, emb_size, 0, 0},
+    {"rmsnorm", rms_run, rms_size, 0, 1},    {"layernorm", ln_run, ln_size, 0, 1},
+    {"gelu", gelu_run, rows_size, 0, 1},     {"attention", att_run, att_size, 0, 0},
+    {"softmax+xent", xent_run, rows_size, 0, 1},
+};
+enum { N_CASES = sizeof bwd_cases / sizeof bwd_cases[0] };
+
+/* Runs case `bc` `times` times into freshly zeroed gradients; only those flagged in `want`. */
+static void run_case(const bwd_case *bc, float *g[3], int want, int times, int big) {
+  float *gp[3];
+  for (int i = 0; i < 3; i++) {
+    g[i] = bc->size(i, big) ? fzeros(bc->size(i, big)) : NULL;
+    gp[i] = (want >> i) & 1 ? g[i] : NULL;
+  }
+  for (int r = 0; r < times; r++) bc->run(gp, big);
+}
+
+/* Twice into the same buffers gives twice once (+=, not =): exactly where a kernel adds each
+ * gradient entry once per call, within 1e-6 relative (floor 1e-3; entries are O(0.1..1)) where it
+ * adds contributions one by one into the gradient (BLAS, repeated tokens, attention's dq/dk/dv).
+ * A NULL gradient changes nothing about the others: each one alone equals, bit for bit, the same
+ * one computed with all of them. */
+static void test_backward_accumulates(void **state) {
+  for (int ci = 0; ci < N_CASES; ci++) {
+    const bwd_case *bc = &bwd_cases[ci];
+    float *once[3], *twice[3], *alone[3];
+    run_case(bc, once, 7, 1, 0);
+    run_case(bc, twice, 7, 2, 0);
+    for (int i = 0; i < 3; i++) {
+      size_t n = bc->size(i, 0);
+      if (!n) continue;
+      double worst = 0, sumsq = 0;
+      for (size_t j = 0; j < n; j++) {
+        double want2 = 2.0 * once[i][j];
+        worst = fmax(worst, fabs(twice[i][j] - want2) / fmax(fabs(want2), 1e-3));
+        sumsq += (double)once[i][j] * once[i][j];
+      }
+      if (!(sumsq > 0 && worst <= (bc->exact_2x ? 0.0 : 1e-6))) /* a real gradient, accumulated */
+        fail_msg("%s gradient %d: sumsq %g, twice vs 2x once %g", bc->name, i, sumsq, worst);
+      run_case(bc, alone, 1 << i, 1, 0);
+      assert_memory_equal(alone[i], once[i], n * sizeof(float));
+    }
+    release_scratch(NULL);
+  }
+}
+
+/* Same inputs, same thread count: bit-identical gradients. The non-BLAS kernels never let the
+ * thread count change a sum's order, so 1 and 2 threads must agree bit for bit as well. Sizes are
+ * large enough that the OpenMP paths are taken. */
+static void test_backward_deterministic(void **state) {
+  int saved = omp_get_max_threads();
+  for (int ci = 0; ci < N_CASES; ci++) {
+    const bwd_case *bc = &bwd_cases[ci];
+    float *a[3], *b[3], *one[3];
+    omp_set_num_threads(2);
+    run_case(bc, a, 7, 1, 1);
+    run_case(bc, b, 7, 1, 1);
+    omp_set_num_threads(1);
+    run_case(bc, one, 7, 1, 1);
+    for (int i = 0; i < 3; i++) {
+      size_t n = bc->size(i, 1);
+      if (!n) continue;
+      assert_memory_equal(a[i], b[i], n * sizeof(float));
+      if (!bc->uses_blas) assert_memory_equal(a[i], one[i], n * sizeof(float));
+    }
+    release_scratch(NULL);
+  }
+  omp_set_num_threads(saved);
+}
+
+/* ---- fast versus naive -------------------------------------------------------------------- */
+
+/* Outputs here are O(1) sums of ~20 products; the relative error is floored at 0.1 so that
+ * near-zero outputs (pure cancellation, absolute float error ~1e-7) do not dominate. */
+static void test_matmul_fast_vs_naive(void **state) {
+  enum { N = 37, IC = 19, OC = 23 };
+  float *inp = frand(N * IC, -1, 1, 50), *w = frand(OC * IC, -1, 1, 51), *b = frand(OC, -1, 1, 52);
+  float *fast = fzeros(N * OC), *naive = fzeros(N * OC);
+  for (int with_bias = 0; with_bias < 2; with_bias++) {
+    bwt_matmul_forward(fast, inp, w, with_bias ? b : NULL, N, IC, OC);
+    bwt_matmul_forward_naive(naive, inp, w, with_bias ? b : NULL, N, IC, OC);
+    double e = test_max_rel_err(fast, naive, N * OC, 1e-1);
+    print_message("  matmul fast vs naive (bias %d): max rel err %.2e (tol 1e-5, floor 0.1)\n",
+                  with_bias, e);
+    assert_true(e < 1e-5);
+  }
+}
+
+static void test_attention_fast_vs_naive(void **state) {
+  enum { B = 3, T = 37, C = 24, NH = 4, BTC = B * T * C, A = B * NH * T * T };
+  const float mask[NH] = {1.0f, 0.5f, 0.0f, 1.5f};
+  float *q = frand(BTC, -2, 2, 53), *k = frand(BTC, -2, 2, 54), *v = frand(BTC, -1, 1, 55);
+  float *out_f = fzeros(BTC), *out_n = fzeros(BTC), *att_f = fzeros(A), *att_n = fzeros(A);
+  for (int with_mask = 0; with_mask < 2; with_mask++) {
+    const float *m = with_mask ? mask : NULL;
+    memset(att_f, 0x7f, sizeof(float) * A); /* garbage: the zeros above the diagonal are written */
+    bwt_attention_forward(out_f, att_f, q, k, v, m, B, T, C, NH);
+    bwt_attention_forward_naive(out_n, att_n, q, k, v, m, B, T, C, NH);
+    /* floors: out is O(1) like matmul's; α is O(1/T) */
+    double eo = test_max_rel_err(out_f, out_n, BTC, 1e-1);
+    double ea = test_max_rel_err(att_f, att_n, A, 1e-3);
+    print_message("  attention fast vs naive (mask %d): out %.2e, att %.2e (tol 1e-5)\n", with_mask,
+                  eo, ea);
+    assert_true(eo < 1e-5);
+    assert_true(ea < 1e-5);
+  }
+  for (int b = 0; b < B * NH; b++) /* causal: nothing above the diagonal */
+    for (int t = 0; t < T; t++)
+      for (int s = t + 1; s < T; s++) assert_true(att_f[((size_t)b * T + t) * T + s] == 0.0f);
+}
+
+/* ---- softmax, element-wise, AdamW ---------------------------------------------------------- */
+
+static void test_softmax(void **state) {
+  enum { N = 6, K = 9 };
+  float *logits = frand(N * K, -5, 5, 60), *probs = fzeros(N * K);
+  /* Rows 4 and 5: huge logits that overflow a naive exp. */
+  const float big[2][K] = {{1000, 999, -1000, 1000, 0, 998.5f, -999, 1000, 999},
+                           {-1000, -1000, -999, -1001, -1000, -998, -1000, -1000, -1000}};
+  memcpy(logits + 4 * K, big, sizeof big);
+  bwt_softmax_forward(probs, logits, N, K);
+  for (int n = 0; n < N; n++) {
+    double sum = 0, mx = -INFINITY, z = 0;
+    for (int j = 0; j < K; j++) mx = fmax(mx, logits[n * K + j]);
+    for (int j = 0; j < K; j++) z += exp((double)logits[n * K + j] - mx);
+    for (int j = 0; j < K; j++) {
+      float p = probs[n * K + j];
+      assert_true(isfinite(p) && p >= 0);
+      assert_close(p, exp((double)logits[n * K + j] - mx) / z, 1e-6);
+      sum += p;
+    }
+    assert_true(fabs(sum - 1.0) < 1e-6);
+  }
+}
+
+static void test_add_sumsq(void **state) {
+  enum { N = 1001 };
+  float *y = frand(N, -1, 1, 61), *x = frand(N, -1, 1, 62), *y0 = fzeros(N);
+  memcpy(y0, y, sizeof(float) * N);
+  bwt_add_inplace(y, x, N);
+  for (int i = 0; i < N; i++) assert_true(y[i] == y0[i] + x[i]);
+  double ref = 0;
+  for (int i = 0; i < N; i++) ref += (double)x[i] * x[i];
+  assert_close(bwt_sumsq(x, N), ref, 1e-12 * ref);
+  assert_true(bwt_sumsq(x, 0) == 0.0);
+  assert_true(bwt_sumsq(x, 3) == (double)x[0] * x[0] + (double)x[1] * x[1] + (double)x[2] * x[2]);
+}
+
+/* PyTorch's AdamW step in double: decay first, then the bias-corrected Adam update. */
+static void ref_adamw(double *p, double g, double *m, double *v, double lr, double b1, double b2,
+                      double eps, double wd, int t) {
+  *p *= 1 - lr * wd;
+  *m = b1 * *m + (1 - b1) * g;
+  *v = b2 * *v + (1 - b2) * g * g;
+  double mhat = *m / (1 - pow(b1, t)), vhat = *v / (1 - pow(b2, t));
+  *p -= lr * mhat / (sqrt(vhat) + eps);
+}
+
+static void test_adamw(void **state) {
+  /* By hand, lr 0.1, β 0.9/0.999, eps 1e-8, wd 0.01:
+   * element 0 at t = 1 from zero moments, p 1, g 0.5:
+   *   m = 0.05, v = 0.00025, m̂ = 0.5, v̂ = 0.25, p = 1·0.999 − 0.1·0.5/(0.5 + 1e-8)
+   * element 1 at t = 1, p −2, g −1:
+   *   m = −0.1, v = 0.001, m̂ = −1, v̂ = 1, p = −2·0.999 + 0.1/(1 + 1e-8) */
+  float p[2] = {1.0f, -2.0f}, g[2] = {0.5f, -1.0f}, m[2] = {0}, v[2] = {0};
+  bwt_adamw_update(p, g, m, v, 2, 0.1f, 0.9f, 0.999f, 1e-8f, 0.01f, 1);
+  assert_close(m[0], 0.05, 1e-7);
+  assert_close(v[0], 0.00025, 5e-8); /* 1 − 0.999f ≠ 0.001 exactly */
+  assert_close(p[0], 0.999 - 0.1 * 0.5 / (0.5 + 1e-8), 1e-7);
+  assert_close(m[1], -0.1, 1e-7);
+  assert_close(v[1], 0.001, 5e-8);
+  assert_close(p[1], -1.998 + 0.1 / (1 + 1e-8), 1e-7);
+  /* element 0 again at t = 2 with g = 0.5: m = 0.095, v = 0.00049975,
+   *   m̂ = 0.095/0.19 = 0.5, v̂ = 0.00049975/0.001999 = 0.25 → same step as t = 1 */
+  double p0 = p[0];
+  bwt_adamw_update(p, g, m, v, 1, 0.1f, 0.9f, 0.999f, 1e-8f, 0.01f, 2);
+  assert_close(p[0], p0 * 0.999 - 0.1 * 0.5 / (0.5 + 1e-8), 2e-7);
+
+  /* Three steps on random parameters against the double reimplementation. */
+  enum { N = 50 };
+  float *pf = frand(N, -1, 1, 70), *mf = fzeros(N), *vf = fzeros(N);
+  double *pd = widen(pf, N), *md = dzeros(N), *vd = dzeros(N);
+  for (int t = 1; t <= 3; t++) {
+    float *gf = frand(N, -1, 1, 70 + (uint64_t)t);
+    bwt_adamw_update(pf, gf, mf, vf, N, 1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f, t);
+    for (int i = 0; i < N; i++)
+      ref_adamw(&pd[i], gf[i], &md[i], &vd[i], (float)1e-2, (float)0.9, (float)0.95, (float)1e-8,
+                (float)0.1, t);
+  }
+  double e = 0;
+  for (int i = 0; i < N; i++) e = fmax(e, fabs(pf[i] - pd[i]));
+  print_message("  adamw 3 steps vs double: max abs err %.2e (tol 1e-6)\n", e);
+  assert_true(e < 1e-6);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test_teardown(test_matmul_grad, release_scratch),
+      cmocka_unit_test_teardown(test_fd_checker_detects_errors, release_scratch),
+      cmocka_unit_test_teardown(test_embedding_grad, release_scratch),
+      cmocka_unit_test_teardown(test_rmsnorm_grad, release_scratch),
+      cmocka_unit_test_teardown(test_layernorm_grad, release_scratch),
+      cmocka_unit_test_teardown(test_gelu_grad, release_scratch),
+      cmocka_unit_test_teardown(test_attention_grad, release_scratch),
+      cmocka_unit_test_teardown(test_xent_grad, release_scratch),
+      cmocka_unit_test_teardown(test_backward_accumulates, release_scratch),
+      cmocka_unit_test_teardown(test_backward_deterministic, release_scratch),
+      cmocka_unit_test_teardown(test_matmul_fast_vs_naive, release_scratch),
+      cmocka_unit_test_teardown(test_attention_fast_vs_naive, release_scratch),
+      cmocka_unit_test_teardown(test_softmax, release_scratch),
+      cmocka_unit_test_teardown(test_add_sumsq, release_scratch),
+      cmocka_unit_test_teardown(test_adamw, release_scratch),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,226 @@
+/* Whole-model gradient checks against central finite differences, and model invariants. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bwt/kernels.h"
+#include "bwt/model.h"
+#include "bwt/rng.h"
+#include "testutil.h"
+
+enum { B = 3, T = 7, NSUP = 3, V = 6, K = 6 };
+
+typedef struct {
+  bwt_batch batch;
+  int32_t tokens[B * T], sup_pos[B * NSUP], target[B * NSUP];
+  double posterior[B * NSUP * K];
+} fixture;
+
+/* A hand-made batch: random tokens, supervised positions 1, 4, 6, random soft targets. */
+static void make_batch(fixture *f) {
+  bwt_rng rng;
+  bwt_rng_seed(&rng, 7, 0);
+  for (int i = 0; i < B * T; i++) f->tokens[i] = (int32_t)bwt_rng_below(&rng, V);
+  for (int b = 0; b < B; b++) {
+    const int pos[NSUP] = {1, 4, 6};
+    for (int j = 0; j < NSUP; j++) {
+      int r = b * NSUP + j;
+      f->sup_pos[r] = pos[j];
+      f->target[r] = (int32_t)bwt_rng_below(&rng, K);
+      double z = 0;
+      for (int k = 0; k < K; k++) z += f->posterior[r * K + k] = bwt_rng_uniform(&rng);
+      for (int k = 0; k < K; k++) f->posterior[r * K + k] /= z;
+    }
+  }
+  f->batch = (bwt_batch){B, T, NSUP, K, 0, f->tokens, NULL, f->sup_pos, f->target, f->posterior};
+}
+
+/* Mean cross-entropy from the logits in double (so finite differences see no float rounding of
+ * the loss itself); soft targets when soft != 0. */
+static double loss_of(bwt_model *m, const fixture *f, int soft) {
+  const float *logits = NULL;
+  assert_int_equal(bwt_model_forward(m, &f->batch, &logits), BWT_STATUS_OK);
+  double total = 0;
+  for (int r = 0; r < B * NSUP; r++) {
+    double mx = -INFINITY, z = 0;
+    for (int k = 0; k < K; k++) mx = fmax(mx, logits[r * K + k]);
+    for (int k = 0; k < K; k++) z += exp(logits[r * K + k] - mx);
+    for (int k = 0; k < K; k++) {
+      double lp = logits[r * K + k] - mx - log(z);
+      double y = soft ? f->posterior[r * K + k] : (k == f->target[r]);
+      total -= y * lp;
+    }
+  }
+  return total / (B * NSUP);
+}
+
+static void analytic_grad(bwt_model *m, const fixture *f, int soft) {
+  const float *logits = NULL;
+  int M = B * NSUP;
+  float probs[B * NSUP * K], dlogits[B * NSUP * K];
+  assert_int_equal(bwt_model_forward(m, &f->batch, &logits), BWT_STATUS_OK);
+  bwt_softmax_forward(probs, logits, M, K);
+  memset(dlogits, 0, sizeof dlogits);
+  bwt_xent_backward(dlogits, probs, f->target, soft ? f->posterior : NULL, 1.0f / M, M, K);
+  bwt_model_zero_grad(m);
+  assert_int_equal(bwt_model_backward(m, &f->batch, dlogits), BWT_STATUS_OK);
+}
+
+/* Worst relative error over tensors of ‖g_fd − g‖ / max(‖g‖, 1e-3), probing up to 12 coordinates
+ * per tensor with a central difference of step 1e-2 (parameters are O(1), the loss is computed in
+ * double, so truncation and rounding errors are ~1e-4 relative). */
+static double fd_check(bwt_model *m, const fixture *f, int soft, const char **worst_name) {
+  analytic_grad(m, f, soft);
+  double worst = 0;
+  for (int i = 0; i < m->n_tensors; i++) {
+    const bwt_tensor_desc *d = &m->tensors[i];
+    double num = 0, den = 0;
+    size_t stride = d->size / 12 + 1;
+    for (size_t j = (size_t)i % stride; j < d->size; j += stride) {
+      float *p = m->params + d->offset + j, saved = *p;
+      const float h = 1e-2f;
+      *p = saved + h;
+      double lp = loss_of(m, f, soft);
+      *p = saved - h;
+      double lm = loss_of(m, f, soft);
+      *p = saved;
+      double fd = (lp - lm) / (2.0 * h), g = m->grads[d->offset + j];
+      num += (fd - g) * (fd - g);
+      den += g * g;
+    }
+    double err = sqrt(num) / fmax(sqrt(den), 1e-3);
+    if (err > worst) worst = err, *worst_name = d->name;
+  }
+  return worst;
+}
+
+static bwt_model *make_model(bwt_arch arch, bwt_norm norm, int tied) {
+  bwt_model_config c = {arch, V, K, T, 8, 2, 2, norm, tied, 3};
+  bwt_model *m = NULL;
+  assert_int_equal(bwt_model_create(&m, &c, 11), BWT_STATUS_OK);
+  /* O(1) weights make every gradient large enough for finite differences to resolve. */
+  test_fill_uniform(m->params, m->n_params, -0.6f, 0.6f, 3);
+  return m;
+}
+
+static void check(bwt_model *m, int soft, double tol) {
+  fixture f;
+  make_batch(&f);
+  const char *name = "";
+  double err = fd_check(m, &f, soft, &name);
+  print_message("  %s: worst relative gradient error %.2e (%s)\n", bwt_arch_name(m->cfg.arch), err, name);
+  assert_true(err < tol);
+}
+
+static void test_transformer_rms_untied(void **state) {
+  bwt_model *m = make_model(BWT_ARCH_TRANSFORMER, BWT_NORM_RMS, 0);
+  check(m, 0, 1e-2);
+  check(m, 1, 1e-2);
+  bwt_model_free(m);
+}
+
+static void test_transformer_layernorm_tied_ablated(void **state) {
+  bwt_model *m = make_model(BWT_ARCH_TRANSFORMER, BWT_NORM_LAYER, 1);
+  m->head_mask[1] = 0.5f; /* layer 0, head 1 */
+  m->head_mask[2] = 0.0f; /* layer 1, head 0 */
+  check(m, 1, 1e-2);
+  m->skip_mlp[0] = 1;
+  m->skip_attn[1] = 1;
+  check(m, 0, 1e-2);
+  bwt_model_free(m);
+}
+
+static void test_mlp(void **state) {
+  bwt_model *m = make_model(BWT_ARCH_MLP, BWT_NORM_LAYER, 0);
+  check(m, 0, 1e-2);
+  bwt_model_free(m);
+}
+
+static void test_window_mlp(void **state) {
+  bwt_model *m = make_model(BWT_ARCH_WINDOW_MLP, BWT_NORM_RMS, 0);
+  check(m, 1, 1e-2);
+  bwt_model_free(m);
+}
+
+/* The checker must be able to fail: a backward that is 10% off in one tensor is caught. */
+static void test_checker_detects_wrong_gradient(void **state) {
+  bwt_model *m = make_model(BWT_ARCH_TRANSFORMER, BWT_NORM_RMS, 0);
+  fixture f;
+  make_batch(&f);
+  analytic_grad(m, &f, 0);
+  const bwt_tensor_desc *d = bwt_model_find_tensor(m, "blocks.0.attn.wk.weight");
+  assert_non_null(d);
+  /* Recompute by hand with a perturbed gradient for that tensor. */
+  double num = 0, den = 0;
+  for (size_t j = 0; j < d->size; j += 5) {
+    float *p = m->params + d->offset + j, saved = *p;
+    *p = saved + 1e-2f;
+    double lp = loss_of(m, &f, 0);
+    *p = saved - 1e-2f;
+    double lm = loss_of(m, &f, 0);
+    *p = saved;
+    double fd = (lp - lm) / 2e-2, g = 1.1 * m->grads[d->offset + j];
+    num += (fd - g) * (fd - g);
+    den += g * g;
+  }
+  assert_true(sqrt(num) / sqrt(den) > 5e-2);
+  bwt_model_free(m);
+}
+
+/* Masking every head of a layer leaves only the O projection's bias: equal to skipping the
+ * attention branch and adding that bias. Checked through the logits of a model whose bias is 0. */
+static void test_all_heads_masked_equals_attention_skipped(void **state) {
+  bwt_model *a = make_model(BWT_ARCH_TRANSFORMER, BWT_NORM_RMS, 0);
+  bwt_model *b = make_model(BWT_ARCH_TRANSFORMER, BWT_NORM_RMS, 0);
+  const bwt_tensor_desc *bo = bwt_model_find_tensor(a, "blocks.1.attn.wo.bias");
+  memset(a->params + bo->offset, 0, sizeof(float) * bo->size);
+  memset(b->params + bo->offset, 0, sizeof(float) * bo->size);
+  fixture f;
+  make_batch(&f);
+  a->head_mask[2] = a->head_mask[3] = 0.0f;
+  b->skip_attn[1] = 1;
+  const float *la = NULL, *lb = NULL;
+  assert_int_equal(bwt_model_forward(a, &f.batch, &la), BWT_STATUS_OK);
+  assert_int_equal(bwt_model_forward(b, &f.batch, &lb), BWT_STATUS_OK);
+  assert_true(test_max_rel_err(la, lb, B * NSUP * K, 1e-3) < 1e-5);
+  bwt_model_free(a);
+  bwt_model_free(b);
+}
+
+static void test_bad_configs(void **state) {
+  bwt_model *m = NULL;
+  bwt_model_config c = {BWT_ARCH_TRANSFORMER, V, K, T, 8, 0, 2, BWT_NORM_RMS, 0, 3};
+  assert_int_equal(bwt_model_create(&m, &c, 1), BWT_STATUS_ARG); /* zero layers */
+  assert_non_null(strstr(bwt_last_error(), "layers"));
+  c.n_layers = 2, c.n_heads = 3;
+  assert_int_equal(bwt_model_create(&m, &c, 1), BWT_STATUS_ARG); /* heads do not divide d */
+  c.n_heads = 2, c.tied_head = 1, c.n_classes = 5;
+  assert_int_equal(bwt_model_create(&m, &c, 1), BWT_STATUS_ARG); /* tied head, K != V */
+  assert_null(m);
+}
+
+static void test_parameter_count_reference_size(void **state) {
+  /* The paper's bijection transformer: d 192, 6 layers, 6 heads, V=40 tokens, T=37 (≈2.68M). */
+  bwt_model_config c = {BWT_ARCH_TRANSFORMER, 40, 40, 37, 192, 6, 6, BWT_NORM_RMS, 0, 1};
+  bwt_model *m = NULL;
+  assert_int_equal(bwt_model_create(&m, &c, 1), BWT_STATUS_OK);
+  /* per block: 4 (C² + C) + 2·4C² + 4C + C + 2C (norms) */
+  size_t C = 192, block = 4 * (C * C + C) + 8 * C * C + 5 * C + 2 * C;
+  assert_int_equal(m->n_params, 40 * C + 37 * C + 6 * block + C + 40 * C);
+  print_message("  reference transformer: %zu parameters\n", m->n_params);
+  bwt_model_free(m);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_transformer_rms_untied),
+      cmocka_unit_test(test_transformer_layernorm_tied_ablated),
+      cmocka_unit_test(test_mlp),
+      cmocka_unit_test(test_window_mlp),
+      cmocka_unit_test(test_checker_detects_wrong_gradient),
+      cmocka_unit_test(test_all_heads_masked_equals_attention_skipped),
+      cmocka_unit_test(test_bad_configs),
+      cmocka_unit_test(test_parameter_count_reference_size),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
