@@ -32,7 +32,7 @@ int cmd_sample(int argc, char **argv) {
     return 2;
   }
   bwt_task *task = NULL;
-  if (bwt_task_create(&task, &o.cfg.task) != BWT_STATUS_OK) return cli_error("sample");
+  if (bwt_task_create(&task, &o.cfg.task) != BWT_STATUS_OK) return cli_error("sample") + 1; /* a bad command line */
   FILE *f = strcmp(out, "-") == 0 ? stdout : fopen(out, "w");
   if (!f) {
     fprintf(stderr, "bwt sample: cannot write %s: %s\n", out, strerror(errno));
@@ -51,8 +51,9 @@ int cmd_sample(int argc, char **argv) {
     b.B = full;
     done += keep;
   }
-  if (f != stdout && fclose(f) != 0 && s == BWT_STATUS_OK) s = bwt_fail(BWT_STATUS_IO, "cannot write %s", out);
-  if (f == stdout && fflush(stdout) != 0 && s == BWT_STATUS_OK) s = bwt_fail(BWT_STATUS_IO, "cannot write to standard output");
+  int to_stdout = f == stdout;
+  if ((to_stdout ? fflush(f) : fclose(f)) != 0 && s == BWT_STATUS_OK)
+    s = bwt_fail(BWT_STATUS_IO, "cannot write %s", to_stdout ? "to standard output" : out);
   rc = s == BWT_STATUS_OK ? 0 : cli_error("sample");
   bwt_batch_free(&b);
   bwt_task_free(task);

@@ -54,6 +54,7 @@ int cmd_train(int argc, char **argv) {
     fprintf(stderr, "resuming %s at step %d of %d\n", dir, tr->step, tr->cfg.train.steps);
   } else {
     if ((rc = run_options_finish(&o, "train"))) return rc;
+    if (bwt_run_dir_prepare(dir) != BWT_STATUS_OK) return cli_error("train");
     if (bwt_trainer_create(&tr, &o.cfg) != BWT_STATUS_OK) return cli_error("train");
     const bwt_task_config *t = &o.cfg.task;
     fprintf(stderr, "training %s (%zu parameters) on %s V=%d L=%d for %d steps, batch %d, into %s\n",

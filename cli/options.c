@@ -210,6 +210,7 @@ int run_options_finish(run_options *o, const char *command) {
   m->max_T = task->seq_len;
   if (m->window == 0) m->window = task->seq_len;
   bwt_task_free(task);
-  if (bwt_run_config_check(&o->cfg) != BWT_STATUS_OK) return cli_error(command) + 1;
+  if (bwt_model_config_check(m) != BWT_STATUS_OK || bwt_run_config_check(&o->cfg) != BWT_STATUS_OK)
+    return cli_error(command) + 1;
   return 0;
 }

@@ -41,12 +41,12 @@ expect 2 "needs a non-negative integer" -- train --seed -3
 expect 2 "needs a value" -- train --steps
 expect 2 "unexpected argument 'extra'" -- train extra
 expect 2 "missing argument" -- eval
-expect 1 "L=25 > V=20" -- train --L 25 --out "$tmp/never"
-expect 1 "layers must be" -- train --layers 0 --out "$tmp/never"
-expect 1 "heads (5) must divide" -- train --heads 5 --out "$tmp/never"
-expect 1 "steps must be >= 1" -- train --steps 0 --out "$tmp/never"
-expect 1 "unknown architecture 'cnn'" -- train --arch cnn
-expect 1 "unknown norm 'batch'" -- train --norm batch
+expect 2 "L=25 > V=20" -- train --L 25 --out "$tmp/never"
+expect 2 "layers must be" -- train --layers 0 --out "$tmp/never"
+expect 2 "heads (5) must divide" -- train --heads 5 --out "$tmp/never"
+expect 2 "steps must be >= 1" -- train --steps 0 --out "$tmp/never"
+expect 2 "unknown architecture 'cnn'" -- train --arch cnn
+expect 2 "unknown norm 'batch'" -- train --norm batch
 expect 2 "unknown preset 'huge'" -- train --preset huge
 [ ! -e "$tmp/never" ] || { echo "FAIL: a rejected run created its directory"; failures=$((failures + 1)); }
 
@@ -87,7 +87,7 @@ expect 1 "cannot write" -- eval "$tmp/run" --eval-seqs 4 --json "$tmp/afile/x.js
 ok sample --V 5 --L 4 --n 3 --seed 9
 checks=$((checks + 1))
 [ "$(wc -l <"$tmp/out")" = 3 ] && grep -q '"posterior"' "$tmp/out" || { echo "FAIL: sample output"; failures=$((failures + 1)); }
-expect 1 "L=9 > V=5" -- sample --V 5 --L 9
+expect 2 "L=9 > V=5" -- sample --V 5 --L 9
 
 # --help on every subcommand lists its options with defaults.
 for cmd in demo train eval sample; do

@@ -72,6 +72,8 @@ typedef struct bwt_model {
 
 /* Fills cfg with the defaults for arch sized for task (vocab, classes, positions). */
 void bwt_model_config_default(bwt_model_config *cfg, bwt_arch arch, const bwt_task *task);
+/* Checks cfg for impossible sizes (a clear message naming the field). */
+bwt_status bwt_model_config_check(const bwt_model_config *cfg);
 /* Validates cfg (clear message for impossible sizes) and creates the model with weights drawn from
  * seed: N(0, 0.02) for matrices (output projections scaled by 1/sqrt(2·n_layers)), norm weights 1,
  * biases 0. */

@@ -82,6 +82,9 @@ typedef struct {
 } bwt_progress;
 typedef void (*bwt_progress_fn)(void *ctx, const bwt_progress *p);
 
+/* Creates dir for a fresh run; fails if it cannot be written or already holds a checkpoint. */
+bwt_status bwt_run_dir_prepare(const char *dir);
+
 /* Runs (or continues) training in run_dir: writes config.json at the start, appends to
  * metrics.jsonl, checkpoints to checkpoint.safetensors (atomically) every ckpt_every steps and at
  * the end, and at the end evaluates and writes eval.json and positions.csv. */

@@ -6,17 +6,22 @@
 #include "bwt/kernels.h"
 
 #define P(off) (m->params + (off))
+
+/* "<prefix>.<suffix>" into name (2·BWT_TENSOR_NAME_MAX); model_add_tensor rejects names too long. */
+static const char *join(char *name, const char *prefix, const char *suffix) {
+  if (snprintf(name, 2 * BWT_TENSOR_NAME_MAX, "%s.%s", prefix, suffix) >= 2 * BWT_TENSOR_NAME_MAX)
+    name[2 * BWT_TENSOR_NAME_MAX - 1] = '\0';
+  return name;
+}
 #define G(off) (m->grads + (off))
 
 void norm_declare(bwt_model *m, norm_params *p, const char *prefix) {
-  char name[BWT_TENSOR_NAME_MAX];
+  char name[2 * BWT_TENSOR_NAME_MAX]; /* room for gcc's truncation analysis; names are checked on entry */
   int C = m->cfg.d_model;
-  snprintf(name, sizeof name, "%s.weight", prefix);
-  p->weight = model_add_tensor(m, name, 1, C, 0, INIT_ONES);
+  p->weight = model_add_tensor(m, join(name, prefix, "weight"), 1, C, 0, INIT_ONES);
   p->bias = 0;
   if (m->cfg.norm == BWT_NORM_LAYER) {
-    snprintf(name, sizeof name, "%s.bias", prefix);
-    p->bias = model_add_tensor(m, name, 1, C, 0, INIT_ZEROS);
+    p->bias = model_add_tensor(m, join(name, prefix, "bias"), 1, C, 0, INIT_ZEROS);
   }
 }
 
@@ -40,18 +45,13 @@ void norm_backward(bwt_model *m, const norm_params *p, const norm_acts *a, float
 }
 
 void ffn_declare(bwt_model *m, ffn_params *p, const char *prefix) {
-  char name[BWT_TENSOR_NAME_MAX];
+  char name[2 * BWT_TENSOR_NAME_MAX]; /* room for gcc's truncation analysis; names are checked on entry */
   int C = m->cfg.d_model, H = 4 * C;
-  snprintf(name, sizeof name, "%s.norm", prefix);
-  norm_declare(m, &p->norm, name);
-  snprintf(name, sizeof name, "%s.fc1.weight", prefix);
-  p->fc1_w = model_add_tensor(m, name, 2, H, C, INIT_NORMAL);
-  snprintf(name, sizeof name, "%s.fc1.bias", prefix);
-  p->fc1_b = model_add_tensor(m, name, 1, H, 0, INIT_ZEROS);
-  snprintf(name, sizeof name, "%s.fc2.weight", prefix);
-  p->fc2_w = model_add_tensor(m, name, 2, C, H, INIT_NORMAL_RESIDUAL);
-  snprintf(name, sizeof name, "%s.fc2.bias", prefix);
-  p->fc2_b = model_add_tensor(m, name, 1, C, 0, INIT_ZEROS);
+  norm_declare(m, &p->norm, join(name, prefix, "norm"));
+  p->fc1_w = model_add_tensor(m, join(name, prefix, "fc1.weight"), 2, H, C, INIT_NORMAL);
+  p->fc1_b = model_add_tensor(m, join(name, prefix, "fc1.bias"), 1, H, 0, INIT_ZEROS);
+  p->fc2_w = model_add_tensor(m, join(name, prefix, "fc2.weight"), 2, C, H, INIT_NORMAL_RESIDUAL);
+  p->fc2_b = model_add_tensor(m, join(name, prefix, "fc2.bias"), 1, C, 0, INIT_ZEROS);
 }
 
 void ffn_forward(const bwt_model *m, const ffn_params *p, const ffn_acts *a, float *out,

@@ -45,7 +45,7 @@ static bwt_status build(bwt_model *m) {
     t->win_w = model_add_tensor(m, "window.weight", 2, C, c->window * C, INIT_NORMAL);
     t->win_b = model_add_tensor(m, "window.bias", 1, C, 0, INIT_ZEROS);
   }
-  char name[BWT_TENSOR_NAME_MAX];
+  char name[2 * BWT_TENSOR_NAME_MAX]; /* room for gcc's truncation analysis; names are checked on entry */
   for (int l = 0; l < c->n_layers; l++) {
     snprintf(name, sizeof name, "blocks.%d.mlp", l);
     ffn_declare(m, &t->blocks[l], name);

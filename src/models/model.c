@@ -40,7 +40,7 @@ void bwt_model_config_default(bwt_model_config *cfg, bwt_arch arch, const bwt_ta
   cfg->window = task->seq_len;
 }
 
-static bwt_status check_config(const bwt_model_config *c) {
+bwt_status bwt_model_config_check(const bwt_model_config *c) {
   if ((unsigned)c->arch > BWT_ARCH_WINDOW_MLP) return bwt_fail(BWT_STATUS_ARG, "unknown architecture %d", (int)c->arch);
   if ((unsigned)c->norm > BWT_NORM_LAYER) return bwt_fail(BWT_STATUS_ARG, "unknown norm %d", (int)c->norm);
   if (c->vocab < 1) return bwt_fail(BWT_STATUS_ARG, "model: vocab must be >= 1 (got %d); continuous-input tasks are not supported by this model yet", c->vocab);
@@ -73,6 +73,7 @@ size_t model_add_tensor(bwt_model *m, const char *name, int ndim, int d0, int d1
   }
   bwt_tensor_desc *t = &m->tensors[m->n_tensors];
   memset(t, 0, sizeof *t);
+  if (strlen(name) >= sizeof t->name) impl->table_oom = 1; /* reported as a failed build */
   snprintf(t->name, sizeof t->name, "%s", name);
   t->ndim = ndim;
   t->shape[0] = d0;
@@ -116,7 +117,7 @@ static void init_weights(bwt_model *m, uint64_t seed) {
 
 bwt_status bwt_model_create(bwt_model **out, const bwt_model_config *cfg, uint64_t seed) {
   *out = NULL;
-  BWT_TRY(check_config(cfg));
+  BWT_TRY(bwt_model_config_check(cfg));
   bwt_model *m = bwt_calloc(1, sizeof *m, "model");
   model_impl *impl = bwt_calloc(1, sizeof *impl, "model");
   if (!m || !impl) return free(m), free(impl), BWT_STATUS_NOMEM;
@@ -124,7 +125,7 @@ bwt_status bwt_model_create(bwt_model **out, const bwt_model_config *cfg, uint64
   m->impl = impl;
   impl->ops = cfg->arch == BWT_ARCH_TRANSFORMER ? &transformer_ops : &mlp_ops;
   bwt_status s = impl->ops->build(m);
-  if (s == BWT_STATUS_OK && impl->table_oom) s = bwt_fail(BWT_STATUS_NOMEM, "out of memory building the tensor table");
+  if (s == BWT_STATUS_OK && impl->table_oom) s = bwt_fail(BWT_STATUS_NOMEM, "cannot build the tensor table (out of memory, or a name over %d characters)", BWT_TENSOR_NAME_MAX - 1);
   if (s == BWT_STATUS_OK) {
     int L = cfg->n_layers, NH = cfg->arch == BWT_ARCH_TRANSFORMER ? cfg->n_heads : 1;
     m->params = bwt_calloc(m->n_params, sizeof(float), "parameters");

@@ -54,7 +54,7 @@ static bwt_status build(bwt_model *m) {
   int C = c->d_model;
   t->wte = model_add_tensor(m, "tok_emb", 2, c->vocab, C, INIT_NORMAL);
   t->wpe = model_add_tensor(m, "pos_emb", 2, c->max_T, C, INIT_NORMAL);
-  char name[BWT_TENSOR_NAME_MAX];
+  char name[2 * BWT_TENSOR_NAME_MAX]; /* room for gcc's truncation analysis; names are checked on entry */
   for (int l = 0; l < c->n_layers; l++) {
     block_params *b = &t->blocks[l];
 #define ADD(field, suffix, ndim, d0, d1, init)                         \

@@ -118,13 +118,19 @@ static bwt_status evaluate_and_log(bwt_trainer *tr, FILE *log, const char *log_p
   return log_json(log, o, log_path);
 }
 
+bwt_status bwt_run_dir_prepare(const char *dir) {
+  char path[4096];
+  BWT_TRY(bwt_mkdir_p(dir));
+  path_in(path, sizeof path, dir, "checkpoint.safetensors");
+  if (bwt_path_exists(path))
+    return bwt_fail(BWT_STATUS_ARG, "%s already holds a run (use --resume %s, or another --out)", dir, dir);
+  return BWT_STATUS_OK;
+}
+
 bwt_status bwt_train_run(bwt_trainer *tr, const char *dir, bwt_progress_fn progress, void *ctx) {
   const bwt_train_config *c = &tr->cfg.train;
   char path[4096], log_path[4096];
-  BWT_TRY(bwt_mkdir_p(dir));
-  path_in(path, sizeof path, dir, "checkpoint.safetensors");
-  if (tr->step == 0 && bwt_path_exists(path))
-    return bwt_fail(BWT_STATUS_ARG, "%s already holds a run (use --resume %s, or another --out)", dir, dir);
+  if (tr->step == 0) BWT_TRY(bwt_run_dir_prepare(dir));
   char *config = bwt_run_config_to_json(&tr->cfg);
   path_in(path, sizeof path, dir, "config.json");
   bwt_status s = config ? bwt_write_file_atomic(path, config, strlen(config)) : BWT_STATUS_NOMEM;
