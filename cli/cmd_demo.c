@@ -63,7 +63,7 @@ static int run_arm(demo_arm *arm, const char *dir) {
 
 int cmd_demo(int argc, char **argv) {
   char out[OPT_STRING_MAX] = "runs/demo";
-  int V = 20, steps = 6000, mlp_steps = 1000, threads = 0, eval_seqs = 2000, d_model = 64, layers = 2,
+  int V = 20, steps = 10000, mlp_steps = 1000, threads = 0, eval_seqs = 2000, d_model = 64, layers = 2,
       heads = 4, batch = 64, soft = 0;
   double lr = 1e-3;
   uint64_t seed = 1;

@@ -11,6 +11,7 @@ void progress_init(progress_printer *p, const char *label) {
   p->label = label;
   p->tty = isatty(STDERR_FILENO);
   p->last_mae = NAN;
+  p->last_line_step = 0;
 }
 
 static void fmt_duration(char *buf, size_t n, double s) {
@@ -29,6 +30,11 @@ void progress_print(void *ctx, const bwt_progress *p) {
             pp->label, p->step, p->elapsed_s, p->eval->overall.entropy_mae, p->eval->overall.kl_bits);
     return;
   }
+  /* Off a terminal (a log file), stay quiet: about twenty lines per run, plus evaluations. */
+  int every = p->steps / 20 > 0 ? p->steps / 20 : 1;
+  if (!pp->tty && !p->eval && p->step != p->steps && p->step / every == pp->last_line_step / every)
+    return;
+  pp->last_line_step = p->step;
   char eta[32], mae[48] = "";
   fmt_duration(eta, sizeof eta, p->eta_s);
   if (!isnan(pp->last_mae)) snprintf(mae, sizeof mae, "  MAE %.4f bits", pp->last_mae);

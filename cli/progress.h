@@ -8,6 +8,7 @@ typedef struct {
   const char *label; /* e.g. "transformer" */
   int tty;
   double last_mae;   /* the latest evaluated entropy MAE (NaN before the first) */
+  int last_line_step; /* the step of the last line printed */
 } progress_printer;
 
 void progress_init(progress_printer *p, const char *label);

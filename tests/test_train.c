@@ -119,23 +119,23 @@ static double train_and_eval(bwt_run_config *c, const char *name, bwt_eval_resul
 /* V=6, L=5: the transformer learns elimination; the context-free MLP sits at its analytic plateau
  * log2 6 − (1/5)Σ_{t<5} log2(6−t) = 0.68696 bits. */
 static void test_end_to_end_small_bijection(void **state) {
-  bwt_run_config c = small_config(BWT_ARCH_TRANSFORMER, 6, 2000);
+  bwt_run_config c = small_config(BWT_ARCH_TRANSFORMER, 6, 4000);
   c.model.d_model = 32;
   c.train.batch = 32;
   c.train.warmup = 30;
   bwt_eval_result r;
   double mae = train_and_eval(&c, "e2e_transformer", &r);
   print_message("  transformer V=6: entropy MAE %.4f bits, KL %.4f bits\n", mae, r.overall.kl_bits);
-  assert_true(mae < 0.05);
-  assert_true(r.overall.kl_bits < 0.05);
+  assert_true(mae < 0.06); /* measured 0.031 */
+  assert_true(r.overall.kl_bits < 0.03); /* measured 0.009 */
   bwt_eval_result_free(&r);
 
-  bwt_run_config m = small_config(BWT_ARCH_MLP, 6, 300);
+  bwt_run_config m = small_config(BWT_ARCH_MLP, 6, 1000);
   m.model.n_layers = 2;
   double plateau = log2(6.0) - (log2(6) + log2(5) + log2(4) + log2(3) + log2(2)) / 5;
   double mmae = train_and_eval(&m, "e2e_mlp", &r);
   print_message("  context-free MLP V=6: entropy MAE %.4f bits (plateau %.5f)\n", mmae, plateau);
-  assert_true(fabs(mmae - plateau) < 0.05);
+  assert_true(fabs(mmae - plateau) < 0.02); /* measured 0.005 above */
   bwt_eval_result_free(&r);
 }
 
