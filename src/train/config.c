@@ -10,11 +10,11 @@
 
 void bwt_train_config_default(bwt_train_config *c) {
   memset(c, 0, sizeof *c);
-  c->steps = 2000;
+  c->steps = 6000; /* defaults: a small transformer that learns the V=20 bijection in minutes */
   c->batch = 64;
-  c->lr = 3e-4;
+  c->lr = 1e-3;
   c->min_lr_frac = 0.1;
-  c->warmup = 100;
+  c->warmup = 300;
   c->weight_decay = 0.1;
   c->beta1 = 0.9;
   c->beta2 = 0.999;
