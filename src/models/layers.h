@@ -50,6 +50,32 @@ void ffn_forward(const bwt_model *m, const ffn_params *p, const ffn_acts *a, flo
 void ffn_backward(bwt_model *m, const ffn_params *p, const ffn_acts *a, const ffn_scratch *s,
                   float *dx, const float *x, int N);
 
+/* The readout shared by every architecture: the supervised rows of the final residual stream,
+ * the final norm (norm_f) and the head (its own weight, or the token embedding when tied). */
+typedef struct {
+  norm_params norm;
+  size_t head;
+} readout_params;
+
+typedef struct {
+  float *xg;      /* (M,C) supervised rows of the final stream */
+  norm_acts norm; /* (M,C) */
+  float *logits;  /* (M,K) */
+  float *dxg, *dh; /* (M,C) gradient scratch */
+} readout_acts;
+
+/* Declares norm_f and head.weight (none when tied: the head is the tensor at wte). */
+void readout_declare(bwt_model *m, readout_params *p, size_t wte);
+/* Number of floats readout_carve takes for M supervised rows. */
+size_t readout_floats(const bwt_model_config *c, int M);
+/* Points a's arrays into base (M supervised rows). */
+void readout_carve(const bwt_model_config *c, readout_acts *a, float *base, int M);
+void readout_forward(const bwt_model *m, const readout_params *p, const readout_acts *a,
+                     const float *x, const bwt_batch *batch);
+/* dx(B·T,C) += the gradient reaching the final stream from dlogits(M,K). */
+void readout_backward(bwt_model *m, const readout_params *p, const readout_acts *a, float *dx,
+                      const float *dlogits, const bwt_batch *batch);
+
 /* Copies the supervised rows: out(M,C)[b·n_sup+j] = x(B·T,C)[b·T + sup_pos[b·n_sup+j]]. */
 void gather_rows(float *out, const float *x, const bwt_batch *batch, int C);
 /* dx(B·T,C)[row] += dout(M,C)[m] for the same rows. */

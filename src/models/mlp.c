@@ -12,20 +12,17 @@
 #define G(off) (m->grads + (off))
 
 typedef struct {
-  size_t wte, wpe, win_w, win_b, head; /* win_*: the window projection (window_mlp only) */
-  norm_params lnf;
+  size_t wte, wpe, win_w, win_b; /* win_*: the window projection (window_mlp only) */
+  readout_params readout;
   ffn_params *blocks;
   float *arena;
   size_t arena_cap;
   float *u;          /* (N, window·C) concatenated window embeddings (window_mlp only) */
   float *x;          /* (n_layers+1, N, C) residual stream */
   ffn_acts *acts;    /* (n_layers) */
-  float *xg;         /* (M,C) */
-  norm_acts lnf_a;   /* (M,C) */
-  float *logits;     /* (M,K) */
+  readout_acts out; /* the supervised rows, final norm, logits */
   float *dx, *du;    /* (N,C), (N, window·C) */
   ffn_scratch ffn_s;
-  float *dxg, *dh;   /* (M,C) */
 } mlp;
 
 static int is_window(const bwt_model *m) { return m->cfg.arch == BWT_ARCH_WINDOW_MLP; }
@@ -50,8 +47,7 @@ static bwt_status build(bwt_model *m) {
     snprintf(name, sizeof name, "blocks.%d.mlp", l);
     ffn_declare(m, &t->blocks[l], name);
   }
-  norm_declare(m, &t->lnf, "norm_f");
-  t->head = c->tied_head ? t->wte : model_add_tensor(m, "head.weight", 2, c->n_classes, C, INIT_NORMAL);
+  readout_declare(m, &t->readout, t->wte);
   return BWT_STATUS_OK;
 }
 
@@ -77,17 +73,12 @@ static size_t carve(mlp *t, const bwt_model_config *c, float *base, int B, int T
     TAKE(t->acts[l].pre, N * H);
     TAKE(t->acts[l].act, N * H);
   }
-  TAKE(t->xg, (size_t)M * C);
-  TAKE(t->lnf_a.out, (size_t)M * C);
-  TAKE(t->lnf_a.mean, (size_t)M);
-  TAKE(t->lnf_a.rstd, (size_t)M);
-  TAKE(t->logits, (size_t)M * c->n_classes);
   TAKE(t->dx, N * C);
   TAKE(t->ffn_s.dnorm, N * C);
   TAKE(t->ffn_s.dact, N * H);
   TAKE(t->ffn_s.dpre, N * H);
-  TAKE(t->dxg, (size_t)M * C);
-  TAKE(t->dh, (size_t)M * C);
+  if (base) readout_carve(c, &t->out, base + off, M);
+  off += readout_floats(c, M);
 #undef TAKE
   return off;
 }
@@ -134,24 +125,18 @@ static bwt_status forward(bwt_model *m, const bwt_batch *batch, const float **lo
     float *x = t->x + (size_t)l * N * C;
     ffn_forward(m, &t->blocks[l], &t->acts[l], x + (size_t)N * C, x, N);
   }
-  gather_rows(t->xg, t->x + (size_t)c->n_layers * N * C, batch, C);
-  norm_forward(m, &t->lnf, &t->lnf_a, t->xg, M);
-  bwt_matmul_forward(t->logits, t->lnf_a.out, P(t->head), NULL, M, C, c->n_classes);
-  *logits = t->logits;
+  readout_forward(m, &t->readout, &t->out, t->x + (size_t)c->n_layers * N * C, batch);
+  *logits = t->out.logits;
   return BWT_STATUS_OK;
 }
 
 static bwt_status backward(bwt_model *m, const bwt_batch *batch, const float *dlogits) {
   const bwt_model_config *c = &m->cfg;
   mlp *t = model_arch(m);
-  int B = batch->B, T = batch->T, N = B * T, M = B * batch->n_sup, C = c->d_model;
+  int B = batch->B, T = batch->T, N = B * T, C = c->d_model;
 
-  memset(t->dh, 0, sizeof(float) * M * C);
-  memset(t->dxg, 0, sizeof(float) * M * C);
   memset(t->dx, 0, sizeof(float) * N * C);
-  bwt_matmul_backward(t->dh, G(t->head), NULL, dlogits, t->lnf_a.out, P(t->head), M, C, c->n_classes);
-  norm_backward(m, &t->lnf, &t->lnf_a, t->dxg, t->dh, t->xg, M);
-  scatter_rows_add(t->dx, t->dxg, batch, C);
+  readout_backward(m, &t->readout, &t->out, t->dx, dlogits, batch);
   for (int l = c->n_layers - 1; l >= 0; l--)
     ffn_backward(m, &t->blocks[l], &t->acts[l], &t->ffn_s, t->dx, t->x + (size_t)l * N * C, N);
   if (is_window(m)) {

@@ -26,21 +26,18 @@ typedef struct {
 } block_acts;
 
 typedef struct {
-  size_t wte, wpe, head;
-  norm_params lnf;
+  size_t wte, wpe;
+  readout_params readout;
   block_params *blocks; /* (n_layers) */
   /* Activations, carved from one arena for the current batch shape. */
   float *arena;
   size_t arena_cap;
   block_acts *acts; /* (n_layers) */
   float *x;         /* (n_layers+1, N, C): the residual stream entering each block; the last is the output */
-  float *xg;        /* (M,C) supervised rows of the output stream */
-  norm_acts lnf_a;  /* (M,C) */
-  float *logits;    /* (M,K) */
+  readout_acts out; /* the supervised rows, final norm, logits */
   /* Gradient scratch. */
   float *dx, *dq, *dk, *dv, *datty; /* (N,C) */
   ffn_scratch ffn_s;
-  float *dxg, *dh; /* (M,C) */
 } transformer;
 
 static bwt_status build(bwt_model *m) {
@@ -74,8 +71,7 @@ static bwt_status build(bwt_model *m) {
     snprintf(name, sizeof name, "blocks.%d.mlp", l);
     ffn_declare(m, &b->ffn, name);
   }
-  norm_declare(m, &t->lnf, "norm_f");
-  t->head = c->tied_head ? t->wte : model_add_tensor(m, "head.weight", 2, c->n_classes, C, INIT_NORMAL);
+  readout_declare(m, &t->readout, t->wte);
   return BWT_STATUS_OK;
 }
 
@@ -109,11 +105,6 @@ static size_t carve(transformer *t, const bwt_model_config *c, float *base, int 
     TAKE(a->ffn.pre, N * H);
     TAKE(a->ffn.act, N * H);
   }
-  TAKE(t->xg, (size_t)M * C);
-  TAKE(t->lnf_a.out, (size_t)M * C);
-  TAKE(t->lnf_a.mean, (size_t)M);
-  TAKE(t->lnf_a.rstd, (size_t)M);
-  TAKE(t->logits, (size_t)M * c->n_classes);
   TAKE(t->dx, N * C);
   TAKE(t->dq, N * C);
   TAKE(t->dk, N * C);
@@ -122,8 +113,8 @@ static size_t carve(transformer *t, const bwt_model_config *c, float *base, int 
   TAKE(t->ffn_s.dnorm, N * C);
   TAKE(t->ffn_s.dact, N * H);
   TAKE(t->ffn_s.dpre, N * H);
-  TAKE(t->dxg, (size_t)M * C);
-  TAKE(t->dh, (size_t)M * C);
+  if (base) readout_carve(c, &t->out, base + off, M);
+  off += readout_floats(c, M);
 #undef TAKE
   return off;
 }
@@ -157,26 +148,19 @@ static bwt_status forward(bwt_model *m, const bwt_batch *batch, const float **lo
     else
       ffn_forward(m, &p->ffn, &a->ffn, xnext, a->xmid, N);
   }
-  /* Only the supervised rows are read out: gather, then the final norm and the head. */
-  gather_rows(t->xg, t->x + (size_t)c->n_layers * N * C, batch, C);
-  norm_forward(m, &t->lnf, &t->lnf_a, t->xg, M);
-  bwt_matmul_forward(t->logits, t->lnf_a.out, P(t->head), NULL, M, C, c->n_classes);
-  *logits = t->logits;
+  readout_forward(m, &t->readout, &t->out, t->x + (size_t)c->n_layers * N * C, batch);
+  *logits = t->out.logits;
   return BWT_STATUS_OK;
 }
 
 static bwt_status backward(bwt_model *m, const bwt_batch *batch, const float *dlogits) {
   const bwt_model_config *c = &m->cfg;
   transformer *t = model_arch(m);
-  int B = batch->B, T = batch->T, N = B * T, M = B * batch->n_sup, C = c->d_model;
+  int B = batch->B, T = batch->T, N = B * T, C = c->d_model;
   size_t NC = (size_t)N * C;
 
-  memset(t->dh, 0, sizeof(float) * M * C);
-  memset(t->dxg, 0, sizeof(float) * M * C);
   memset(t->dx, 0, sizeof(float) * NC);
-  bwt_matmul_backward(t->dh, G(t->head), NULL, dlogits, t->lnf_a.out, P(t->head), M, C, c->n_classes);
-  norm_backward(m, &t->lnf, &t->lnf_a, t->dxg, t->dh, t->xg, M);
-  scatter_rows_add(t->dx, t->dxg, batch, C);
+  readout_backward(m, &t->readout, &t->out, t->dx, dlogits, batch);
 
   /* t->dx carries ∂L/∂(residual stream) backwards through the blocks. */
   for (int l = c->n_layers - 1; l >= 0; l--) {
