@@ -155,7 +155,7 @@ int model_options(cli_option *opts, run_options *o) {
 int train_options(cli_option *opts, run_options *o) {
   bwt_train_config *t = &o->cfg.train;
   int n = 0;
-  opts[n++] = (cli_option){"preset", OPT_STRING, o->preset, "none | paper (d 192, 6 layers, 6 heads, batch 256, 50k steps, warmup 2000); flags after it override"};
+  opts[n++] = (cli_option){"preset", OPT_STRING, o->preset, "none | paper (d 192, 6 layers, 6 heads, batch 256, 50k steps, warmup 2000); explicit flags override it"};
   opts[n++] = (cli_option){"steps", OPT_INT, &t->steps, "optimisation steps"};
   opts[n++] = (cli_option){"batch", OPT_INT, &t->batch, "sequences per step"};
   opts[n++] = (cli_option){"lr", OPT_DOUBLE, &t->lr, "peak learning rate (AdamW)"};

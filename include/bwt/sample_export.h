@@ -7,10 +7,15 @@
 
 #include "bwt/task.h"
 
-/* Writes one line per sequence of batch:
- *   {"index": first_index+b, "seed": "<batch seed>", "task": name, "tokens": [...],
- *    "supervised": [{"pos", "target", "entropy_bits", "posterior": [K probabilities]}, ...]}
- * Continuous-input tasks write "inputs" (T rows of input_dim numbers) instead of "tokens". */
+/* Writes one line per sequence b of batch (a batch of `task` sampled with `seed`):
+ *   {"index": first_index+b, "seed": "<seed>", "stream": b, "task": name, "tokens": [T ints],
+ *    "supervised": [{"pos", "target", "posterior": [K probabilities], "entropy_bits"}, ...]}
+ * The seed is a decimal string (a 64-bit value does not fit a JSON double); the sequence is the
+ * rng stream (seed, stream), i.e. bwt_task_sample(task, seed, ...) row `stream`. Doubles are
+ * printed with up to 17 significant digits, so they read back bit-exact. Continuous-input tasks
+ * write "inputs" (T rows of input_dim numbers) instead of "tokens".
+ * Fails with BWT_STATUS_ARG if the batch does not fit the task, BWT_STATUS_NOMEM, or
+ * BWT_STATUS_IO if writing (including the final fflush) fails. */
 bwt_status bwt_batch_write_jsonl(FILE *f, const bwt_task *task, const bwt_batch *batch,
                                  uint64_t seed, int first_index);
 

@@ -62,6 +62,7 @@ typedef struct {
   int stop_after;         /* bwt_train_run stops (with a checkpoint) after this step; 0 = run to the end */
   bwt_batch batch;
   float *probs, *dlogits; /* (B·n_sup, K) */
+  bwt_eval_result final;  /* the held-out evaluation at the end of bwt_train_run (n_seqs 0 before) */
 } bwt_trainer;
 
 /* Creates task, model (fresh weights from cfg->train.seed) and optimiser state. */

@@ -1,42 +1,94 @@
+/* JSON lines of sampled sequences with their exact posteriors (see bwt/sample_export.h). */
 #include "bwt/sample_export.h"
 
 #include <stdlib.h>
 
 #include <cjson/cJSON.h>
 
-bwt_status bwt_batch_write_jsonl(FILE *f, const bwt_task *task, const bwt_batch *batch,
-                                 uint64_t seed, int first_index) {
-  int T = batch->T, N = batch->n_sup, K = batch->n_classes;
+/* Adds item to obj under key; deletes item and returns 0 if it or the addition failed. */
+static int add(cJSON *obj, const char *key, cJSON *item) {
+  if (!item) return 0;
+  if (!cJSON_AddItemToObject(obj, key, item)) {
+    cJSON_Delete(item);
+    return 0;
+  }
+  return 1;
+}
+
+/* Appends item to the array arr; deletes item and returns 0 if it or the addition failed. */
+static int push(cJSON *arr, cJSON *item) {
+  if (!item) return 0;
+  if (!cJSON_AddItemToArray(arr, item)) {
+    cJSON_Delete(item);
+    return 0;
+  }
+  return 1;
+}
+
+/* An array of n numbers, or NULL if out of memory. */
+static cJSON *int_array(const int32_t *x, int n) {
+  cJSON *a = cJSON_CreateArray();
+  for (int i = 0; a && i < n; i++) {
+    if (!push(a, cJSON_CreateNumber((double)x[i]))) {
+      cJSON_Delete(a);
+      return NULL;
+    }
+  }
+  return a;
+}
+
+/* The JSON object of sequence b, or NULL if out of memory. */
+static cJSON *sequence_json(const bwt_task *task, const bwt_batch *batch, const char *seed, int b, int index) {
+  int T = batch->T, N = batch->n_sup, K = batch->n_classes, D = batch->input_dim;
+  cJSON *o = cJSON_CreateObject();
+  if (!o) return NULL;
+  int ok = add(o, "index", cJSON_CreateNumber(index)) && add(o, "seed", cJSON_CreateString(seed)) &&
+           add(o, "stream", cJSON_CreateNumber(b)) && add(o, "task", cJSON_CreateString(task->cfg.name));
+  if (ok && task->vocab > 0) {
+    ok = add(o, "tokens", int_array(batch->tokens + (size_t)b * T, T));
+  } else if (ok) {
+    cJSON *rows = cJSON_CreateArray();
+    ok = add(o, "inputs", rows);
+    for (int t = 0; ok && t < T; t++)
+      ok = push(rows, cJSON_CreateFloatArray(batch->inputs + ((size_t)b * T + t) * D, D));
+  }
+  cJSON *sup = ok ? cJSON_CreateArray() : NULL;
+  ok = ok && add(o, "supervised", sup);
+  for (int j = 0; ok && j < N; j++) {
+    size_t r = (size_t)b * N + j;
+    const double *q = batch->posterior + r * K;
+    cJSON *e = cJSON_CreateObject();
+    ok = push(sup, e) && add(e, "pos", cJSON_CreateNumber(batch->sup_pos[r])) &&
+         add(e, "target", cJSON_CreateNumber(batch->target[r])) &&
+         add(e, "posterior", cJSON_CreateDoubleArray(q, K)) &&
+         add(e, "entropy_bits", cJSON_CreateNumber(bwt_entropy_bits(q, K)));
+  }
+  if (!ok) {
+    cJSON_Delete(o);
+    return NULL;
+  }
+  return o;
+}
+
+bwt_status bwt_batch_write_jsonl(FILE *f, const bwt_task *task, const bwt_batch *batch, uint64_t seed,
+                                 int first_index) {
+  if (!f || !task || !batch) return bwt_fail(BWT_STATUS_ARG, "bwt_batch_write_jsonl: NULL argument");
+  if (batch->T != task->seq_len || batch->n_sup != task->n_sup || batch->n_classes != task->n_classes ||
+      batch->input_dim != task->input_dim || batch->B < 0 ||
+      (batch->B > 0 && ((task->vocab > 0 ? !batch->tokens : !batch->inputs) || !batch->sup_pos ||
+                        !batch->target || !batch->posterior)))
+    return bwt_fail(BWT_STATUS_ARG, "bwt_batch_write_jsonl: the batch does not fit task %s", task->cfg.name);
   char seed_s[32];
   snprintf(seed_s, sizeof seed_s, "%llu", (unsigned long long)seed);
   for (int b = 0; b < batch->B; b++) {
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddNumberToObject(o, "index", first_index + b);
-    cJSON_AddStringToObject(o, "seed", seed_s);
-    cJSON_AddStringToObject(o, "task", task->cfg.name);
-    if (batch->tokens) {
-      cJSON_AddItemToObject(o, "tokens", cJSON_CreateIntArray(batch->tokens + (size_t)b * T, T));
-    } else {
-      cJSON *rows = cJSON_AddArrayToObject(o, "inputs");
-      for (int t = 0; t < T; t++)
-        cJSON_AddItemToArray(rows, cJSON_CreateFloatArray(batch->inputs + ((size_t)b * T + t) * batch->input_dim, batch->input_dim));
-    }
-    cJSON *sup = cJSON_AddArrayToObject(o, "supervised");
-    for (int j = 0; j < N; j++) {
-      size_t r = (size_t)b * N + j;
-      const double *q = batch->posterior + r * K;
-      cJSON *e = cJSON_CreateObject();
-      cJSON_AddNumberToObject(e, "pos", batch->sup_pos[r]);
-      cJSON_AddNumberToObject(e, "target", batch->target[r]);
-      cJSON_AddNumberToObject(e, "entropy_bits", bwt_entropy_bits(q, K));
-      cJSON_AddItemToObject(e, "posterior", cJSON_CreateDoubleArray(q, K));
-      cJSON_AddItemToArray(sup, e);
-    }
-    char *line = cJSON_PrintUnformatted(o);
+    cJSON *o = sequence_json(task, batch, seed_s, b, first_index + b);
+    char *line = o ? cJSON_PrintUnformatted(o) : NULL;
     cJSON_Delete(o);
-    int ok = line && fputs(line, f) >= 0 && fputc('\n', f) != EOF;
+    if (!line) return bwt_fail(BWT_STATUS_NOMEM, "out of memory writing sequence %d as JSON", first_index + b);
+    int ok = fputs(line, f) >= 0 && fputc('\n', f) != EOF;
     free(line);
-    if (!ok) return bwt_fail(BWT_STATUS_IO, "cannot write the sampled sequences");
+    if (!ok) return bwt_fail(BWT_STATUS_IO, "cannot write sampled sequence %d", first_index + b);
   }
+  if (fflush(f) != 0 || ferror(f)) return bwt_fail(BWT_STATUS_IO, "cannot write the sampled sequences");
   return BWT_STATUS_OK;
 }

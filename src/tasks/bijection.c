@@ -7,6 +7,7 @@
  *
  * Exact posterior at a key: a point mass on its value if that key was shown before (only with
  * replacement, or at the query); otherwise uniform over the values not yet revealed. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,6 +16,8 @@
 
 #define BIJECTION_MAX_V 4096
 #define BIJECTION_MAX_L 100000
+/* At most this many posterior entries (n_sup * 2V doubles, 512 MiB) per sequence. */
+#define BIJECTION_MAX_POST_PER_SEQ (1L << 26)
 
 static void destroy(bwt_task *task) { free(task); }
 
@@ -36,6 +39,7 @@ static void posterior_at_key(double *q, const bwt_task *task, const scratch *s, 
     if (!s->revealed[v]) q[V + v] = u;
 }
 
+/* One sequence: tok (T), pos and target (N), post (N,K). */
 static void sample_one(const bwt_task *task, bwt_rng *rng, scratch *s, int32_t *tok, int32_t *pos,
                        int32_t *target, double *post) {
   int V = task->cfg.V, L = task->cfg.L, K = task->n_classes;
@@ -103,6 +107,7 @@ static bwt_status sample(const bwt_task *task, uint64_t seed, bwt_batch *out) {
 static const bwt_task_ops bijection_ops = {sample, destroy};
 
 bwt_status bwt_bijection_create(bwt_task **out, const bwt_task_config *cfg) {
+  if (!out || !cfg) return bwt_fail(BWT_STATUS_ARG, "bwt_bijection_create: NULL argument");
   *out = NULL;
   int V = cfg->V, L = cfg->L;
   if (V < 2 || V > BIJECTION_MAX_V)
@@ -111,10 +116,17 @@ bwt_status bwt_bijection_create(bwt_task **out, const bwt_task_config *cfg) {
     return bwt_fail(BWT_STATUS_ARG, "bijection: L must be in 1..%d (got L=%d)", BIJECTION_MAX_L, L);
   if (!cfg->with_replacement && L > V)
     return bwt_fail(BWT_STATUS_ARG, "bijection: L=%d > V=%d is impossible without replacement (use --with-replacement)", L, V);
+  long n_sup = cfg->query ? (long)L + 1 : L;
+  if (n_sup * 2 * V > BIJECTION_MAX_POST_PER_SEQ)
+    return bwt_fail(BWT_STATUS_ARG, "bijection: V=%d, L=%d needs %ld posterior entries per sequence (limit %ld)", V,
+                    L, n_sup * 2 * V, BIJECTION_MAX_POST_PER_SEQ);
   bwt_task *t = bwt_calloc(1, sizeof *t, "bijection task");
   if (!t) return BWT_STATUS_NOMEM;
   t->ops = &bijection_ops;
   t->cfg = *cfg;
+  t->cfg.with_replacement = cfg->with_replacement != 0;
+  t->cfg.query = cfg->query != 0;
+  snprintf(t->cfg.name, sizeof t->cfg.name, "bijection");
   t->vocab = 2 * V;
   t->input_dim = 0;
   t->seq_len = cfg->query ? 2 * L + 1 : 2 * L - 1;

@@ -1,72 +1,146 @@
 /* The generic task layer: config defaults, dispatch by name, batches, entropy. */
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "bwt/task.h"
 
-const char *const bwt_task_names[] = {"bijection", NULL};
+/* The one list of tasks: X(name) needs bwt_<name>_create (task.h) and <name>_defaults below. */
+#define BWT_TASK_LIST(X) X(bijection)
 
-bwt_status bwt_task_config_default(bwt_task_config *cfg, const char *name) {
-  memset(cfg, 0, sizeof *cfg);
-  if (strcmp(name, "bijection") != 0)
-    return bwt_fail(BWT_STATUS_ARG, "unknown task '%s' (known: bijection)", name);
-  snprintf(cfg->name, sizeof cfg->name, "%s", name);
+static void bijection_defaults(bwt_task_config *cfg) {
   cfg->V = 20;
   cfg->L = 19;
+  cfg->with_replacement = 0;
+  cfg->query = 0;
+}
+
+#define TASK_NAME(n) #n,
+const char *const bwt_task_names[] = {BWT_TASK_LIST(TASK_NAME) NULL};
+
+typedef struct {
+  const char *name;
+  void (*defaults)(bwt_task_config *cfg);
+  bwt_status (*create)(bwt_task **out, const bwt_task_config *cfg);
+} task_entry;
+
+#define TASK_ENTRY(n) {#n, n##_defaults, bwt_##n##_create},
+static const task_entry task_table[] = {BWT_TASK_LIST(TASK_ENTRY)};
+#define N_TASKS ((int)(sizeof task_table / sizeof task_table[0]))
+
+/* "bijection, hmm, ..." into buf, for error messages. */
+static const char *known_names(char *buf, size_t cap) {
+  size_t n = 0;
+  buf[0] = '\0';
+  for (int i = 0; i < N_TASKS; i++) {
+    int w = snprintf(buf + n, cap - n, "%s%s", i ? ", " : "", task_table[i].name);
+    if (w < 0 || (size_t)w >= cap - n) break;
+    n += (size_t)w;
+  }
+  return buf;
+}
+
+/* The table row of a name, or NULL. `name` need not be NUL-terminated within `max` bytes. */
+static const task_entry *find_task(const char *name, size_t max) {
+  for (int i = 0; i < N_TASKS; i++) {
+    size_t len = strlen(task_table[i].name);
+    if (len < max && strncmp(name, task_table[i].name, max) == 0) return &task_table[i];
+  }
+  return NULL;
+}
+
+bwt_status bwt_task_config_default(bwt_task_config *cfg, const char *name) {
+  if (!cfg || !name) return bwt_fail(BWT_STATUS_ARG, "bwt_task_config_default: NULL argument");
+  memset(cfg, 0, sizeof *cfg);
+  const task_entry *e = find_task(name, sizeof cfg->name);
+  char known[256];
+  if (!e) return bwt_fail(BWT_STATUS_ARG, "unknown task '%.64s' (known: %s)", name, known_names(known, sizeof known));
+  snprintf(cfg->name, sizeof cfg->name, "%s", e->name);
+  e->defaults(cfg);
   return BWT_STATUS_OK;
 }
 
 bwt_status bwt_task_create(bwt_task **out, const bwt_task_config *cfg) {
+  if (!out || !cfg) return bwt_fail(BWT_STATUS_ARG, "bwt_task_create: NULL argument");
   *out = NULL;
-  if (strcmp(cfg->name, "bijection") == 0) return bwt_bijection_create(out, cfg);
-  return bwt_fail(BWT_STATUS_ARG, "unknown task '%s' (known: bijection)", cfg->name);
+  const task_entry *e = find_task(cfg->name, sizeof cfg->name);
+  char known[256];
+  if (!e)
+    return bwt_fail(BWT_STATUS_ARG, "unknown task '%.*s' (known: %s)", (int)sizeof cfg->name, cfg->name,
+                    known_names(known, sizeof known));
+  return e->create(out, cfg);
 }
 
 void bwt_task_free(bwt_task *task) {
-  if (task) task->ops->destroy(task);
+  if (task && task->ops && task->ops->destroy) task->ops->destroy(task);
 }
 
 bwt_status bwt_task_sample(const bwt_task *task, uint64_t seed, bwt_batch *out) {
-  if (out->T != task->seq_len || out->n_sup != task->n_sup || out->n_classes != task->n_classes ||
-      out->B < 1)
-    return bwt_fail(BWT_STATUS_ARG, "batch shape (T=%d, n_sup=%d, K=%d) does not fit task %s (T=%d, n_sup=%d, K=%d)",
-                    out->T, out->n_sup, out->n_classes, task->cfg.name, task->seq_len, task->n_sup, task->n_classes);
+  if (!task || !out) return bwt_fail(BWT_STATUS_ARG, "bwt_task_sample: NULL argument");
+  if (out->B < 1 || out->T != task->seq_len || out->n_sup != task->n_sup ||
+      out->n_classes != task->n_classes || out->input_dim != task->input_dim)
+    return bwt_fail(BWT_STATUS_ARG,
+                    "batch shape (B=%d, T=%d, n_sup=%d, K=%d, input_dim=%d) does not fit task %s "
+                    "(T=%d, n_sup=%d, K=%d, input_dim=%d)",
+                    out->B, out->T, out->n_sup, out->n_classes, out->input_dim, task->cfg.name,
+                    task->seq_len, task->n_sup, task->n_classes, task->input_dim);
+  if ((task->vocab > 0 ? !out->tokens : !out->inputs) || !out->sup_pos || !out->target || !out->posterior)
+    return bwt_fail(BWT_STATUS_ARG, "batch for task %s is not allocated (use bwt_batch_alloc)", task->cfg.name);
   return task->ops->sample(task, seed, out);
 }
 
-bwt_status bwt_batch_alloc(bwt_batch *b, const bwt_task *task, int B) {
-  memset(b, 0, sizeof *b);
-  if (B < 1) return bwt_fail(BWT_STATUS_ARG, "batch size must be >= 1 (got %d)", B);
-  b->B = B;
-  b->T = task->seq_len;
-  b->n_sup = task->n_sup;
-  b->n_classes = task->n_classes;
-  b->input_dim = task->input_dim;
-  size_t BT = (size_t)B * b->T, BN = (size_t)B * b->n_sup;
-  if (task->vocab > 0) b->tokens = bwt_calloc(BT, sizeof *b->tokens, "batch tokens");
-  else b->inputs = bwt_calloc(BT * task->input_dim, sizeof *b->inputs, "batch inputs");
-  b->sup_pos = bwt_calloc(BN, sizeof *b->sup_pos, "batch positions");
-  b->target = bwt_calloc(BN, sizeof *b->target, "batch targets");
-  b->posterior = bwt_calloc(BN * b->n_classes, sizeof *b->posterior, "batch posteriors");
-  if ((!b->tokens && !b->inputs) || !b->sup_pos || !b->target || !b->posterior) {
-    bwt_batch_free(b);
+/* a*b*c as size_t, or 0 if it overflows (all factors >= 0). */
+static size_t mul3(size_t a, size_t b, size_t c) {
+  if (b && a > SIZE_MAX / b) return 0;
+  if (c && a * b > SIZE_MAX / c) return 0;
+  return a * b * c;
+}
+
+bwt_status bwt_batch_alloc(bwt_batch *batch, const bwt_task *task, int B) {
+  if (!batch || !task) return bwt_fail(BWT_STATUS_ARG, "bwt_batch_alloc: NULL argument");
+  memset(batch, 0, sizeof *batch);
+  if (B < 1) return bwt_fail(BWT_STATUS_ARG, "batch size must be >= 1 (got B=%d)", B);
+  if (task->seq_len < 1 || task->n_sup < 1 || task->n_classes < 1 || (task->vocab > 0) == (task->input_dim > 0))
+    return bwt_fail(BWT_STATUS_ARG, "task %s has an invalid shape (T=%d, n_sup=%d, K=%d, vocab=%d, input_dim=%d)",
+                    task->cfg.name, task->seq_len, task->n_sup, task->n_classes, task->vocab, task->input_dim);
+  size_t n_in = mul3((size_t)B, (size_t)task->seq_len, task->vocab > 0 ? 1 : (size_t)task->input_dim);
+  size_t n_sup = mul3((size_t)B, (size_t)task->n_sup, 1);
+  size_t n_post = mul3((size_t)B, (size_t)task->n_sup, (size_t)task->n_classes);
+  if (!n_in || !n_sup || !n_post || n_post > SIZE_MAX / sizeof(double))
+    return bwt_fail(BWT_STATUS_ARG, "batch of B=%d sequences of task %s is too large to address", B, task->cfg.name);
+  batch->B = B;
+  batch->T = task->seq_len;
+  batch->n_sup = task->n_sup;
+  batch->n_classes = task->n_classes;
+  batch->input_dim = task->input_dim;
+  if (task->vocab > 0)
+    batch->tokens = bwt_calloc(n_in, sizeof *batch->tokens, "batch tokens (B,T)");
+  else
+    batch->inputs = bwt_calloc(n_in, sizeof *batch->inputs, "batch inputs (B,T,input_dim)");
+  batch->sup_pos = bwt_calloc(n_sup, sizeof *batch->sup_pos, "batch positions (B,N)");
+  batch->target = bwt_calloc(n_sup, sizeof *batch->target, "batch targets (B,N)");
+  batch->posterior = bwt_calloc(n_post, sizeof *batch->posterior, "batch posteriors (B,N,K)");
+  if ((!batch->tokens && !batch->inputs) || !batch->sup_pos || !batch->target || !batch->posterior) {
+    bwt_batch_free(batch); /* the message of the failed allocation stays */
     return BWT_STATUS_NOMEM;
   }
   return BWT_STATUS_OK;
 }
 
-void bwt_batch_free(bwt_batch *b) {
-  free(b->tokens);
-  free(b->inputs);
-  free(b->sup_pos);
-  free(b->target);
-  free(b->posterior);
-  b->tokens = NULL;
-  b->inputs = NULL;
-  b->sup_pos = b->target = NULL;
-  b->posterior = NULL;
+void bwt_batch_free(bwt_batch *batch) {
+  if (!batch) return;
+  free(batch->tokens);
+  free(batch->inputs);
+  free(batch->sup_pos);
+  free(batch->target);
+  free(batch->posterior);
+  batch->tokens = NULL;
+  batch->inputs = NULL;
+  batch->sup_pos = NULL;
+  batch->target = NULL;
+  batch->posterior = NULL;
 }
 
 double bwt_entropy_bits(const double *p, int K) {

@@ -56,6 +56,7 @@ void bwt_trainer_free(bwt_trainer *tr) {
   free(tr->adam_v);
   free(tr->probs);
   free(tr->dlogits);
+  bwt_eval_result_free(&tr->final);
   free(tr);
 }
 
@@ -191,6 +192,9 @@ bwt_status bwt_train_run(bwt_trainer *tr, const char *dir, bwt_progress_fn progr
       bwt_progress p = {tr->step, c->steps, NAN, NAN, NAN, 0, now_s() - t0, 0, &r};
       progress(ctx, &p);
     }
+    bwt_eval_result_free(&tr->final);
+    tr->final = r; /* the trainer keeps the final result */
+    memset(&r, 0, sizeof r);
   }
   bwt_eval_result_free(&r);
   fclose(log);

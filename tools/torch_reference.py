@@ -1,0 +1,309 @@
+#!/usr/bin/python3
+"""PyTorch reference fixtures for bwt (tests/test_parity.c), in the manner of llm.c.
+
+Builds the same models as bwt in PyTorch (the math of docs/checkpoint.md and src/models), fills them
+with fixed weights, runs them on a fixed hand-made batch and writes, per model, one safetensors file
+to tests/fixtures/ holding:
+
+  param.<name>   every parameter under bwt's tensor name (F32, torch's shape)
+  tokens         (B,T) I32        sup_pos (B,N) I32        targets (B,N) I32
+  soft_targets   (B,N,K) F64, rows of a Dirichlet(1) draw
+  logits         (B*N,K) F32, row b*N+j is position sup_pos[b,j] of sequence b
+  loss           (1,) F64: mean cross-entropy against the hard targets
+  loss_soft      (1,) F64: mean cross-entropy against the soft targets
+  grad.<name>    gradient of `loss` for every parameter (F32)
+  losses         (10,) F64: `loss` before each of 10 AdamW steps on the same batch
+                 (torch.optim.AdamW lr 1e-3, betas (0.9, 0.999), eps 1e-8, weight decay 0.1 on
+                 2-D tensors, 0 on 1-D ones; clip_grad_norm_(1.0) before each step; constant lr)
+
+and the model config, batch sizes, seed and torch version as string metadata.
+
+Weights: every matrix, embedding and bias is uniform in [-0.5, 0.5]; norm weights are uniform in
+[0.5, 1.5] (so that a missing norm weight or bias shows). O(1) weights give O(1) gradients in every
+tensor, including attention, which N(0, 0.02) weights would leave near zero.
+
+Run with Debian's interpreter, which has torch and numpy:   /usr/bin/python3 tools/torch_reference.py
+Only the standard library, numpy and torch are used; the safetensors writer is below.
+"""
+import json
+import math
+import os
+import struct
+import sys
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+FIXTURE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures")
+N_STEPS = 10
+ADAM = dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.1)
+CLIP = 1.0
+EPS = 1e-5
+
+
+# ----------------------------------------------------------------------------------------------
+# Models. Module names are chosen so that named_parameters() gives bwt's tensor names, except
+# nn.Embedding's "tok_emb.weight", which bwt calls "tok_emb" (see bwt_name).
+
+class RMSNorm(nn.Module):
+    """out = x / sqrt(mean(x²) + eps) * weight (torch 1.13 has no nn.RMSNorm)."""
+
+    def __init__(self, C):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(C))
+
+    def forward(self, x):
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + EPS) * self.weight
+
+
+def make_norm(kind, C):
+    return RMSNorm(C) if kind == "rms" else nn.LayerNorm(C, eps=EPS)
+
+
+class Attention(nn.Module):
+    """Causal multi-head attention, separate Q/K/V/O projections with biases; head h owns channels
+    [h·hs, (h+1)·hs); scale 1/sqrt(hs)."""
+
+    def __init__(self, C, n_heads):
+        super().__init__()
+        self.n_heads = n_heads
+        self.wq, self.wk, self.wv, self.wo = (nn.Linear(C, C) for _ in range(4))
+
+    def forward(self, x):
+        B, T, C = x.shape
+        NH, hs = self.n_heads, C // self.n_heads
+        q, k, v = (w(x).view(B, T, NH, hs).transpose(1, 2) for w in (self.wq, self.wk, self.wv))
+        att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(hs))
+        causal = torch.ones(T, T, dtype=torch.bool).tril()
+        att = att.masked_fill(~causal, float("-inf")).softmax(dim=-1)
+        y = (att @ v).transpose(1, 2).reshape(B, T, C)
+        return self.wo(y)
+
+
+class FFN(nn.Module):
+    """The residual branch fc2(gelu(fc1(norm(x)))), C → 4C → C, exact erf GELU."""
+
+    def __init__(self, C, norm):
+        super().__init__()
+        self.norm = make_norm(norm, C)
+        self.fc1 = nn.Linear(C, 4 * C)
+        self.fc2 = nn.Linear(4 * C, C)
+
+    def forward(self, x):
+        return self.fc2(F.gelu(self.fc1(self.norm(x)), approximate="none"))
+
+
+class Block(nn.Module):
+    def __init__(self, C, n_heads, norm):
+        super().__init__()
+        self.norm1 = make_norm(norm, C)
+        self.attn = Attention(C, n_heads)
+        self.mlp = FFN(C, norm)
+
+    def forward(self, x):
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(x)
+
+
+class MLPBlock(nn.Module):
+    def __init__(self, C, norm):
+        super().__init__()
+        self.mlp = FFN(C, norm)
+
+    def forward(self, x):
+        return x + self.mlp(x)
+
+
+class Model(nn.Module):
+    """transformer, mlp (context-free) or window_mlp, with bwt's readout: the supervised rows of
+    the final stream, final norm, head (no bias; the token embedding when tied)."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.cfg = cfg
+        C, V, K, T = cfg["d_model"], cfg["vocab"], cfg["n_classes"], cfg["max_T"]
+        self.tok_emb = nn.Embedding(V, C)
+        self.pos_emb = nn.Parameter(torch.zeros(T, C))
+        if cfg["arch"] == "window_mlp":
+            self.window = nn.Linear(cfg["window"] * C, C)
+        if cfg["arch"] == "transformer":
+            self.blocks = nn.ModuleList(Block(C, cfg["n_heads"], cfg["norm"]) for _ in range(cfg["n_layers"]))
+        else:
+            self.blocks = nn.ModuleList(MLPBlock(C, cfg["norm"]) for _ in range(cfg["n_layers"]))
+        self.norm_f = make_norm(cfg["norm"], C)
+        if not cfg["tied_head"]:
+            self.head = nn.Linear(C, K, bias=False)
+
+    def forward(self, tokens, sup_pos):
+        B, T = tokens.shape
+        C = self.cfg["d_model"]
+        if self.cfg["arch"] == "window_mlp":
+            # Slot j holds the embedding of token t−j (zeros where t−j < 0), slots in order j = 0..w−1.
+            e = self.tok_emb(tokens)
+            slots = [F.pad(e, (0, 0, j, 0))[:, :T] for j in range(self.cfg["window"])]
+            x = self.window(torch.cat(slots, dim=-1)) + self.pos_emb[:T]
+        else:
+            x = self.tok_emb(tokens) + self.pos_emb[:T]
+        for block in self.blocks:
+            x = block(x)
+        rows = x[torch.arange(B).unsqueeze(1), sup_pos].reshape(-1, C)  # (B·N, C), row b·N + j
+        h = self.norm_f(rows)
+        w = self.tok_emb.weight if self.cfg["tied_head"] else self.head.weight
+        return F.linear(h, w)
+
+
+def bwt_name(torch_name):
+    return "tok_emb" if torch_name == "tok_emb.weight" else torch_name
+
+
+def init_weights(model, rng):
+    """Uniform [-0.5, 0.5] everywhere, norm weights uniform [0.5, 1.5]; drawn in named_parameters
+    order from one numpy generator."""
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            is_norm_weight = name.endswith("weight") and p.dim() == 1
+            lo = 0.5 if is_norm_weight else -0.5
+            p.copy_(torch.from_numpy(rng.uniform(lo, lo + 1.0, size=tuple(p.shape)).astype(np.float32)))
+
+
+# ----------------------------------------------------------------------------------------------
+# safetensors writer: 8-byte little-endian header length, JSON header, raw little-endian bytes.
+
+DTYPES = {np.dtype("<f4"): "F32", np.dtype("<f8"): "F64", np.dtype("<i4"): "I32", np.dtype("<i8"): "I64"}
+
+
+def write_safetensors(path, tensors, metadata):
+    header = {"__metadata__": {k: str(v) for k, v in metadata.items()}}
+    blobs, offset = [], 0
+    for name, arr in tensors.items():
+        arr = np.ascontiguousarray(arr)
+        arr = arr.astype(arr.dtype.newbyteorder("<"), copy=False)
+        data = arr.tobytes()
+        header[name] = {"dtype": DTYPES[arr.dtype], "shape": list(arr.shape),
+                        "data_offsets": [offset, offset + len(data)]}
+        blobs.append(data)
+        offset += len(data)
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)  # keep the data 8-byte aligned
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(struct.pack("<Q", len(text)))
+        f.write(text)
+        for data in blobs:
+            f.write(data)
+    os.replace(tmp, path)
+
+
+# ----------------------------------------------------------------------------------------------
+
+def make_batch(rng, B, T, N, V, K):
+    tokens = rng.integers(0, V, size=(B, T)).astype(np.int32)
+    # Increasing, distinct positions; every sequence its own, and the last position always in.
+    sup_pos = np.stack([np.sort(np.append(rng.choice(T - 1, size=N - 1, replace=False), T - 1))
+                        for _ in range(B)]).astype(np.int32)
+    targets = rng.integers(0, K, size=(B, N)).astype(np.int32)
+    soft = rng.dirichlet(np.ones(K), size=(B, N)).astype(np.float64)
+    return tokens, sup_pos, targets, soft
+
+
+def hard_loss(logits, targets):
+    return F.cross_entropy(logits, targets.reshape(-1).long())
+
+
+def build(name, cfg, seed, B=4, N=4):
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    model = Model(cfg)
+    init_weights(model, rng)
+    tokens, sup_pos, targets, soft = make_batch(rng, B, cfg["max_T"], N, cfg["vocab"], cfg["n_classes"])
+    tok_t, pos_t = torch.from_numpy(tokens).long(), torch.from_numpy(sup_pos).long()
+    tgt_t = torch.from_numpy(targets)
+
+    params0 = {bwt_name(n): p.detach().numpy().copy() for n, p in model.named_parameters()}
+
+    # Forward, both losses, backward of the hard loss.
+    logits = model(tok_t, pos_t)
+    loss = hard_loss(logits, tgt_t)
+    soft_rows = torch.from_numpy(soft).reshape(-1, cfg["n_classes"])
+    loss_soft = -(soft_rows * F.log_softmax(logits.double(), -1)).sum(-1).mean()
+    model.zero_grad()
+    loss.backward()
+    grads = {bwt_name(n): p.grad.detach().numpy().copy() for n, p in model.named_parameters()}
+    logits_np = logits.detach().numpy().copy()
+
+    # The same in float64, only to show the float32 noise floor of the reference itself.
+    m64 = Model(cfg).double()
+    m64.load_state_dict(model.state_dict())
+    l64 = m64(tok_t, pos_t)
+    hard_loss(l64, tgt_t).backward()
+    g64 = {bwt_name(n): p.grad.numpy() for n, p in m64.named_parameters()}
+    floor = max(abs(logits_np).max(), 1e-30)
+    noise_logits = abs(logits_np - l64.detach().numpy()).max() / floor
+    gmax = max(abs(g).max() for g in g64.values())
+    noise_grad = max(abs(grads[k] - g64[k]).max() / abs(g64[k]).max()
+                     for k in grads if abs(g64[k]).max() > 1e-6 * gmax)  # the key biases' gradient is 0
+
+    # Ten AdamW steps on the same batch.
+    decay = [p for p in model.parameters() if p.dim() == 2]
+    no_decay = [p for p in model.parameters() if p.dim() != 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": ADAM["weight_decay"]},
+                             {"params": no_decay, "weight_decay": 0.0}],
+                            lr=ADAM["lr"], betas=ADAM["betas"], eps=ADAM["eps"])
+    losses, norms = [], []
+    for _ in range(N_STEPS):
+        step_loss = hard_loss(model(tok_t, pos_t), tgt_t)
+        losses.append(step_loss.item())
+        opt.zero_grad()
+        step_loss.backward()
+        norms.append(float(torch.nn.utils.clip_grad_norm_(model.parameters(), CLIP)))
+        opt.step()
+
+    tensors = {}
+    for k, v in params0.items():
+        tensors["param." + k] = v
+    tensors["tokens"] = tokens
+    tensors["sup_pos"] = sup_pos
+    tensors["targets"] = targets
+    tensors["soft_targets"] = soft
+    tensors["logits"] = logits_np
+    tensors["loss"] = np.array([loss.item()], dtype=np.float64)
+    tensors["loss_soft"] = np.array([loss_soft.item()], dtype=np.float64)
+    for k, v in grads.items():
+        tensors["grad." + k] = v
+    tensors["losses"] = np.array(losses, dtype=np.float64)
+
+    meta = {k: (int(v) if isinstance(v, bool) else v) for k, v in cfg.items()}
+    meta.update(B=B, T=cfg["max_T"], n_sup=N, seed=seed, steps=N_STEPS,
+                init="uniform[-0.5,0.5]; norm weights uniform[0.5,1.5]",
+                optimizer="AdamW lr=1e-3 betas=(0.9,0.999) eps=1e-8 wd=0.1 on 2-D tensors; clip 1.0",
+                torch_version=torch.__version__, numpy_version=np.__version__,
+                generator="tools/torch_reference.py")
+    path = os.path.join(FIXTURE_DIR, name + ".safetensors")
+    write_safetensors(path, tensors, meta)
+    n_params = sum(v.size for v in params0.values())
+    print(f"{name}: {n_params} params, loss {loss.item():.6f} -> {losses[-1]:.6f} in {N_STEPS} steps, "
+          f"grad norm {norms[0]:.3g}; torch float32 vs float64: logits {noise_logits:.1e} of max|logit|, "
+          f"grads {noise_grad:.1e} of a tensor's max|grad|; "
+          f"{os.path.getsize(path)} bytes")
+
+
+def main():
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+    os.makedirs(FIXTURE_DIR, exist_ok=True)
+    base = dict(vocab=12, n_classes=12, max_T=9, d_model=32, n_layers=2, n_heads=4, window=1)
+    fixtures = [
+        ("transformer_rms_untied", dict(base, arch="transformer", norm="rms", tied_head=False), 1),
+        ("transformer_layernorm_tied", dict(base, arch="transformer", norm="layer", tied_head=True), 2),
+        ("mlp", dict(base, arch="mlp", norm="layer", tied_head=False), 3),
+        ("window_mlp", dict(base, arch="window_mlp", norm="rms", tied_head=False, window=3), 4),
+    ]
+    for name, cfg, seed in fixtures:
+        build(name, cfg, seed)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
