@@ -18,7 +18,6 @@ typedef struct {
   bwt_run_config cfg;
   bwt_eval_result result;
   size_t n_params;
-  double seconds;
 } demo_arm;
 
 /* Trains one arm in dir (resuming a run left there by an earlier demo with the same config). */
