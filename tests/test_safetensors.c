@@ -78,6 +78,21 @@ static void test_layout(void **state) {
   assert_non_null(strstr(json, "\"data_offsets\":[24,40]")); /* b.f64 starts 8-aligned */
   free(json);
   free(raw);
+  /* Same-size tensors are packed without gaps (huggingface's reader rejects gaps). */
+  float x[6] = {0};
+  bwt_st_tensor two[2] = {{"p", BWT_DTYPE_F32, 1, {3}, x}, {"q", BWT_DTYPE_F32, 1, {3}, x + 3}};
+  char packed[1200];
+  snprintf(packed, sizeof packed, "%s.packed", path);
+  assert_int_equal(bwt_safetensors_write(packed, two, 2, NULL, NULL, 0), BWT_STATUS_OK);
+  char *text = NULL;
+  assert_int_equal(bwt_read_file(packed, &text, &n), BWT_STATUS_OK);
+  uint64_t hp = 0;
+  for (int i = 0; i < 8; i++) hp |= (uint64_t)(unsigned char)text[i] << (8 * i);
+  assert_int_equal(n, 8 + hp + 24); /* the data is exactly the two tensors */
+  text[n - 1] = 0;
+  assert_non_null(strstr(text + 8, "\"q\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[12,24]}"));
+  free(text);
+  remove(packed);
   /* No temporary file is left behind. */
   char tmp[1200];
   snprintf(tmp, sizeof tmp, "%s.tmp", path);

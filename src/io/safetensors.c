@@ -37,7 +37,9 @@ bwt_status bwt_safetensors_write(const char *path, const bwt_st_tensor *tensors,
   size_t off = 0;
   for (int i = 0; i < n_tensors; i++) {
     const bwt_st_tensor *t = &tensors[i];
-    size_t bytes = element_count(t->ndim, t->shape) * bwt_dtype_size(t->dtype);
+    size_t size = bwt_dtype_size(t->dtype), bytes = element_count(t->ndim, t->shape) * size;
+    off = (off + size - 1) & ~(size - 1); /* aligned for its dtype; no gap between same-size tensors,
+                                             which readers such as huggingface's require */
     cJSON *e = cJSON_AddObjectToObject(h, t->name);
     cJSON_AddStringToObject(e, "dtype", bwt_dtype_name(t->dtype));
     cJSON *shape = cJSON_AddArrayToObject(e, "shape");
@@ -45,7 +47,7 @@ bwt_status bwt_safetensors_write(const char *path, const bwt_st_tensor *tensors,
     cJSON *offs = cJSON_AddArrayToObject(e, "data_offsets");
     cJSON_AddItemToArray(offs, cJSON_CreateNumber((double)off));
     cJSON_AddItemToArray(offs, cJSON_CreateNumber((double)(off + bytes)));
-    off += (bytes + 7) & ~(size_t)7; /* every tensor starts 8-byte aligned */
+    off += bytes;
   }
   char *json = cJSON_PrintUnformatted(h);
   cJSON_Delete(h);
@@ -63,9 +65,10 @@ bwt_status bwt_safetensors_write(const char *path, const bwt_st_tensor *tensors,
   off = 0;
   for (int i = 0; i < n_tensors; i++) {
     const bwt_st_tensor *t = &tensors[i];
-    size_t bytes = element_count(t->ndim, t->shape) * bwt_dtype_size(t->dtype);
+    size_t size = bwt_dtype_size(t->dtype), bytes = element_count(t->ndim, t->shape) * size;
+    off = (off + size - 1) & ~(size - 1);
     if (bytes) memcpy(buf + 8 + hlen + off, t->data, bytes);
-    off += (bytes + 7) & ~(size_t)7;
+    off += bytes;
   }
   bwt_status s = bwt_write_file_atomic(path, buf, total);
   free(buf);
