@@ -52,7 +52,7 @@ int cmd_eval(int argc, char **argv) {
     fprintf(stderr, "bwt eval: --eval-seqs must be >= 0, --batch >= 1, --threads >= 0\n");
     return 2;
   }
-  if (threads > 0) bwt_set_threads(threads);
+  bwt_set_threads(threads);
   char path[4096];
   snprintf(path, sizeof path, "%s", pos[0]);
   size_t len = strlen(path);

@@ -47,10 +47,8 @@ int cmd_train(int argc, char **argv) {
     }
     dir = resume;
     if (bwt_trainer_resume(&tr, dir) != BWT_STATUS_OK) return cli_error("train");
-    if (o.cfg.train.threads > 0) {
-      tr->cfg.train.threads = o.cfg.train.threads;
-      bwt_set_threads(o.cfg.train.threads);
-    }
+    if (o.cfg.train.threads > 0) tr->cfg.train.threads = o.cfg.train.threads;
+    bwt_set_threads(tr->cfg.train.threads);
     fprintf(stderr, "resuming %s at step %d of %d\n", dir, tr->step, tr->cfg.train.steps);
   } else {
     if ((rc = run_options_finish(&o, "train"))) return rc;

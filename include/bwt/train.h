@@ -50,7 +50,8 @@ bwt_status bwt_run_config_from_json(bwt_run_config *cfg, const char *json, const
 /* The learning rate at 1-based step t. */
 double bwt_lr_at(const bwt_train_config *cfg, int t);
 
-/* Sets OpenMP and OpenBLAS thread counts (n > 0). */
+/* Sets the OpenMP and OpenBLAS thread count (n <= 0: the environment's, OMP_NUM_THREADS or all
+ * cores) and pins the threads to CPUs when they use every CPU the process may (src/core/threads.c). */
 void bwt_set_threads(int n);
 
 typedef struct {

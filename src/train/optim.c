@@ -1,8 +1,6 @@
 /* Learning-rate schedule, global-norm clipping and the AdamW step over the descriptor table. */
 #include <math.h>
 
-#include <cblas.h>
-#include <omp.h>
 
 #include "bwt/kernels.h"
 #include "optim.h"
@@ -13,11 +11,6 @@ double bwt_lr_at(const bwt_train_config *c, int t) {
   if (progress > 1) progress = 1;
   double lo = c->lr * c->min_lr_frac;
   return lo + 0.5 * (c->lr - lo) * (1.0 + cos(3.141592653589793 * progress));
-}
-
-void bwt_set_threads(int n) {
-  omp_set_num_threads(n);
-  openblas_set_num_threads(n);
 }
 
 double optim_clip(bwt_model *m, double clip) {

@@ -26,7 +26,7 @@ bwt_status bwt_trainer_create(bwt_trainer **out, const bwt_run_config *cfg) {
   bwt_trainer *tr = bwt_calloc(1, sizeof *tr, "trainer");
   if (!tr) return BWT_STATUS_NOMEM;
   tr->cfg = *cfg;
-  if (cfg->train.threads > 0) bwt_set_threads(cfg->train.threads);
+  bwt_set_threads(cfg->train.threads);
   bwt_status s = bwt_task_create(&tr->task, &cfg->task);
   if (s == BWT_STATUS_OK) s = bwt_model_create(&tr->model, &cfg->model, cfg->train.seed);
   if (s == BWT_STATUS_OK) s = bwt_model_check_task(tr->model, tr->task);

@@ -1,7 +1,6 @@
 /* GELU, exact erf form: gelu(x) = x Φ(x) = 0.5 x (1 + erf(x/√2)), gelu'(x) = Φ(x) + x φ(x). */
-#include <math.h>
-
 #include "bwt/kernels.h"
+#include "vecmath.h"
 
 #define GELU_OMP_MIN_WORK 16384
 #define INV_SQRT2 0.70710678118654752440f
@@ -9,7 +8,7 @@
 
 /* out(n) = gelu(inp(n)); out may alias inp. */
 void bwt_gelu_forward(float *out, const float *inp, size_t n) {
-#pragma omp parallel for schedule(static) if (n >= GELU_OMP_MIN_WORK)
+#pragma omp parallel for simd schedule(static) if (n >= GELU_OMP_MIN_WORK)
   for (size_t i = 0; i < n; i++) {
     float x = inp[i];
     out[i] = 0.5f * x * (1.0f + erff(x * INV_SQRT2));
@@ -18,7 +17,7 @@ void bwt_gelu_forward(float *out, const float *inp, size_t n) {
 
 /* dinp(n) += dout · gelu'(inp). */
 void bwt_gelu_backward(float *dinp, const float *dout, const float *inp, size_t n) {
-#pragma omp parallel for schedule(static) if (n >= GELU_OMP_MIN_WORK)
+#pragma omp parallel for simd schedule(static) if (n >= GELU_OMP_MIN_WORK)
   for (size_t i = 0; i < n; i++) {
     float x = inp[i];
     float cdf = 0.5f * (1.0f + erff(x * INV_SQRT2));
