@@ -14,6 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "bwt/status.h"
+
 /* out(N,OC) = inp(N,IC) · weight(OC,IC)ᵀ + bias(OC); bias may be NULL. */
 void bwt_matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int N,
                         int IC, int OC);
@@ -49,15 +51,17 @@ void bwt_gelu_backward(float *dinp, const float *dout, const float *inp, size_t 
 /* Causal multi-head attention over already-projected q, k, v (B,T,C), head h owning channels
  * [h·hs, (h+1)·hs). att(B,NH,T,T) saves the softmax weights α (row t uses columns 0..t; the rest
  * are 0); scale 1/sqrt(hs). head_mask(NH), if not NULL, multiplies head h's weights:
- * out[b,t,h] = mask[h] · Σ_s α[b,h,t,s] v[b,s,h]. */
-void bwt_attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
-                           const float *head_mask, int B, int T, int C, int NH);
+ * out[b,t,h] = mask[h] · Σ_s α[b,h,t,s] v[b,s,h]. The fast versions fail only for want of a few KB
+ * of scratch (BWT_STATUS_NOMEM, before writing anything). */
+bwt_status bwt_attention_forward(float *out, float *att, const float *q, const float *k,
+                                 const float *v, const float *head_mask, int B, int T, int C,
+                                 int NH);
 void bwt_attention_forward_naive(float *out, float *att, const float *q, const float *k,
                                  const float *v, const float *head_mask, int B, int T, int C,
                                  int NH);
-void bwt_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *att,
-                            const float *q, const float *k, const float *v, const float *head_mask,
-                            int B, int T, int C, int NH);
+bwt_status bwt_attention_backward(float *dq, float *dk, float *dv, const float *dout,
+                                  const float *att, const float *q, const float *k, const float *v,
+                                  const float *head_mask, int B, int T, int C, int NH);
 
 /* Row softmax: probs(N,K) = softmax(logits(N,K)), computed stably. */
 void bwt_softmax_forward(float *probs, const float *logits, int N, int K);

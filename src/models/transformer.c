@@ -138,8 +138,8 @@ static bwt_status forward(bwt_model *m, const bwt_batch *batch, const float **lo
       bwt_matmul_forward(a->q, a->ln1.out, P(p->wq), P(p->bq), N, C, C);
       bwt_matmul_forward(a->k, a->ln1.out, P(p->wk), P(p->bk), N, C, C);
       bwt_matmul_forward(a->v, a->ln1.out, P(p->wv), P(p->bv), N, C, C);
-      bwt_attention_forward(a->atty, a->att, a->q, a->k, a->v, m->head_mask + (size_t)l * c->n_heads,
-                            B, T, C, c->n_heads);
+      BWT_TRY(bwt_attention_forward(a->atty, a->att, a->q, a->k, a->v,
+                                    m->head_mask + (size_t)l * c->n_heads, B, T, C, c->n_heads));
       bwt_matmul_forward(a->xmid, a->atty, P(p->wo), P(p->bo), N, C, C);
       bwt_add_inplace(a->xmid, x, (size_t)N * C);
     }
@@ -175,8 +175,8 @@ static bwt_status backward(bwt_model *m, const bwt_batch *batch, const float *dl
     memset(t->dv, 0, sizeof(float) * NC);
     memset(t->ffn_s.dnorm, 0, sizeof(float) * NC);
     bwt_matmul_backward(t->datty, G(p->wo), G(p->bo), t->dx, a->atty, P(p->wo), N, C, C);
-    bwt_attention_backward(t->dq, t->dk, t->dv, t->datty, a->att, a->q, a->k, a->v,
-                           m->head_mask + (size_t)l * c->n_heads, B, T, C, c->n_heads);
+    BWT_TRY(bwt_attention_backward(t->dq, t->dk, t->dv, t->datty, a->att, a->q, a->k, a->v,
+                                   m->head_mask + (size_t)l * c->n_heads, B, T, C, c->n_heads));
     float *dln = t->ffn_s.dnorm; /* reused: the MLP branch is done with it */
     bwt_matmul_backward(dln, G(p->wq), G(p->bq), t->dq, a->ln1.out, P(p->wq), N, C, C);
     bwt_matmul_backward(dln, G(p->wk), G(p->bk), t->dk, a->ln1.out, P(p->wk), N, C, C);

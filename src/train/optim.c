@@ -1,7 +1,6 @@
 /* Learning-rate schedule, global-norm clipping and the AdamW step over the descriptor table. */
 #include <math.h>
 
-
 #include "bwt/kernels.h"
 #include "optim.h"
 

@@ -6,65 +6,120 @@
  *                      out_t = mask[h] · Σ_s α_ts v_s.
  * The fast versions parallelise over the B·NH pairs: each pair reads and writes only its own
  * channel slice and att block, and loops in a fixed order inside, so results do not depend on the
- * thread count. */
+ * thread count. Within a pair, k (or v) is first copied transposed, (hs,T), so that a row of
+ * scores is built with vector operations across s rather than one short dot product per s. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <omp.h>
+
 #include "bwt/kernels.h"
+#include "vecmath.h"
 
 #define ATT_OMP_MIN_WORK 16384
 
-/* x(n)·y(n) with eight interleaved partial sums (fixed order; lets the compiler vectorise without
- * -ffast-math). */
-static float dot(const float *x, const float *y, int n) {
-  float acc[8] = {0};
-  int i = 0;
-  for (; i + 8 <= n; i += 8)
-    for (int j = 0; j < 8; j++) acc[j] += x[i + j] * y[i + j];
-  for (; i < n; i++) acc[0] += x[i] * y[i];
-  return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+/* Inner loops work on LANES floats held in registers (one AVX-512 vector, two AVX2 ones):
+ * accumulating in memory instead stalls every iteration on the store of the one before. */
+#define LANES 16
+
+/* The transposed head slice has rows padded to a multiple of LANES (zeros past T). */
+static int padded(int T) { return (T + LANES - 1) / LANES * LANES; }
+
+/* xt(hs,ld) = the (T,hs) slice x[s·C + i] transposed: column s of xt is row s of the head. */
+static void transpose_head(float *xt, const float *x, int T, int C, int hs, int ld) {
+  for (int i = 0; i < hs; i++)
+    for (int s = 0; s < ld; s++) xt[(size_t)i * ld + s] = s < T ? x[(size_t)s * C + i] : 0.0f;
+}
+
+/* row(n) = Σ_i w[i] · xt[i·ld + s] for s < n (n ≤ ld): n dot products at once, i in order. */
+static void row_dots(float *row, const float *w, const float *xt, int hs, int ld, int n) {
+  for (int s0 = 0; s0 < n; s0 += LANES) {
+    float acc[LANES] = {0};
+    for (int i = 0; i < hs; i++) {
+      float wi = w[i];
+      const float *x = xt + (size_t)i * ld + s0;
+      for (int j = 0; j < LANES; j++) acc[j] += wi * x[j];
+    }
+    int m = n - s0 < LANES ? n - s0 : LANES;
+    for (int j = 0; j < m; j++) row[s0 + j] = acc[j];
+  }
+}
+
+/* o(hs) = Σ_{s<n} a[s] · x[s·C + i]: a weighted sum of the head's rows, s in order. */
+static void weighted_rows(float *o, const float *a, const float *x, int n, int C, int hs) {
+  int i0 = 0;
+  for (; i0 + LANES <= hs; i0 += LANES) {
+    float acc[LANES] = {0};
+    for (int s = 0; s < n; s++) {
+      float as = a[s];
+      const float *xs = x + (size_t)s * C + i0;
+      for (int j = 0; j < LANES; j++) acc[j] += as * xs[j];
+    }
+    memcpy(o + i0, acc, sizeof acc);
+  }
+  for (int i = i0; i < hs; i++) {
+    float acc = 0.0f;
+    for (int s = 0; s < n; s++) acc += a[s] * x[(size_t)s * C + i];
+    o[i] = acc;
+  }
 }
 
 /* y(n) += a · x(n). */
 static void axpy(float *y, float a, const float *x, int n) {
+#pragma omp simd
   for (int i = 0; i < n; i++) y[i] += a * x[i];
 }
 
-void bwt_attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
-                           const float *head_mask, int B, int T, int C, int NH) {
-  int hs = C / NH, BH = B * NH;
-  float scale = 1.0f / sqrtf((float)hs);
-#pragma omp parallel for schedule(static) if ((long)B * T * T * C >= ATT_OMP_MIN_WORK)
-  for (int bh = 0; bh < BH; bh++) {
-    int b = bh / NH, h = bh % NH;
-    float mask = head_mask ? head_mask[h] : 1.0f;
-    const float *qb = q + (size_t)b * T * C + h * hs;
-    const float *kb = k + (size_t)b * T * C + h * hs;
-    const float *vb = v + (size_t)b * T * C + h * hs;
-    for (int t = 0; t < T; t++) {
-      const float *qt = qb + (size_t)t * C;
-      float *a = att + ((size_t)bh * T + t) * T; /* α_t(T), built in place */
-      float mx = -INFINITY;
-      for (int s = 0; s <= t; s++) {
-        a[s] = dot(qt, kb + (size_t)s * C, hs) * scale;
-        if (a[s] > mx) mx = a[s];
-      }
-      double sum = 0.0; /* max-subtracted, so every term is in (0, 1] and sum ≥ 1 */
-      for (int s = 0; s <= t; s++) {
-        a[s] = expf(a[s] - mx);
-        sum += a[s];
-      }
-      float inv = (float)(1.0 / sum);
-      for (int s = 0; s <= t; s++) a[s] *= inv;
-      for (int s = t + 1; s < T; s++) a[s] = 0.0f;
+/* Scratch of (hs·ld + ld + 2·hs) floats per thread, allocated before the parallel region. */
+static float *thread_scratch(int hs, int ld, size_t *per_thread) {
+  *per_thread = (size_t)hs * ld + ld + 2 * (size_t)hs;
+  return bwt_calloc((size_t)omp_get_max_threads() * *per_thread, sizeof(float), "attention scratch");
+}
 
-      float *o = out + ((size_t)b * T + t) * C + h * hs; /* out_t(hs) */
-      memset(o, 0, sizeof(float) * (size_t)hs);
-      for (int s = 0; s <= t; s++) axpy(o, a[s], vb + (size_t)s * C, hs);
-      for (int i = 0; i < hs; i++) o[i] *= mask;
+bwt_status bwt_attention_forward(float *out, float *att, const float *q, const float *k,
+                                 const float *v, const float *head_mask, int B, int T, int C,
+                                 int NH) {
+  if (B <= 0 || T <= 0 || NH <= 0) return BWT_STATUS_OK;
+  int hs = C / NH, BH = B * NH, ld = padded(T);
+  float scale = 1.0f / sqrtf((float)hs);
+  size_t per;
+  float *scratch = thread_scratch(hs, ld, &per);
+  if (!scratch) return BWT_STATUS_NOMEM;
+#pragma omp parallel if ((long)B * T * T * C >= ATT_OMP_MIN_WORK)
+  {
+    float *kt = scratch + per * omp_get_thread_num(), *qs = kt + (size_t)hs * ld;
+#pragma omp for schedule(static)
+    for (int bh = 0; bh < BH; bh++) {
+      int b = bh / NH, h = bh % NH;
+      float mask = head_mask ? head_mask[h] : 1.0f;
+      size_t base = (size_t)b * T * C + (size_t)h * hs; /* this head's slice of sequence b */
+      transpose_head(kt, k + base, T, C, hs, ld);
+      for (int t = 0; t < T; t++) {
+        float *a = att + ((size_t)bh * T + t) * T; /* α_t(T), built in place */
+        for (int i = 0; i < hs; i++) qs[i] = q[base + (size_t)t * C + i] * scale;
+        row_dots(a, qs, kt, hs, ld, t + 1);
+        float mx = -INFINITY;
+        for (int s = 0; s <= t; s++) mx = a[s] > mx ? a[s] : mx;
+        double sum = 0.0; /* max-subtracted, so every term is in (0, 1] and sum ≥ 1 */
+#pragma omp simd reduction(+ : sum)
+        for (int s = 0; s <= t; s++) {
+          a[s] = expf(a[s] - mx);
+          sum += a[s];
+        }
+        float inv = (float)(1.0 / sum);
+        for (int s = 0; s <= t; s++) a[s] *= inv;
+        for (int s = t + 1; s < T; s++) a[s] = 0.0f;
+
+        float *o = out + base + (size_t)t * C; /* out_t(hs) */
+        weighted_rows(o, a, v + base, t + 1, C, hs);
+        if (mask != 1.0f)
+          for (int i = 0; i < hs; i++) o[i] *= mask;
+      }
     }
   }
+  free(scratch);
+  return BWT_STATUS_OK;
 }
 
 /* Score s_ts of head h in double, recomputed on every use (the oracle favours plainness). */
@@ -106,43 +161,49 @@ void bwt_attention_forward_naive(float *out, float *att, const float *q, const f
 /* For one (b,h) and each query row t (g = dout_t, m = mask[h]):
  *   dα_s = m (g·v_s),  ds_s = α_s (dα_s − Σ_s' α_s' dα_s'),
  *   dq_t += Σ_s ds_s k_s / sqrt(hs),  dk_s += ds_s q_t / sqrt(hs),  dv_s += m α_s g. */
-void bwt_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *att,
-                            const float *q, const float *k, const float *v, const float *head_mask,
-                            int B, int T, int C, int NH) {
-  if (B <= 0 || T <= 0 || NH <= 0) return;
-  int hs = C / NH, BH = B * NH;
+bwt_status bwt_attention_backward(float *dq, float *dk, float *dv, const float *dout,
+                                  const float *att, const float *q, const float *k, const float *v,
+                                  const float *head_mask, int B, int T, int C, int NH) {
+  if (B <= 0 || T <= 0 || NH <= 0) return BWT_STATUS_OK;
+  int hs = C / NH, BH = B * NH, ld = padded(T);
   float scale = 1.0f / sqrtf((float)hs);
+  size_t per;
+  float *scratch = thread_scratch(hs, ld, &per);
+  if (!scratch) return BWT_STATUS_NOMEM;
 #pragma omp parallel if ((long)B * T * T * C >= ATT_OMP_MIN_WORK)
   {
-    /* dα row cache, one per thread per call. Should malloc fail, dα is recomputed in the second
-     * pass instead: the same dot products in the same order, so the same bits, only slower. */
-    float *cache = malloc(sizeof(float) * (size_t)T);
+    float *vt = scratch + per * omp_get_thread_num(), *ds = vt + (size_t)hs * ld, *dqt = ds + ld;
 #pragma omp for schedule(static)
     for (int bh = 0; bh < BH; bh++) {
       int b = bh / NH, h = bh % NH;
       float mask = head_mask ? head_mask[h] : 1.0f;
-      size_t base = (size_t)b * T * C + (size_t)h * hs; /* start of this head's slice of (b) */
+      size_t base = (size_t)b * T * C + (size_t)h * hs;
+      transpose_head(vt, v + base, T, C, hs, ld);
       for (int t = 0; t < T; t++) {
         const float *a = att + ((size_t)bh * T + t) * T; /* α_t(T) */
         const float *g = dout + base + (size_t)t * C;    /* dout_t(hs) */
         const float *qt = q + base + (size_t)t * C;
-        double adot = 0.0; /* Σ_s α_s dα_s */
+        row_dots(ds, g, vt, hs, ld, t + 1); /* g·v_s, then dα_s, then ds_s in place */
+        double adot = 0.0;                  /* Σ_s α_s dα_s */
+#pragma omp simd reduction(+ : adot)
         for (int s = 0; s <= t; s++) {
-          float da = mask * dot(g, v + base + (size_t)s * C, hs);
-          if (cache) cache[s] = da;
-          adot += (double)a[s] * da;
+          ds[s] *= mask;
+          adot += (double)a[s] * ds[s];
         }
         float sub = (float)adot;
         for (int s = 0; s <= t; s++) {
+          ds[s] = a[s] * (ds[s] - sub) * scale;
           size_t off = base + (size_t)s * C;
-          float da = cache ? cache[s] : mask * dot(g, v + off, hs);
-          float ds = a[s] * (da - sub) * scale;
           if (dv) axpy(dv + off, mask * a[s], g, hs);
-          if (dq) axpy(dq + base + (size_t)t * C, ds, k + off, hs);
-          if (dk) axpy(dk + off, ds, qt, hs);
+          if (dk) axpy(dk + off, ds[s], qt, hs);
+        }
+        if (dq) {
+          weighted_rows(dqt, ds, k + base, t + 1, C, hs);
+          axpy(dq + base + (size_t)t * C, 1.0f, dqt, hs);
         }
       }
     }
-    free(cache);
   }
+  free(scratch);
+  return BWT_STATUS_OK;
 }

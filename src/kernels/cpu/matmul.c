@@ -10,6 +10,8 @@
 
 /* Below this many output elements a parallel region costs more than it saves. */
 #define MATMUL_OMP_MIN_WORK 16384
+/* Bias gradients are summed over this many columns at a time. */
+#define BIAS_BLOCK 64
 
 /* out(N,OC) = inp(N,IC) · weight(OC,IC)ᵀ + bias(OC). */
 void bwt_matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int N,
@@ -52,12 +54,18 @@ void bwt_matmul_backward(float *dinp, float *dweight, float *dbias, const float 
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, IC, N, 1.0f, dout, OC, inp, IC, 1.0f,
                 dweight, IC);
   if (dbias) {
-    /* One thread per channel, rows summed in order: the same result for any thread count. */
-#pragma omp parallel for schedule(static) if ((long)N * OC >= MATMUL_OMP_MIN_WORK)
-    for (int o = 0; o < OC; o++) {
-      double acc = 0.0;
-      for (int n = 0; n < N; n++) acc += dout[(size_t)n * OC + o];
-      dbias[o] += (float)acc;
+    /* Column blocks summed row by row in double: the same order for any thread count, and each
+     * row's block is read contiguously. */
+    int n_blocks = (OC + BIAS_BLOCK - 1) / BIAS_BLOCK;
+#pragma omp parallel for schedule(static) if ((long)N * OC >= MATMUL_OMP_MIN_WORK && n_blocks > 1)
+    for (int blk = 0; blk < n_blocks; blk++) {
+      int o0 = blk * BIAS_BLOCK, w = OC - o0 < BIAS_BLOCK ? OC - o0 : BIAS_BLOCK;
+      double acc[BIAS_BLOCK] = {0};
+      for (int n = 0; n < N; n++) {
+        const float *row = dout + (size_t)n * OC + o0;
+        for (int j = 0; j < w; j++) acc[j] += row[j];
+      }
+      for (int j = 0; j < w; j++) dbias[o0 + j] += (float)acc[j];
     }
   }
 }
