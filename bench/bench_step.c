@@ -264,8 +264,8 @@ int main(int argc, char **argv) {
                          : 10.0 * N * C;
   double needed = 4.0 * (4.0 * tr->model->n_params + per_block * rc.model.n_layers);
 
-  printf("{\"impl\":\"bwt\",\"config\":\"%s\",\"arch\":\"%s\",\"threads\":%d,\"params\":%zu,", bc->name,
-         arch, threads, tr->model->n_params);
+  printf("{\"impl\":\"bwt\",\"config\":\"%s\",\"arch\":\"%s\",\"threads\":%d,\"blas_core\":\"%s\",\"params\":%zu,",
+         bc->name, arch, threads, openblas_get_corename(), tr->model->n_params);
   printf("\"B\":%d,\"T\":%d,\"n_sup\":%d,\"step_flops\":%.6g,\"fwd_flops\":%.6g,", b->B, b->T, b->n_sup,
          step_flops, fwd_flops);
   print_times("step_s", t_step, repeats);
