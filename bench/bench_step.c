@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <time.h>
 
 #include <cblas.h>
@@ -59,10 +58,17 @@ static double rss_now(void) {
   return (double)resident * 4096.0;
 }
 
+/* Peak resident set size of this process image, in bytes (VmHWM; unlike getrusage's ru_maxrss it
+ * does not inherit the parent's peak across fork and exec). */
 static double rss_peak(void) {
-  struct rusage ru;
-  getrusage(RUSAGE_SELF, &ru);
-  return (double)ru.ru_maxrss * 1024.0;
+  char line[256];
+  double kb = NAN;
+  FILE *f = fopen("/proc/self/status", "r");
+  if (!f) return NAN;
+  while (fgets(line, sizeof line, f))
+    if (sscanf(line, "VmHWM: %lf kB", &kb) == 1) break;
+  fclose(f);
+  return kb * 1024.0;
 }
 
 /* The matrix products of one training step, as (M, N, K) of C(M,N) = A(M,K)·B(K,N); a forward

@@ -10,7 +10,6 @@ Prints one JSON object.
 import argparse
 import json
 import os
-import resource
 import struct
 import sys
 import time
@@ -42,6 +41,15 @@ def read_safetensors(path):
 def rss_now():
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * 4096
+
+
+def rss_peak():
+    """VmHWM: unlike ru_maxrss, not inherited from the parent across fork and exec."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return float("nan")
 
 
 def main():
@@ -94,7 +102,7 @@ def main():
     step_s = timed(step)
     with torch.no_grad():
         eval_s = timed(lambda: model(tokens, sup_pos))
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = rss_peak()
     print(json.dumps(dict(impl="torch", torch_version=torch.__version__, threads=args.threads,
                           params=sum(p.numel() for p in model.parameters()),
                           step_s=step_s, eval_s=eval_s,

@@ -71,9 +71,10 @@ static void axpy(float *y, float a, const float *x, int n) {
   for (int i = 0; i < n; i++) y[i] += a * x[i];
 }
 
-/* Scratch of (hs·ld + ld + 2·hs) floats per thread, allocated before the parallel region. */
-static float *thread_scratch(int hs, int ld, size_t *per_thread) {
-  *per_thread = (size_t)hs * ld + ld + 2 * (size_t)hs;
+/* Scratch of (hs·ld + T·ld + ld + 2·hs) floats per thread, allocated before the parallel region:
+ * a transposed head, a T x ld matrix, a column and two head-size rows. */
+static float *thread_scratch(int hs, int T, int ld, size_t *per_thread) {
+  *per_thread = (size_t)hs * ld + (size_t)T * ld + ld + 2 * (size_t)hs;
   return bwt_calloc((size_t)omp_get_max_threads() * *per_thread, sizeof(float), "attention scratch");
 }
 
@@ -84,7 +85,7 @@ bwt_status bwt_attention_forward(float *out, float *att, const float *q, const f
   int hs = C / NH, BH = B * NH, ld = padded(T);
   float scale = 1.0f / sqrtf((float)hs);
   size_t per;
-  float *scratch = thread_scratch(hs, ld, &per);
+  float *scratch = thread_scratch(hs, T, ld, &per);
   if (!scratch) return BWT_STATUS_NOMEM;
 #pragma omp parallel if ((long)B * T * T * C >= ATT_OMP_MIN_WORK)
   {
@@ -100,14 +101,14 @@ bwt_status bwt_attention_forward(float *out, float *att, const float *q, const f
         for (int i = 0; i < hs; i++) qs[i] = q[base + (size_t)t * C + i] * scale;
         row_dots(a, qs, kt, hs, ld, t + 1);
         float mx = -INFINITY;
+#pragma omp simd reduction(max : mx)
         for (int s = 0; s <= t; s++) mx = a[s] > mx ? a[s] : mx;
-        double sum = 0.0; /* max-subtracted, so every term is in (0, 1] and sum ≥ 1 */
+#pragma omp simd
+        for (int s = 0; s <= t; s++) a[s] = expf(a[s] - mx);
+        float sum = 0.0f; /* max-subtracted, so every term is in (0, 1] and sum ≥ 1 */
 #pragma omp simd reduction(+ : sum)
-        for (int s = 0; s <= t; s++) {
-          a[s] = expf(a[s] - mx);
-          sum += a[s];
-        }
-        float inv = (float)(1.0 / sum);
+        for (int s = 0; s <= t; s++) sum += a[s];
+        float inv = 1.0f / sum;
         for (int s = 0; s <= t; s++) a[s] *= inv;
         for (int s = t + 1; s < T; s++) a[s] = 0.0f;
 
@@ -158,9 +159,11 @@ void bwt_attention_forward_naive(float *out, float *att, const float *q, const f
       }
 }
 
-/* For one (b,h) and each query row t (g = dout_t, m = mask[h]):
- *   dα_s = m (g·v_s),  ds_s = α_s (dα_s − Σ_s' α_s' dα_s'),
- *   dq_t += Σ_s ds_s k_s / sqrt(hs),  dk_s += ds_s q_t / sqrt(hs),  dv_s += m α_s g. */
+/* For one (b,h) and each query row t (g_t = dout_t, m = mask[h]):
+ *   dα_ts = m (g_t·v_s),  ds_ts = α_ts (dα_ts − Σ_s' α_ts' dα_ts'),
+ *   dq_t += Σ_s ds_ts k_s / sqrt(hs),  dk_s += Σ_t ds_ts q_t / sqrt(hs),  dv_s += m Σ_t α_ts g_t.
+ * Rows t first (ds and dq), then columns s (dk and dv), so that every sum runs in registers and
+ * each gradient row is written once. */
 bwt_status bwt_attention_backward(float *dq, float *dk, float *dv, const float *dout,
                                   const float *att, const float *q, const float *k, const float *v,
                                   const float *head_mask, int B, int T, int C, int NH) {
@@ -168,38 +171,49 @@ bwt_status bwt_attention_backward(float *dq, float *dk, float *dv, const float *
   int hs = C / NH, BH = B * NH, ld = padded(T);
   float scale = 1.0f / sqrtf((float)hs);
   size_t per;
-  float *scratch = thread_scratch(hs, ld, &per);
+  float *scratch = thread_scratch(hs, T, ld, &per);
   if (!scratch) return BWT_STATUS_NOMEM;
 #pragma omp parallel if ((long)B * T * T * C >= ATT_OMP_MIN_WORK)
   {
-    float *vt = scratch + per * omp_get_thread_num(), *ds = vt + (size_t)hs * ld, *dqt = ds + ld;
+    float *vt = scratch + per * omp_get_thread_num(); /* (hs,ld) v transposed */
+    float *dsm = vt + (size_t)hs * ld;                 /* (T,ld) ds, row t */
+    float *col = dsm + (size_t)T * ld;                 /* (ld) a column of ds or α */
+    float *sum = col + ld;                             /* (hs) */
 #pragma omp for schedule(static)
     for (int bh = 0; bh < BH; bh++) {
       int b = bh / NH, h = bh % NH;
       float mask = head_mask ? head_mask[h] : 1.0f;
       size_t base = (size_t)b * T * C + (size_t)h * hs;
+      const float *a0 = att + (size_t)bh * T * T; /* α (T,T) */
       transpose_head(vt, v + base, T, C, hs, ld);
       for (int t = 0; t < T; t++) {
-        const float *a = att + ((size_t)bh * T + t) * T; /* α_t(T) */
-        const float *g = dout + base + (size_t)t * C;    /* dout_t(hs) */
-        const float *qt = q + base + (size_t)t * C;
-        row_dots(ds, g, vt, hs, ld, t + 1); /* g·v_s, then dα_s, then ds_s in place */
-        double adot = 0.0;                  /* Σ_s α_s dα_s */
+        const float *a = a0 + (size_t)t * T;
+        float *ds = dsm + (size_t)t * ld;
+        row_dots(ds, dout + base + (size_t)t * C, vt, hs, ld, t + 1); /* g_t·v_s, then ds in place */
+        float adot = 0.0f;                                            /* Σ_s α_s dα_s */
 #pragma omp simd reduction(+ : adot)
         for (int s = 0; s <= t; s++) {
           ds[s] *= mask;
-          adot += (double)a[s] * ds[s];
+          adot += a[s] * ds[s];
         }
-        float sub = (float)adot;
-        for (int s = 0; s <= t; s++) {
-          ds[s] = a[s] * (ds[s] - sub) * scale;
-          size_t off = base + (size_t)s * C;
-          if (dv) axpy(dv + off, mask * a[s], g, hs);
-          if (dk) axpy(dk + off, ds[s], qt, hs);
-        }
+#pragma omp simd
+        for (int s = 0; s <= t; s++) ds[s] = a[s] * (ds[s] - adot) * scale;
         if (dq) {
-          weighted_rows(dqt, ds, k + base, t + 1, C, hs);
-          axpy(dq + base + (size_t)t * C, 1.0f, dqt, hs);
+          weighted_rows(sum, ds, k + base, t + 1, C, hs);
+          axpy(dq + base + (size_t)t * C, 1.0f, sum, hs);
+        }
+      }
+      for (int s = 0; s < T; s++) { /* rows t = s..T-1 see key s */
+        size_t off = base + (size_t)s * C;
+        if (dk) {
+          for (int t = s; t < T; t++) col[t - s] = dsm[(size_t)t * ld + s];
+          weighted_rows(sum, col, q + off, T - s, C, hs);
+          axpy(dk + off, 1.0f, sum, hs);
+        }
+        if (dv) {
+          for (int t = s; t < T; t++) col[t - s] = mask * a0[(size_t)t * T + s];
+          weighted_rows(sum, col, dout + off, T - s, C, hs);
+          axpy(dv + off, 1.0f, sum, hs);
         }
       }
     }
