@@ -262,13 +262,20 @@ int main(int argc, char **argv) {
   double ceiling = sgemm_ceiling(shapes, n_shapes);
 
   /* What a step must hold: weights, gradients, two AdamW moments, and the activations the
-   * backward pass reads (per block: the block input, both norm outputs, q, k, v, the attention
-   * weights, the attention output, the mid-block stream, the MLP's pre- and post-GELU). */
-  size_t N = (size_t)b->B * b->T, C = rc.model.d_model;
-  double per_block = rc.model.arch == BWT_ARCH_TRANSFORMER
-                         ? 16.0 * N * C + (double)b->B * rc.model.n_heads * b->T * b->T
-                         : 10.0 * N * C;
-  double needed = 4.0 * (4.0 * tr->model->n_params + per_block * rc.model.n_layers);
+   * backward pass reads. Per transformer block: the block input, both norm outputs, q, k, v, the
+   * attention weights and output, the mid-block stream and the MLP's pre- and post-GELU; the last
+   * block keeps k, v, its input and first norm at every position and the rest at the supervised
+   * rows only. The MLPs keep a norm output, the stream and the MLP's two H-wide arrays at the
+   * supervised rows. */
+  double N = (double)b->B * b->T, M = (double)b->B * b->n_sup, C = rc.model.d_model;
+  double att_full = (double)b->B * rc.model.n_heads * b->T * b->T, L = rc.model.n_layers;
+  double acts = rc.model.arch == BWT_ARCH_TRANSFORMER
+                    ? (L - 1) * (16 * N * C + att_full) + 4 * N * C + 12 * M * C + att_full * b->n_sup / b->T
+                    : L * 10 * M * C;
+  /* And the backward's least working set: the gradients of the stream, of a norm's input and of
+   * the MLP's widest array. */
+  double working = rc.model.arch == BWT_ARCH_TRANSFORMER ? 6 * N * C : 6 * M * C;
+  double needed = 4.0 * (4.0 * tr->model->n_params + acts + working);
 
   printf("{\"impl\":\"bwt\",\"config\":\"%s\",\"arch\":\"%s\",\"threads\":%d,\"blas_core\":\"%s\",\"params\":%zu,",
          bc->name, arch, threads, openblas_get_corename(), tr->model->n_params);

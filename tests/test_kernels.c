@@ -363,7 +363,7 @@ static void check_attention(int B, int T, int C, int NH, float qk) {
     fd_ctx c = {.op = OP_ATTENTION, .B = B, .T = T, .C = C, .NH = NH, .out = dzeros(BTC),
                 .R = widen(R, BTC), .nout = BTC, .mask = with_mask ? maskd : NULL,
                 .x = {widen(q, BTC), widen(k, BTC), widen(v, BTC)}};
-    assert_int_equal(bwt_attention_forward(out, att, q, k, v, mf, B, T, C, NH), BWT_STATUS_OK);
+    assert_int_equal(bwt_attention_forward(out, att, q, k, v, mf, B, T, C, NH, T, NULL), BWT_STATUS_OK);
     /* Outputs are averages of v with cancellation, so errors are relative to 1% of the largest. */
     fd_loss(&c);
     double big = 0, e;
@@ -374,7 +374,7 @@ static void check_attention(int B, int T, int C, int NH, float qk) {
     ref_attention(c.out, att_ref, c.x[0], c.x[1], c.x[2], c.mask, B, T, C, NH);
     assert_true(rel_err_d(att, att_ref, B * NH * T * T, 1e-3) < 1e-5); /* α, zeros above */
     float *dq = fzeros(BTC), *dk = fzeros(BTC), *dv = fzeros(BTC);
-    assert_int_equal(bwt_attention_backward(dq, dk, dv, R, att, q, k, v, mf, B, T, C, NH), BWT_STATUS_OK);
+    assert_int_equal(bwt_attention_backward(dq, dk, dv, R, att, q, k, v, mf, B, T, C, NH, T, NULL), BWT_STATUS_OK);
     check_grad(with_mask ? "attention dq (mask)" : "attention dq", &c, c.x[0], dq, BTC);
     check_grad(with_mask ? "attention dk (mask)" : "attention dk", &c, c.x[1], dk, BTC);
     check_grad(with_mask ? "attention dv (mask)" : "attention dv", &c, c.x[2], dv, BTC);
@@ -506,8 +506,8 @@ static void att_run(float *g[3], int big) {
   size_t n = (size_t)B * T * C;
   float *q = frand(n, -2, 2, 43), *k = frand(n, -2, 2, 44), *v = frand(n, -1, 1, 45);
   float *dout = frand(n, -1, 1, 46), *out = fzeros(n), *att = fzeros((size_t)B * NH * T * T);
-  bwt_attention_forward(out, att, q, k, v, mask, B, T, C, NH);
-  bwt_attention_backward(g[0], g[1], g[2], dout, att, q, k, v, mask, B, T, C, NH);
+  bwt_attention_forward(out, att, q, k, v, mask, B, T, C, NH, T, NULL);
+  bwt_attention_backward(g[0], g[1], g[2], dout, att, q, k, v, mask, B, T, C, NH, T, NULL);
 }
 static void xent_run(float *g[3], int big) {
   dims d = dims_of(big);
@@ -615,7 +615,7 @@ static void test_attention_fast_vs_naive(void **state) {
   for (int with_mask = 0; with_mask < 2; with_mask++) {
     const float *m = with_mask ? mask : NULL;
     memset(att_f, 0x7f, sizeof(float) * A); /* garbage: the zeros above the diagonal are written */
-    bwt_attention_forward(out_f, att_f, q, k, v, m, B, T, C, NH);
+    bwt_attention_forward(out_f, att_f, q, k, v, m, B, T, C, NH, T, NULL);
     bwt_attention_forward_naive(out_n, att_n, q, k, v, m, B, T, C, NH);
     /* floors: out is O(1) like matmul's; α is O(1/T) */
     double eo = test_max_rel_err(out_f, out_n, BTC, 1e-1);
@@ -628,6 +628,45 @@ static void test_attention_fast_vs_naive(void **state) {
   for (int b = 0; b < B * NH; b++) /* causal: nothing above the diagonal */
     for (int t = 0; t < T; t++)
       for (int s = t + 1; s < T; s++) assert_true(att_f[((size_t)b * T + t) * T + s] == 0.0f);
+}
+
+/* Queries at a subset of positions (the last block's supervised rows) must give exactly the rows
+ * of the all-positions kernel, which the gradient checks above validate: the same out and α rows,
+ * and, with the upstream gradient zero at the other positions, the same dq rows, dk and dv. */
+static void test_attention_query_rows(void **state) {
+  enum { B = 2, T = 19, C = 40, NH = 2, NQ = 5, BTC = B * T * C, BQC = B * NQ * C };
+  const int32_t qpos[B * NQ] = {0, 3, 4, 10, 18, 1, 2, 15, 16, 17};
+  const float mask[NH] = {1.0f, 0.5f};
+  float *q = frand(BTC, -1, 1, 56), *k = frand(BTC, -1, 1, 57), *v = frand(BTC, -1, 1, 58);
+  float *g = frand(BQC, -1, 1, 59), *gfull = fzeros(BTC), *qsub = fzeros(BQC);
+  for (int b = 0; b < B; b++)
+    for (int j = 0; j < NQ; j++) {
+      size_t full = ((size_t)b * T + qpos[b * NQ + j]) * C, sub = ((size_t)b * NQ + j) * C;
+      memcpy(qsub + sub, q + full, sizeof(float) * C);
+      memcpy(gfull + full, g + sub, sizeof(float) * C);
+    }
+  float *out = fzeros(BTC), *att = fzeros(B * NH * T * T), *outs = fzeros(BQC), *atts = fzeros(B * NH * NQ * T);
+  assert_int_equal(bwt_attention_forward(out, att, q, k, v, mask, B, T, C, NH, T, NULL), BWT_STATUS_OK);
+  assert_int_equal(bwt_attention_forward(outs, atts, qsub, k, v, mask, B, T, C, NH, NQ, qpos), BWT_STATUS_OK);
+  float *dq = fzeros(BTC), *dk = fzeros(BTC), *dv = fzeros(BTC);
+  float *dqs = fzeros(BQC), *dks = fzeros(BTC), *dvs = fzeros(BTC);
+  bwt_attention_backward(dq, dk, dv, gfull, att, q, k, v, mask, B, T, C, NH, T, NULL);
+  bwt_attention_backward(dqs, dks, dvs, g, atts, qsub, k, v, mask, B, T, C, NH, NQ, qpos);
+  double worst = 0;
+  for (int b = 0; b < B; b++)
+    for (int j = 0; j < NQ; j++) {
+      int t = qpos[b * NQ + j];
+      size_t full = ((size_t)b * T + t) * C, sub = ((size_t)b * NQ + j) * C;
+      worst = fmax(worst, test_max_rel_err(outs + sub, out + full, C, 1e-1));
+      worst = fmax(worst, test_max_rel_err(dqs + sub, dq + full, C, 1e-1));
+      for (int h = 0; h < NH; h++)
+        worst = fmax(worst, test_max_rel_err(atts + (((size_t)b * NH + h) * NQ + j) * T,
+                                             att + (((size_t)b * NH + h) * T + t) * T, T, 1e-3));
+    }
+  worst = fmax(worst, test_max_rel_err(dks, dk, BTC, 1e-1));
+  worst = fmax(worst, test_max_rel_err(dvs, dv, BTC, 1e-1));
+  print_message("  attention query rows vs all rows: max rel err %.2e (tol 1e-6)\n", worst);
+  assert_true(worst < 1e-6);
 }
 
 /* ---- softmax, element-wise, AdamW ---------------------------------------------------------- */
@@ -728,6 +767,7 @@ int main(void) {
       cmocka_unit_test_teardown(test_backward_deterministic, release_scratch),
       cmocka_unit_test_teardown(test_matmul_fast_vs_naive, release_scratch),
       cmocka_unit_test_teardown(test_attention_fast_vs_naive, release_scratch),
+      cmocka_unit_test_teardown(test_attention_query_rows, release_scratch),
       cmocka_unit_test_teardown(test_softmax, release_scratch),
       cmocka_unit_test_teardown(test_add_sumsq, release_scratch),
       cmocka_unit_test_teardown(test_adamw, release_scratch),

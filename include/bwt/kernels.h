@@ -48,20 +48,25 @@ void bwt_layernorm_backward(float *dinp, float *dweight, float *dbias, const flo
 void bwt_gelu_forward(float *out, const float *inp, size_t n);
 void bwt_gelu_backward(float *dinp, const float *dout, const float *inp, size_t n);
 
-/* Causal multi-head attention over already-projected q, k, v (B,T,C), head h owning channels
- * [h·hs, (h+1)·hs). att(B,NH,T,T) saves the softmax weights α (row t uses columns 0..t; the rest
- * are 0); scale 1/sqrt(hs). head_mask(NH), if not NULL, multiplies head h's weights:
- * out[b,t,h] = mask[h] · Σ_s α[b,h,t,s] v[b,s,h]. The fast versions fail only for want of a few KB
- * of scratch (BWT_STATUS_NOMEM, before writing anything). */
+/* Causal multi-head attention over already-projected k, v (B,T,C), head h owning channels
+ * [h·hs, (h+1)·hs), scale 1/sqrt(hs). Queries: nq rows per sequence, q and out (B,nq,C), row j at
+ * position qpos[b·nq + j] (qpos (B,nq), increasing in each sequence), or every position when qpos
+ * is NULL (nq = T). att (B,NH,nq,T) saves the softmax weights α (row j uses columns 0..its
+ * position; the rest are 0). head_mask(NH), if not NULL, multiplies head h's weights:
+ * out[b,j,h] = mask[h] · Σ_s α[b,h,j,s] v[b,s,h]. The fast versions fail only for want of a few
+ * KB of scratch (BWT_STATUS_NOMEM, before writing anything). */
 bwt_status bwt_attention_forward(float *out, float *att, const float *q, const float *k,
                                  const float *v, const float *head_mask, int B, int T, int C,
-                                 int NH);
+                                 int NH, int nq, const int32_t *qpos);
+/* The oracle, every position a query (nq = T). */
 void bwt_attention_forward_naive(float *out, float *att, const float *q, const float *k,
                                  const float *v, const float *head_mask, int B, int T, int C,
                                  int NH);
+/* Accumulates dq (B,nq,C), dk and dv (B,T,C) (any may be NULL) from dout (B,nq,C). */
 bwt_status bwt_attention_backward(float *dq, float *dk, float *dv, const float *dout,
                                   const float *att, const float *q, const float *k, const float *v,
-                                  const float *head_mask, int B, int T, int C, int NH);
+                                  const float *head_mask, int B, int T, int C, int NH, int nq,
+                                  const int32_t *qpos);
 
 /* Row softmax: probs(N,K) = softmax(logits(N,K)), computed stably. */
 void bwt_softmax_forward(float *probs, const float *logits, int N, int K);

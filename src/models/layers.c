@@ -101,35 +101,28 @@ void readout_declare(bwt_model *m, readout_params *p, size_t wte) {
 }
 
 size_t readout_floats(const bwt_model_config *c, int M) {
-  return (size_t)M * (4 * (size_t)c->d_model + 2 + c->n_classes);
+  return (size_t)M * (2 * (size_t)c->d_model + 2 + c->n_classes);
 }
 
 void readout_carve(const bwt_model_config *c, readout_acts *a, float *base, int M) {
   size_t MC = (size_t)M * c->d_model;
-  a->xg = base;
-  a->norm.out = a->xg + MC;
+  a->norm.out = base;
   a->norm.mean = a->norm.out + MC;
   a->norm.rstd = a->norm.mean + M;
   a->logits = a->norm.rstd + M;
-  a->dxg = a->logits + (size_t)M * c->n_classes;
-  a->dh = a->dxg + MC;
+  a->dh = a->logits + (size_t)M * c->n_classes;
 }
 
 void readout_forward(const bwt_model *m, const readout_params *p, const readout_acts *a,
-                     const float *x, const bwt_batch *batch) {
-  int M = batch->B * batch->n_sup, C = m->cfg.d_model;
-  /* Only the supervised rows are read out: gather first, then norm and head on M rows. */
-  gather_rows(a->xg, x, batch, C);
-  norm_forward(m, &p->norm, &a->norm, a->xg, M);
-  bwt_matmul_forward(a->logits, a->norm.out, P(p->head), NULL, M, C, m->cfg.n_classes);
+                     const float *x, int M) {
+  norm_forward(m, &p->norm, &a->norm, x, M);
+  bwt_matmul_forward(a->logits, a->norm.out, P(p->head), NULL, M, m->cfg.d_model, m->cfg.n_classes);
 }
 
 void readout_backward(bwt_model *m, const readout_params *p, const readout_acts *a, float *dx,
-                      const float *dlogits, const bwt_batch *batch) {
-  int M = batch->B * batch->n_sup, C = m->cfg.d_model;
+                      const float *x, const float *dlogits, int M) {
+  int C = m->cfg.d_model;
   memset(a->dh, 0, sizeof(float) * M * C);
-  memset(a->dxg, 0, sizeof(float) * M * C);
   bwt_matmul_backward(a->dh, G(p->head), NULL, dlogits, a->norm.out, P(p->head), M, C, m->cfg.n_classes);
-  norm_backward(m, &p->norm, &a->norm, a->dxg, a->dh, a->xg, M);
-  scatter_rows_add(dx, a->dxg, batch, C);
+  norm_backward(m, &p->norm, &a->norm, dx, a->dh, x, M);
 }

@@ -50,18 +50,19 @@ void ffn_forward(const bwt_model *m, const ffn_params *p, const ffn_acts *a, flo
 void ffn_backward(bwt_model *m, const ffn_params *p, const ffn_acts *a, const ffn_scratch *s,
                   float *dx, const float *x, int N);
 
-/* The readout shared by every architecture: the supervised rows of the final residual stream,
- * the final norm (norm_f) and the head (its own weight, or the token embedding when tied). */
+/* The readout shared by every architecture: the final norm (norm_f) and the head (its own weight,
+ * or the token embedding when tied), on the supervised rows only. Every architecture computes its
+ * last layer on those rows alone (the loss reads nothing else), so the readout's input is already
+ * (M,C), row b·n_sup + j for position sup_pos[b·n_sup + j]. */
 typedef struct {
   norm_params norm;
   size_t head;
 } readout_params;
 
 typedef struct {
-  float *xg;      /* (M,C) supervised rows of the final stream */
   norm_acts norm; /* (M,C) */
   float *logits;  /* (M,K) */
-  float *dxg, *dh; /* (M,C) gradient scratch */
+  float *dh;      /* (M,C) gradient scratch */
 } readout_acts;
 
 /* Declares norm_f and head.weight (none when tied: the head is the tensor at wte). */
@@ -70,11 +71,12 @@ void readout_declare(bwt_model *m, readout_params *p, size_t wte);
 size_t readout_floats(const bwt_model_config *c, int M);
 /* Points a's arrays into base (M supervised rows). */
 void readout_carve(const bwt_model_config *c, readout_acts *a, float *base, int M);
+/* logits(M,K) from x(M,C). */
 void readout_forward(const bwt_model *m, const readout_params *p, const readout_acts *a,
-                     const float *x, const bwt_batch *batch);
-/* dx(B·T,C) += the gradient reaching the final stream from dlogits(M,K). */
+                     const float *x, int M);
+/* dx(M,C) += the gradient reaching x from dlogits(M,K). */
 void readout_backward(bwt_model *m, const readout_params *p, const readout_acts *a, float *dx,
-                      const float *dlogits, const bwt_batch *batch);
+                      const float *x, const float *dlogits, int M);
 
 /* Copies the supervised rows: out(M,C)[b·n_sup+j] = x(B·T,C)[b·T + sup_pos[b·n_sup+j]]. */
 void gather_rows(float *out, const float *x, const bwt_batch *batch, int C);

@@ -1,6 +1,8 @@
 /* Flat baselines (SPEC.md §2): the context-free residual MLP (the reference's control, which sees
  * only its own token and position) and the context-window MLP (the embeddings of the last `window`
- * tokens concatenated and projected), sharing the residual blocks, final norm and head. */
+ * tokens concatenated and projected), sharing the residual blocks, final norm and head.
+ * Positions never mix in these models, so only the supervised rows (M = B·n_sup) are computed:
+ * the others would not reach the loss. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,11 +19,11 @@ typedef struct {
   ffn_params *blocks;
   float *arena;
   size_t arena_cap;
-  float *u;          /* (N, window·C) concatenated window embeddings (window_mlp only) */
-  float *x;          /* (n_layers+1, N, C) residual stream */
+  float *u;          /* (M, window·C) concatenated window embeddings (window_mlp only) */
+  float *x;          /* (n_layers+1, M, C) residual stream at the supervised rows */
   ffn_acts *acts;    /* (n_layers) */
-  readout_acts out; /* the supervised rows, final norm, logits */
-  float *dx, *du;    /* (N,C), (N, window·C) */
+  readout_acts out; /* final norm, logits */
+  float *dx, *du;    /* (M,C), (M, window·C) */
   ffn_scratch ffn_s;
 } mlp;
 
@@ -59,73 +61,84 @@ static void destroy(bwt_model *m) {
   free(t);
 }
 
-static size_t carve(mlp *t, const bwt_model_config *c, float *base, int B, int T, int M) {
-  size_t off = 0, N = (size_t)B * T, C = c->d_model, H = 4 * C, L = c->n_layers;
+static size_t carve(mlp *t, const bwt_model_config *c, float *base, int M) {
+  size_t off = 0, C = c->d_model, H = 4 * C, L = c->n_layers;
   size_t W = c->arch == BWT_ARCH_WINDOW_MLP ? (size_t)c->window * C : 0;
 #define TAKE(ptr, n) (ptr = base ? base + off : NULL, off += (n))
-  TAKE(t->u, N * W);
-  TAKE(t->du, N * W);
-  TAKE(t->x, (L + 1) * N * C);
+  TAKE(t->u, M * W);
+  TAKE(t->du, M * W);
+  TAKE(t->x, (L + 1) * M * C);
   for (size_t l = 0; l < L; l++) {
-    TAKE(t->acts[l].norm.out, N * C);
-    TAKE(t->acts[l].norm.mean, N);
-    TAKE(t->acts[l].norm.rstd, N);
-    TAKE(t->acts[l].pre, N * H);
-    TAKE(t->acts[l].act, N * H);
+    TAKE(t->acts[l].norm.out, M * C);
+    TAKE(t->acts[l].norm.mean, M);
+    TAKE(t->acts[l].norm.rstd, M);
+    TAKE(t->acts[l].pre, M * H);
+    TAKE(t->acts[l].act, M * H);
   }
-  TAKE(t->dx, N * C);
-  TAKE(t->ffn_s.dnorm, N * C);
-  TAKE(t->ffn_s.dact, N * H);
-  TAKE(t->ffn_s.dpre, N * H);
+  TAKE(t->dx, M * C);
+  TAKE(t->ffn_s.dnorm, M * C);
+  TAKE(t->ffn_s.dact, M * H);
+  TAKE(t->ffn_s.dpre, M * H);
   if (base) readout_carve(c, &t->out, base + off, M);
   off += readout_floats(c, M);
 #undef TAKE
   return off;
 }
 
-/* u[b,t, j·C .. (j+1)·C) = tok_emb[tokens[b, t−j]], zeros where t−j < 0. */
+/* The token at position s of sequence b, and the position of supervised row r. */
+static int32_t token_at(const bwt_batch *batch, int b, int s) { return batch->tokens[b * batch->T + s]; }
+static int row_pos(const bwt_batch *batch, int r) { return batch->sup_pos[r]; }
+
+/* u[r, j·C .. (j+1)·C) = tok_emb[token at pos(r) − j], zeros before the start. */
 static void window_gather(const bwt_model *m, const mlp *t, const bwt_batch *batch) {
-  int C = m->cfg.d_model, w = m->cfg.window, T = batch->T;
-  for (int b = 0; b < batch->B; b++)
-    for (int s = 0; s < T; s++) {
-      float *row = t->u + ((size_t)b * T + s) * w * C;
-      for (int j = 0; j < w; j++) {
-        if (s - j < 0)
-          memset(row + (size_t)j * C, 0, sizeof(float) * C);
-        else
-          memcpy(row + (size_t)j * C, P(t->wte) + (size_t)batch->tokens[b * T + s - j] * C, sizeof(float) * C);
-      }
+  int C = m->cfg.d_model, w = m->cfg.window, M = batch->B * batch->n_sup;
+  for (int r = 0; r < M; r++) {
+    int b = r / batch->n_sup, s = row_pos(batch, r);
+    float *row = t->u + (size_t)r * w * C;
+    for (int j = 0; j < w; j++) {
+      if (s - j < 0)
+        memset(row + (size_t)j * C, 0, sizeof(float) * C);
+      else
+        memcpy(row + (size_t)j * C, P(t->wte) + (size_t)token_at(batch, b, s - j) * C, sizeof(float) * C);
     }
+  }
 }
 
 static void window_scatter(bwt_model *m, const mlp *t, const bwt_batch *batch) {
-  int C = m->cfg.d_model, w = m->cfg.window, T = batch->T;
-  for (int b = 0; b < batch->B; b++)
-    for (int s = 0; s < T; s++)
-      for (int j = 0; j < w && j <= s; j++)
-        bwt_add_inplace(G(t->wte) + (size_t)batch->tokens[b * T + s - j] * C,
-                        t->du + (((size_t)b * T + s) * w + j) * C, C);
+  int C = m->cfg.d_model, w = m->cfg.window, M = batch->B * batch->n_sup;
+  for (int r = 0; r < M; r++) {
+    int b = r / batch->n_sup, s = row_pos(batch, r);
+    for (int j = 0; j < w && j <= s; j++)
+      bwt_add_inplace(G(t->wte) + (size_t)token_at(batch, b, s - j) * C, t->du + ((size_t)r * w + j) * C, C);
+  }
 }
 
 static bwt_status forward(bwt_model *m, const bwt_batch *batch, const float **logits) {
   const bwt_model_config *c = &m->cfg;
   mlp *t = model_arch(m);
-  int B = batch->B, T = batch->T, N = B * T, M = B * batch->n_sup, C = c->d_model;
-  BWT_TRY(model_reserve(&t->arena, &t->arena_cap, carve(t, c, NULL, B, T, M), "activations"));
-  carve(t, c, t->arena, B, T, M);
+  int M = batch->B * batch->n_sup, C = c->d_model;
+  BWT_TRY(model_reserve(&t->arena, &t->arena_cap, carve(t, c, NULL, M), "activations"));
+  carve(t, c, t->arena, M);
 
   if (is_window(m)) {
     window_gather(m, t, batch);
-    bwt_matmul_forward(t->x, t->u, P(t->win_w), P(t->win_b), N, c->window * C, C);
-    for (int b = 0; b < B; b++) bwt_add_inplace(t->x + (size_t)b * T * C, P(t->wpe), (size_t)T * C);
-  } else {
-    bwt_embedding_forward(t->x, batch->tokens, P(t->wte), P(t->wpe), B, T, C);
+    bwt_matmul_forward(t->x, t->u, P(t->win_w), P(t->win_b), M, c->window * C, C);
+  }
+  for (int r = 0; r < M; r++) {
+    float *x = t->x + (size_t)r * C;
+    const float *pe = P(t->wpe) + (size_t)row_pos(batch, r) * C;
+    if (is_window(m)) {
+      bwt_add_inplace(x, pe, C);
+    } else {
+      const float *te = P(t->wte) + (size_t)token_at(batch, r / batch->n_sup, row_pos(batch, r)) * C;
+      for (int i = 0; i < C; i++) x[i] = te[i] + pe[i];
+    }
   }
   for (int l = 0; l < c->n_layers; l++) {
-    float *x = t->x + (size_t)l * N * C;
-    ffn_forward(m, &t->blocks[l], &t->acts[l], x + (size_t)N * C, x, N);
+    float *x = t->x + (size_t)l * M * C;
+    ffn_forward(m, &t->blocks[l], &t->acts[l], x + (size_t)M * C, x, M);
   }
-  readout_forward(m, &t->readout, &t->out, t->x + (size_t)c->n_layers * N * C, batch);
+  readout_forward(m, &t->readout, &t->out, t->x + (size_t)c->n_layers * M * C, M);
   *logits = t->out.logits;
   return BWT_STATUS_OK;
 }
@@ -133,20 +146,24 @@ static bwt_status forward(bwt_model *m, const bwt_batch *batch, const float **lo
 static bwt_status backward(bwt_model *m, const bwt_batch *batch, const float *dlogits) {
   const bwt_model_config *c = &m->cfg;
   mlp *t = model_arch(m);
-  int B = batch->B, T = batch->T, N = B * T, C = c->d_model;
+  int M = batch->B * batch->n_sup, C = c->d_model;
 
-  memset(t->dx, 0, sizeof(float) * N * C);
-  readout_backward(m, &t->readout, &t->out, t->dx, dlogits, batch);
+  memset(t->dx, 0, sizeof(float) * M * C);
+  readout_backward(m, &t->readout, &t->out, t->dx, t->x + (size_t)c->n_layers * M * C, dlogits, M);
   for (int l = c->n_layers - 1; l >= 0; l--)
-    ffn_backward(m, &t->blocks[l], &t->acts[l], &t->ffn_s, t->dx, t->x + (size_t)l * N * C, N);
+    ffn_backward(m, &t->blocks[l], &t->acts[l], &t->ffn_s, t->dx, t->x + (size_t)l * M * C, M);
   if (is_window(m)) {
     size_t W = (size_t)c->window * C;
-    memset(t->du, 0, sizeof(float) * N * W);
-    bwt_matmul_backward(t->du, G(t->win_w), G(t->win_b), t->dx, t->u, P(t->win_w), N, (int)W, C);
-    for (int b = 0; b < B; b++) bwt_add_inplace(G(t->wpe), t->dx + (size_t)b * T * C, (size_t)T * C);
+    memset(t->du, 0, sizeof(float) * M * W);
+    bwt_matmul_backward(t->du, G(t->win_w), G(t->win_b), t->dx, t->u, P(t->win_w), M, (int)W, C);
     window_scatter(m, t, batch);
-  } else {
-    bwt_embedding_backward(G(t->wte), G(t->wpe), t->dx, batch->tokens, B, T, C);
+  }
+  /* Rows in order: the same sums for any thread count. */
+  for (int r = 0; r < M; r++) {
+    const float *d = t->dx + (size_t)r * C;
+    bwt_add_inplace(G(t->wpe) + (size_t)row_pos(batch, r) * C, d, C);
+    if (!is_window(m))
+      bwt_add_inplace(G(t->wte) + (size_t)token_at(batch, r / batch->n_sup, row_pos(batch, r)) * C, d, C);
   }
   return BWT_STATUS_OK;
 }

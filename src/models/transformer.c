@@ -16,13 +16,18 @@ typedef struct {
   ffn_params ffn;
 } block_params;
 
+/* The last block is computed on the supervised rows only (M = B·n_sup of the N = B·T rows): its
+ * keys and values need every position, but its queries, attention output, MLP and the readout
+ * need only the rows the loss reads. The other positions' last-block outputs would be discarded,
+ * so this gives the same logits and gradients as computing them, with less work. */
 typedef struct {
-  norm_acts ln1;
-  float *q, *k, *v; /* (N,C) */
-  float *att;       /* (B,NH,T,T) softmax weights */
-  float *atty;      /* (N,C) attention output before the O projection */
-  float *xmid;      /* (N,C) residual stream between the attention and the MLP */
-  ffn_acts ffn;
+  norm_acts ln1;    /* (N,C) */
+  float *q;         /* (R,C), R = the block's output rows: N, or M for the last block */
+  float *k, *v;     /* (N,C) */
+  float *att;       /* (B,NH,nq,T) softmax weights, nq = T, or n_sup for the last block */
+  float *atty;      /* (R,C) attention output before the O projection */
+  float *xmid;      /* (R,C) residual stream between the attention and the MLP */
+  ffn_acts ffn;     /* (R rows) */
 } block_acts;
 
 typedef struct {
@@ -33,10 +38,13 @@ typedef struct {
   float *arena;
   size_t arena_cap;
   block_acts *acts; /* (n_layers) */
-  float *x;         /* (n_layers+1, N, C): the residual stream entering each block; the last is the output */
-  readout_acts out; /* the supervised rows, final norm, logits */
+  float *x;         /* (n_layers, N, C): the residual stream entering each block */
+  float *xs, *lnq;  /* (M,C): the last block's input and normed input at the supervised rows */
+  float *out;       /* (M,C): the last block's output, the readout's input */
+  readout_acts ro;  /* final norm, logits */
   /* Gradient scratch. */
   float *dx, *dq, *dk, *dv, *datty; /* (N,C) */
+  float *dxs, *dlnq;                /* (M,C) */
   ffn_scratch ffn_s;
 } transformer;
 
@@ -84,105 +92,159 @@ static void destroy(bwt_model *m) {
 }
 
 /* Assigns every activation pointer from base (or only counts when base is NULL); returns floats. */
-static size_t carve(transformer *t, const bwt_model_config *c, float *base, int B, int T, int M) {
-  size_t off = 0, N = (size_t)B * T, C = c->d_model, H = 4 * C, L = c->n_layers;
+static size_t carve(transformer *t, const bwt_model_config *c, float *base, int B, int T, int n_sup) {
+  size_t off = 0, N = (size_t)B * T, M = (size_t)B * n_sup, C = c->d_model, H = 4 * C, L = c->n_layers;
 #define TAKE(ptr, n) (ptr = base ? base + off : NULL, off += (n))
-  TAKE(t->x, (L + 1) * N * C);
+  TAKE(t->x, L * N * C);
   for (size_t l = 0; l < L; l++) {
     block_acts *a = &t->acts[l];
+    size_t R = l + 1 == L ? M : N, nq = l + 1 == L ? (size_t)n_sup : (size_t)T;
     TAKE(a->ln1.out, N * C);
     TAKE(a->ln1.mean, N);
     TAKE(a->ln1.rstd, N);
-    TAKE(a->q, N * C);
+    TAKE(a->q, R * C);
     TAKE(a->k, N * C);
     TAKE(a->v, N * C);
-    TAKE(a->att, (size_t)B * c->n_heads * T * T);
-    TAKE(a->atty, N * C);
-    TAKE(a->xmid, N * C);
-    TAKE(a->ffn.norm.out, N * C);
-    TAKE(a->ffn.norm.mean, N);
-    TAKE(a->ffn.norm.rstd, N);
-    TAKE(a->ffn.pre, N * H);
-    TAKE(a->ffn.act, N * H);
+    TAKE(a->att, (size_t)B * c->n_heads * nq * T);
+    TAKE(a->atty, R * C);
+    TAKE(a->xmid, R * C);
+    TAKE(a->ffn.norm.out, R * C);
+    TAKE(a->ffn.norm.mean, R);
+    TAKE(a->ffn.norm.rstd, R);
+    TAKE(a->ffn.pre, R * H);
+    TAKE(a->ffn.act, R * H);
   }
+  TAKE(t->xs, M * C);
+  TAKE(t->lnq, M * C);
+  TAKE(t->out, M * C);
   TAKE(t->dx, N * C);
-  TAKE(t->dq, N * C);
-  TAKE(t->dk, N * C);
-  TAKE(t->dv, N * C);
-  TAKE(t->datty, N * C);
+  TAKE(t->dxs, M * C);
+  TAKE(t->dlnq, M * C);
   TAKE(t->ffn_s.dnorm, N * C);
   TAKE(t->ffn_s.dact, N * H);
   TAKE(t->ffn_s.dpre, N * H);
-  if (base) readout_carve(c, &t->out, base + off, M);
-  off += readout_floats(c, M);
+  /* A block's attention backward runs after its MLP backward is done with dact and dpre: the
+   * attention's four (N,C) gradients live there. */
+  if (base) {
+    t->dq = t->ffn_s.dact;
+    t->dk = t->dq + N * C;
+    t->dv = t->dk + N * C;
+    t->datty = t->dv + N * C;
+  }
+  if (base) readout_carve(c, &t->ro, base + off, (int)M);
+  off += readout_floats(c, (int)M);
 #undef TAKE
   return off;
+}
+
+/* Block l from its input x (N,C) to xout: (N,C), or for the last block (sparse) the supervised
+ * rows only, (M,C). */
+static bwt_status block_forward(bwt_model *m, int l, const float *x, float *xout,
+                                const bwt_batch *batch, int sparse) {
+  const bwt_model_config *c = &m->cfg;
+  transformer *t = model_arch(m);
+  const block_params *p = &t->blocks[l];
+  block_acts *a = &t->acts[l];
+  int B = batch->B, T = batch->T, N = B * T, C = c->d_model;
+  int R = sparse ? B * batch->n_sup : N, nq = sparse ? batch->n_sup : T;
+  const int32_t *qpos = sparse ? batch->sup_pos : NULL;
+  const float *xr = x; /* the residual input of the output rows */
+  if (sparse) {
+    gather_rows(t->xs, x, batch, C);
+    xr = t->xs;
+  }
+  if (m->skip_attn[l]) {
+    memcpy(a->xmid, xr, sizeof(float) * R * C);
+  } else {
+    norm_forward(m, &p->ln1, &a->ln1, x, N);
+    const float *qin = a->ln1.out;
+    if (sparse) {
+      gather_rows(t->lnq, a->ln1.out, batch, C);
+      qin = t->lnq;
+    }
+    bwt_matmul_forward(a->q, qin, P(p->wq), P(p->bq), R, C, C);
+    bwt_matmul_forward(a->k, a->ln1.out, P(p->wk), P(p->bk), N, C, C);
+    bwt_matmul_forward(a->v, a->ln1.out, P(p->wv), P(p->bv), N, C, C);
+    BWT_TRY(bwt_attention_forward(a->atty, a->att, a->q, a->k, a->v,
+                                  m->head_mask + (size_t)l * c->n_heads, B, T, C, c->n_heads, nq, qpos));
+    bwt_matmul_forward(a->xmid, a->atty, P(p->wo), P(p->bo), R, C, C);
+    bwt_add_inplace(a->xmid, xr, (size_t)R * C);
+  }
+  if (m->skip_mlp[l])
+    memcpy(xout, a->xmid, sizeof(float) * R * C);
+  else
+    ffn_forward(m, &p->ffn, &a->ffn, xout, a->xmid, R);
+  return BWT_STATUS_OK;
 }
 
 static bwt_status forward(bwt_model *m, const bwt_batch *batch, const float **logits) {
   const bwt_model_config *c = &m->cfg;
   transformer *t = model_arch(m);
-  int B = batch->B, T = batch->T, N = B * T, M = B * batch->n_sup, C = c->d_model;
-  BWT_TRY(model_reserve(&t->arena, &t->arena_cap, carve(t, c, NULL, B, T, M), "activations"));
-  carve(t, c, t->arena, B, T, M);
+  int B = batch->B, T = batch->T, N = B * T, C = c->d_model, L = c->n_layers;
+  BWT_TRY(model_reserve(&t->arena, &t->arena_cap, carve(t, c, NULL, B, T, batch->n_sup), "activations"));
+  carve(t, c, t->arena, B, T, batch->n_sup);
 
   bwt_embedding_forward(t->x, batch->tokens, P(t->wte), P(t->wpe), B, T, C);
-  for (int l = 0; l < c->n_layers; l++) {
-    const block_params *p = &t->blocks[l];
-    block_acts *a = &t->acts[l];
-    float *x = t->x + (size_t)l * N * C, *xnext = x + (size_t)N * C;
-    if (m->skip_attn[l]) {
-      memcpy(a->xmid, x, sizeof(float) * N * C);
-    } else {
-      norm_forward(m, &p->ln1, &a->ln1, x, N);
-      bwt_matmul_forward(a->q, a->ln1.out, P(p->wq), P(p->bq), N, C, C);
-      bwt_matmul_forward(a->k, a->ln1.out, P(p->wk), P(p->bk), N, C, C);
-      bwt_matmul_forward(a->v, a->ln1.out, P(p->wv), P(p->bv), N, C, C);
-      BWT_TRY(bwt_attention_forward(a->atty, a->att, a->q, a->k, a->v,
-                                    m->head_mask + (size_t)l * c->n_heads, B, T, C, c->n_heads));
-      bwt_matmul_forward(a->xmid, a->atty, P(p->wo), P(p->bo), N, C, C);
-      bwt_add_inplace(a->xmid, x, (size_t)N * C);
-    }
-    if (m->skip_mlp[l])
-      memcpy(xnext, a->xmid, sizeof(float) * N * C);
-    else
-      ffn_forward(m, &p->ffn, &a->ffn, xnext, a->xmid, N);
+  for (int l = 0; l < L; l++) {
+    float *x = t->x + (size_t)l * N * C;
+    BWT_TRY(block_forward(m, l, x, l + 1 < L ? x + (size_t)N * C : t->out, batch, l + 1 == L));
   }
-  readout_forward(m, &t->readout, &t->out, t->x + (size_t)c->n_layers * N * C, batch);
-  *logits = t->out.logits;
+  readout_forward(m, &t->readout, &t->ro, t->out, B * batch->n_sup);
+  *logits = t->ro.logits;
+  return BWT_STATUS_OK;
+}
+
+/* Backward of block l. On entry the gradient of its output is in t->dx (N,C), or for the last
+ * block in t->dxs (M,C); on return t->dx holds the gradient of its input x (N,C). */
+static bwt_status block_backward(bwt_model *m, int l, const float *x, const bwt_batch *batch,
+                                 int sparse) {
+  const bwt_model_config *c = &m->cfg;
+  transformer *t = model_arch(m);
+  const block_params *p = &t->blocks[l];
+  const block_acts *a = &t->acts[l];
+  int B = batch->B, T = batch->T, N = B * T, C = c->d_model;
+  int R = sparse ? B * batch->n_sup : N, nq = sparse ? batch->n_sup : T;
+  const int32_t *qpos = sparse ? batch->sup_pos : NULL;
+  size_t NC = (size_t)N * C, RC = (size_t)R * C;
+  float *dr = sparse ? t->dxs : t->dx; /* ∂L/∂(output rows), then ∂L/∂xmid */
+
+  if (!m->skip_mlp[l]) ffn_backward(m, &p->ffn, &a->ffn, &t->ffn_s, dr, a->xmid, R);
+  if (sparse) { /* the residual path from the gathered rows */
+    memset(t->dx, 0, sizeof(float) * NC);
+    scatter_rows_add(t->dx, dr, batch, C);
+  }
+  if (m->skip_attn[l]) return BWT_STATUS_OK;
+  float *dln = t->ffn_s.dnorm; /* reused: the MLP branch is done with it */
+  memset(t->datty, 0, sizeof(float) * RC);
+  memset(t->dq, 0, sizeof(float) * RC);
+  memset(t->dk, 0, sizeof(float) * NC);
+  memset(t->dv, 0, sizeof(float) * NC);
+  memset(dln, 0, sizeof(float) * NC);
+  bwt_matmul_backward(t->datty, G(p->wo), G(p->bo), dr, a->atty, P(p->wo), R, C, C);
+  BWT_TRY(bwt_attention_backward(t->dq, t->dk, t->dv, t->datty, a->att, a->q, a->k, a->v,
+                                 m->head_mask + (size_t)l * c->n_heads, B, T, C, c->n_heads, nq, qpos));
+  if (sparse) {
+    memset(t->dlnq, 0, sizeof(float) * RC);
+    bwt_matmul_backward(t->dlnq, G(p->wq), G(p->bq), t->dq, t->lnq, P(p->wq), R, C, C);
+    scatter_rows_add(dln, t->dlnq, batch, C);
+  } else {
+    bwt_matmul_backward(dln, G(p->wq), G(p->bq), t->dq, a->ln1.out, P(p->wq), N, C, C);
+  }
+  bwt_matmul_backward(dln, G(p->wk), G(p->bk), t->dk, a->ln1.out, P(p->wk), N, C, C);
+  bwt_matmul_backward(dln, G(p->wv), G(p->bv), t->dv, a->ln1.out, P(p->wv), N, C, C);
+  norm_backward(m, &p->ln1, &a->ln1, t->dx, dln, x, N);
   return BWT_STATUS_OK;
 }
 
 static bwt_status backward(bwt_model *m, const bwt_batch *batch, const float *dlogits) {
   const bwt_model_config *c = &m->cfg;
   transformer *t = model_arch(m);
-  int B = batch->B, T = batch->T, N = B * T, C = c->d_model;
-  size_t NC = (size_t)N * C;
+  int B = batch->B, T = batch->T, N = B * T, M = B * batch->n_sup, C = c->d_model, L = c->n_layers;
 
-  memset(t->dx, 0, sizeof(float) * NC);
-  readout_backward(m, &t->readout, &t->out, t->dx, dlogits, batch);
-
-  /* t->dx carries ∂L/∂(residual stream) backwards through the blocks. */
-  for (int l = c->n_layers - 1; l >= 0; l--) {
-    const block_params *p = &t->blocks[l];
-    const block_acts *a = &t->acts[l];
-    const float *x = t->x + (size_t)l * NC;
-    if (!m->skip_mlp[l]) ffn_backward(m, &p->ffn, &a->ffn, &t->ffn_s, t->dx, a->xmid, N);
-    if (m->skip_attn[l]) continue;
-    memset(t->datty, 0, sizeof(float) * NC);
-    memset(t->dq, 0, sizeof(float) * NC);
-    memset(t->dk, 0, sizeof(float) * NC);
-    memset(t->dv, 0, sizeof(float) * NC);
-    memset(t->ffn_s.dnorm, 0, sizeof(float) * NC);
-    bwt_matmul_backward(t->datty, G(p->wo), G(p->bo), t->dx, a->atty, P(p->wo), N, C, C);
-    BWT_TRY(bwt_attention_backward(t->dq, t->dk, t->dv, t->datty, a->att, a->q, a->k, a->v,
-                                   m->head_mask + (size_t)l * c->n_heads, B, T, C, c->n_heads));
-    float *dln = t->ffn_s.dnorm; /* reused: the MLP branch is done with it */
-    bwt_matmul_backward(dln, G(p->wq), G(p->bq), t->dq, a->ln1.out, P(p->wq), N, C, C);
-    bwt_matmul_backward(dln, G(p->wk), G(p->bk), t->dk, a->ln1.out, P(p->wk), N, C, C);
-    bwt_matmul_backward(dln, G(p->wv), G(p->bv), t->dv, a->ln1.out, P(p->wv), N, C, C);
-    norm_backward(m, &p->ln1, &a->ln1, t->dx, dln, x, N);
-  }
+  memset(t->dxs, 0, sizeof(float) * (size_t)M * C);
+  readout_backward(m, &t->readout, &t->ro, t->dxs, t->out, dlogits, M);
+  for (int l = L - 1; l >= 0; l--)
+    BWT_TRY(block_backward(m, l, t->x + (size_t)l * N * C, batch, l + 1 == L));
   bwt_embedding_backward(G(t->wte), G(t->wpe), t->dx, batch->tokens, B, T, C);
   return BWT_STATUS_OK;
 }

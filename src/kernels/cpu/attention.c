@@ -71,34 +71,39 @@ static void axpy(float *y, float a, const float *x, int n) {
   for (int i = 0; i < n; i++) y[i] += a * x[i];
 }
 
-/* Scratch of (hs·ld + T·ld + ld + 2·hs) floats per thread, allocated before the parallel region:
- * a transposed head, a T x ld matrix, a column and two head-size rows. */
-static float *thread_scratch(int hs, int T, int ld, size_t *per_thread) {
-  *per_thread = (size_t)hs * ld + (size_t)T * ld + ld + 2 * (size_t)hs;
+/* Scratch of (hs·ld + nq·ld + ld + 2·hs) floats per thread, allocated before the parallel region:
+ * a transposed head, an nq x ld matrix, a column and two head-size rows. */
+static float *thread_scratch(int hs, int nq, int ld, size_t *per_thread) {
+  *per_thread = (size_t)hs * ld + (size_t)nq * ld + ld + 2 * (size_t)hs;
   return bwt_calloc((size_t)omp_get_max_threads() * *per_thread, sizeof(float), "attention scratch");
 }
 
+/* The position of query row j of sequence b. */
+static int query_pos(const int32_t *qpos, int b, int nq, int j) { return qpos ? qpos[b * nq + j] : j; }
+
 bwt_status bwt_attention_forward(float *out, float *att, const float *q, const float *k,
                                  const float *v, const float *head_mask, int B, int T, int C,
-                                 int NH) {
-  if (B <= 0 || T <= 0 || NH <= 0) return BWT_STATUS_OK;
+                                 int NH, int nq, const int32_t *qpos) {
+  if (B <= 0 || T <= 0 || NH <= 0 || nq <= 0) return BWT_STATUS_OK;
   int hs = C / NH, BH = B * NH, ld = padded(T);
   float scale = 1.0f / sqrtf((float)hs);
   size_t per;
-  float *scratch = thread_scratch(hs, T, ld, &per);
+  float *scratch = thread_scratch(hs, nq, ld, &per);
   if (!scratch) return BWT_STATUS_NOMEM;
-#pragma omp parallel if ((long)B * T * T * C >= ATT_OMP_MIN_WORK)
+#pragma omp parallel if ((long)B * nq * T * C >= ATT_OMP_MIN_WORK)
   {
     float *kt = scratch + per * omp_get_thread_num(), *qs = kt + (size_t)hs * ld;
 #pragma omp for schedule(static)
     for (int bh = 0; bh < BH; bh++) {
       int b = bh / NH, h = bh % NH;
       float mask = head_mask ? head_mask[h] : 1.0f;
-      size_t base = (size_t)b * T * C + (size_t)h * hs; /* this head's slice of sequence b */
-      transpose_head(kt, k + base, T, C, hs, ld);
-      for (int t = 0; t < T; t++) {
-        float *a = att + ((size_t)bh * T + t) * T; /* α_t(T), built in place */
-        for (int i = 0; i < hs; i++) qs[i] = q[base + (size_t)t * C + i] * scale;
+      size_t kv = (size_t)b * T * C + (size_t)h * hs; /* this head's slice of sequence b */
+      transpose_head(kt, k + kv, T, C, hs, ld);
+      for (int j = 0; j < nq; j++) {
+        int t = query_pos(qpos, b, nq, j);
+        size_t row = ((size_t)b * nq + j) * C + (size_t)h * hs; /* in q and out */
+        float *a = att + ((size_t)bh * nq + j) * T;             /* α_t(T), built in place */
+        for (int i = 0; i < hs; i++) qs[i] = q[row + i] * scale;
         row_dots(a, qs, kt, hs, ld, t + 1);
         float mx = -INFINITY;
 #pragma omp simd reduction(max : mx)
@@ -112,8 +117,8 @@ bwt_status bwt_attention_forward(float *out, float *att, const float *q, const f
         for (int s = 0; s <= t; s++) a[s] *= inv;
         for (int s = t + 1; s < T; s++) a[s] = 0.0f;
 
-        float *o = out + base + (size_t)t * C; /* out_t(hs) */
-        weighted_rows(o, a, v + base, t + 1, C, hs);
+        float *o = out + row; /* out_t(hs) */
+        weighted_rows(o, a, v + kv, t + 1, C, hs);
         if (mask != 1.0f)
           for (int i = 0; i < hs; i++) o[i] *= mask;
       }
@@ -159,37 +164,40 @@ void bwt_attention_forward_naive(float *out, float *att, const float *q, const f
       }
 }
 
-/* For one (b,h) and each query row t (g_t = dout_t, m = mask[h]):
- *   dα_ts = m (g_t·v_s),  ds_ts = α_ts (dα_ts − Σ_s' α_ts' dα_ts'),
- *   dq_t += Σ_s ds_ts k_s / sqrt(hs),  dk_s += Σ_t ds_ts q_t / sqrt(hs),  dv_s += m Σ_t α_ts g_t.
- * Rows t first (ds and dq), then columns s (dk and dv), so that every sum runs in registers and
- * each gradient row is written once. */
+/* For one (b,h) and each query row j at position t (g = dout_j, m = mask[h]):
+ *   dα_js = m (g_j·v_s),  ds_js = α_js (dα_js − Σ_s' α_js' dα_js'),
+ *   dq_j += Σ_s ds_js k_s / sqrt(hs),  dk_s += Σ_j ds_js q_j / sqrt(hs),  dv_s += m Σ_j α_js g_j.
+ * Rows j first (ds and dq), then columns s (dk and dv), so that every sum runs in registers and
+ * each gradient row is written once. Column s takes rows from the first query that sees s on;
+ * rows past their own position hold zeros, so any query order gives the right sums. */
 bwt_status bwt_attention_backward(float *dq, float *dk, float *dv, const float *dout,
                                   const float *att, const float *q, const float *k, const float *v,
-                                  const float *head_mask, int B, int T, int C, int NH) {
-  if (B <= 0 || T <= 0 || NH <= 0) return BWT_STATUS_OK;
+                                  const float *head_mask, int B, int T, int C, int NH, int nq,
+                                  const int32_t *qpos) {
+  if (B <= 0 || T <= 0 || NH <= 0 || nq <= 0) return BWT_STATUS_OK;
   int hs = C / NH, BH = B * NH, ld = padded(T);
   float scale = 1.0f / sqrtf((float)hs);
   size_t per;
-  float *scratch = thread_scratch(hs, T, ld, &per);
+  float *scratch = thread_scratch(hs, nq, ld, &per);
   if (!scratch) return BWT_STATUS_NOMEM;
-#pragma omp parallel if ((long)B * T * T * C >= ATT_OMP_MIN_WORK)
+#pragma omp parallel if ((long)B * nq * T * C >= ATT_OMP_MIN_WORK)
   {
     float *vt = scratch + per * omp_get_thread_num(); /* (hs,ld) v transposed */
-    float *dsm = vt + (size_t)hs * ld;                 /* (T,ld) ds, row t */
-    float *col = dsm + (size_t)T * ld;                 /* (ld) a column of ds or α */
+    float *dsm = vt + (size_t)hs * ld;                 /* (nq,ld) ds, row j */
+    float *col = dsm + (size_t)nq * ld;                /* (ld) a column of ds or α */
     float *sum = col + ld;                             /* (hs) */
 #pragma omp for schedule(static)
     for (int bh = 0; bh < BH; bh++) {
       int b = bh / NH, h = bh % NH;
       float mask = head_mask ? head_mask[h] : 1.0f;
-      size_t base = (size_t)b * T * C + (size_t)h * hs;
-      const float *a0 = att + (size_t)bh * T * T; /* α (T,T) */
-      transpose_head(vt, v + base, T, C, hs, ld);
-      for (int t = 0; t < T; t++) {
-        const float *a = a0 + (size_t)t * T;
-        float *ds = dsm + (size_t)t * ld;
-        row_dots(ds, dout + base + (size_t)t * C, vt, hs, ld, t + 1); /* g_t·v_s, then ds in place */
+      size_t kv = (size_t)b * T * C + (size_t)h * hs, rows = (size_t)b * nq * C + (size_t)h * hs;
+      const float *a0 = att + (size_t)bh * nq * T; /* α (nq,T) */
+      transpose_head(vt, v + kv, T, C, hs, ld);
+      for (int j = 0; j < nq; j++) {
+        int t = query_pos(qpos, b, nq, j);
+        const float *a = a0 + (size_t)j * T;
+        float *ds = dsm + (size_t)j * ld;
+        row_dots(ds, dout + rows + (size_t)j * C, vt, hs, ld, t + 1); /* g·v_s, then ds in place */
         float adot = 0.0f;                                            /* Σ_s α_s dα_s */
 #pragma omp simd reduction(+ : adot)
         for (int s = 0; s <= t; s++) {
@@ -198,21 +206,25 @@ bwt_status bwt_attention_backward(float *dq, float *dk, float *dv, const float *
         }
 #pragma omp simd
         for (int s = 0; s <= t; s++) ds[s] = a[s] * (ds[s] - adot) * scale;
+        for (int s = t + 1; s < T; s++) ds[s] = 0.0f;
         if (dq) {
-          weighted_rows(sum, ds, k + base, t + 1, C, hs);
-          axpy(dq + base + (size_t)t * C, 1.0f, sum, hs);
+          weighted_rows(sum, ds, k + kv, t + 1, C, hs);
+          axpy(dq + rows + (size_t)j * C, 1.0f, sum, hs);
         }
       }
-      for (int s = 0; s < T; s++) { /* rows t = s..T-1 see key s */
-        size_t off = base + (size_t)s * C;
+      int j0 = 0; /* the first query row that sees key s */
+      for (int s = 0; s < T; s++) {
+        while (j0 < nq && query_pos(qpos, b, nq, j0) < s) j0++;
+        if (j0 == nq) break;
+        size_t off = kv + (size_t)s * C;
         if (dk) {
-          for (int t = s; t < T; t++) col[t - s] = dsm[(size_t)t * ld + s];
-          weighted_rows(sum, col, q + off, T - s, C, hs);
+          for (int j = j0; j < nq; j++) col[j - j0] = dsm[(size_t)j * ld + s];
+          weighted_rows(sum, col, q + rows + (size_t)j0 * C, nq - j0, C, hs);
           axpy(dk + off, 1.0f, sum, hs);
         }
         if (dv) {
-          for (int t = s; t < T; t++) col[t - s] = mask * a0[(size_t)t * T + s];
-          weighted_rows(sum, col, dout + off, T - s, C, hs);
+          for (int j = j0; j < nq; j++) col[j - j0] = mask * a0[(size_t)j * T + s];
+          weighted_rows(sum, col, dout + rows + (size_t)j0 * C, nq - j0, C, hs);
           axpy(dv + off, 1.0f, sum, hs);
         }
       }
