@@ -2,6 +2,7 @@
 #include <math.h>
 
 #include "bwt/kernels.h"
+#include "vecmath.h"
 
 #define SOFTMAX_OMP_MIN_WORK 16384
 
@@ -15,11 +16,10 @@ void bwt_softmax_forward(float *probs, const float *logits, int N, int K) {
     float mx = -INFINITY;
     for (int j = 0; j < K; j++)
       if (!(x[j] <= mx)) mx = x[j]; /* a NaN logit becomes the max and poisons the row */
+#pragma omp simd
+    for (int j = 0; j < K; j++) p[j] = expf(x[j] - mx);
     double sum = 0.0;
-    for (int j = 0; j < K; j++) {
-      p[j] = expf(x[j] - mx);
-      sum += p[j];
-    }
+    for (int j = 0; j < K; j++) sum += p[j];
     float inv = (float)(1.0 / sum);
     for (int j = 0; j < K; j++) p[j] *= inv;
   }
