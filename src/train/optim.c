@@ -21,12 +21,26 @@ double optim_clip(bwt_model *m, double clip) {
   return norm;
 }
 
+/* Elements per work item of the AdamW step. The step is element-wise, so splitting tensors into
+ * items changes no result; it lets the small tensors of a small model share the threads. */
+#define ADAM_CHUNK 4096
+
+static size_t n_chunks(const bwt_tensor_desc *d) { return (d->size + ADAM_CHUNK - 1) / ADAM_CHUNK; }
+
 void optim_adamw(bwt_model *m, float *adam_m, float *adam_v, const bwt_train_config *c, double lr,
                  int t) {
-  for (int i = 0; i < m->n_tensors; i++) {
+  long total = 0;
+  for (int i = 0; i < m->n_tensors; i++) total += (long)n_chunks(&m->tensors[i]);
+#pragma omp parallel for schedule(static) if (total > 1)
+  for (long k = 0; k < total; k++) {
+    int i = 0;
+    long first = 0; /* chunks of the tensors before tensor i */
+    while (k >= first + (long)n_chunks(&m->tensors[i])) first += (long)n_chunks(&m->tensors[i++]);
     const bwt_tensor_desc *d = &m->tensors[i];
-    bwt_adamw_update(m->params + d->offset, m->grads + d->offset, adam_m + d->offset,
-                     adam_v + d->offset, d->size, (float)lr, (float)c->beta1, (float)c->beta2,
-                     (float)c->eps, d->decay ? (float)c->weight_decay : 0.0f, t);
+    size_t off = d->offset + (size_t)(k - first) * ADAM_CHUNK;
+    size_t len = d->offset + d->size - off < ADAM_CHUNK ? d->offset + d->size - off : ADAM_CHUNK;
+    bwt_adamw_update(m->params + off, m->grads + off, adam_m + off, adam_v + off, len, (float)lr,
+                     (float)c->beta1, (float)c->beta2, (float)c->eps,
+                     d->decay ? (float)c->weight_decay : 0.0f, t);
   }
 }
