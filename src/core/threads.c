@@ -16,10 +16,15 @@
 
 #include "bwt/train.h"
 
-static void pin_pool(int n) {
+/* The CPUs the process may use, read before bwt first pins anything. */
+static cpu_set_t allowed;
+static int n_allowed = -1, pinned;
+
+static void place_pool(int n) {
   if (getenv("OMP_PROC_BIND") || getenv("GOMP_CPU_AFFINITY")) return;
-  cpu_set_t allowed;
-  if (sched_getaffinity(0, sizeof allowed, &allowed) != 0 || CPU_COUNT(&allowed) != n) return;
+  if (n_allowed < 0) n_allowed = sched_getaffinity(0, sizeof allowed, &allowed) == 0 ? CPU_COUNT(&allowed) : 0;
+  int pin = n_allowed > 0 && n == n_allowed;
+  if (!pin && !pinned) return; /* never pinned: leave placement to the system */
   int cpus[CPU_SETSIZE], n_cpus = 0;
   for (int c = 0; c < CPU_SETSIZE; c++)
     if (CPU_ISSET(c, &allowed)) cpus[n_cpus++] = c;
@@ -28,13 +33,15 @@ static void pin_pool(int n) {
     cpu_set_t one;
     CPU_ZERO(&one);
     CPU_SET(cpus[omp_get_thread_num() % n_cpus], &one);
-    pthread_setaffinity_np(pthread_self(), sizeof one, &one); /* best effort: failure only costs speed */
+    /* Best effort: a failure only costs speed. Unpinning gives back every allowed CPU. */
+    pthread_setaffinity_np(pthread_self(), sizeof(cpu_set_t), pin ? &one : &allowed);
   }
+  pinned = pin;
 }
 
 void bwt_set_threads(int n) {
   if (n <= 0) n = omp_get_max_threads();
   omp_set_num_threads(n);
   openblas_set_num_threads(n);
-  pin_pool(n);
+  place_pool(n);
 }
