@@ -704,6 +704,12 @@ static void test_add_sumsq(void **state) {
   assert_close(bwt_sumsq(x, N), ref, 1e-12 * ref);
   assert_true(bwt_sumsq(x, 0) == 0.0);
   assert_true(bwt_sumsq(x, 3) == (double)x[0] * x[0] + (double)x[1] * x[1] + (double)x[2] * x[2]);
+  /* bwt_zero: exactly its n entries, on the parallel path too, and nothing past them. */
+  enum { BIG = 100003 };
+  float *z = frand(BIG + 1, 1, 2, 63);
+  bwt_zero(z, BIG);
+  for (int i = 0; i < BIG; i++) assert_true(z[i] == 0.0f);
+  assert_true(z[BIG] >= 1.0f);
 }
 
 /* PyTorch's AdamW step in double: decay first, then the bias-corrected Adam update. */

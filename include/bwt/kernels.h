@@ -78,6 +78,8 @@ double bwt_xent_loss(const float *probs, const int32_t *targets, const double *s
 void bwt_xent_backward(float *dlogits, const float *probs, const int32_t *targets,
                        const double *soft, float scale, int N, int K);
 
+/* x(n) = 0, in parallel for large n. */
+void bwt_zero(float *x, size_t n);
 /* y(n) += x(n). */
 void bwt_add_inplace(float *y, const float *x, size_t n);
 

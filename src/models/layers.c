@@ -67,9 +67,9 @@ void ffn_forward(const bwt_model *m, const ffn_params *p, const ffn_acts *a, flo
 void ffn_backward(bwt_model *m, const ffn_params *p, const ffn_acts *a, const ffn_scratch *s,
                   float *dx, const float *x, int N) {
   int C = m->cfg.d_model, H = 4 * C;
-  memset(s->dact, 0, sizeof(float) * (size_t)N * H);
-  memset(s->dpre, 0, sizeof(float) * (size_t)N * H);
-  memset(s->dnorm, 0, sizeof(float) * (size_t)N * C);
+  bwt_zero(s->dact, (size_t)N * H);
+  bwt_zero(s->dpre, (size_t)N * H);
+  bwt_zero(s->dnorm, (size_t)N * C);
   bwt_matmul_backward(s->dact, G(p->fc2_w), G(p->fc2_b), dx, a->act, P(p->fc2_w), N, H, C);
   bwt_gelu_backward(s->dpre, s->dact, a->pre, (size_t)N * H);
   bwt_matmul_backward(s->dnorm, G(p->fc1_w), G(p->fc1_b), s->dpre, a->norm.out, P(p->fc1_w), N, C,

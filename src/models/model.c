@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "bwt/rng.h"
+#include "bwt/kernels.h"
 #include "model_internal.h"
 
 static const char *const arch_names[] = {"transformer", "mlp", "window_mlp"};
@@ -191,7 +192,7 @@ bwt_status bwt_model_backward(bwt_model *m, const bwt_batch *batch, const float 
   return ((model_impl *)m->impl)->ops->backward(m, batch, dlogits);
 }
 
-void bwt_model_zero_grad(bwt_model *m) { memset(m->grads, 0, sizeof(float) * m->n_params); }
+void bwt_model_zero_grad(bwt_model *m) { bwt_zero(m->grads, m->n_params); }
 
 const bwt_tensor_desc *bwt_model_find_tensor(const bwt_model *m, const char *name) {
   for (int i = 0; i < m->n_tensors; i++)

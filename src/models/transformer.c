@@ -210,16 +210,16 @@ static bwt_status block_backward(bwt_model *m, int l, const float *x, const bwt_
 
   if (!m->skip_mlp[l]) ffn_backward(m, &p->ffn, &a->ffn, &t->ffn_s, dr, a->xmid, R);
   if (sparse) { /* the residual path from the gathered rows */
-    memset(t->dx, 0, sizeof(float) * NC);
+    bwt_zero(t->dx, NC);
     scatter_rows_add(t->dx, dr, batch, C);
   }
   if (m->skip_attn[l]) return BWT_STATUS_OK;
   float *dln = t->ffn_s.dnorm; /* reused: the MLP branch is done with it */
-  memset(t->datty, 0, sizeof(float) * RC);
-  memset(t->dq, 0, sizeof(float) * RC);
-  memset(t->dk, 0, sizeof(float) * NC);
-  memset(t->dv, 0, sizeof(float) * NC);
-  memset(dln, 0, sizeof(float) * NC);
+  bwt_zero(t->datty, RC);
+  bwt_zero(t->dq, RC);
+  bwt_zero(t->dk, NC);
+  bwt_zero(t->dv, NC);
+  bwt_zero(dln, NC);
   bwt_matmul_backward(t->datty, G(p->wo), G(p->bo), dr, a->atty, P(p->wo), R, C, C);
   BWT_TRY(bwt_attention_backward(t->dq, t->dk, t->dv, t->datty, a->att, a->q, a->k, a->v,
                                  m->head_mask + (size_t)l * c->n_heads, B, T, C, c->n_heads, nq, qpos));

@@ -1,9 +1,16 @@
-/* Element-wise ops on flat arrays: residual add, squared norm, AdamW. */
+/* Element-wise ops on flat arrays: zeroing, residual add, squared norm, AdamW. */
 #include <math.h>
 
 #include "bwt/kernels.h"
 
 #define ELEM_OMP_MIN_WORK 32768
+
+/* x(n) = 0, the halves on both threads of a 2-core machine (a serial memset leaves the other
+ * thread waiting). */
+void bwt_zero(float *x, size_t n) {
+#pragma omp parallel for schedule(static) if (n >= ELEM_OMP_MIN_WORK)
+  for (size_t i = 0; i < n; i++) x[i] = 0.0f;
+}
 
 /* y(n) += x(n). */
 void bwt_add_inplace(float *y, const float *x, size_t n) {

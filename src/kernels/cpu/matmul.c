@@ -18,10 +18,13 @@ void bwt_matmul_forward(float *out, const float *inp, const float *weight, const
                         int IC, int OC) {
   if (N <= 0 || OC <= 0) return;
   /* Seed out with the bias (or zero) so a single SGEMM with beta = 1 adds the product to it. */
-  if (bias) {
-    for (int n = 0; n < N; n++) memcpy(out + (size_t)n * OC, bias, sizeof(float) * (size_t)OC);
-  } else {
-    memset(out, 0, sizeof(float) * (size_t)N * OC);
+#pragma omp parallel for schedule(static) if ((long)N * OC >= MATMUL_OMP_MIN_WORK)
+  for (int n = 0; n < N; n++) {
+    float *row = out + (size_t)n * OC;
+    if (bias)
+      memcpy(row, bias, sizeof(float) * (size_t)OC);
+    else
+      memset(row, 0, sizeof(float) * (size_t)OC);
   }
   if (IC <= 0) return; /* an empty product: out is just the bias */
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, IC, 1.0f, inp, IC, weight, IC, 1.0f,
