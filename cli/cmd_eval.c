@@ -71,7 +71,9 @@ int cmd_eval(int argc, char **argv) {
     s = bwt_evaluate(model, task, eval_seed ? eval_seed : cfg.train.eval_seed,
                      eval_seqs ? eval_seqs : cfg.train.eval_seqs, batch, &r);
   if (s == BWT_STATUS_OK) {
-    printf("%s: %s on %s, step %d\n", path, bwt_arch_name(cfg.model.arch), cfg.task.name, step);
+    char desc[128];
+    printf("%s: %s on %s, step %d\n", path, bwt_arch_name(cfg.model.arch),
+           bwt_task_config_describe(&cfg.task, desc, sizeof desc), step);
     print_result(&r, per_position);
     if (*json) s = bwt_eval_write_json(json, &r);
     if (s == BWT_STATUS_OK && *csv) s = bwt_eval_write_csv(csv, &r);

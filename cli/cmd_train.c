@@ -54,10 +54,11 @@ int cmd_train(int argc, char **argv) {
     if ((rc = run_options_finish(&o, "train"))) return rc;
     if (bwt_run_dir_prepare(dir) != BWT_STATUS_OK) return cli_error("train");
     if (bwt_trainer_create(&tr, &o.cfg) != BWT_STATUS_OK) return cli_error("train");
-    const bwt_task_config *t = &o.cfg.task;
-    fprintf(stderr, "training %s (%zu parameters) on %s V=%d L=%d for %d steps, batch %d, into %s\n",
-            bwt_arch_name(o.cfg.model.arch), tr->model->n_params, t->name, t->V, t->L,
-            o.cfg.train.steps, o.cfg.train.batch, dir);
+    char task[128];
+    fprintf(stderr, "training %s (%zu parameters) on %s for %d steps, batch %d, into %s\n",
+            bwt_arch_name(o.cfg.model.arch), tr->model->n_params,
+            bwt_task_config_describe(&o.cfg.task, task, sizeof task), o.cfg.train.steps,
+            o.cfg.train.batch, dir);
   }
   tr->stop_after = stop_after;
   rc = train_with_progress(tr, dir, bwt_arch_name(tr->cfg.model.arch), "train");

@@ -48,6 +48,9 @@ expect 2 "steps must be >= 1" -- train --steps 0 --out "$tmp/never"
 expect 2 "unknown architecture 'cnn'" -- train --arch cnn
 expect 2 "unknown norm 'batch'" -- train --norm batch
 expect 2 "unknown preset 'huge'" -- train --preset huge
+expect 2 "unknown task 'maze'" -- train --task maze --out "$tmp/never"
+expect 2 "S (states) must be in 2..20" -- train --task hmm --S 1 --out "$tmp/never"
+expect 2 "K (observations) must be in" -- sample --task hmm --K 0
 [ ! -e "$tmp/never" ] || { echo "FAIL: a rejected run created its directory"; failures=$((failures + 1)); }
 
 # Unwritable output: below a regular file.
@@ -64,6 +67,12 @@ expect 1 "already holds a run" -- train --V 4 --L 3 --steps 4 --out "$tmp/run"
 expect 2 "cannot be changed" -- train --resume "$tmp/run" --lr 0.1
 expect 1 "holds no checkpoint" -- train --resume "$tmp/nothing"
 ok eval "$tmp/run" --eval-seqs 16 --json "$tmp/eval.json" --csv "$tmp/eval.csv"
+# The HMM task end to end through the command line: a run, its eval, a resume.
+ok train --task hmm --K 4 --steps 4 --batch 4 --d-model 8 --heads 2 --layers 1 --eval-seqs 8 --stop-after 2 --out "$tmp/hmm"
+ok train --resume "$tmp/hmm"
+ok eval "$tmp/hmm" --eval-seqs 8
+checks=$((checks + 1))
+grep -q "on hmm S=5 O=5 K=4, step 4" "$tmp/out" || { echo "FAIL: hmm eval header"; cat "$tmp/out"; failures=$((failures + 1)); }
 checks=$((checks + 1))
 grep -q "entropy MAE" "$tmp/out" && [ -s "$tmp/eval.json" ] && [ "$(wc -l <"$tmp/eval.csv")" = 4 ] ||
   { echo "FAIL: eval output"; failures=$((failures + 1)); }

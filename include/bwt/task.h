@@ -13,6 +13,7 @@
 #ifndef BWT_TASK_H
 #define BWT_TASK_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "bwt/status.h"
@@ -34,7 +35,22 @@ typedef struct {
   int L;                /* bijection: number of keys shown */
   int with_replacement; /* bijection: keys drawn with replacement */
   int query;            /* bijection: paired layout with a trailing query token */
+  int S;                /* hmm: hidden states (the readout's classes) */
+  int O;                /* hmm: observation symbols */
+  int K;                /* hmm: observations per sequence */
 } bwt_task_config;
+
+/* The fields of bwt_task_config each task uses, for config files and descriptions: every entry
+ * names its key, its task and where its int lives; the table ends with a NULL key. */
+typedef struct {
+  const char *key, *task;
+  size_t offset; /* of an int in bwt_task_config */
+  int is_bool;
+} bwt_task_field;
+extern const bwt_task_field bwt_task_fields[];
+int *bwt_task_field_int(bwt_task_config *cfg, const bwt_task_field *f);
+/* "hmm S=5 O=5 K=20" (the name and the task's own fields) into buf; returns buf. */
+const char *bwt_task_config_describe(const bwt_task_config *cfg, char *buf, size_t cap);
 
 typedef struct bwt_task bwt_task;
 
@@ -58,7 +74,8 @@ struct bwt_task {
   void *impl;
 };
 
-/* Fills cfg with the defaults of the named task (bijection: V=20, L=19, sep-vocab, no query). */
+/* Sets cfg's name and every task's fields to their defaults (bijection: V=20, L=19, sep-vocab,
+ * no query; hmm: S=5, O=5, K=20); fails for an unknown name. */
 bwt_status bwt_task_config_default(bwt_task_config *cfg, const char *name);
 /* Validates cfg and creates the task; impossible sizes fail with BWT_STATUS_ARG and a message. */
 bwt_status bwt_task_create(bwt_task **out, const bwt_task_config *cfg);
@@ -76,5 +93,6 @@ double bwt_entropy_bits(const double *p, int K);
 
 /* Task constructors, one per file in src/tasks/. */
 bwt_status bwt_bijection_create(bwt_task **out, const bwt_task_config *cfg);
+bwt_status bwt_hmm_create(bwt_task **out, const bwt_task_config *cfg);
 
 #endif

@@ -1,5 +1,6 @@
 /* The generic task layer: config defaults, dispatch by name, batches, entropy. */
 #include <math.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,13 +9,47 @@
 #include "bwt/task.h"
 
 /* The one list of tasks: X(name) needs bwt_<name>_create (task.h) and <name>_defaults below. */
-#define BWT_TASK_LIST(X) X(bijection)
+#define BWT_TASK_LIST(X) X(bijection) X(hmm)
 
 static void bijection_defaults(bwt_task_config *cfg) {
   cfg->V = 20;
   cfg->L = 19;
   cfg->with_replacement = 0;
   cfg->query = 0;
+}
+
+static void hmm_defaults(bwt_task_config *cfg) {
+  cfg->S = 5;
+  cfg->O = 5;
+  cfg->K = 20;
+}
+
+const bwt_task_field bwt_task_fields[] = {
+    {"V", "bijection", offsetof(bwt_task_config, V), 0},
+    {"L", "bijection", offsetof(bwt_task_config, L), 0},
+    {"with_replacement", "bijection", offsetof(bwt_task_config, with_replacement), 1},
+    {"query", "bijection", offsetof(bwt_task_config, query), 1},
+    {"S", "hmm", offsetof(bwt_task_config, S), 0},
+    {"O", "hmm", offsetof(bwt_task_config, O), 0},
+    {"K", "hmm", offsetof(bwt_task_config, K), 0},
+    {NULL, NULL, 0, 0},
+};
+
+int *bwt_task_field_int(bwt_task_config *cfg, const bwt_task_field *f) {
+  return (int *)((char *)cfg + f->offset);
+}
+
+const char *bwt_task_config_describe(const bwt_task_config *cfg, char *buf, size_t cap) {
+  size_t n = (size_t)snprintf(buf, cap, "%s", cfg->name);
+  for (const bwt_task_field *f = bwt_task_fields; f->key && n < cap; f++) {
+    if (strcmp(f->task, cfg->name) != 0) continue;
+    int v = *bwt_task_field_int((bwt_task_config *)cfg, f);
+    if (f->is_bool)
+      n += (size_t)(v ? snprintf(buf + n, cap - n, " %s", f->key) : 0);
+    else
+      n += (size_t)snprintf(buf + n, cap - n, " %s=%d", f->key, v);
+  }
+  return buf;
 }
 
 #define TASK_NAME(n) #n,
@@ -58,7 +93,7 @@ bwt_status bwt_task_config_default(bwt_task_config *cfg, const char *name) {
   char known[256];
   if (!e) return bwt_fail(BWT_STATUS_ARG, "unknown task '%.64s' (known: %s)", name, known_names(known, sizeof known));
   snprintf(cfg->name, sizeof cfg->name, "%s", e->name);
-  e->defaults(cfg);
+  for (int i = 0; i < N_TASKS; i++) task_table[i].defaults(cfg); /* every task's fields */
   return BWT_STATUS_OK;
 }
 

@@ -60,10 +60,14 @@ char *bwt_run_config_to_json(const bwt_run_config *cfg) {
   cJSON *model = cJSON_AddObjectToObject(root, "model"), *train = cJSON_AddObjectToObject(root, "train");
   const bwt_task_config *tc = &cfg->task;
   cJSON_AddStringToObject(task, "name", tc->name);
-  cJSON_AddNumberToObject(task, "V", tc->V);
-  cJSON_AddNumberToObject(task, "L", tc->L);
-  cJSON_AddBoolToObject(task, "with_replacement", tc->with_replacement);
-  cJSON_AddBoolToObject(task, "query", tc->query);
+  for (const bwt_task_field *f = bwt_task_fields; f->key; f++) {
+    if (strcmp(f->task, tc->name) != 0) continue;
+    int v = *bwt_task_field_int((bwt_task_config *)tc, f);
+    if (f->is_bool)
+      cJSON_AddBoolToObject(task, f->key, v);
+    else
+      cJSON_AddNumberToObject(task, f->key, v);
+  }
   const bwt_model_config *mc = &cfg->model;
   cJSON_AddStringToObject(model, "arch", bwt_arch_name(mc->arch));
   cJSON_AddNumberToObject(model, "vocab", mc->vocab);
@@ -161,11 +165,12 @@ bwt_status bwt_run_config_from_json(bwt_run_config *cfg, const char *json, const
   const cJSON *train = field(&r, root, "config", "train");
   if (r.status == BWT_STATUS_OK) {
     bwt_task_config *tc = &cfg->task;
-    snprintf(tc->name, sizeof tc->name, "%s", get_str(&r, task, "task", "name"));
-    tc->V = get_int(&r, task, "task", "V");
-    tc->L = get_int(&r, task, "task", "L");
-    tc->with_replacement = get_bool(&r, task, "task", "with_replacement");
-    tc->query = get_bool(&r, task, "task", "query");
+    const char *name = get_str(&r, task, "task", "name");
+    if (r.status == BWT_STATUS_OK && bwt_task_config_default(tc, name) != BWT_STATUS_OK)
+      r.status = bwt_fail(BWT_STATUS_FORMAT, "%s: %s", what, bwt_last_error());
+    for (const bwt_task_field *f = bwt_task_fields; f->key && r.status == BWT_STATUS_OK; f++)
+      if (strcmp(f->task, tc->name) == 0)
+        *bwt_task_field_int(tc, f) = f->is_bool ? get_bool(&r, task, "task", f->key) : get_int(&r, task, "task", f->key);
     bwt_model_config *mc = &cfg->model;
     const char *arch = get_str(&r, model, "model", "arch"), *norm = get_str(&r, model, "model", "norm");
     if (r.status == BWT_STATUS_OK && bwt_arch_parse(arch, &mc->arch)) r.status = BWT_STATUS_FORMAT;
