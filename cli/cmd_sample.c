@@ -14,7 +14,7 @@ int cmd_sample(int argc, char **argv) {
   int count = 10, batch = 256;
   uint64_t seed = 1;
   char out[OPT_STRING_MAX] = "-";
-  cli_option opts[16];
+  cli_option opts[64];
   int n = task_options(opts, &o);
   opts[n++] = (cli_option){"n", OPT_INT, &count, "sequences to write"};
   opts[n++] = (cli_option){"seed", OPT_U64, &seed, "seed of the stream (batch i uses bwt_hash2(seed, i))"};

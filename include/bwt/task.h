@@ -38,6 +38,9 @@ typedef struct {
   int S;                /* hmm: hidden states (the readout's classes) */
   int O;                /* hmm: observation symbols */
   int K;                /* hmm: observations per sequence */
+  int p;                /* modular: the modulus (values 0..p-1) */
+  int length;           /* modular: tokens per sequence */
+  int opaque;           /* modular: a fresh relabelling of the values per sequence, shown in a header */
 } bwt_task_config;
 
 /* The fields of bwt_task_config each task uses, for config files and descriptions: every entry
@@ -75,7 +78,8 @@ struct bwt_task {
 };
 
 /* Sets cfg's name and every task's fields to their defaults (bijection: V=20, L=19, sep-vocab,
- * no query; hmm: S=5, O=5, K=20); fails for an unknown name. */
+ * no query; hmm: S=5, O=5, K=20; modular: p=17, length 16, integer tokens); fails for an
+ * unknown name. */
 bwt_status bwt_task_config_default(bwt_task_config *cfg, const char *name);
 /* Validates cfg and creates the task; impossible sizes fail with BWT_STATUS_ARG and a message. */
 bwt_status bwt_task_create(bwt_task **out, const bwt_task_config *cfg);
@@ -94,5 +98,6 @@ double bwt_entropy_bits(const double *p, int K);
 /* Task constructors, one per file in src/tasks/. */
 bwt_status bwt_bijection_create(bwt_task **out, const bwt_task_config *cfg);
 bwt_status bwt_hmm_create(bwt_task **out, const bwt_task_config *cfg);
+bwt_status bwt_modular_create(bwt_task **out, const bwt_task_config *cfg);
 
 #endif

@@ -9,7 +9,7 @@
 #include "bwt/task.h"
 
 /* The one list of tasks: X(name) needs bwt_<name>_create (task.h) and <name>_defaults below. */
-#define BWT_TASK_LIST(X) X(bijection) X(hmm)
+#define BWT_TASK_LIST(X) X(bijection) X(hmm) X(modular)
 
 static void bijection_defaults(bwt_task_config *cfg) {
   cfg->V = 20;
@@ -24,6 +24,12 @@ static void hmm_defaults(bwt_task_config *cfg) {
   cfg->K = 20;
 }
 
+static void modular_defaults(bwt_task_config *cfg) {
+  cfg->p = 17;
+  cfg->length = 16;
+  cfg->opaque = 0;
+}
+
 const bwt_task_field bwt_task_fields[] = {
     {"V", "bijection", offsetof(bwt_task_config, V), 0},
     {"L", "bijection", offsetof(bwt_task_config, L), 0},
@@ -32,6 +38,9 @@ const bwt_task_field bwt_task_fields[] = {
     {"S", "hmm", offsetof(bwt_task_config, S), 0},
     {"O", "hmm", offsetof(bwt_task_config, O), 0},
     {"K", "hmm", offsetof(bwt_task_config, K), 0},
+    {"p", "modular", offsetof(bwt_task_config, p), 0},
+    {"length", "modular", offsetof(bwt_task_config, length), 0},
+    {"opaque", "modular", offsetof(bwt_task_config, opaque), 1},
     {NULL, NULL, 0, 0},
 };
 
