@@ -131,7 +131,7 @@ void run_options_default(run_options *o) {
 int task_options(cli_option *opts, run_options *o) {
   bwt_task_config *t = &o->cfg.task;
   int n = 0;
-  opts[n++] = (cli_option){"task", OPT_STRING, t->name, "wind tunnel: bijection | hmm | modular"};
+  opts[n++] = (cli_option){"task", OPT_STRING, t->name, "wind tunnel: bijection | hmm | modular | recall"};
   opts[n++] = (cli_option){"V", OPT_INT, &t->V, "bijection: domain size (keys 0..V-1, values V..2V-1)"};
   opts[n++] = (cli_option){"L", OPT_INT, &t->L, "bijection: keys shown per sequence"};
   opts[n++] = (cli_option){"with-replacement", OPT_FLAG, &t->with_replacement, "bijection: keys drawn with replacement"};
@@ -142,6 +142,11 @@ int task_options(cli_option *opts, run_options *o) {
   opts[n++] = (cli_option){"p", OPT_INT, &t->p, "modular: the modulus"};
   opts[n++] = (cli_option){"length", OPT_INT, &t->length, "modular: tokens per sequence"};
   opts[n++] = (cli_option){"opaque", OPT_FLAG, &t->opaque, "modular: values relabelled per sequence, the relabelling shown first"};
+  opts[n++] = (cli_option){"pairs", OPT_INT, &t->pairs, "recall: key/value pairs shown"};
+  opts[n++] = (cli_option){"queries", OPT_INT, &t->queries, "recall: stored keys queried"};
+  opts[n++] = (cli_option){"fillers", OPT_INT, &t->fillers, "recall: filler tokens before the queries"};
+  opts[n++] = (cli_option){"key-vocab", OPT_INT, &t->key_vocab, "recall: key tokens"};
+  opts[n++] = (cli_option){"value-vocab", OPT_INT, &t->value_vocab, "recall: value tokens"};
   return n;
 }
 

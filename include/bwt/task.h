@@ -41,6 +41,11 @@ typedef struct {
   int p;                /* modular: the modulus (values 0..p-1) */
   int length;           /* modular: tokens per sequence */
   int opaque;           /* modular: a fresh relabelling of the values per sequence, shown in a header */
+  int pairs;            /* recall: key/value pairs shown (N) */
+  int queries;          /* recall: stored keys queried (M) */
+  int fillers;          /* recall: filler tokens between the pairs and the queries (F) */
+  int key_vocab;        /* recall: key tokens */
+  int value_vocab;      /* recall: value tokens */
 } bwt_task_config;
 
 /* The fields of bwt_task_config each task uses, for config files and descriptions: every entry
@@ -78,8 +83,8 @@ struct bwt_task {
 };
 
 /* Sets cfg's name and every task's fields to their defaults (bijection: V=20, L=19, sep-vocab,
- * no query; hmm: S=5, O=5, K=20; modular: p=17, length 16, integer tokens); fails for an
- * unknown name. */
+ * no query; hmm: S=5, O=5, K=20; modular: p=17, length 16, integer tokens; recall: 64 pairs,
+ * 3 queries, 32 fillers, 256 keys and 256 values); fails for an unknown name. */
 bwt_status bwt_task_config_default(bwt_task_config *cfg, const char *name);
 /* Validates cfg and creates the task; impossible sizes fail with BWT_STATUS_ARG and a message. */
 bwt_status bwt_task_create(bwt_task **out, const bwt_task_config *cfg);
@@ -99,5 +104,6 @@ double bwt_entropy_bits(const double *p, int K);
 bwt_status bwt_bijection_create(bwt_task **out, const bwt_task_config *cfg);
 bwt_status bwt_hmm_create(bwt_task **out, const bwt_task_config *cfg);
 bwt_status bwt_modular_create(bwt_task **out, const bwt_task_config *cfg);
+bwt_status bwt_recall_create(bwt_task **out, const bwt_task_config *cfg);
 
 #endif

@@ -9,7 +9,7 @@
 #include "bwt/task.h"
 
 /* The one list of tasks: X(name) needs bwt_<name>_create (task.h) and <name>_defaults below. */
-#define BWT_TASK_LIST(X) X(bijection) X(hmm) X(modular)
+#define BWT_TASK_LIST(X) X(bijection) X(hmm) X(modular) X(recall)
 
 static void bijection_defaults(bwt_task_config *cfg) {
   cfg->V = 20;
@@ -30,6 +30,14 @@ static void modular_defaults(bwt_task_config *cfg) {
   cfg->opaque = 0;
 }
 
+static void recall_defaults(bwt_task_config *cfg) {
+  cfg->pairs = 64;
+  cfg->queries = 3;
+  cfg->fillers = 32;
+  cfg->key_vocab = 256;
+  cfg->value_vocab = 256;
+}
+
 const bwt_task_field bwt_task_fields[] = {
     {"V", "bijection", offsetof(bwt_task_config, V), 0},
     {"L", "bijection", offsetof(bwt_task_config, L), 0},
@@ -41,6 +49,11 @@ const bwt_task_field bwt_task_fields[] = {
     {"p", "modular", offsetof(bwt_task_config, p), 0},
     {"length", "modular", offsetof(bwt_task_config, length), 0},
     {"opaque", "modular", offsetof(bwt_task_config, opaque), 1},
+    {"pairs", "recall", offsetof(bwt_task_config, pairs), 0},
+    {"queries", "recall", offsetof(bwt_task_config, queries), 0},
+    {"fillers", "recall", offsetof(bwt_task_config, fillers), 0},
+    {"key_vocab", "recall", offsetof(bwt_task_config, key_vocab), 0},
+    {"value_vocab", "recall", offsetof(bwt_task_config, value_vocab), 0},
     {NULL, NULL, 0, 0},
 };
 
