@@ -153,11 +153,11 @@ int task_options(cli_option *opts, run_options *o) {
 int model_options(cli_option *opts, run_options *o) {
   bwt_model_config *m = &o->cfg.model;
   int n = 0;
-  opts[n++] = (cli_option){"arch", OPT_STRING, o->arch, "transformer | mlp (context-free) | window_mlp"};
+  opts[n++] = (cli_option){"arch", OPT_STRING, o->arch, "transformer | mlp (context-free) | window_mlp | lstm"};
   opts[n++] = (cli_option){"d-model", OPT_INT, &m->d_model, "model width"};
   opts[n++] = (cli_option){"layers", OPT_INT, &m->n_layers, "blocks"};
   opts[n++] = (cli_option){"heads", OPT_INT, &m->n_heads, "attention heads (transformer)"};
-  opts[n++] = (cli_option){"norm", OPT_STRING, o->norm, "rms | layer | auto (rms for transformer, layer for MLPs)"};
+  opts[n++] = (cli_option){"norm", OPT_STRING, o->norm, "rms | layer | auto (rms for transformer, layer for the baselines)"};
   opts[n++] = (cli_option){"tied-head", OPT_FLAG, &m->tied_head, "output head tied to the token embedding"};
   opts[n++] = (cli_option){"window", OPT_INT, &m->window, "window_mlp: tokens seen (0 = whole sequence)"};
   return n;

@@ -142,6 +142,13 @@ static void test_window_mlp(void **state) {
   bwt_model_free(m);
 }
 
+static void test_lstm(void **state) {
+  bwt_model *m = make_model(BWT_ARCH_LSTM, BWT_NORM_LAYER, 0);
+  check(m, 0, 1e-2);
+  check(m, 1, 1e-2);
+  bwt_model_free(m);
+}
+
 /* The checker must be able to fail: a backward that is 10% off in one tensor is caught. */
 static void test_checker_detects_wrong_gradient(void **state) {
   bwt_model *m = make_model(BWT_ARCH_TRANSFORMER, BWT_NORM_RMS, 0);
@@ -217,6 +224,7 @@ int main(void) {
       cmocka_unit_test(test_transformer_layernorm_tied_ablated),
       cmocka_unit_test(test_mlp),
       cmocka_unit_test(test_window_mlp),
+      cmocka_unit_test(test_lstm),
       cmocka_unit_test(test_checker_detects_wrong_gradient),
       cmocka_unit_test(test_all_heads_masked_equals_attention_skipped),
       cmocka_unit_test(test_bad_configs),

@@ -286,6 +286,7 @@ static void test_transformer_rms_untied(void **state) { run_parity("transformer_
 static void test_transformer_layernorm_tied(void **state) { run_parity("transformer_layernorm_tied"); }
 static void test_mlp(void **state) { run_parity("mlp"); }
 static void test_window_mlp(void **state) { run_parity("window_mlp"); }
+static void test_lstm(void **state) { run_parity("lstm"); }
 
 /* The comparison must be able to fail: bwt's gradient matches the fixture, but not once one entry
  * of the fixture's gradient is moved by 1%; the report then names exactly that entry. */
@@ -329,6 +330,7 @@ int main(void) {
       cmocka_unit_test(test_transformer_layernorm_tied),
       cmocka_unit_test(test_mlp),
       cmocka_unit_test(test_window_mlp),
+      cmocka_unit_test(test_lstm),
       cmocka_unit_test(test_comparison_detects_one_percent),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

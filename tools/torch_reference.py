@@ -117,7 +117,7 @@ class MLPBlock(nn.Module):
 
 
 class Model(nn.Module):
-    """transformer, mlp (context-free) or window_mlp, with bwt's readout: the supervised rows of
+    """transformer, mlp (context-free), window_mlp or lstm, with bwt's readout: the supervised rows of
     the final stream, final norm, head (no bias; the token embedding when tied)."""
 
     def __init__(self, cfg):
@@ -130,6 +130,8 @@ class Model(nn.Module):
             self.window = nn.Linear(cfg["window"] * C, C)
         if cfg["arch"] == "transformer":
             self.blocks = nn.ModuleList(Block(C, cfg["n_heads"], cfg["norm"]) for _ in range(cfg["n_layers"]))
+        elif cfg["arch"] == "lstm":
+            self.lstm = nn.LSTM(C, C, num_layers=cfg["n_layers"], batch_first=True)
         else:
             self.blocks = nn.ModuleList(MLPBlock(C, cfg["norm"]) for _ in range(cfg["n_layers"]))
         self.norm_f = make_norm(cfg["norm"], C)
@@ -146,8 +148,11 @@ class Model(nn.Module):
             x = self.window(torch.cat(slots, dim=-1)) + self.pos_emb[:T]
         else:
             x = self.tok_emb(tokens) + self.pos_emb[:T]
-        for block in self.blocks:
-            x = block(x)
+        if self.cfg["arch"] == "lstm":
+            x, _ = self.lstm(x)
+        else:
+            for block in self.blocks:
+                x = block(x)
         rows = x[torch.arange(B).unsqueeze(1), sup_pos].reshape(-1, C)  # (B·N, C), row b·N + j
         h = self.norm_f(rows)
         w = self.tok_emb.weight if self.cfg["tied_head"] else self.head.weight
@@ -299,6 +304,7 @@ def main():
         ("transformer_layernorm_tied", dict(base, arch="transformer", norm="layer", tied_head=True), 2),
         ("mlp", dict(base, arch="mlp", norm="layer", tied_head=False), 3),
         ("window_mlp", dict(base, arch="window_mlp", norm="rms", tied_head=False, window=3), 4),
+        ("lstm", dict(base, arch="lstm", norm="layer", tied_head=False), 5),
     ]
     for name, cfg, seed in fixtures:
         build(name, cfg, seed)

@@ -68,6 +68,19 @@ bwt_status bwt_attention_backward(float *dq, float *dk, float *dv, const float *
                                   const float *head_mask, int B, int T, int C, int NH, int nq,
                                   const int32_t *qpos);
 
+/* LSTM recurrence over T steps of B rows, time-major (row t·B + b), hidden size H, gate order
+ * i, f, g, o as torch.nn.LSTM. gates (T,B,4H) holds x_t W_ihᵀ + b_ih on entry and the activated
+ * gates (i, f, g, o) on return; h and c (T,B,H) get the hidden and cell states; w_hh (4H,H),
+ * b_hh (4H). */
+void bwt_lstm_forward(float *h, float *c, float *gates, const float *w_hh, const float *b_hh, int T,
+                      int B, int H);
+/* Backward through time: dh (T,B,H) holds ∂L/∂h_t from above on entry (the recurrent paths are
+ * added into it as it goes); dgates (T,B,4H) gets ∂L/∂a_t, the gradient of the gates'
+ * pre-activations, from which the caller forms the weight, bias and input gradients. dc (B,H) is
+ * scratch. */
+void bwt_lstm_backward(float *dgates, float *dh, float *dc, const float *gates, const float *c,
+                       const float *w_hh, int T, int B, int H);
+
 /* Row softmax: probs(N,K) = softmax(logits(N,K)), computed stably. */
 void bwt_softmax_forward(float *probs, const float *logits, int N, int K);
 /* Mean cross-entropy in nats over N rows against hard targets(N) when soft is NULL, else against

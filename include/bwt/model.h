@@ -17,6 +17,8 @@
  *                 token and position.
  *   window_mlp  — the fair flat baseline: the embeddings of the last `window` tokens (zeros before
  *                 the start) are concatenated, projected to C, position added, then the mlp's blocks.
+ *   lstm        — the recurrent baseline: token + position embedding, n_layers stacked LSTM layers
+ *                 of width C (torch.nn.LSTM: gates i, f, g, o, both biases), final norm, head.
  */
 #ifndef BWT_MODEL_H
 #define BWT_MODEL_H
@@ -27,7 +29,7 @@
 #include "bwt/status.h"
 #include "bwt/task.h"
 
-typedef enum { BWT_ARCH_TRANSFORMER, BWT_ARCH_MLP, BWT_ARCH_WINDOW_MLP } bwt_arch;
+typedef enum { BWT_ARCH_TRANSFORMER, BWT_ARCH_MLP, BWT_ARCH_WINDOW_MLP, BWT_ARCH_LSTM } bwt_arch;
 typedef enum { BWT_NORM_RMS, BWT_NORM_LAYER } bwt_norm;
 
 typedef struct {

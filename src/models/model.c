@@ -8,16 +8,16 @@
 #include "bwt/kernels.h"
 #include "model_internal.h"
 
-static const char *const arch_names[] = {"transformer", "mlp", "window_mlp"};
+static const char *const arch_names[] = {"transformer", "mlp", "window_mlp", "lstm"};
 static const char *const norm_names[] = {"rms", "layer"};
 
 const char *bwt_arch_name(bwt_arch arch) { return arch_names[arch]; }
 const char *bwt_norm_name(bwt_norm norm) { return norm_names[norm]; }
 
 bwt_status bwt_arch_parse(const char *s, bwt_arch *arch) {
-  for (int i = 0; i < 3; i++)
+  for (int i = 0; i < 4; i++)
     if (strcmp(s, arch_names[i]) == 0) return *arch = (bwt_arch)i, BWT_STATUS_OK;
-  return bwt_fail(BWT_STATUS_ARG, "unknown architecture '%s' (known: transformer, mlp, window_mlp)", s);
+  return bwt_fail(BWT_STATUS_ARG, "unknown architecture '%s' (known: transformer, mlp, window_mlp, lstm)", s);
 }
 
 bwt_status bwt_norm_parse(const char *s, bwt_norm *norm) {
@@ -33,7 +33,7 @@ void bwt_model_config_default(bwt_model_config *cfg, bwt_arch arch, const bwt_ta
   cfg->n_classes = task->n_classes;
   cfg->max_T = task->seq_len;
   cfg->d_model = 64;
-  cfg->n_layers = arch == BWT_ARCH_TRANSFORMER ? 2 : 4;
+  cfg->n_layers = arch == BWT_ARCH_TRANSFORMER || arch == BWT_ARCH_LSTM ? 2 : 4;
   cfg->n_heads = 4;
   /* The reference transformer uses RMSNorm; the reference MLP control uses LayerNorm. */
   cfg->norm = arch == BWT_ARCH_TRANSFORMER ? BWT_NORM_RMS : BWT_NORM_LAYER;
@@ -42,7 +42,7 @@ void bwt_model_config_default(bwt_model_config *cfg, bwt_arch arch, const bwt_ta
 }
 
 bwt_status bwt_model_config_check(const bwt_model_config *c) {
-  if ((unsigned)c->arch > BWT_ARCH_WINDOW_MLP) return bwt_fail(BWT_STATUS_ARG, "unknown architecture %d", (int)c->arch);
+  if ((unsigned)c->arch > BWT_ARCH_LSTM) return bwt_fail(BWT_STATUS_ARG, "unknown architecture %d", (int)c->arch);
   if ((unsigned)c->norm > BWT_NORM_LAYER) return bwt_fail(BWT_STATUS_ARG, "unknown norm %d", (int)c->norm);
   if (c->vocab < 1) return bwt_fail(BWT_STATUS_ARG, "model: vocab must be >= 1 (got %d); continuous-input tasks are not supported by this model yet", c->vocab);
   if (c->n_classes < 2) return bwt_fail(BWT_STATUS_ARG, "model: n_classes must be >= 2 (got %d)", c->n_classes);
@@ -100,6 +100,7 @@ bwt_status model_reserve(float **buf, size_t *cap, size_t n, const char *what) {
 static void init_weights(bwt_model *m, uint64_t seed) {
   model_impl *impl = m->impl;
   float residual_std = 0.02f / sqrtf(2.0f * (float)m->cfg.n_layers);
+  float hidden_bound = 1.0f / sqrtf((float)m->cfg.d_model);
   for (int i = 0; i < m->n_tensors; i++) {
     const bwt_tensor_desc *t = &m->tensors[i];
     float *w = m->params + t->offset;
@@ -111,6 +112,7 @@ static void init_weights(bwt_model *m, uint64_t seed) {
         case INIT_ONES: w[j] = 1.0f; break;
         case INIT_NORMAL: w[j] = 0.02f * (float)bwt_rng_normal(&rng); break;
         case INIT_NORMAL_RESIDUAL: w[j] = residual_std * (float)bwt_rng_normal(&rng); break;
+        case INIT_UNIFORM_HIDDEN: w[j] = hidden_bound * (float)(2.0 * bwt_rng_uniform(&rng) - 1.0); break;
       }
     }
   }
@@ -124,7 +126,9 @@ bwt_status bwt_model_create(bwt_model **out, const bwt_model_config *cfg, uint64
   if (!m || !impl) return free(m), free(impl), BWT_STATUS_NOMEM;
   m->cfg = *cfg;
   m->impl = impl;
-  impl->ops = cfg->arch == BWT_ARCH_TRANSFORMER ? &transformer_ops : &mlp_ops;
+  impl->ops = cfg->arch == BWT_ARCH_TRANSFORMER ? &transformer_ops
+              : cfg->arch == BWT_ARCH_LSTM      ? &lstm_ops
+                                                : &mlp_ops;
   bwt_status s = impl->ops->build(m);
   if (s == BWT_STATUS_OK && impl->table_oom) s = bwt_fail(BWT_STATUS_NOMEM, "cannot build the tensor table (out of memory, or a name over %d characters)", BWT_TENSOR_NAME_MAX - 1);
   if (s == BWT_STATUS_OK) {

@@ -5,7 +5,8 @@
 
 #include "bwt/model.h"
 
-typedef enum { INIT_ZEROS, INIT_ONES, INIT_NORMAL, INIT_NORMAL_RESIDUAL } tensor_init;
+/* INIT_UNIFORM_HIDDEN: U(−1/√C, 1/√C), torch.nn.LSTM's default. */
+typedef enum { INIT_ZEROS, INIT_ONES, INIT_NORMAL, INIT_NORMAL_RESIDUAL, INIT_UNIFORM_HIDDEN } tensor_init;
 
 typedef struct {
   /* Declares the tensors (model_add_tensor) and allocates the architecture's private state. */
@@ -25,6 +26,7 @@ typedef struct {
 
 extern const model_arch_ops transformer_ops;
 extern const model_arch_ops mlp_ops; /* both the context-free and the window MLP */
+extern const model_arch_ops lstm_ops;
 
 /* Appends a tensor to the table and returns its offset in the arenas. Shape (d0) or (d0, d1). */
 size_t model_add_tensor(bwt_model *m, const char *name, int ndim, int d0, int d1, tensor_init init);

@@ -1,0 +1,151 @@
+/* The recurrent baseline (SPEC.md §2): token + position embedding, stacked LSTM layers of width
+ * d_model (torch.nn.LSTM's math and tensor names, "lstm.weight_ih_l0" …), final norm and head at
+ * the supervised rows. Activations are time-major (row t·B + b) so that each step's rows are
+ * contiguous for the recurrence (src/kernels/cpu/lstm.c). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bwt/kernels.h"
+#include "layers.h"
+
+#define P(off) (m->params + (off))
+#define G(off) (m->grads + (off))
+
+typedef struct {
+  size_t w_ih, w_hh, b_ih, b_hh;
+} lstm_layer;
+
+typedef struct {
+  size_t wte, wpe;
+  lstm_layer *layers; /* (n_layers) */
+  readout_params readout;
+  float *arena;
+  size_t arena_cap;
+  float *x;      /* (n_layers+1, T, B, C): the input of each layer; x[l+1] is layer l's h */
+  float *gates;  /* (n_layers, T, B, 4C) activated gates */
+  float *c;      /* (n_layers, T, B, C) cell states */
+  float *xs;     /* (M,C) the last layer's h at the supervised rows */
+  readout_acts ro;
+  float *dx, *dxin; /* (T,B,C) gradients of a layer's output and input */
+  float *dgates;    /* (T,B,4C) */
+  float *dc;        /* (B,C) */
+  float *dxs;       /* (M,C) */
+} lstm;
+
+static bwt_status build(bwt_model *m) {
+  const bwt_model_config *c = &m->cfg;
+  lstm *t = bwt_calloc(1, sizeof *t, "lstm");
+  if (!t) return BWT_STATUS_NOMEM;
+  ((model_impl *)m->impl)->arch = t;
+  t->layers = bwt_calloc(c->n_layers, sizeof *t->layers, "lstm layers");
+  if (!t->layers) return BWT_STATUS_NOMEM;
+  int C = c->d_model;
+  t->wte = model_add_tensor(m, "tok_emb", 2, c->vocab, C, INIT_NORMAL);
+  t->wpe = model_add_tensor(m, "pos_emb", 2, c->max_T, C, INIT_NORMAL);
+  char name[2 * BWT_TENSOR_NAME_MAX];
+  for (int l = 0; l < c->n_layers; l++) {
+    lstm_layer *y = &t->layers[l];
+#define ADD(field, what, ndim, d0, d1)                           \
+  snprintf(name, sizeof name, "lstm.%s_l%d", what, l);           \
+  y->field = model_add_tensor(m, name, ndim, d0, d1, INIT_UNIFORM_HIDDEN)
+    ADD(w_ih, "weight_ih", 2, 4 * C, C);
+    ADD(w_hh, "weight_hh", 2, 4 * C, C);
+    ADD(b_ih, "bias_ih", 1, 4 * C, 0);
+    ADD(b_hh, "bias_hh", 1, 4 * C, 0);
+#undef ADD
+  }
+  readout_declare(m, &t->readout, t->wte);
+  return BWT_STATUS_OK;
+}
+
+static void destroy(bwt_model *m) {
+  lstm *t = model_arch(m);
+  free(t->layers);
+  free(t->arena);
+  free(t);
+}
+
+static size_t carve(lstm *t, const bwt_model_config *c, float *base, int B, int T, int M) {
+  size_t off = 0, N = (size_t)B * T, C = c->d_model, L = c->n_layers;
+#define TAKE(ptr, n) (ptr = base ? base + off : NULL, off += (n))
+  TAKE(t->x, (L + 1) * N * C);
+  TAKE(t->gates, L * N * 4 * C);
+  TAKE(t->c, L * N * C);
+  TAKE(t->xs, (size_t)M * C);
+  TAKE(t->dx, N * C);
+  TAKE(t->dxin, N * C);
+  TAKE(t->dgates, N * 4 * C);
+  TAKE(t->dc, (size_t)B * C);
+  TAKE(t->dxs, (size_t)M * C);
+  if (base) readout_carve(c, &t->ro, base + off, M);
+  off += readout_floats(c, M);
+#undef TAKE
+  return off;
+}
+
+/* The time-major row of supervised row r = b·n_sup + j. */
+static size_t sup_row(const bwt_batch *batch, int r) {
+  return (size_t)batch->sup_pos[r] * batch->B + (size_t)(r / batch->n_sup);
+}
+
+static bwt_status forward(bwt_model *m, const bwt_batch *batch, const float **logits) {
+  const bwt_model_config *c = &m->cfg;
+  lstm *t = model_arch(m);
+  int B = batch->B, T = batch->T, N = B * T, M = B * batch->n_sup, C = c->d_model;
+  BWT_TRY(model_reserve(&t->arena, &t->arena_cap, carve(t, c, NULL, B, T, M), "activations"));
+  carve(t, c, t->arena, B, T, M);
+
+  for (int s = 0; s < T; s++)
+    for (int b = 0; b < B; b++) {
+      float *x = t->x + ((size_t)s * B + b) * C;
+      const float *te = P(t->wte) + (size_t)batch->tokens[b * T + s] * C, *pe = P(t->wpe) + (size_t)s * C;
+      for (int i = 0; i < C; i++) x[i] = te[i] + pe[i];
+    }
+  for (int l = 0; l < c->n_layers; l++) {
+    const lstm_layer *y = &t->layers[l];
+    float *gates = t->gates + (size_t)l * N * 4 * C;
+    bwt_matmul_forward(gates, t->x + (size_t)l * N * C, P(y->w_ih), P(y->b_ih), N, C, 4 * C);
+    bwt_lstm_forward(t->x + (size_t)(l + 1) * N * C, t->c + (size_t)l * N * C, gates, P(y->w_hh),
+                     P(y->b_hh), T, B, C);
+  }
+  const float *top = t->x + (size_t)c->n_layers * N * C;
+  for (int r = 0; r < M; r++) memcpy(t->xs + (size_t)r * C, top + sup_row(batch, r) * C, sizeof(float) * C);
+  readout_forward(m, &t->readout, &t->ro, t->xs, M);
+  *logits = t->ro.logits;
+  return BWT_STATUS_OK;
+}
+
+static bwt_status backward(bwt_model *m, const bwt_batch *batch, const float *dlogits) {
+  const bwt_model_config *c = &m->cfg;
+  lstm *t = model_arch(m);
+  int B = batch->B, T = batch->T, N = B * T, M = B * batch->n_sup, C = c->d_model;
+
+  bwt_zero(t->dxs, (size_t)M * C);
+  readout_backward(m, &t->readout, &t->ro, t->dxs, t->xs, dlogits, M);
+  bwt_zero(t->dx, (size_t)N * C);
+  for (int r = 0; r < M; r++) bwt_add_inplace(t->dx + sup_row(batch, r) * C, t->dxs + (size_t)r * C, C);
+  for (int l = c->n_layers - 1; l >= 0; l--) {
+    const lstm_layer *y = &t->layers[l];
+    const float *gates = t->gates + (size_t)l * N * 4 * C, *x = t->x + (size_t)l * N * C;
+    const float *h = t->x + (size_t)(l + 1) * N * C;
+    bwt_lstm_backward(t->dgates, t->dx, t->dc, gates, t->c + (size_t)l * N * C, P(y->w_hh), T, B, C);
+    bwt_zero(t->dxin, (size_t)N * C);
+    bwt_matmul_backward(t->dxin, G(y->w_ih), G(y->b_ih), t->dgates, x, P(y->w_ih), N, C, 4 * C);
+    /* W_hh met h_{t−1} at step t: the gate rows from step 1 on against h's rows up to T−2. */
+    bwt_matmul_backward(NULL, G(y->w_hh), NULL, t->dgates + (size_t)B * 4 * C, h, P(y->w_hh), (T - 1) * B, C, 4 * C);
+    bwt_matmul_backward(NULL, NULL, G(y->b_hh), t->dgates, NULL, NULL, N, C, 4 * C);
+    float *swap = t->dx;
+    t->dx = t->dxin, t->dxin = swap;
+  }
+  /* Embeddings, rows in order: the same sums for any thread count. */
+  for (int s = 0; s < T; s++)
+    for (int b = 0; b < B; b++) {
+      const float *d = t->dx + ((size_t)s * B + b) * C;
+      bwt_add_inplace(G(t->wte) + (size_t)batch->tokens[b * T + s] * C, d, C);
+      bwt_add_inplace(G(t->wpe) + (size_t)s * C, d, C);
+    }
+  return BWT_STATUS_OK;
+}
+
+const model_arch_ops lstm_ops = {build, forward, backward, destroy};
