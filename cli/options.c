@@ -95,11 +95,17 @@ void cli_usage(FILE *f, const cli_spec *spec) {
     const cli_option *o = &spec->opts[k];
     char arg[64] = "", def[OPT_STRING_MAX + 8] = "";
     switch (o->type) {
-      case OPT_INT: snprintf(arg, sizeof arg, " N"); snprintf(def, sizeof def, "[%d]", *(int *)o->dest); break;
+      case OPT_INT:
+        snprintf(arg, sizeof arg, " N");
+        if (*(int *)o->dest == OPT_INT_UNSET) snprintf(def, sizeof def, "[unchanged]");
+        else snprintf(def, sizeof def, "[%d]", *(int *)o->dest);
+        break;
       case OPT_U64: snprintf(arg, sizeof arg, " N"); snprintf(def, sizeof def, "[%" PRIu64 "]", *(uint64_t *)o->dest); break;
       case OPT_DOUBLE: snprintf(arg, sizeof arg, " X"); snprintf(def, sizeof def, "[%g]", *(double *)o->dest); break;
       case OPT_STRING: snprintf(arg, sizeof arg, " S"); snprintf(def, sizeof def, "[%s]", (char *)o->dest); break;
-      case OPT_FLAG: snprintf(def, sizeof def, "[%s]", *(int *)o->dest ? "on" : "off"); break;
+      case OPT_FLAG:
+        snprintf(def, sizeof def, "[%s]", *(int *)o->dest == OPT_INT_UNSET ? "unchanged" : *(int *)o->dest ? "on" : "off");
+        break;
     }
     char left[96];
     snprintf(left, sizeof left, "--%s%s", o->name, arg);
@@ -125,6 +131,8 @@ void run_options_default(run_options *o) {
   m->window = 0;
   strcpy(o->arch, "transformer");
   strcpy(o->norm, "auto");
+  strcpy(o->positions, "learned");
+  o->max_T = 0;
   strcpy(o->preset, "none");
 }
 
@@ -160,6 +168,8 @@ int model_options(cli_option *opts, run_options *o) {
   opts[n++] = (cli_option){"norm", OPT_STRING, o->norm, "rms | layer | auto (rms for transformer, layer for the baselines)"};
   opts[n++] = (cli_option){"tied-head", OPT_FLAG, &m->tied_head, "output head tied to the token embedding"};
   opts[n++] = (cli_option){"window", OPT_INT, &m->window, "window_mlp: tokens seen (0 = whole sequence)"};
+  opts[n++] = (cli_option){"positions", OPT_STRING, o->positions, "learned | sinusoidal (fixed, any length: for evaluating longer sequences)"};
+  opts[n++] = (cli_option){"max-T", OPT_INT, &o->max_T, "learned positions to allocate (0 = the task's length); rows past the training length stay untrained"};
   return n;
 }
 
@@ -219,6 +229,13 @@ int run_options_finish(run_options *o, const char *command) {
   m->vocab = task->vocab;
   m->n_classes = task->n_classes;
   m->max_T = task->seq_len;
+  if (bwt_positions_parse(o->positions, &m->positions) != BWT_STATUS_OK) return bwt_task_free(task), cli_error(command) + 1;
+  if (o->max_T != 0 && o->max_T < task->seq_len) {
+    fprintf(stderr, "bwt %s: --max-T %d is shorter than the task's sequences (%d)\n", command, o->max_T, task->seq_len);
+    bwt_task_free(task);
+    return 2;
+  }
+  if (o->max_T > 0) m->max_T = o->max_T;
   if (m->window == 0) m->window = task->seq_len;
   bwt_task_free(task);
   if (bwt_model_config_check(m) != BWT_STATUS_OK || bwt_run_config_check(&o->cfg) != BWT_STATUS_OK)

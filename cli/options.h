@@ -3,6 +3,7 @@
 #ifndef BWT_CLI_OPTIONS_H
 #define BWT_CLI_OPTIONS_H
 
+#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -35,9 +36,14 @@ void cli_usage(FILE *f, const cli_spec *spec);
 
 /* Options shared by several subcommands: the task, the model and the training recipe, all writing
  * into one run config. */
+/* An int or flag destination holding this is shown as "[unchanged]" in --help: an override that
+ * was not given (bwt eval's task options). */
+#define OPT_INT_UNSET INT_MIN
+
 typedef struct {
   bwt_run_config cfg;
-  char arch[OPT_STRING_MAX], norm[OPT_STRING_MAX], preset[OPT_STRING_MAX];
+  char arch[OPT_STRING_MAX], norm[OPT_STRING_MAX], preset[OPT_STRING_MAX], positions[OPT_STRING_MAX];
+  int max_T; /* 0: the task's length */
 } run_options;
 
 void run_options_default(run_options *o);

@@ -74,6 +74,18 @@ ok train --resume "$tmp/hmm"
 ok eval "$tmp/hmm" --eval-seqs 8
 checks=$((checks + 1))
 grep -q "on hmm S=5 O=5 K=4, step 4" "$tmp/out" || { echo "FAIL: hmm eval header"; cat "$tmp/out"; failures=$((failures + 1)); }
+# Length generalisation: learned positions stop at the training length, sinusoids do not.
+expect 1 "learned positions for 61" -- eval "$tmp/hmm" --K 5 --eval-seqs 8
+expect 2 "V is a setting of task bijection" -- eval "$tmp/hmm" --V 5
+expect 2 "cannot change it" -- eval "$tmp/hmm" --task bijection
+expect 2 "max-T 10 is shorter" -- train --task hmm --K 4 --max-T 10 --out "$tmp/never"
+ok train --task hmm --K 4 --steps 2 --batch 4 --d-model 8 --heads 2 --layers 1 --eval-seqs 8 --positions sinusoidal --out "$tmp/hmm_sin"
+ok eval "$tmp/hmm_sin" --K 9 --eval-seqs 8 --per-position
+checks=$((checks + 1))
+grep -q "on hmm S=5 O=5 K=9" "$tmp/out" && [ "$(grep -c '^ *8 ' "$tmp/out")" = 1 ] ||
+  { echo "FAIL: sinusoidal eval at K=9"; cat "$tmp/out"; failures=$((failures + 1)); }
+ok train --task hmm --K 4 --steps 2 --batch 4 --d-model 8 --heads 2 --layers 1 --eval-seqs 8 --max-T 80 --out "$tmp/hmm_long"
+ok eval "$tmp/hmm_long" --K 8 --eval-seqs 8
 checks=$((checks + 1))
 grep -q "entropy MAE" "$tmp/out" && [ -s "$tmp/eval.json" ] && [ "$(wc -l <"$tmp/eval.csv")" = 4 ] ||
   { echo "FAIL: eval output"; failures=$((failures + 1)); }

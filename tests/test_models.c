@@ -6,6 +6,7 @@
 #include "bwt/kernels.h"
 #include "bwt/model.h"
 #include "bwt/rng.h"
+#include "models/model_internal.h"
 #include "testutil.h"
 
 enum { B = 3, T = 7, NSUP = 3, V = 6, K = 6 };
@@ -95,7 +96,7 @@ static double fd_check(bwt_model *m, const fixture *f, int soft, const char **wo
 }
 
 static bwt_model *make_model(bwt_arch arch, bwt_norm norm, int tied) {
-  bwt_model_config c = {arch, V, K, T, 8, 2, 2, norm, tied, 3};
+  bwt_model_config c = {arch, V, K, T, 8, 2, 2, norm, tied, 3, BWT_POS_LEARNED};
   bwt_model *m = NULL;
   assert_int_equal(bwt_model_create(&m, &c, 11), BWT_STATUS_OK);
   /* O(1) weights make every gradient large enough for finite differences to resolve. */
@@ -139,6 +140,31 @@ static void test_mlp(void **state) {
 static void test_window_mlp(void **state) {
   bwt_model *m = make_model(BWT_ARCH_WINDOW_MLP, BWT_NORM_RMS, 0);
   check(m, 1, 1e-2);
+  bwt_model_free(m);
+}
+
+/* Sinusoidal positions: no pos_emb tensor, gradients still right, and the table is the formula. */
+static void test_sinusoidal_positions(void **state) {
+  const bwt_arch archs[] = {BWT_ARCH_TRANSFORMER, BWT_ARCH_MLP, BWT_ARCH_LSTM};
+  for (int a = 0; a < 3; a++) {
+    bwt_model_config c = {archs[a], V, K, T, 8, 2, 2, BWT_NORM_LAYER, 0, 3, BWT_POS_SINUSOIDAL};
+    bwt_model *m = NULL;
+    assert_int_equal(bwt_model_create(&m, &c, 11), BWT_STATUS_OK);
+    assert_null(bwt_model_find_tensor(m, "pos_emb"));
+    test_fill_uniform(m->params, m->n_params, -0.6f, 0.6f, 3);
+    check(m, 1, 1e-2);
+    bwt_model_free(m);
+  }
+  /* The table: PE[t, 2i] = sin(t / 10000^(2i/C)), PE[t, 2i+1] = cos(...). */
+  bwt_model_config c = {BWT_ARCH_TRANSFORMER, V, K, T, 8, 1, 2, BWT_NORM_RMS, 0, 3, BWT_POS_SINUSOIDAL};
+  bwt_model *m = NULL;
+  assert_int_equal(bwt_model_create(&m, &c, 1), BWT_STATUS_OK);
+  const float *pe = model_positions(m, 0, 40); /* longer than max_T: any length */
+  assert_non_null(pe);
+  assert_float_equal(pe[0], 0.0, 1e-7);                             /* t=0: sin 0 */
+  assert_float_equal(pe[1], 1.0, 1e-7);                             /* t=0: cos 0 */
+  assert_float_equal(pe[39 * 8 + 2], sin(39 / pow(10000, 2.0 / 8)), 1e-6);
+  assert_float_equal(pe[39 * 8 + 7], cos(39 / pow(10000, 6.0 / 8)), 1e-6);
   bwt_model_free(m);
 }
 
@@ -196,7 +222,7 @@ static void test_all_heads_masked_equals_attention_skipped(void **state) {
 
 static void test_bad_configs(void **state) {
   bwt_model *m = NULL;
-  bwt_model_config c = {BWT_ARCH_TRANSFORMER, V, K, T, 8, 0, 2, BWT_NORM_RMS, 0, 3};
+  bwt_model_config c = {BWT_ARCH_TRANSFORMER, V, K, T, 8, 0, 2, BWT_NORM_RMS, 0, 3, BWT_POS_LEARNED};
   assert_int_equal(bwt_model_create(&m, &c, 1), BWT_STATUS_ARG); /* zero layers */
   assert_non_null(strstr(bwt_last_error(), "layers"));
   c.n_layers = 2, c.n_heads = 3;
@@ -208,7 +234,7 @@ static void test_bad_configs(void **state) {
 
 static void test_parameter_count_reference_size(void **state) {
   /* The paper's bijection transformer: d 192, 6 layers, 6 heads, V=40 tokens, T=37 (≈2.68M). */
-  bwt_model_config c = {BWT_ARCH_TRANSFORMER, 40, 40, 37, 192, 6, 6, BWT_NORM_RMS, 0, 1};
+  bwt_model_config c = {BWT_ARCH_TRANSFORMER, 40, 40, 37, 192, 6, 6, BWT_NORM_RMS, 0, 1, BWT_POS_LEARNED};
   bwt_model *m = NULL;
   assert_int_equal(bwt_model_create(&m, &c, 1), BWT_STATUS_OK);
   /* per block: 4 (C² + C) + 2·4C² + 4C + C + 2C (norms) */
@@ -225,6 +251,7 @@ int main(void) {
       cmocka_unit_test(test_mlp),
       cmocka_unit_test(test_window_mlp),
       cmocka_unit_test(test_lstm),
+      cmocka_unit_test(test_sinusoidal_positions),
       cmocka_unit_test(test_checker_detects_wrong_gradient),
       cmocka_unit_test(test_all_heads_masked_equals_attention_skipped),
       cmocka_unit_test(test_bad_configs),

@@ -31,18 +31,23 @@
 
 typedef enum { BWT_ARCH_TRANSFORMER, BWT_ARCH_MLP, BWT_ARCH_WINDOW_MLP, BWT_ARCH_LSTM } bwt_arch;
 typedef enum { BWT_NORM_RMS, BWT_NORM_LAYER } bwt_norm;
+/* Position encodings: learned rows (pos_emb, max_T of them; rows beyond the training length get
+ * no gradient and keep their initial N(0, 0.02) values, shrunk by weight decay), or the fixed
+ * sinusoids of Vaswani et al. (no parameters; any length). */
+typedef enum { BWT_POS_LEARNED, BWT_POS_SINUSOIDAL } bwt_positions;
 
 typedef struct {
   bwt_arch arch;
   int vocab;     /* V: input tokens */
   int n_classes; /* K: readout size */
-  int max_T;     /* learned positions 0..max_T-1 */
+  int max_T;     /* learned positions 0..max_T-1 (the longest sequence; sinusoids have no limit) */
   int d_model;   /* C */
   int n_layers;
   int n_heads;   /* transformer only; must divide d_model */
   bwt_norm norm;
   int tied_head; /* head weight = token embedding; needs n_classes == vocab */
   int window;    /* window_mlp: tokens seen (1..max_T) */
+  bwt_positions positions;
 } bwt_model_config;
 
 #define BWT_TENSOR_NAME_MAX 48
@@ -95,5 +100,7 @@ const char *bwt_arch_name(bwt_arch arch);
 bwt_status bwt_arch_parse(const char *s, bwt_arch *arch);
 const char *bwt_norm_name(bwt_norm norm);
 bwt_status bwt_norm_parse(const char *s, bwt_norm *norm);
+const char *bwt_positions_name(bwt_positions p);
+bwt_status bwt_positions_parse(const char *s, bwt_positions *p);
 
 #endif

@@ -42,7 +42,7 @@ static bwt_status build(bwt_model *m) {
   if (!t->layers) return BWT_STATUS_NOMEM;
   int C = c->d_model;
   t->wte = model_add_tensor(m, "tok_emb", 2, c->vocab, C, INIT_NORMAL);
-  t->wpe = model_add_tensor(m, "pos_emb", 2, c->max_T, C, INIT_NORMAL);
+  t->wpe = model_declare_positions(m);
   char name[2 * BWT_TENSOR_NAME_MAX];
   for (int l = 0; l < c->n_layers; l++) {
     lstm_layer *y = &t->layers[l];
@@ -96,10 +96,12 @@ static bwt_status forward(bwt_model *m, const bwt_batch *batch, const float **lo
   BWT_TRY(model_reserve(&t->arena, &t->arena_cap, carve(t, c, NULL, B, T, M), "activations"));
   carve(t, c, t->arena, B, T, M);
 
+  const float *positions = model_positions(m, t->wpe, T);
+  if (!positions) return BWT_STATUS_NOMEM;
   for (int s = 0; s < T; s++)
     for (int b = 0; b < B; b++) {
       float *x = t->x + ((size_t)s * B + b) * C;
-      const float *te = P(t->wte) + (size_t)batch->tokens[b * T + s] * C, *pe = P(t->wpe) + (size_t)s * C;
+      const float *te = P(t->wte) + (size_t)batch->tokens[b * T + s] * C, *pe = positions + (size_t)s * C;
       for (int i = 0; i < C; i++) x[i] = te[i] + pe[i];
     }
   for (int l = 0; l < c->n_layers; l++) {
@@ -139,11 +141,12 @@ static bwt_status backward(bwt_model *m, const bwt_batch *batch, const float *dl
     t->dx = t->dxin, t->dxin = swap;
   }
   /* Embeddings, rows in order: the same sums for any thread count. */
+  float *gpe = model_position_grads(m, t->wpe);
   for (int s = 0; s < T; s++)
     for (int b = 0; b < B; b++) {
       const float *d = t->dx + ((size_t)s * B + b) * C;
       bwt_add_inplace(G(t->wte) + (size_t)batch->tokens[b * T + s] * C, d, C);
-      bwt_add_inplace(G(t->wpe) + (size_t)s * C, d, C);
+      if (gpe) bwt_add_inplace(gpe + (size_t)s * C, d, C);
     }
   return BWT_STATUS_OK;
 }

@@ -39,7 +39,7 @@ static bwt_status build(bwt_model *m) {
   if (!t->blocks || !t->acts) return BWT_STATUS_NOMEM;
   int C = c->d_model;
   t->wte = model_add_tensor(m, "tok_emb", 2, c->vocab, C, INIT_NORMAL);
-  t->wpe = model_add_tensor(m, "pos_emb", 2, c->max_T, C, INIT_NORMAL);
+  t->wpe = model_declare_positions(m);
   if (is_window(m)) {
     t->win_w = model_add_tensor(m, "window.weight", 2, C, c->window * C, INIT_NORMAL);
     t->win_b = model_add_tensor(m, "window.bias", 1, C, 0, INIT_ZEROS);
@@ -124,9 +124,11 @@ static bwt_status forward(bwt_model *m, const bwt_batch *batch, const float **lo
     window_gather(m, t, batch);
     bwt_matmul_forward(t->x, t->u, P(t->win_w), P(t->win_b), M, c->window * C, C);
   }
+  const float *positions = model_positions(m, t->wpe, batch->T);
+  if (!positions) return BWT_STATUS_NOMEM;
   for (int r = 0; r < M; r++) {
     float *x = t->x + (size_t)r * C;
-    const float *pe = P(t->wpe) + (size_t)row_pos(batch, r) * C;
+    const float *pe = positions + (size_t)row_pos(batch, r) * C;
     if (is_window(m)) {
       bwt_add_inplace(x, pe, C);
     } else {
@@ -159,9 +161,10 @@ static bwt_status backward(bwt_model *m, const bwt_batch *batch, const float *dl
     window_scatter(m, t, batch);
   }
   /* Rows in order: the same sums for any thread count. */
+  float *gpe = model_position_grads(m, t->wpe);
   for (int r = 0; r < M; r++) {
     const float *d = t->dx + (size_t)r * C;
-    bwt_add_inplace(G(t->wpe) + (size_t)row_pos(batch, r) * C, d, C);
+    if (gpe) bwt_add_inplace(gpe + (size_t)row_pos(batch, r) * C, d, C);
     if (!is_window(m))
       bwt_add_inplace(G(t->wte) + (size_t)token_at(batch, r / batch->n_sup, row_pos(batch, r)) * C, d, C);
   }

@@ -10,6 +10,7 @@
 
 static const char *const arch_names[] = {"transformer", "mlp", "window_mlp", "lstm"};
 static const char *const norm_names[] = {"rms", "layer"};
+static const char *const positions_names[] = {"learned", "sinusoidal"};
 
 const char *bwt_arch_name(bwt_arch arch) { return arch_names[arch]; }
 const char *bwt_norm_name(bwt_norm norm) { return norm_names[norm]; }
@@ -18,6 +19,14 @@ bwt_status bwt_arch_parse(const char *s, bwt_arch *arch) {
   for (int i = 0; i < 4; i++)
     if (strcmp(s, arch_names[i]) == 0) return *arch = (bwt_arch)i, BWT_STATUS_OK;
   return bwt_fail(BWT_STATUS_ARG, "unknown architecture '%s' (known: transformer, mlp, window_mlp, lstm)", s);
+}
+
+const char *bwt_positions_name(bwt_positions p) { return positions_names[p]; }
+
+bwt_status bwt_positions_parse(const char *s, bwt_positions *p) {
+  for (int i = 0; i < 2; i++)
+    if (strcmp(s, positions_names[i]) == 0) return *p = (bwt_positions)i, BWT_STATUS_OK;
+  return bwt_fail(BWT_STATUS_ARG, "unknown positions '%s' (known: learned, sinusoidal)", s);
 }
 
 bwt_status bwt_norm_parse(const char *s, bwt_norm *norm) {
@@ -43,6 +52,7 @@ void bwt_model_config_default(bwt_model_config *cfg, bwt_arch arch, const bwt_ta
 
 bwt_status bwt_model_config_check(const bwt_model_config *c) {
   if ((unsigned)c->arch > BWT_ARCH_LSTM) return bwt_fail(BWT_STATUS_ARG, "unknown architecture %d", (int)c->arch);
+  if ((unsigned)c->positions > BWT_POS_SINUSOIDAL) return bwt_fail(BWT_STATUS_ARG, "unknown positions %d", (int)c->positions);
   if ((unsigned)c->norm > BWT_NORM_LAYER) return bwt_fail(BWT_STATUS_ARG, "unknown norm %d", (int)c->norm);
   if (c->vocab < 1) return bwt_fail(BWT_STATUS_ARG, "model: vocab must be >= 1 (got %d); continuous-input tasks are not supported by this model yet", c->vocab);
   if (c->n_classes < 2) return bwt_fail(BWT_STATUS_ARG, "model: n_classes must be >= 2 (got %d)", c->n_classes);
@@ -85,6 +95,35 @@ size_t model_add_tensor(bwt_model *m, const char *name, int ndim, int d0, int d1
   impl->init[m->n_tensors++] = init;
   m->n_params += t->size;
   return t->offset;
+}
+
+size_t model_declare_positions(bwt_model *m) {
+  if (m->cfg.positions != BWT_POS_LEARNED) return 0;
+  return model_add_tensor(m, "pos_emb", 2, m->cfg.max_T, m->cfg.d_model, INIT_NORMAL);
+}
+
+const float *model_positions(bwt_model *m, size_t wpe, int T) {
+  if (m->cfg.positions == BWT_POS_LEARNED) return m->params + wpe;
+  model_impl *impl = m->impl;
+  int C = m->cfg.d_model;
+  if (T > impl->sin_rows) {
+    float *table = bwt_calloc((size_t)T * C, sizeof(float), "sinusoidal positions");
+    if (!table) return NULL;
+    /* PE[t, 2i] = sin(t / 10000^(2i/C)), PE[t, 2i+1] = cos(the same angle), in double. */
+    for (int t = 0; t < T; t++)
+      for (int i = 0; i < C; i++) {
+        double angle = t / pow(10000.0, (double)(i / 2 * 2) / C);
+        table[(size_t)t * C + i] = (float)(i % 2 ? cos(angle) : sin(angle));
+      }
+    free(impl->sinusoids);
+    impl->sinusoids = table;
+    impl->sin_rows = T;
+  }
+  return impl->sinusoids;
+}
+
+float *model_position_grads(bwt_model *m, size_t wpe) {
+  return m->cfg.positions == BWT_POS_LEARNED ? m->grads + wpe : NULL;
 }
 
 bwt_status model_reserve(float **buf, size_t *cap, size_t n, const char *what) {
@@ -156,6 +195,7 @@ void bwt_model_free(bwt_model *m) {
   if (impl) {
     if (impl->ops && impl->arch) impl->ops->destroy(m);
     free(impl->init);
+    free(impl->sinusoids);
     free(impl);
   }
   free(m->tensors);
@@ -172,13 +212,15 @@ bwt_status bwt_model_check_task(const bwt_model *m, const bwt_task *task) {
   if (task->vocab == 0) return bwt_fail(BWT_STATUS_ARG, "model: task '%s' has continuous inputs, which %s does not take", task->cfg.name, bwt_arch_name(c->arch));
   if (task->vocab > c->vocab) return bwt_fail(BWT_STATUS_ARG, "model: task vocab %d exceeds the model's %d", task->vocab, c->vocab);
   if (task->n_classes != c->n_classes) return bwt_fail(BWT_STATUS_ARG, "model: task has %d output classes, the model %d", task->n_classes, c->n_classes);
-  if (task->seq_len > c->max_T) return bwt_fail(BWT_STATUS_ARG, "model: task sequences have length %d, the model has positions for %d", task->seq_len, c->max_T);
+  if (c->positions == BWT_POS_LEARNED && task->seq_len > c->max_T)
+    return bwt_fail(BWT_STATUS_ARG, "model: task sequences have length %d, but the model has learned positions for %d (train with --max-T, or --positions sinusoidal)", task->seq_len, c->max_T);
   return BWT_STATUS_OK;
 }
 
 static bwt_status check_batch(const bwt_model *m, const bwt_batch *batch) {
   if (!batch->tokens) return bwt_fail(BWT_STATUS_ARG, "model: batch has no tokens");
-  if (batch->T > m->cfg.max_T) return bwt_fail(BWT_STATUS_ARG, "model: batch length %d > max_T %d", batch->T, m->cfg.max_T);
+  if (m->cfg.positions == BWT_POS_LEARNED && batch->T > m->cfg.max_T)
+    return bwt_fail(BWT_STATUS_ARG, "model: sequences of length %d, but the model has learned positions for %d (train with --max-T, or --positions sinusoidal)", batch->T, m->cfg.max_T);
   if (batch->n_classes != m->cfg.n_classes) return bwt_fail(BWT_STATUS_ARG, "model: batch has %d classes, the model %d", batch->n_classes, m->cfg.n_classes);
   size_t n = (size_t)batch->B * batch->T;
   for (size_t i = 0; i < n; i++)

@@ -22,6 +22,8 @@ typedef struct {
   int cap;           /* capacity of the table */
   int table_oom;     /* a model_add_tensor ran out of memory */
   void *arch;        /* the architecture's own state */
+  float *sinusoids;  /* (sin_rows, C) the fixed position table, when positions are sinusoidal */
+  int sin_rows;
 } model_impl;
 
 extern const model_arch_ops transformer_ops;
@@ -30,6 +32,13 @@ extern const model_arch_ops lstm_ops;
 
 /* Appends a tensor to the table and returns its offset in the arenas. Shape (d0) or (d0, d1). */
 size_t model_add_tensor(bwt_model *m, const char *name, int ndim, int d0, int d1, tensor_init init);
+/* Declares pos_emb (max_T rows) for learned positions; returns its offset (0 for sinusoids). */
+size_t model_declare_positions(bwt_model *m);
+/* The position rows 0..T-1: the learned table at wpe, or the sinusoids (NULL if they cannot be
+ * allocated, with the failure recorded). */
+const float *model_positions(bwt_model *m, size_t wpe, int T);
+/* Where the position rows' gradients go: the learned table's, or NULL for sinusoids. */
+float *model_position_grads(bwt_model *m, size_t wpe);
 /* The architecture's private state. */
 static inline void *model_arch(const bwt_model *m) { return ((model_impl *)m->impl)->arch; }
 

@@ -58,7 +58,7 @@ static bwt_status build(bwt_model *m) {
   if (!t->blocks || !t->acts) return BWT_STATUS_NOMEM;
   int C = c->d_model;
   t->wte = model_add_tensor(m, "tok_emb", 2, c->vocab, C, INIT_NORMAL);
-  t->wpe = model_add_tensor(m, "pos_emb", 2, c->max_T, C, INIT_NORMAL);
+  t->wpe = model_declare_positions(m);
   char name[2 * BWT_TENSOR_NAME_MAX]; /* room for gcc's truncation analysis; names are checked on entry */
   for (int l = 0; l < c->n_layers; l++) {
     block_params *b = &t->blocks[l];
@@ -184,7 +184,9 @@ static bwt_status forward(bwt_model *m, const bwt_batch *batch, const float **lo
   BWT_TRY(model_reserve(&t->arena, &t->arena_cap, carve(t, c, NULL, B, T, batch->n_sup), "activations"));
   carve(t, c, t->arena, B, T, batch->n_sup);
 
-  bwt_embedding_forward(t->x, batch->tokens, P(t->wte), P(t->wpe), B, T, C);
+  const float *pe = model_positions(m, t->wpe, T);
+  if (!pe) return BWT_STATUS_NOMEM;
+  bwt_embedding_forward(t->x, batch->tokens, P(t->wte), pe, B, T, C);
   for (int l = 0; l < L; l++) {
     float *x = t->x + (size_t)l * N * C;
     BWT_TRY(block_forward(m, l, x, l + 1 < L ? x + (size_t)N * C : t->out, batch, l + 1 == L));
@@ -245,7 +247,7 @@ static bwt_status backward(bwt_model *m, const bwt_batch *batch, const float *dl
   readout_backward(m, &t->readout, &t->ro, t->dxs, t->out, dlogits, M);
   for (int l = L - 1; l >= 0; l--)
     BWT_TRY(block_backward(m, l, t->x + (size_t)l * N * C, batch, l + 1 == L));
-  bwt_embedding_backward(G(t->wte), G(t->wpe), t->dx, batch->tokens, B, T, C);
+  bwt_embedding_backward(G(t->wte), model_position_grads(m, t->wpe), t->dx, batch->tokens, B, T, C);
   return BWT_STATUS_OK;
 }
 
