@@ -139,6 +139,63 @@ static void test_end_to_end_small_bijection(void **state) {
   bwt_eval_result_free(&r);
 }
 
+/* The HMM (K=8): the transformer tracks the filtering posterior; the context-free MLP, which sees
+ * only the current symbol, cannot. */
+static void test_end_to_end_hmm(void **state) {
+  bwt_run_config c = small_config(BWT_ARCH_TRANSFORMER, 6, 3000);
+  assert_int_equal(bwt_task_config_default(&c.task, "hmm"), BWT_STATUS_OK);
+  c.task.K = 8;
+  bwt_task *task = NULL;
+  assert_int_equal(bwt_task_create(&task, &c.task), BWT_STATUS_OK);
+  bwt_model_config_default(&c.model, BWT_ARCH_TRANSFORMER, task);
+  c.model.d_model = 32, c.model.n_heads = 2;
+  c.train.batch = 64, c.train.lr = 1e-3, c.train.warmup = 100, c.train.soft_targets = 1;
+  bwt_eval_result r;
+  double mae = train_and_eval(&c, "e2e_hmm", &r);
+  print_message("  transformer HMM K=8: entropy MAE %.4f bits, KL %.4f bits\n", mae, r.overall.kl_bits);
+  assert_true(mae < 0.15);              /* measured 0.101 */
+  assert_true(r.overall.kl_bits < 0.07); /* measured 0.044 */
+  bwt_eval_result_free(&r);
+  bwt_model_config_default(&c.model, BWT_ARCH_MLP, task);
+  c.model.d_model = 32, c.model.n_layers = 2, c.train.steps = 1000;
+  double mmae = train_and_eval(&c, "e2e_hmm_mlp", &r);
+  print_message("  context-free MLP HMM K=8: entropy MAE %.4f bits\n", mmae);
+  assert_true(mmae > 0.3); /* measured 0.415 */
+  bwt_eval_result_free(&r);
+  bwt_task_free(task);
+}
+
+/* --loss-horizon H: the loss is the mean over the first H positions of each sequence, and the
+ * other rows send no gradient; H = n_sup is the ordinary loss. */
+static void test_loss_horizon(void **state) {
+  for (int H = 1; H <= 4; H += 3) { /* n_sup = 4 */
+    bwt_run_config c = small_config(BWT_ARCH_TRANSFORMER, 5, 10);
+    c.train.loss_horizon = H;
+    bwt_trainer *tr = NULL;
+    assert_int_equal(bwt_trainer_create(&tr, &c), BWT_STATUS_OK);
+    double loss, norm, lr;
+    assert_int_equal(bwt_trainer_step(tr, &loss, &norm, &lr), BWT_STATUS_OK);
+    const bwt_batch *b = &tr->batch;
+    int K = b->n_classes;
+    double want = 0;
+    for (int s = 0; s < b->B; s++)
+      for (int j = 0; j < b->n_sup; j++) {
+        size_t r = (size_t)s * b->n_sup + j;
+        double gsum = 0;
+        for (int k = 0; k < K; k++) gsum += fabs(tr->dlogits[r * K + k]);
+        if (j < H) {
+          want -= log(tr->probs[r * K + b->target[r]]);
+          assert_true(gsum > 0);
+        } else {
+          assert_true(gsum == 0);
+        }
+      }
+    want /= (double)b->B * H;
+    assert_float_equal(loss, want, 1e-9 * want);
+    bwt_trainer_free(tr);
+  }
+}
+
 static void test_bad_run_config(void **state) {
   bwt_run_config c = small_config(BWT_ARCH_TRANSFORMER, 5, 10);
   bwt_trainer *tr = NULL;
@@ -165,6 +222,8 @@ int main(void) {
       cmocka_unit_test(test_schedule),
       cmocka_unit_test(test_determinism_and_resume),
       cmocka_unit_test(test_end_to_end_small_bijection),
+      cmocka_unit_test(test_end_to_end_hmm),
+      cmocka_unit_test(test_loss_horizon),
       cmocka_unit_test(test_bad_run_config),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

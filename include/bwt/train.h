@@ -23,6 +23,8 @@ typedef struct {
   double beta1, beta2, eps;
   double clip;         /* global gradient-norm clip; 0 = off */
   int soft_targets;    /* cross-entropy against the exact posterior instead of the sampled target */
+  int loss_horizon;    /* train only on the first this many supervised positions (0 = all); */
+                       /* evaluation always uses every position */
   uint64_t seed;       /* weights and training batches */
   uint64_t eval_seed;  /* the held-out evaluation stream */
   int eval_every;      /* evaluate every this many steps (0 = only at the end) */

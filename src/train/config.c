@@ -21,6 +21,7 @@ void bwt_train_config_default(bwt_train_config *c) {
   c->eps = 1e-8;
   c->clip = 1.0;
   c->soft_targets = 0;
+  c->loss_horizon = 0;
   c->seed = 1;
   c->eval_seed = 12345;
   c->eval_every = 0;
@@ -43,6 +44,7 @@ bwt_status bwt_run_config_check(const bwt_run_config *cfg) {
   if (!(t->clip >= 0) || !isfinite(t->clip)) return bwt_fail(BWT_STATUS_ARG, "clip must be >= 0 (got %g)", t->clip);
   if (t->eval_every < 0 || t->ckpt_every < 0) return bwt_fail(BWT_STATUS_ARG, "eval-every and ckpt-every must be >= 0");
   if (t->eval_seqs < 1) return bwt_fail(BWT_STATUS_ARG, "eval-seqs must be >= 1 (got %d)", t->eval_seqs);
+  if (t->loss_horizon < 0) return bwt_fail(BWT_STATUS_ARG, "loss-horizon must be >= 0 (got %d)", t->loss_horizon);
   if (t->log_every < 1) return bwt_fail(BWT_STATUS_ARG, "log-every must be >= 1 (got %d)", t->log_every);
   if (t->threads < 0 || t->threads > 1024) return bwt_fail(BWT_STATUS_ARG, "threads must be in 0..1024 (got %d)", t->threads);
   return BWT_STATUS_OK;
@@ -92,6 +94,7 @@ char *bwt_run_config_to_json(const bwt_run_config *cfg) {
   cJSON_AddNumberToObject(train, "eps", t->eps);
   cJSON_AddNumberToObject(train, "clip", t->clip);
   cJSON_AddBoolToObject(train, "soft_targets", t->soft_targets);
+  cJSON_AddNumberToObject(train, "loss_horizon", t->loss_horizon);
   add_u64(train, "seed", t->seed);
   add_u64(train, "eval_seed", t->eval_seed);
   cJSON_AddNumberToObject(train, "eval_every", t->eval_every);
@@ -201,6 +204,8 @@ bwt_status bwt_run_config_from_json(bwt_run_config *cfg, const char *json, const
     t->eps = get_num(&r, train, "train", "eps");
     t->clip = get_num(&r, train, "train", "clip");
     t->soft_targets = get_bool(&r, train, "train", "soft_targets");
+    /* Runs written before the horizon existed have none: every position is trained. */
+    if (cJSON_GetObjectItemCaseSensitive(train, "loss_horizon")) t->loss_horizon = get_int(&r, train, "train", "loss_horizon");
     t->seed = get_u64(&r, train, "train", "seed");
     t->eval_seed = get_u64(&r, train, "train", "eval_seed");
     t->eval_every = get_int(&r, train, "train", "eval_every");
