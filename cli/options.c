@@ -139,7 +139,7 @@ void run_options_default(run_options *o) {
 int task_options(cli_option *opts, run_options *o) {
   bwt_task_config *t = &o->cfg.task;
   int n = 0;
-  opts[n++] = (cli_option){"task", OPT_STRING, t->name, "wind tunnel: bijection | hmm | modular | recall"};
+  opts[n++] = (cli_option){"task", OPT_STRING, t->name, "wind tunnel: bijection | hmm | modular | recall | sticky"};
   opts[n++] = (cli_option){"V", OPT_INT, &t->V, "bijection: domain size (keys 0..V-1, values V..2V-1)"};
   opts[n++] = (cli_option){"L", OPT_INT, &t->L, "bijection: keys shown per sequence"};
   opts[n++] = (cli_option){"with-replacement", OPT_FLAG, &t->with_replacement, "bijection: keys drawn with replacement"};
@@ -155,6 +155,7 @@ int task_options(cli_option *opts, run_options *o) {
   opts[n++] = (cli_option){"fillers", OPT_INT, &t->fillers, "recall: filler tokens before the queries"};
   opts[n++] = (cli_option){"key-vocab", OPT_INT, &t->key_vocab, "recall: key tokens"};
   opts[n++] = (cli_option){"value-vocab", OPT_INT, &t->value_vocab, "recall: value tokens"};
+  opts[n++] = (cli_option){"chain-len", OPT_INT, &t->chain_len, "sticky: positions per sequence"};
   return n;
 }
 

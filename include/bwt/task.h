@@ -46,6 +46,7 @@ typedef struct {
   int fillers;          /* recall: filler tokens between the pairs and the queries (F) */
   int key_vocab;        /* recall: key tokens */
   int value_vocab;      /* recall: value tokens */
+  int chain_len;        /* sticky: positions per sequence (inputs shown, next symbols predicted) */
 } bwt_task_config;
 
 /* The fields of bwt_task_config each task uses, for config files and descriptions: every entry
@@ -84,7 +85,8 @@ struct bwt_task {
 
 /* Sets cfg's name and every task's fields to their defaults (bijection: V=20, L=19, sep-vocab,
  * no query; hmm: S=5, O=5, K=20; modular: p=17, length 16, integer tokens; recall: 64 pairs,
- * 3 queries, 32 fillers, 256 keys and 256 values); fails for an unknown name. */
+ * 3 queries, 32 fillers, 256 keys and 256 values; sticky: 1999 positions); fails for an unknown
+ * name. */
 bwt_status bwt_task_config_default(bwt_task_config *cfg, const char *name);
 /* Validates cfg and creates the task; impossible sizes fail with BWT_STATUS_ARG and a message. */
 bwt_status bwt_task_create(bwt_task **out, const bwt_task_config *cfg);
@@ -105,5 +107,12 @@ bwt_status bwt_bijection_create(bwt_task **out, const bwt_task_config *cfg);
 bwt_status bwt_hmm_create(bwt_task **out, const bwt_task_config *cfg);
 bwt_status bwt_modular_create(bwt_task **out, const bwt_task_config *cfg);
 bwt_status bwt_recall_create(bwt_task **out, const bwt_task_config *cfg);
+bwt_status bwt_sticky_create(bwt_task **out, const bwt_task_config *cfg);
+
+/* The sticky chain's fixed pieces (src/tasks/sticky.c): its 8×8 transition matrix, the 8×20
+ * symbol embeddings μ, and the floor: the mean row entropy of the transitions, in bits. */
+void bwt_sticky_transitions(double P[8][8]);
+void bwt_sticky_embeddings(double mu[8][20]);
+double bwt_sticky_floor_bits(void);
 
 #endif

@@ -9,7 +9,7 @@
 #include "bwt/task.h"
 
 /* The one list of tasks: X(name) needs bwt_<name>_create (task.h) and <name>_defaults below. */
-#define BWT_TASK_LIST(X) X(bijection) X(hmm) X(modular) X(recall)
+#define BWT_TASK_LIST(X) X(bijection) X(hmm) X(modular) X(recall) X(sticky)
 
 static void bijection_defaults(bwt_task_config *cfg) {
   cfg->V = 20;
@@ -38,6 +38,8 @@ static void recall_defaults(bwt_task_config *cfg) {
   cfg->value_vocab = 256;
 }
 
+static void sticky_defaults(bwt_task_config *cfg) { cfg->chain_len = 1999; }
+
 const bwt_task_field bwt_task_fields[] = {
     {"V", "bijection", offsetof(bwt_task_config, V), 0},
     {"L", "bijection", offsetof(bwt_task_config, L), 0},
@@ -54,6 +56,7 @@ const bwt_task_field bwt_task_fields[] = {
     {"fillers", "recall", offsetof(bwt_task_config, fillers), 0},
     {"key_vocab", "recall", offsetof(bwt_task_config, key_vocab), 0},
     {"value_vocab", "recall", offsetof(bwt_task_config, value_vocab), 0},
+    {"chain_len", "sticky", offsetof(bwt_task_config, chain_len), 0},
     {NULL, NULL, 0, 0},
 };
 
