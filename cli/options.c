@@ -229,6 +229,7 @@ int run_options_finish(run_options *o, const char *command) {
   bwt_task *task = NULL;
   if (bwt_task_create(&task, &o->cfg.task) != BWT_STATUS_OK) return cli_error(command) + 1;
   m->vocab = task->vocab;
+  m->input_dim = task->input_dim;
   m->n_classes = task->n_classes;
   m->max_T = task->seq_len;
   if (bwt_positions_parse(o->positions, &m->positions) != BWT_STATUS_OK) return bwt_task_free(task), cli_error(command) + 1;

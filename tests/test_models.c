@@ -96,7 +96,7 @@ static double fd_check(bwt_model *m, const fixture *f, int soft, const char **wo
 }
 
 static bwt_model *make_model(bwt_arch arch, bwt_norm norm, int tied) {
-  bwt_model_config c = {arch, V, K, T, 8, 2, 2, norm, tied, 3, BWT_POS_LEARNED};
+  bwt_model_config c = {arch, V, K, T, 8, 2, 2, norm, tied, 3, BWT_POS_LEARNED, 0};
   bwt_model *m = NULL;
   assert_int_equal(bwt_model_create(&m, &c, 11), BWT_STATUS_OK);
   /* O(1) weights make every gradient large enough for finite differences to resolve. */
@@ -147,7 +147,7 @@ static void test_window_mlp(void **state) {
 static void test_sinusoidal_positions(void **state) {
   const bwt_arch archs[] = {BWT_ARCH_TRANSFORMER, BWT_ARCH_MLP, BWT_ARCH_LSTM};
   for (int a = 0; a < 3; a++) {
-    bwt_model_config c = {archs[a], V, K, T, 8, 2, 2, BWT_NORM_LAYER, 0, 3, BWT_POS_SINUSOIDAL};
+    bwt_model_config c = {archs[a], V, K, T, 8, 2, 2, BWT_NORM_LAYER, 0, 3, BWT_POS_SINUSOIDAL, 0};
     bwt_model *m = NULL;
     assert_int_equal(bwt_model_create(&m, &c, 11), BWT_STATUS_OK);
     assert_null(bwt_model_find_tensor(m, "pos_emb"));
@@ -156,7 +156,7 @@ static void test_sinusoidal_positions(void **state) {
     bwt_model_free(m);
   }
   /* The table: PE[t, 2i] = sin(t / 10000^(2i/C)), PE[t, 2i+1] = cos(...). */
-  bwt_model_config c = {BWT_ARCH_TRANSFORMER, V, K, T, 8, 1, 2, BWT_NORM_RMS, 0, 3, BWT_POS_SINUSOIDAL};
+  bwt_model_config c = {BWT_ARCH_TRANSFORMER, V, K, T, 8, 1, 2, BWT_NORM_RMS, 0, 3, BWT_POS_SINUSOIDAL, 0};
   bwt_model *m = NULL;
   assert_int_equal(bwt_model_create(&m, &c, 1), BWT_STATUS_OK);
   const float *pe = model_positions(m, 0, 40); /* longer than max_T: any length */
@@ -166,6 +166,35 @@ static void test_sinusoidal_positions(void **state) {
   assert_float_equal(pe[39 * 8 + 2], sin(39 / pow(10000, 2.0 / 8)), 1e-6);
   assert_float_equal(pe[39 * 8 + 7], cos(39 / pow(10000, 6.0 / 8)), 1e-6);
   bwt_model_free(m);
+}
+
+/* Continuous inputs (the sticky chain's kind): in_proj instead of tok_emb, gradients right. */
+static void test_continuous_inputs(void **state) {
+  enum { D = 3 };
+  fixture f;
+  make_batch(&f);
+  float inputs[B * T * D];
+  test_fill_uniform(inputs, B * T * D, -1.0f, 1.0f, 5);
+  f.batch.tokens = NULL, f.batch.inputs = inputs, f.batch.input_dim = D;
+  const bwt_arch archs[] = {BWT_ARCH_TRANSFORMER, BWT_ARCH_LSTM};
+  for (int a = 0; a < 2; a++) {
+    bwt_model_config c = {archs[a], 0, K, T, 8, 2, 2, BWT_NORM_LAYER, 0, 3, BWT_POS_LEARNED, D};
+    bwt_model *m = NULL;
+    assert_int_equal(bwt_model_create(&m, &c, 11), BWT_STATUS_OK);
+    assert_null(bwt_model_find_tensor(m, "tok_emb"));
+    assert_non_null(bwt_model_find_tensor(m, "in_proj.weight"));
+    test_fill_uniform(m->params, m->n_params, -0.6f, 0.6f, 3);
+    const char *name = "";
+    double err = fd_check(m, &f, 1, &name);
+    print_message("  %s, continuous inputs: worst relative gradient error %.2e (%s)\n", bwt_arch_name(archs[a]), err, name);
+    assert_true(err < 1e-2);
+    bwt_model_free(m);
+  }
+  /* The flat baselines take tokens only: a clear error. */
+  bwt_model_config c = {BWT_ARCH_MLP, 0, K, T, 8, 2, 2, BWT_NORM_LAYER, 0, 3, BWT_POS_LEARNED, D};
+  bwt_model *m = NULL;
+  assert_int_equal(bwt_model_create(&m, &c, 11), BWT_STATUS_ARG);
+  assert_non_null(strstr(bwt_last_error(), "continuous inputs need --arch transformer or lstm"));
 }
 
 static void test_lstm(void **state) {
@@ -222,7 +251,7 @@ static void test_all_heads_masked_equals_attention_skipped(void **state) {
 
 static void test_bad_configs(void **state) {
   bwt_model *m = NULL;
-  bwt_model_config c = {BWT_ARCH_TRANSFORMER, V, K, T, 8, 0, 2, BWT_NORM_RMS, 0, 3, BWT_POS_LEARNED};
+  bwt_model_config c = {BWT_ARCH_TRANSFORMER, V, K, T, 8, 0, 2, BWT_NORM_RMS, 0, 3, BWT_POS_LEARNED, 0};
   assert_int_equal(bwt_model_create(&m, &c, 1), BWT_STATUS_ARG); /* zero layers */
   assert_non_null(strstr(bwt_last_error(), "layers"));
   c.n_layers = 2, c.n_heads = 3;
@@ -234,7 +263,7 @@ static void test_bad_configs(void **state) {
 
 static void test_parameter_count_reference_size(void **state) {
   /* The paper's bijection transformer: d 192, 6 layers, 6 heads, V=40 tokens, T=37 (≈2.68M). */
-  bwt_model_config c = {BWT_ARCH_TRANSFORMER, 40, 40, 37, 192, 6, 6, BWT_NORM_RMS, 0, 1, BWT_POS_LEARNED};
+  bwt_model_config c = {BWT_ARCH_TRANSFORMER, 40, 40, 37, 192, 6, 6, BWT_NORM_RMS, 0, 1, BWT_POS_LEARNED, 0};
   bwt_model *m = NULL;
   assert_int_equal(bwt_model_create(&m, &c, 1), BWT_STATUS_OK);
   /* per block: 4 (C² + C) + 2·4C² + 4C + C + 2C (norms) */
@@ -252,6 +281,7 @@ int main(void) {
       cmocka_unit_test(test_window_mlp),
       cmocka_unit_test(test_lstm),
       cmocka_unit_test(test_sinusoidal_positions),
+      cmocka_unit_test(test_continuous_inputs),
       cmocka_unit_test(test_checker_detects_wrong_gradient),
       cmocka_unit_test(test_all_heads_masked_equals_attention_skipped),
       cmocka_unit_test(test_bad_configs),

@@ -165,6 +165,28 @@ static void test_end_to_end_hmm(void **state) {
   bwt_task_free(task);
 }
 
+/* The sticky chain through continuous inputs: a one-layer transformer reaches the exact
+ * predictive, whose entropy sits just above the chain's floor. */
+static void test_end_to_end_sticky(void **state) {
+  bwt_run_config c = small_config(BWT_ARCH_TRANSFORMER, 6, 800);
+  assert_int_equal(bwt_task_config_default(&c.task, "sticky"), BWT_STATUS_OK);
+  c.task.chain_len = 50;
+  bwt_task *task = NULL;
+  assert_int_equal(bwt_task_create(&task, &c.task), BWT_STATUS_OK);
+  bwt_model_config_default(&c.model, BWT_ARCH_TRANSFORMER, task);
+  c.model.d_model = 16, c.model.n_heads = 2, c.model.n_layers = 1;
+  c.train.soft_targets = 1;
+  bwt_eval_result r;
+  double mae = train_and_eval(&c, "e2e_sticky", &r);
+  print_message("  transformer sticky chain: entropy MAE %.4f bits, KL %.4f bits, Bayes %.4f bits (floor %.4f)\n",
+                mae, r.overall.kl_bits, r.overall.bayes_entropy, bwt_sticky_floor_bits());
+  assert_true(mae < 0.03);               /* measured 0.009 */
+  assert_true(r.overall.kl_bits < 0.01); /* measured 0.003 */
+  assert_true(r.overall.bayes_entropy > bwt_sticky_floor_bits());
+  bwt_eval_result_free(&r);
+  bwt_task_free(task);
+}
+
 /* --loss-horizon H: the loss is the mean over the first H positions of each sequence, and the
  * other rows send no gradient; H = n_sup is the ordinary loss. */
 static void test_loss_horizon(void **state) {
@@ -223,6 +245,7 @@ int main(void) {
       cmocka_unit_test(test_determinism_and_resume),
       cmocka_unit_test(test_end_to_end_small_bijection),
       cmocka_unit_test(test_end_to_end_hmm),
+      cmocka_unit_test(test_end_to_end_sticky),
       cmocka_unit_test(test_loss_horizon),
       cmocka_unit_test(test_bad_run_config),
   };

@@ -48,6 +48,7 @@ typedef struct {
   int tied_head; /* head weight = token embedding; needs n_classes == vocab */
   int window;    /* window_mlp: tokens seen (1..max_T) */
   bwt_positions positions;
+  int input_dim; /* > 0: continuous inputs (vocab 0) through in_proj (C, input_dim) instead of tok_emb */
 } bwt_model_config;
 
 #define BWT_TENSOR_NAME_MAX 48

@@ -78,6 +78,42 @@ void ffn_backward(bwt_model *m, const ffn_params *p, const ffn_acts *a, const ff
   norm_backward(m, &p->norm, &a->norm, dx, s->dnorm, x, N);
 }
 
+void input_declare(bwt_model *m, input_params *p) {
+  const bwt_model_config *c = &m->cfg;
+  memset(p, 0, sizeof *p);
+  if (c->input_dim > 0) {
+    p->w_in = model_add_tensor(m, "in_proj.weight", 2, c->d_model, c->input_dim, INIT_NORMAL);
+    p->b_in = model_add_tensor(m, "in_proj.bias", 1, c->d_model, 0, INIT_ZEROS);
+  } else {
+    p->wte = model_add_tensor(m, "tok_emb", 2, c->vocab, c->d_model, INIT_NORMAL);
+  }
+  p->wpe = model_declare_positions(m);
+}
+
+bwt_status input_forward(bwt_model *m, const input_params *p, float *x, const bwt_batch *batch) {
+  int B = batch->B, T = batch->T, C = m->cfg.d_model;
+  const float *pe = model_positions(m, p->wpe, T);
+  if (!pe) return BWT_STATUS_NOMEM;
+  if (m->cfg.input_dim == 0) {
+    bwt_embedding_forward(x, batch->tokens, P(p->wte), pe, B, T, C);
+    return BWT_STATUS_OK;
+  }
+  bwt_matmul_forward(x, batch->inputs, P(p->w_in), P(p->b_in), B * T, m->cfg.input_dim, C);
+  for (int b = 0; b < B; b++) bwt_add_inplace(x + (size_t)b * T * C, pe, (size_t)T * C);
+  return BWT_STATUS_OK;
+}
+
+void input_backward(bwt_model *m, const input_params *p, const float *dx, const bwt_batch *batch) {
+  int B = batch->B, T = batch->T, C = m->cfg.d_model;
+  float *gpe = model_position_grads(m, p->wpe);
+  if (m->cfg.input_dim == 0) {
+    bwt_embedding_backward(G(p->wte), gpe, dx, batch->tokens, B, T, C);
+    return;
+  }
+  bwt_matmul_backward(NULL, G(p->w_in), G(p->b_in), dx, batch->inputs, P(p->w_in), B * T, m->cfg.input_dim, C);
+  bwt_embedding_backward(NULL, gpe, dx, NULL, B, T, C); /* positions only */
+}
+
 void gather_rows(float *out, const float *x, const bwt_batch *batch, int C) {
   for (int b = 0; b < batch->B; b++)
     for (int j = 0; j < batch->n_sup; j++) {

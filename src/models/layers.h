@@ -78,6 +78,18 @@ void readout_forward(const bwt_model *m, const readout_params *p, const readout_
 void readout_backward(bwt_model *m, const readout_params *p, const readout_acts *a, float *dx,
                       const float *x, const float *dlogits, int M);
 
+/* The input layer shared by the transformer and the LSTM: the token embedding (tok_emb), or for
+ * continuous inputs the projection in_proj (C, input_dim) with its bias; positions added. */
+typedef struct {
+  size_t wte, w_in, b_in, wpe;
+} input_params;
+
+void input_declare(bwt_model *m, input_params *p);
+/* x(B,T,C) batch-major. */
+bwt_status input_forward(bwt_model *m, const input_params *p, float *x, const bwt_batch *batch);
+/* dx(B,T,C) batch-major: accumulates the input layer's parameter gradients. */
+void input_backward(bwt_model *m, const input_params *p, const float *dx, const bwt_batch *batch);
+
 /* Copies the supervised rows: out(M,C)[b·n_sup+j] = x(B·T,C)[b·T + sup_pos[b·n_sup+j]]. */
 void gather_rows(float *out, const float *x, const bwt_batch *batch, int C);
 /* dx(B·T,C)[row] += dout(M,C)[m] for the same rows. */

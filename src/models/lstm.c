@@ -17,7 +17,7 @@ typedef struct {
 } lstm_layer;
 
 typedef struct {
-  size_t wte, wpe;
+  input_params in;
   lstm_layer *layers; /* (n_layers) */
   readout_params readout;
   float *arena;
@@ -41,8 +41,7 @@ static bwt_status build(bwt_model *m) {
   t->layers = bwt_calloc(c->n_layers, sizeof *t->layers, "lstm layers");
   if (!t->layers) return BWT_STATUS_NOMEM;
   int C = c->d_model;
-  t->wte = model_add_tensor(m, "tok_emb", 2, c->vocab, C, INIT_NORMAL);
-  t->wpe = model_declare_positions(m);
+  input_declare(m, &t->in);
   char name[2 * BWT_TENSOR_NAME_MAX];
   for (int l = 0; l < c->n_layers; l++) {
     lstm_layer *y = &t->layers[l];
@@ -55,7 +54,7 @@ static bwt_status build(bwt_model *m) {
     ADD(b_hh, "bias_hh", 1, 4 * C, 0);
 #undef ADD
   }
-  readout_declare(m, &t->readout, t->wte);
+  readout_declare(m, &t->readout, t->in.wte);
   return BWT_STATUS_OK;
 }
 
@@ -96,14 +95,10 @@ static bwt_status forward(bwt_model *m, const bwt_batch *batch, const float **lo
   BWT_TRY(model_reserve(&t->arena, &t->arena_cap, carve(t, c, NULL, B, T, M), "activations"));
   carve(t, c, t->arena, B, T, M);
 
-  const float *positions = model_positions(m, t->wpe, T);
-  if (!positions) return BWT_STATUS_NOMEM;
+  BWT_TRY(input_forward(m, &t->in, t->dxin, batch)); /* batch-major, into free scratch */
   for (int s = 0; s < T; s++)
-    for (int b = 0; b < B; b++) {
-      float *x = t->x + ((size_t)s * B + b) * C;
-      const float *te = P(t->wte) + (size_t)batch->tokens[b * T + s] * C, *pe = positions + (size_t)s * C;
-      for (int i = 0; i < C; i++) x[i] = te[i] + pe[i];
-    }
+    for (int b = 0; b < B; b++)
+      memcpy(t->x + ((size_t)s * B + b) * C, t->dxin + ((size_t)b * T + s) * C, sizeof(float) * C);
   for (int l = 0; l < c->n_layers; l++) {
     const lstm_layer *y = &t->layers[l];
     float *gates = t->gates + (size_t)l * N * 4 * C;
@@ -140,14 +135,10 @@ static bwt_status backward(bwt_model *m, const bwt_batch *batch, const float *dl
     float *swap = t->dx;
     t->dx = t->dxin, t->dxin = swap;
   }
-  /* Embeddings, rows in order: the same sums for any thread count. */
-  float *gpe = model_position_grads(m, t->wpe);
-  for (int s = 0; s < T; s++)
-    for (int b = 0; b < B; b++) {
-      const float *d = t->dx + ((size_t)s * B + b) * C;
-      bwt_add_inplace(G(t->wte) + (size_t)batch->tokens[b * T + s] * C, d, C);
-      if (gpe) bwt_add_inplace(gpe + (size_t)s * C, d, C);
-    }
+  for (int s = 0; s < T; s++) /* back to batch-major for the input layer */
+    for (int b = 0; b < B; b++)
+      memcpy(t->dxin + ((size_t)b * T + s) * C, t->dx + ((size_t)s * B + b) * C, sizeof(float) * C);
+  input_backward(m, &t->in, t->dxin, batch);
   return BWT_STATUS_OK;
 }
 

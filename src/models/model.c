@@ -39,6 +39,7 @@ void bwt_model_config_default(bwt_model_config *cfg, bwt_arch arch, const bwt_ta
   memset(cfg, 0, sizeof *cfg);
   cfg->arch = arch;
   cfg->vocab = task->vocab;
+  cfg->input_dim = task->input_dim;
   cfg->n_classes = task->n_classes;
   cfg->max_T = task->seq_len;
   cfg->d_model = 64;
@@ -54,7 +55,14 @@ bwt_status bwt_model_config_check(const bwt_model_config *c) {
   if ((unsigned)c->arch > BWT_ARCH_LSTM) return bwt_fail(BWT_STATUS_ARG, "unknown architecture %d", (int)c->arch);
   if ((unsigned)c->positions > BWT_POS_SINUSOIDAL) return bwt_fail(BWT_STATUS_ARG, "unknown positions %d", (int)c->positions);
   if ((unsigned)c->norm > BWT_NORM_LAYER) return bwt_fail(BWT_STATUS_ARG, "unknown norm %d", (int)c->norm);
-  if (c->vocab < 1) return bwt_fail(BWT_STATUS_ARG, "model: vocab must be >= 1 (got %d); continuous-input tasks are not supported by this model yet", c->vocab);
+  if (c->input_dim > 0) {
+    if (c->vocab != 0) return bwt_fail(BWT_STATUS_ARG, "model: continuous inputs (input_dim %d) take no vocabulary (got vocab %d)", c->input_dim, c->vocab);
+    if (c->arch != BWT_ARCH_TRANSFORMER && c->arch != BWT_ARCH_LSTM)
+      return bwt_fail(BWT_STATUS_ARG, "model: continuous inputs need --arch transformer or lstm (%s takes tokens)", bwt_arch_name(c->arch));
+    if (c->tied_head) return bwt_fail(BWT_STATUS_ARG, "model: a tied head needs token inputs");
+  } else if (c->vocab < 1) {
+    return bwt_fail(BWT_STATUS_ARG, "model: vocab must be >= 1 (got %d)", c->vocab);
+  }
   if (c->n_classes < 2) return bwt_fail(BWT_STATUS_ARG, "model: n_classes must be >= 2 (got %d)", c->n_classes);
   if (c->max_T < 1) return bwt_fail(BWT_STATUS_ARG, "model: max_T must be >= 1 (got %d)", c->max_T);
   if (c->d_model < 1 || c->d_model > 16384) return bwt_fail(BWT_STATUS_ARG, "model: d_model must be in 1..16384 (got %d)", c->d_model);
@@ -209,7 +217,9 @@ void bwt_model_free(bwt_model *m) {
 
 bwt_status bwt_model_check_task(const bwt_model *m, const bwt_task *task) {
   const bwt_model_config *c = &m->cfg;
-  if (task->vocab == 0) return bwt_fail(BWT_STATUS_ARG, "model: task '%s' has continuous inputs, which %s does not take", task->cfg.name, bwt_arch_name(c->arch));
+  if (task->input_dim != c->input_dim)
+    return bwt_fail(BWT_STATUS_ARG, "model: task '%s' has %s, the model takes %s", task->cfg.name,
+                    task->input_dim ? "continuous inputs" : "tokens", c->input_dim ? "continuous inputs" : "tokens");
   if (task->vocab > c->vocab) return bwt_fail(BWT_STATUS_ARG, "model: task vocab %d exceeds the model's %d", task->vocab, c->vocab);
   if (task->n_classes != c->n_classes) return bwt_fail(BWT_STATUS_ARG, "model: task has %d output classes, the model %d", task->n_classes, c->n_classes);
   if (c->positions == BWT_POS_LEARNED && task->seq_len > c->max_T)
@@ -218,11 +228,16 @@ bwt_status bwt_model_check_task(const bwt_model *m, const bwt_task *task) {
 }
 
 static bwt_status check_batch(const bwt_model *m, const bwt_batch *batch) {
-  if (!batch->tokens) return bwt_fail(BWT_STATUS_ARG, "model: batch has no tokens");
+  if (m->cfg.input_dim > 0) {
+    if (!batch->inputs || batch->input_dim != m->cfg.input_dim)
+      return bwt_fail(BWT_STATUS_ARG, "model: batch has no inputs of width %d", m->cfg.input_dim);
+  } else if (!batch->tokens) {
+    return bwt_fail(BWT_STATUS_ARG, "model: batch has no tokens");
+  }
   if (m->cfg.positions == BWT_POS_LEARNED && batch->T > m->cfg.max_T)
     return bwt_fail(BWT_STATUS_ARG, "model: sequences of length %d, but the model has learned positions for %d (train with --max-T, or --positions sinusoidal)", batch->T, m->cfg.max_T);
   if (batch->n_classes != m->cfg.n_classes) return bwt_fail(BWT_STATUS_ARG, "model: batch has %d classes, the model %d", batch->n_classes, m->cfg.n_classes);
-  size_t n = (size_t)batch->B * batch->T;
+  size_t n = m->cfg.input_dim > 0 ? 0 : (size_t)batch->B * batch->T;
   for (size_t i = 0; i < n; i++)
     if (batch->tokens[i] < 0 || batch->tokens[i] >= m->cfg.vocab)
       return bwt_fail(BWT_STATUS_ARG, "model: token %d at index %zu is outside the vocabulary 0..%d", batch->tokens[i], i, m->cfg.vocab - 1);

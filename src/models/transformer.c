@@ -31,7 +31,7 @@ typedef struct {
 } block_acts;
 
 typedef struct {
-  size_t wte, wpe;
+  input_params in;
   readout_params readout;
   block_params *blocks; /* (n_layers) */
   /* Activations, carved from one arena for the current batch shape. */
@@ -57,8 +57,7 @@ static bwt_status build(bwt_model *m) {
   t->acts = bwt_calloc(c->n_layers, sizeof *t->acts, "transformer blocks");
   if (!t->blocks || !t->acts) return BWT_STATUS_NOMEM;
   int C = c->d_model;
-  t->wte = model_add_tensor(m, "tok_emb", 2, c->vocab, C, INIT_NORMAL);
-  t->wpe = model_declare_positions(m);
+  input_declare(m, &t->in);
   char name[2 * BWT_TENSOR_NAME_MAX]; /* room for gcc's truncation analysis; names are checked on entry */
   for (int l = 0; l < c->n_layers; l++) {
     block_params *b = &t->blocks[l];
@@ -79,7 +78,7 @@ static bwt_status build(bwt_model *m) {
     snprintf(name, sizeof name, "blocks.%d.mlp", l);
     ffn_declare(m, &b->ffn, name);
   }
-  readout_declare(m, &t->readout, t->wte);
+  readout_declare(m, &t->readout, t->in.wte);
   return BWT_STATUS_OK;
 }
 
@@ -184,9 +183,7 @@ static bwt_status forward(bwt_model *m, const bwt_batch *batch, const float **lo
   BWT_TRY(model_reserve(&t->arena, &t->arena_cap, carve(t, c, NULL, B, T, batch->n_sup), "activations"));
   carve(t, c, t->arena, B, T, batch->n_sup);
 
-  const float *pe = model_positions(m, t->wpe, T);
-  if (!pe) return BWT_STATUS_NOMEM;
-  bwt_embedding_forward(t->x, batch->tokens, P(t->wte), pe, B, T, C);
+  BWT_TRY(input_forward(m, &t->in, t->x, batch));
   for (int l = 0; l < L; l++) {
     float *x = t->x + (size_t)l * N * C;
     BWT_TRY(block_forward(m, l, x, l + 1 < L ? x + (size_t)N * C : t->out, batch, l + 1 == L));
@@ -247,7 +244,7 @@ static bwt_status backward(bwt_model *m, const bwt_batch *batch, const float *dl
   readout_backward(m, &t->readout, &t->ro, t->dxs, t->out, dlogits, M);
   for (int l = L - 1; l >= 0; l--)
     BWT_TRY(block_backward(m, l, t->x + (size_t)l * N * C, batch, l + 1 == L));
-  bwt_embedding_backward(G(t->wte), model_position_grads(m, t->wpe), t->dx, batch->tokens, B, T, C);
+  input_backward(m, &t->in, t->dx, batch);
   return BWT_STATUS_OK;
 }
 

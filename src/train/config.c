@@ -76,6 +76,7 @@ char *bwt_run_config_to_json(const bwt_run_config *cfg) {
   cJSON_AddNumberToObject(model, "n_classes", mc->n_classes);
   cJSON_AddNumberToObject(model, "max_T", mc->max_T);
   cJSON_AddStringToObject(model, "positions", bwt_positions_name(mc->positions));
+  cJSON_AddNumberToObject(model, "input_dim", mc->input_dim);
   cJSON_AddNumberToObject(model, "d_model", mc->d_model);
   cJSON_AddNumberToObject(model, "n_layers", mc->n_layers);
   cJSON_AddNumberToObject(model, "n_heads", mc->n_heads);
@@ -182,6 +183,8 @@ bwt_status bwt_run_config_from_json(bwt_run_config *cfg, const char *json, const
     mc->vocab = get_int(&r, model, "model", "vocab");
     mc->n_classes = get_int(&r, model, "model", "n_classes");
     mc->max_T = get_int(&r, model, "model", "max_T");
+    /* Runs written before continuous inputs existed have no "input_dim": they take tokens. */
+    if (cJSON_GetObjectItemCaseSensitive(model, "input_dim")) mc->input_dim = get_int(&r, model, "model", "input_dim");
     /* Runs written before sinusoids existed have no "positions": they are learned. */
     const cJSON *positions = cJSON_GetObjectItemCaseSensitive(model, "positions");
     if (positions && r.status == BWT_STATUS_OK &&
