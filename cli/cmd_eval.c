@@ -28,33 +28,12 @@ static void print_result(const bwt_eval_result *r, int per_position) {
   }
 }
 
-/* Task flags given on the command line replace the checkpoint's (e.g. --K 50 to evaluate an HMM
- * model on longer sequences); unset ones keep UNSET. Fails for a flag of another task. */
-#define UNSET OPT_INT_UNSET
-static int apply_task_overrides(bwt_task_config *cfg, bwt_task_config *given) {
-  if (given->name[0] && strcmp(given->name, cfg->name) != 0) {
-    fprintf(stderr, "bwt eval: the checkpoint's task is %s; --task cannot change it\n", cfg->name);
-    return 2;
-  }
-  for (const bwt_task_field *f = bwt_task_fields; f->key; f++) {
-    int v = *bwt_task_field_int(given, f);
-    if (v == UNSET) continue;
-    if (strcmp(f->task, cfg->name) != 0) {
-      fprintf(stderr, "bwt eval: %s is a setting of task %s, not of the checkpoint's task %s\n", f->key, f->task, cfg->name);
-      return 2;
-    }
-    *bwt_task_field_int(cfg, f) = v;
-  }
-  return 0;
-}
-
 int cmd_eval(int argc, char **argv) {
   int eval_seqs = 0, batch = 256, threads = 0, per_position = 0;
   uint64_t eval_seed = 0;
   char json[OPT_STRING_MAX] = "", csv[OPT_STRING_MAX] = "";
   run_options given; /* only its task part: the overrides */
-  memset(&given, 0, sizeof given);
-  for (const bwt_task_field *f = bwt_task_fields; f->key; f++) *bwt_task_field_int(&given.cfg.task, f) = UNSET;
+  task_overrides_init(&given);
   cli_option opts[64] = {
       {"eval-seqs", OPT_INT, &eval_seqs, "held-out sequences (0 = the run's eval-seqs)"},
       {"eval-seed", OPT_U64, &eval_seed, "held-out stream seed (0 = the run's eval-seed)"},
@@ -91,7 +70,7 @@ int cmd_eval(int argc, char **argv) {
   bwt_task *task = NULL;
   int step = 0;
   if (bwt_checkpoint_load(path, &cfg, &model, NULL, NULL, &step) != BWT_STATUS_OK) return cli_error("eval");
-  if ((rc = apply_task_overrides(&cfg.task, &given.cfg.task))) {
+  if ((rc = task_overrides_apply(&cfg.task, &given.cfg.task, "eval"))) {
     bwt_model_free(model);
     return rc;
   }

@@ -14,12 +14,13 @@ static const struct {
     {"train", cmd_train, "train a model on a wind tunnel (or --resume a run directory)"},
     {"eval", cmd_eval, "evaluate a checkpoint against the exact posterior"},
     {"sample", cmd_sample, "export sequences with their exact posteriors as JSONL"},
+    {"reproduce", cmd_reproduce, "run a declared grid of experiments over seeds and tabulate it beside the papers"},
 };
 
 static void usage(FILE *f) {
   fprintf(f, "usage: bwt COMMAND [options]   (bwt COMMAND --help for its options)\n\ncommands:\n");
   for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-    fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
   fprintf(f, "\nbwt %s\n", bwt_code_version());
 }
 

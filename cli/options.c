@@ -245,3 +245,25 @@ int run_options_finish(run_options *o, const char *command) {
     return cli_error(command) + 1;
   return 0;
 }
+
+void task_overrides_init(run_options *given) {
+  memset(given, 0, sizeof *given);
+  for (const bwt_task_field *f = bwt_task_fields; f->key; f++) *bwt_task_field_int(&given->cfg.task, f) = OPT_INT_UNSET;
+}
+
+int task_overrides_apply(bwt_task_config *cfg, const bwt_task_config *given, const char *command) {
+  if (given->name[0] && strcmp(given->name, cfg->name) != 0) {
+    fprintf(stderr, "bwt %s: the checkpoint's task is %s; --task cannot change it\n", command, cfg->name);
+    return 2;
+  }
+  for (const bwt_task_field *f = bwt_task_fields; f->key; f++) {
+    int v = *bwt_task_field_int((bwt_task_config *)given, f);
+    if (v == OPT_INT_UNSET) continue;
+    if (strcmp(f->task, cfg->name) != 0) {
+      fprintf(stderr, "bwt %s: %s is a setting of task %s, not of the checkpoint's task %s\n", command, f->key, f->task, cfg->name);
+      return 2;
+    }
+    *bwt_task_field_int(cfg, f) = v;
+  }
+  return 0;
+}

@@ -58,6 +58,13 @@ int run_options_preset(run_options *o, int argc, char **argv, const char *comman
  * configuration is impossible. */
 int run_options_finish(run_options *o, const char *command);
 
+/* Task overrides (bwt eval, bwt reproduce): a run_options whose task fields are all
+ * OPT_INT_UNSET, so that task_options() parsing records which were given; applying them replaces
+ * those settings in cfg, and fails (exit code 2, one line) for another task's setting or a
+ * different --task. */
+void task_overrides_init(run_options *given);
+int task_overrides_apply(bwt_task_config *cfg, const bwt_task_config *given, const char *command);
+
 /* Prints "bwt CMD: message" for the last library error and returns 1. */
 int cli_error(const char *command);
 

@@ -5,6 +5,7 @@
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
+#include <string.h>
 #include <unistd.h>
 
 void progress_init(progress_printer *p, const char *label) {
@@ -63,8 +64,12 @@ int train_with_progress(bwt_trainer *tr, const char *dir, const char *label, con
   }
   if (tr->step < tr->cfg.train.steps) {
     if (pp.tty) fprintf(stderr, "\n");
-    fprintf(stderr, "bwt %s: stopped at step %d of %d; checkpoint saved; continue with: bwt train --resume %s\n",
-            command, tr->step, tr->cfg.train.steps, dir);
+    if (strcmp(command, "train") == 0)
+      fprintf(stderr, "bwt %s: stopped at step %d of %d; checkpoint saved; continue with: bwt train --resume %s\n",
+              command, tr->step, tr->cfg.train.steps, dir);
+    else
+      fprintf(stderr, "bwt %s: stopped at step %d of %d; checkpoint saved in %s\n", command, tr->step,
+              tr->cfg.train.steps, dir);
     return tr->stop_after > 0 ? 0 : 130; /* interrupted, like a shell reports SIGINT */
   }
   return 0;

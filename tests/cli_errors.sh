@@ -69,6 +69,29 @@ expect 1 "already holds a run" -- train --V 4 --L 3 --steps 4 --out "$tmp/run"
 expect 2 "cannot be changed" -- train --resume "$tmp/run" --lr 0.1
 expect 1 "holds no checkpoint" -- train --resume "$tmp/nothing"
 ok eval "$tmp/run" --eval-seqs 16 --json "$tmp/eval.json" --csv "$tmp/eval.csv"
+# bwt reproduce: a tiny grid, then a rerun that skips every finished run and rewrites the tables.
+ok reproduce boundary --steps 12 --seeds 2 --out "$tmp/rep"
+for f in results.md results.csv modular_opaque/seed2/eval.json modular_opaque/seed2/done; do
+  checks=$((checks + 1))
+  [ -s "$tmp/rep/$f" ] || { echo "FAIL: reproduce wrote no $f"; failures=$((failures + 1)); }
+done
+checks=$((checks + 1))
+[ "$(grep -c '^"modular' "$tmp/rep/results.csv")" = 3 ] || { echo "FAIL: results.csv rows"; cat "$tmp/rep/results.csv"; failures=$((failures + 1)); }
+ok reproduce boundary --steps 12 --seeds 2 --out "$tmp/rep"
+checks=$((checks + 1))
+[ "$(grep -c 'done, skipped' "$tmp/err")" = 6 ] || { echo "FAIL: rerun did not skip"; cat "$tmp/err"; failures=$((failures + 1)); }
+expect 2 "unknown grid 'nope'" -- reproduce nope
+expect 2 "unknown preset 'huge'" -- reproduce paper1 --preset huge
+# Ctrl-C stops with a checkpoint and exit 130; the same command resumes that run.
+checks=$((checks + 1))
+timeout --preserve-status -s INT 2 "$bwt" reproduce boundary --steps 1000000 --seeds 1 --out "$tmp/rep_int" >/dev/null 2>"$tmp/err"
+rc=$?
+[ "$rc" = 130 ] && [ -s "$tmp/rep_int/modular_integer/seed1/checkpoint.safetensors" ] ||
+  { echo "FAIL: interrupted reproduce: exit $rc"; cat "$tmp/err"; failures=$((failures + 1)); }
+checks=$((checks + 1))
+timeout --preserve-status -s INT 2 "$bwt" reproduce boundary --steps 1000000 --seeds 1 --out "$tmp/rep_int" >/dev/null 2>"$tmp/err"
+grep -q "resuming .*modular_integer/seed1 at step [1-9]" "$tmp/err" || { echo "FAIL: reproduce did not resume"; cat "$tmp/err"; failures=$((failures + 1)); }
+
 # The HMM task end to end through the command line: a run, its eval, a resume.
 ok train --task hmm --K 4 --steps 4 --batch 4 --d-model 8 --heads 2 --layers 1 --eval-seqs 8 --stop-after 2 --out "$tmp/hmm"
 ok train --resume "$tmp/hmm"

@@ -1,0 +1,266 @@
+/* bwt reproduce NAME: runs a declared grid (cli/reproduce_grids.c) of task × model × seed, skips
+ * finished cells and resumes interrupted ones, evaluates each, and writes a table (Markdown and
+ * CSV) with the mean and 95% interval over seeds beside the papers' figures. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "bwt/checkpoint.h"
+#include "bwt/fileio.h"
+#include "bwt/report.h"
+#include "commands.h"
+#include "options.h"
+#include "progress.h"
+#include "reproduce.h"
+
+#define MAX_SEEDS 100
+#define MAX_ARGS 96
+
+/* Splits flags (space-separated, no quoting) into argv after argv[0] = command. */
+static int split_flags(char *buf, size_t cap, const char *flags, char **argv, const char *command) {
+  snprintf(buf, cap, "%s", flags);
+  int argc = 0;
+  argv[argc++] = (char *)command;
+  for (char *tok = strtok(buf, " "); tok && argc < MAX_ARGS - 1; tok = strtok(NULL, " ")) argv[argc++] = tok;
+  argv[argc] = NULL;
+  return argc;
+}
+
+/* A fresh run of the cell's flags plus `extra` into dir. */
+static int start_run(const char *flags, const char *extra, const char *dir, const char *label) {
+  char buf[2048], all[2048];
+  snprintf(all, sizeof all, "%s %s", flags, extra);
+  char *argv[MAX_ARGS];
+  int argc = split_flags(buf, sizeof buf, all, argv, "reproduce");
+  run_options o;
+  run_options_default(&o);
+  cli_option opts[64];
+  int n = task_options(opts, &o);
+  n += model_options(opts + n, &o);
+  n += train_options(opts + n, &o);
+  cli_spec spec = {"reproduce", "", "", opts, n, 0, 0};
+  int rc, npos;
+  if (run_options_preset(&o, argc, argv, "reproduce")) return 2;
+  if ((rc = cli_parse(&spec, argc, argv, NULL, &npos)) || (rc = run_options_finish(&o, "reproduce"))) return rc;
+  bwt_trainer *tr = NULL;
+  if (bwt_run_dir_prepare(dir) != BWT_STATUS_OK || bwt_trainer_create(&tr, &o.cfg) != BWT_STATUS_OK)
+    return cli_error("reproduce");
+  rc = train_with_progress(tr, dir, label, "reproduce");
+  bwt_trainer_free(tr);
+  return rc;
+}
+
+static int resume_run(const char *dir, const char *label, int threads) {
+  bwt_trainer *tr = NULL;
+  if (bwt_trainer_resume(&tr, dir) != BWT_STATUS_OK) return cli_error("reproduce");
+  if (threads > 0) tr->cfg.train.threads = threads;
+  bwt_set_threads(tr->cfg.train.threads);
+  fprintf(stderr, "resuming %s at step %d of %d\n", dir, tr->step, tr->cfg.train.steps);
+  int rc = train_with_progress(tr, dir, label, "reproduce");
+  bwt_trainer_free(tr);
+  return rc;
+}
+
+/* Evaluates dir's checkpoint with the task overrides in eval_flags into path. */
+static int extra_eval(const char *dir, const char *eval_flags, const char *path) {
+  char buf[512], *argv[MAX_ARGS], ckpt[4200];
+  int argc = split_flags(buf, sizeof buf, eval_flags, argv, "reproduce");
+  run_options given;
+  task_overrides_init(&given);
+  cli_option opts[64];
+  int n = task_options(opts, &given), rc, npos;
+  cli_spec spec = {"reproduce", "", "", opts, n, 0, 0};
+  if ((rc = cli_parse(&spec, argc, argv, NULL, &npos))) return rc;
+  snprintf(ckpt, sizeof ckpt, "%s/checkpoint.safetensors", dir);
+  bwt_run_config cfg;
+  bwt_model *model = NULL;
+  bwt_task *task = NULL;
+  int step;
+  if (bwt_checkpoint_load(ckpt, &cfg, &model, NULL, NULL, &step) != BWT_STATUS_OK) return cli_error("reproduce");
+  if ((rc = task_overrides_apply(&cfg.task, &given.cfg.task, "reproduce"))) return bwt_model_free(model), rc;
+  bwt_eval_result r;
+  memset(&r, 0, sizeof r);
+  bwt_status s = bwt_task_create(&task, &cfg.task);
+  if (s == BWT_STATUS_OK) s = bwt_evaluate(model, task, cfg.train.eval_seed, cfg.train.eval_seqs, 256, &r);
+  if (s == BWT_STATUS_OK) s = bwt_eval_write_json(path, &r);
+  bwt_eval_result_free(&r);
+  bwt_task_free(task);
+  bwt_model_free(model);
+  return s == BWT_STATUS_OK ? 0 : cli_error("reproduce");
+}
+
+static void eval_path(char *buf, size_t cap, const char *dir, int e) {
+  if (e == 0) snprintf(buf, cap, "%s/eval.json", dir);
+  else snprintf(buf, cap, "%s/eval_%d.json", dir, e);
+}
+
+/* One cell and seed: skipped when done, resumed when a checkpoint exists, else started. */
+static int run_cell(const repro_cell *c, int paper, int seed, const char *out, int steps, int threads) {
+  char dir[4096], marker[4200], path[4200], extra[256];
+  snprintf(dir, sizeof dir, "%s/%s/seed%d", out, c->name, seed);
+  snprintf(marker, sizeof marker, "%s/done", dir);
+  if (bwt_path_exists(marker)) {
+    fprintf(stderr, "%s seed %d: done, skipped\n", c->name, seed);
+    return 0;
+  }
+  snprintf(path, sizeof path, "%s/checkpoint.safetensors", dir);
+  int rc;
+  if (bwt_path_exists(path)) {
+    rc = resume_run(dir, c->name, threads);
+  } else {
+    int n = snprintf(extra, sizeof extra, "--seed %d --threads %d", seed, threads);
+    if (steps > 0) snprintf(extra + n, sizeof extra - n, " --steps %d --warmup %d --ckpt-every 0", steps, steps / 10);
+    fprintf(stderr, "%s seed %d: training into %s\n", c->name, seed, dir);
+    rc = start_run(paper ? c->paper : c->quick, extra, dir, c->name);
+  }
+  if (rc) return rc;
+  for (int e = 1; e < REPRO_MAX_EVALS && c->evals[e].label; e++) {
+    eval_path(path, sizeof path, dir, e);
+    if ((rc = extra_eval(dir, c->evals[e].eval_flags, path))) return rc;
+  }
+  return bwt_write_file_atomic(marker, "done\n", 5) == BWT_STATUS_OK ? 0 : cli_error("reproduce");
+}
+
+/* Two-sided 95% Student t quantile for df degrees of freedom. */
+static double t975(int df) {
+  static const double t[] = {0, 12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
+                             2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086};
+  return df < 1 ? NAN : df <= 20 ? t[df] : 1.96 + 2.4 / df;
+}
+
+typedef struct {
+  int n;
+  double mean, half; /* mean and half-width of the 95% interval (NaN with one seed) */
+} stat;
+
+static stat summarise(const double *x, int n) {
+  stat s = {0, 0, NAN};
+  for (int i = 0; i < n; i++)
+    if (isfinite(x[i])) s.mean += x[i], s.n++;
+  if (!s.n) return (stat){0, NAN, NAN};
+  s.mean /= s.n;
+  if (s.n > 1) {
+    double ss = 0;
+    for (int i = 0; i < n; i++)
+      if (isfinite(x[i])) ss += (x[i] - s.mean) * (x[i] - s.mean);
+    s.half = t975(s.n - 1) * sqrt(ss / (s.n - 1) / s.n);
+  }
+  return s;
+}
+
+/* overall.<key> of an eval.json, NaN if absent or null. */
+static double read_metric(const char *path, const char *key) {
+  char *text = NULL;
+  size_t len;
+  if (bwt_read_file(path, &text, &len) != BWT_STATUS_OK) return NAN;
+  cJSON *root = cJSON_Parse(text);
+  free(text);
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(root, "overall"), key);
+  double x = cJSON_IsNumber(v) ? v->valuedouble : NAN;
+  cJSON_Delete(root);
+  return x;
+}
+
+static void fmt_stat(char *buf, size_t cap, stat s, double scale, int digits) {
+  if (!s.n) snprintf(buf, cap, "—");
+  else if (isnan(s.half)) snprintf(buf, cap, "%.*f", digits, s.mean * scale);
+  else snprintf(buf, cap, "%.*f ± %.*f", digits, s.mean * scale, digits, s.half * scale);
+}
+
+static int write_tables(const repro_grid *g, const char *out, int n_seeds, int paper) {
+  char md_path[4200], csv_path[4200];
+  snprintf(md_path, sizeof md_path, "%s/results.md", out);
+  snprintf(csv_path, sizeof csv_path, "%s/results.csv", out);
+  size_t cap = 1 << 16, mlen = 0, clen = 0;
+  char *md = malloc(cap), *csv = malloc(cap);
+  if (!md || !csv) return free(md), free(csv), fprintf(stderr, "bwt reproduce: out of memory\n"), 1;
+#define MD(...) (mlen += (size_t)snprintf(md + mlen, mlen < cap ? cap - mlen : 0, __VA_ARGS__))
+#define CSV(...) (clen += (size_t)snprintf(csv + clen, clen < cap ? cap - clen : 0, __VA_ARGS__))
+  MD("# bwt reproduce %s (--preset %s, %d seeds)\n\n%s.\nEntropy MAE and KL(q||p) in bits against the exact posterior; "
+     "mean ± half-width of the 95%% interval over seeds (Student t). Runs: %s/<cell>/seed<k>/.\n\n",
+     g->name, paper ? "paper" : "quick", n_seeds, g->summary, out);
+  MD("| experiment | model / evaluation | seeds | entropy MAE | KL | accuracy | papers report |\n|---|---|---|---|---|---|---|\n");
+  CSV("experiment,row,seeds,entropy_mae_mean,entropy_mae_ci95,kl_bits_mean,kl_bits_ci95,accuracy_mean,accuracy_ci95,reported\n");
+  for (int i = 0; i < g->n_cells; i++) {
+    const repro_cell *c = &g->cells[i];
+    for (int e = 0; e < REPRO_MAX_EVALS && c->evals[e].label; e++) {
+      double mae[MAX_SEEDS], kl[MAX_SEEDS], acc[MAX_SEEDS];
+      for (int s = 0; s < n_seeds; s++) {
+        char dir[4096], path[4200];
+        snprintf(dir, sizeof dir, "%s/%s/seed%d", out, c->name, s + 1);
+        eval_path(path, sizeof path, dir, e);
+        mae[s] = read_metric(path, "entropy_mae");
+        kl[s] = read_metric(path, "kl_bits");
+        acc[s] = read_metric(path, "accuracy");
+      }
+      stat sm = summarise(mae, n_seeds), sk = summarise(kl, n_seeds), sa = summarise(acc, n_seeds);
+      char a[64], b[64], d[64];
+      fmt_stat(a, sizeof a, sm, 1, 4), fmt_stat(b, sizeof b, sk, 1, 4), fmt_stat(d, sizeof d, sa, 100, 1);
+      MD("| %s | %s | %d | %s | %s | %s%s | %s |\n", c->experiment, c->evals[e].label, sm.n, a, b, d,
+         sa.n ? "%" : "", *c->evals[e].reported ? c->evals[e].reported : "—");
+      CSV("\"%s\",\"%s\",%d,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,\"%s\"\n", c->experiment, c->evals[e].label, sm.n,
+          sm.mean, sm.half, sk.mean, sk.half, sa.mean, sa.half, c->evals[e].reported);
+    }
+  }
+#undef MD
+#undef CSV
+  int ok = mlen < cap && clen < cap && bwt_write_file_atomic(md_path, md, mlen) == BWT_STATUS_OK &&
+           bwt_write_file_atomic(csv_path, csv, clen) == BWT_STATUS_OK;
+  if (ok) printf("%s\nwrote %s and %s\n", md, md_path, csv_path);
+  free(md);
+  free(csv);
+  return ok ? 0 : cli_error("reproduce");
+}
+
+int cmd_reproduce(int argc, char **argv) {
+  char preset[OPT_STRING_MAX] = "quick", out[OPT_STRING_MAX] = "";
+  int seeds = 3, threads = 0, steps = 0;
+  cli_option opts[] = {
+      {"preset", OPT_STRING, preset, "quick (small models, 3000 steps: under 30 min on 2 cores) | paper (the papers' sizes)"},
+      {"seeds", OPT_INT, &seeds, "seeds 1..N per cell"},
+      {"out", OPT_STRING, out, "directory of the runs and tables (empty = runs/reproduce/NAME-PRESET)"},
+      {"steps", OPT_INT, &steps, "override every cell's steps (0 = the grid's; for trying the pipeline)"},
+      {"threads", OPT_INT, &threads, "threads (0 = environment)"},
+  };
+  char summary[1024];
+  int len = snprintf(summary, sizeof summary,
+                     "Runs a declared grid of task x model x seed, skipping finished runs and resuming\n"
+                     "interrupted ones (Ctrl-C stops with a checkpoint; run the same command again), then\n"
+                     "writes results.md and results.csv beside the papers' figures. Grids:");
+  for (int i = 0; i < repro_n_grids; i++)
+    len += snprintf(summary + len, sizeof summary - (size_t)len, "\n  %-9s %s", repro_grids[i].name, repro_grids[i].summary);
+  cli_spec spec = {"reproduce", "NAME [options]", summary, opts, (int)(sizeof opts / sizeof opts[0]), 1, 1};
+  const char *pos[1];
+  int npos = 0, rc = cli_parse(&spec, argc, argv, pos, &npos);
+  if (rc) return rc == 1 ? 0 : rc;
+  const repro_grid *g = repro_find_grid(pos[0]);
+  if (!g) {
+    fprintf(stderr, "bwt reproduce: unknown grid '%s' (known: paper1, boundary)\n", pos[0]);
+    return 2;
+  }
+  int paper = strcmp(preset, "paper") == 0;
+  if (!paper && strcmp(preset, "quick") != 0) {
+    fprintf(stderr, "bwt reproduce: unknown preset '%s' (known: quick, paper)\n", preset);
+    return 2;
+  }
+  if (seeds < 1 || seeds > MAX_SEEDS || steps < 0 || threads < 0) {
+    fprintf(stderr, "bwt reproduce: --seeds must be in 1..%d, --steps and --threads >= 0\n", MAX_SEEDS);
+    return 2;
+  }
+  if (!*out) snprintf(out, sizeof out, "runs/reproduce/%s-%s", g->name, preset);
+  if (bwt_mkdir_p(out) != BWT_STATUS_OK) return cli_error("reproduce");
+  progress_catch_interrupt();
+  int total = g->n_cells * seeds, k = 0;
+  for (int s = 1; s <= seeds; s++) /* seed-major: a partial run already has every cell once */
+    for (int i = 0; i < g->n_cells; i++) {
+      fprintf(stderr, "[%d/%d] ", ++k, total);
+      if ((rc = run_cell(&g->cells[i], paper, s, out, steps, threads))) {
+        if (rc == 130) fprintf(stderr, "bwt reproduce: interrupted; run the same command again to resume\n");
+        return rc;
+      }
+    }
+  return write_tables(g, out, seeds, paper);
+}

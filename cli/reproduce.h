@@ -1,0 +1,35 @@
+/* The declared experiments of `bwt reproduce`: each grid is a list of cells (a task and model to
+ * train, as `bwt train` flags per preset), each cell evaluated once or more (a row of the table
+ * each), beside the figure the papers report (SPEC.md §7). */
+#ifndef BWT_CLI_REPRODUCE_H
+#define BWT_CLI_REPRODUCE_H
+
+#define REPRO_MAX_EVALS 3
+
+typedef struct {
+  const char *eval_flags; /* task overrides for this evaluation ("" = as trained), e.g. "--K 50" */
+  const char *label;      /* the row's name in the table, e.g. "K=50" */
+  const char *reported;   /* the papers' figure, or "" */
+} repro_eval;
+
+typedef struct {
+  const char *experiment; /* the table's group, e.g. "bijection V=20" */
+  const char *name;       /* directory of its runs, e.g. "bijection_transformer" */
+  const char *quick;      /* bwt train flags, --preset quick */
+  const char *paper;      /* bwt train flags, --preset paper */
+  repro_eval evals[REPRO_MAX_EVALS];
+} repro_cell;
+
+typedef struct {
+  const char *name;
+  const char *summary;
+  const repro_cell *cells;
+  int n_cells;
+} repro_grid;
+
+/* The grids by name (paper1, boundary); NULL for an unknown name. */
+const repro_grid *repro_find_grid(const char *name);
+extern const repro_grid repro_grids[];
+extern const int repro_n_grids;
+
+#endif

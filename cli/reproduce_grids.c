@@ -1,0 +1,66 @@
+/* The grids of `bwt reproduce`, with the figures the papers report (SPEC.md §7).
+ *
+ * --preset quick fits a 2-core machine in under 30 minutes with 3 seeds: small models (d 64),
+ * 3000 steps. --preset paper uses the papers' sizes and 50k steps (days on a CPU; a GPU or many
+ * machines are the place for it). The HMM models use sinusoidal positions so that the same model
+ * can be evaluated at K = 30 and 50 after training at K = 20. */
+#include <string.h>
+
+#include "reproduce.h"
+
+#define QUICK "--steps 3000 --batch 64 --lr 1e-3 --warmup 300 --eval-seqs 1000 --ckpt-every 500"
+#define PAPER "--steps 50000 --batch 256 --lr 3e-4 --warmup 2000 --eval-seqs 2000 --ckpt-every 1000"
+#define SMALL_T "--d-model 64 --layers 2 --heads 4"
+#define BIG_T "--d-model 192 --layers 6 --heads 6"
+#define HMM "--task hmm --K 20 --positions sinusoidal --soft-targets"
+#define RECALL_QUICK "--task recall --pairs 16 --queries 3 --fillers 8 --key-vocab 64 --value-vocab 64"
+#define HMM_EVALS(k20, lstm)                                                     \
+  {{"", "K=20", k20}, {"--K 30", "K=30", lstm ? "" : "≈0.012"}, {"--K 50", "K=50", lstm ? "" : "≈0.029"}}
+
+static const repro_cell paper1[] = {
+    {"bijection V=20", "bijection_transformer", "--task bijection " SMALL_T " " QUICK,
+     "--task bijection --preset paper", {{"", "transformer", "0.007 (v1: 0.003)"}}},
+    {"bijection V=20", "bijection_lstm", "--task bijection --arch lstm --d-model 64 --layers 2 " QUICK,
+     "--task bijection --arch lstm --d-model 192 --layers 2 " PAPER, {{"", "LSTM", "0.009"}}},
+    {"bijection V=20", "bijection_mlp", "--task bijection --arch mlp --d-model 64 --layers 4 " QUICK,
+     "--task bijection --arch mlp --d-model 192 --layers 9 " PAPER, {{"", "context-free MLP", "1.107 (analytic plateau)"}}},
+    {"bijection V=20", "bijection_window_mlp", "--task bijection --arch window_mlp --d-model 64 --layers 4 " QUICK,
+     "--task bijection --arch window_mlp --d-model 192 --layers 9 " PAPER, {{"", "context-window MLP", ""}}},
+    {"HMM S=5 O=5, trained at K=20", "hmm_transformer", HMM " " SMALL_T " " QUICK,
+     HMM " --d-model 256 --layers 9 --heads 8 --steps 50000 --batch 64 --lr 3e-4 --warmup 1000 --eval-seqs 2000",
+     HMM_EVALS("7.5e-5 per position (v3: 0.049)", 0)},
+    {"HMM S=5 O=5, trained at K=20", "hmm_lstm", HMM " --arch lstm --d-model 64 --layers 2 " QUICK,
+     HMM " --arch lstm --d-model 256 --layers 2 --steps 50000 --batch 64 --lr 3e-4 --warmup 1000 --eval-seqs 2000",
+     HMM_EVALS("0.411", 1)},
+    {"HMM S=5 O=5, trained at K=20", "hmm_mlp", HMM " --arch mlp --d-model 64 --layers 4 " QUICK,
+     HMM " --arch mlp --d-model 256 --layers 9 " PAPER, {{"", "context-free MLP, K=20", ""}}},
+    {"HMM S=5 O=5, trained at K=20", "hmm_window_mlp", HMM " --arch window_mlp --d-model 64 --layers 4 " QUICK,
+     HMM " --arch window_mlp --d-model 256 --layers 9 " PAPER, {{"", "context-window MLP, K=20", ""}}},
+    {"associative recall (accuracy)", "recall_transformer", RECALL_QUICK " " SMALL_T " " QUICK,
+     "--task recall " BIG_T " " PAPER, {{"", "transformer", "100%"}}},
+    {"associative recall (accuracy)", "recall_lstm", RECALL_QUICK " --arch lstm --d-model 64 --layers 2 " QUICK,
+     "--task recall --arch lstm --d-model 192 --layers 2 " PAPER, {{"", "LSTM", "0.5%"}}},
+};
+
+static const repro_cell boundary[] = {
+    {"modular recurrence p=17 (π experiment)", "modular_integer", "--task modular " SMALL_T " " QUICK,
+     "--task modular " BIG_T " " PAPER, {{"", "integer tokens", "0.014"}}},
+    {"modular recurrence p=17 (π experiment)", "modular_opaque", "--task modular --opaque " SMALL_T " " QUICK,
+     "--task modular --opaque " BIG_T " " PAPER, {{"", "opaque tokens", "0.83"}}},
+    {"modular recurrence p=17 (π experiment)", "modular_horizon8", "--task modular --loss-horizon 8 " SMALL_T " " QUICK,
+     "--task modular --loss-horizon 8 " BIG_T " " PAPER, {{"", "integer, loss on positions 1-8 only", ""}}},
+};
+
+const repro_grid repro_grids[] = {
+    {"paper1", "Paper I: bijection and HMM for transformer, LSTM and both MLPs; HMM length generalisation; recall",
+     paper1, (int)(sizeof paper1 / sizeof paper1[0])},
+    {"boundary", "the construction boundary: modular recurrence with integer and opaque tokens, and a loss horizon",
+     boundary, (int)(sizeof boundary / sizeof boundary[0])},
+};
+const int repro_n_grids = (int)(sizeof repro_grids / sizeof repro_grids[0]);
+
+const repro_grid *repro_find_grid(const char *name) {
+  for (int i = 0; i < repro_n_grids; i++)
+    if (strcmp(repro_grids[i].name, name) == 0) return &repro_grids[i];
+  return NULL;
+}
