@@ -95,7 +95,8 @@ bwt_status bwt_run_dir_prepare(const char *dir);
 bwt_status bwt_train_run(bwt_trainer *tr, const char *run_dir, bwt_progress_fn progress, void *ctx);
 
 /* Asks a running bwt_train_run to stop after the current step and checkpoint (async-signal-safe:
- * for a SIGINT handler). */
+ * for a SIGINT handler). The request stays for the rest of the process: a run started after it
+ * stops at once, with its checkpoint. */
 void bwt_train_request_stop(void);
 
 /* Opens an existing run directory to continue it: reads config.json and checkpoint.safetensors and

@@ -13,6 +13,7 @@
 
 #include "bwt/rng.h"
 #include "bwt/task.h"
+#include "task_internal.h"
 
 #define BIJECTION_MAX_V 4096
 #define BIJECTION_MAX_L 100000
@@ -40,8 +41,10 @@ static void posterior_at_key(double *q, const bwt_task *task, const scratch *s, 
 }
 
 /* One sequence: tok (T), pos and target (N), post (N,K). */
-static void sample_one(const bwt_task *task, bwt_rng *rng, scratch *s, int32_t *tok, int32_t *pos,
-                       int32_t *target, double *post) {
+static void sample_one(const bwt_task *task, bwt_rng *rng, void *scratch_, const task_sequence *seq) {
+  scratch *s = scratch_;
+  int32_t *tok = seq->tokens, *pos = seq->pos, *target = seq->target;
+  double *post = seq->post;
   int V = task->cfg.V, L = task->cfg.L, K = task->n_classes;
   for (int i = 0; i < V; i++) s->perm[i] = s->keys[i] = i;
   memset(s->revealed, 0, V);
@@ -81,27 +84,7 @@ static void sample_one(const bwt_task *task, bwt_rng *rng, scratch *s, int32_t *
 }
 
 static bwt_status sample(const bwt_task *task, uint64_t seed, bwt_batch *out) {
-  int T = task->seq_len, N = task->n_sup, K = task->n_classes;
-  int failed = 0;
-#pragma omp parallel
-  {
-    scratch *s = malloc(sizeof *s);
-    if (!s) {
-#pragma omp atomic write
-      failed = 1;
-    }
-#pragma omp for schedule(static)
-    for (int b = 0; b < out->B; b++) {
-      if (!s) continue;
-      bwt_rng rng;
-      bwt_rng_seed(&rng, seed, (uint64_t)b);
-      sample_one(task, &rng, s, out->tokens + (size_t)b * T, out->sup_pos + (size_t)b * N,
-                 out->target + (size_t)b * N, out->posterior + (size_t)b * N * K);
-    }
-    free(s);
-  }
-  if (failed) return bwt_fail(BWT_STATUS_NOMEM, "out of memory sampling the bijection task");
-  return BWT_STATUS_OK;
+  return task_sample_batch(task, seed, out, sizeof(scratch), sample_one);
 }
 
 static const bwt_task_ops bijection_ops = {sample, destroy};

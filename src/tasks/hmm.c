@@ -28,6 +28,7 @@
 
 #include "bwt/rng.h"
 #include "bwt/task.h"
+#include "task_internal.h"
 
 #define HMM_MAX_STATES 20  /* S · 0.05 ≤ 1: the floor must leave a valid row */
 #define HMM_MAX_SYMBOLS 20
@@ -69,8 +70,10 @@ static int draw_cents(bwt_rng *rng, const int *cents, int n) {
 }
 
 /* One sequence: tok (T), pos and target (K), post (K,S). */
-static void sample_one(const bwt_task *task, bwt_rng *rng, int32_t *tok, int32_t *pos,
-                       int32_t *target, double *post) {
+static void sample_one(const bwt_task *task, bwt_rng *rng, void *scratch, const task_sequence *seq) {
+  (void)scratch;
+  int32_t *tok = seq->tokens, *pos = seq->pos, *target = seq->target;
+  double *post = seq->post;
   const bwt_task_config *c = &task->cfg;
   int S = c->S, O = c->O, K = c->K;
   int trans[HMM_MAX_STATES * HMM_MAX_STATES], emit[HMM_MAX_STATES * HMM_MAX_SYMBOLS];
@@ -108,15 +111,7 @@ static void sample_one(const bwt_task *task, bwt_rng *rng, int32_t *tok, int32_t
 }
 
 static bwt_status sample(const bwt_task *task, uint64_t seed, bwt_batch *out) {
-  int T = task->seq_len, N = task->n_sup, S = task->n_classes;
-#pragma omp parallel for schedule(static)
-  for (int b = 0; b < out->B; b++) {
-    bwt_rng rng;
-    bwt_rng_seed(&rng, seed, (uint64_t)b);
-    sample_one(task, &rng, out->tokens + (size_t)b * T, out->sup_pos + (size_t)b * N,
-               out->target + (size_t)b * N, out->posterior + (size_t)b * N * S);
-  }
-  return BWT_STATUS_OK;
+  return task_sample_batch(task, seed, out, 0, sample_one);
 }
 
 static const bwt_task_ops hmm_ops = {sample, destroy};

@@ -22,6 +22,7 @@
 
 #include "bwt/rng.h"
 #include "bwt/task.h"
+#include "task_internal.h"
 
 #define MODULAR_MAX_P 257
 #define MODULAR_MAX_LENGTH 4096
@@ -30,8 +31,9 @@ static void destroy(bwt_task *task) { free(task); }
 
 /* One sequence: tok (T), pos and target (N), post (N,p); pairs (p²) is scratch for the (a, b)
  * pairs, packed a·p + b, the consistent ones first. */
-static void sample_one(const bwt_task *task, bwt_rng *rng, int32_t *pairs, int32_t *tok,
-                       int32_t *pos, int32_t *target, double *post) {
+static void sample_one(const bwt_task *task, bwt_rng *rng, void *scratch, const task_sequence *seq) {
+  int32_t *pairs = scratch, *tok = seq->tokens, *pos = seq->pos, *target = seq->target;
+  double *post = seq->post;
   int p = task->cfg.p, len = task->cfg.length, opaque = task->cfg.opaque;
   int sigma[MODULAR_MAX_P], x[MODULAR_MAX_LENGTH];
   for (int v = 0; v < p; v++) sigma[v] = v;
@@ -75,27 +77,7 @@ static void sample_one(const bwt_task *task, bwt_rng *rng, int32_t *pairs, int32
 }
 
 static bwt_status sample(const bwt_task *task, uint64_t seed, bwt_batch *out) {
-  int T = task->seq_len, N = task->n_sup, K = task->n_classes, p = task->cfg.p;
-  int failed = 0;
-#pragma omp parallel
-  {
-    int32_t *pairs = malloc(sizeof(int32_t) * (size_t)p * p);
-    if (!pairs) {
-#pragma omp atomic write
-      failed = 1;
-    }
-#pragma omp for schedule(static)
-    for (int b = 0; b < out->B; b++) {
-      if (!pairs) continue;
-      bwt_rng rng;
-      bwt_rng_seed(&rng, seed, (uint64_t)b);
-      sample_one(task, &rng, pairs, out->tokens + (size_t)b * T, out->sup_pos + (size_t)b * N,
-                 out->target + (size_t)b * N, out->posterior + (size_t)b * N * K);
-    }
-    free(pairs);
-  }
-  if (failed) return bwt_fail(BWT_STATUS_NOMEM, "out of memory sampling the modular task");
-  return BWT_STATUS_OK;
+  return task_sample_batch(task, seed, out, sizeof(int32_t) * (size_t)task->cfg.p * task->cfg.p, sample_one);
 }
 
 static const bwt_task_ops modular_ops = {sample, destroy};

@@ -14,6 +14,7 @@
 
 #include "bwt/rng.h"
 #include "bwt/task.h"
+#include "task_internal.h"
 
 #define RECALL_MAX_VOCAB 65536
 #define RECALL_MAX_LEN 1000000
@@ -30,8 +31,9 @@ static void draw_distinct(bwt_rng *rng, int32_t *perm, int n, int k) {
 }
 
 /* One sequence: tok (T), pos and target (M), post (M,K); scratch holds KV + VV + N ints. */
-static void sample_one(const bwt_task *task, bwt_rng *rng, int32_t *scratch, int32_t *tok,
-                       int32_t *pos, int32_t *target, double *post) {
+static void sample_one(const bwt_task *task, bwt_rng *rng, void *scratch_, const task_sequence *seq) {
+  int32_t *scratch = scratch_, *tok = seq->tokens, *pos = seq->pos, *target = seq->target;
+  double *post = seq->post;
   const bwt_task_config *c = &task->cfg;
   int KV = c->key_vocab, VV = c->value_vocab, N = c->pairs, M = c->queries, K = task->n_classes;
   int32_t *keys = scratch, *values = keys + KV, *which = values + VV;
@@ -56,28 +58,7 @@ static void sample_one(const bwt_task *task, bwt_rng *rng, int32_t *scratch, int
 }
 
 static bwt_status sample(const bwt_task *task, uint64_t seed, bwt_batch *out) {
-  const bwt_task_config *c = &task->cfg;
-  int T = task->seq_len, N = task->n_sup, K = task->n_classes;
-  int failed = 0;
-#pragma omp parallel
-  {
-    int32_t *scratch = malloc(sizeof(int32_t) * ((size_t)c->key_vocab + c->value_vocab + c->pairs));
-    if (!scratch) {
-#pragma omp atomic write
-      failed = 1;
-    }
-#pragma omp for schedule(static)
-    for (int b = 0; b < out->B; b++) {
-      if (!scratch) continue;
-      bwt_rng rng;
-      bwt_rng_seed(&rng, seed, (uint64_t)b);
-      sample_one(task, &rng, scratch, out->tokens + (size_t)b * T, out->sup_pos + (size_t)b * N,
-                 out->target + (size_t)b * N, out->posterior + (size_t)b * N * K);
-    }
-    free(scratch);
-  }
-  if (failed) return bwt_fail(BWT_STATUS_NOMEM, "out of memory sampling the recall task");
-  return BWT_STATUS_OK;
+  return task_sample_batch(task, seed, out, sizeof(int32_t) * ((size_t)task->cfg.key_vocab + task->cfg.value_vocab + task->cfg.pairs), sample_one);
 }
 
 static const bwt_task_ops recall_ops = {sample, destroy};

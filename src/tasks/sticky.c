@@ -19,6 +19,7 @@
 
 #include "bwt/rng.h"
 #include "bwt/task.h"
+#include "task_internal.h"
 
 #define STICKY_SYMBOLS 8
 #define STICKY_DIM 20
@@ -64,8 +65,11 @@ static void destroy(bwt_task *task) {
 }
 
 /* One sequence: inputs (n,20), pos and target (n), post (n,8). */
-static void sample_one(const bwt_task *task, bwt_rng *rng, float *inputs, int32_t *pos,
-                       int32_t *target, double *post) {
+static void sample_one(const bwt_task *task, bwt_rng *rng, void *scratch, const task_sequence *seq) {
+  (void)scratch;
+  float *inputs = seq->inputs;
+  int32_t *pos = seq->pos, *target = seq->target;
+  double *post = seq->post;
   const sticky_params *sp = task->impl;
   int n = task->cfg.chain_len;
   double alpha[STICKY_SYMBOLS] = {0}, next[STICKY_SYMBOLS];
@@ -110,15 +114,7 @@ static void sample_one(const bwt_task *task, bwt_rng *rng, float *inputs, int32_
 }
 
 static bwt_status sample(const bwt_task *task, uint64_t seed, bwt_batch *out) {
-  int T = task->seq_len, N = task->n_sup;
-#pragma omp parallel for schedule(static)
-  for (int b = 0; b < out->B; b++) {
-    bwt_rng rng;
-    bwt_rng_seed(&rng, seed, (uint64_t)b);
-    sample_one(task, &rng, out->inputs + (size_t)b * T * STICKY_DIM, out->sup_pos + (size_t)b * N,
-               out->target + (size_t)b * N, out->posterior + (size_t)b * N * STICKY_SYMBOLS);
-  }
-  return BWT_STATUS_OK;
+  return task_sample_batch(task, seed, out, 0, sample_one);
 }
 
 static const bwt_task_ops sticky_ops = {sample, destroy};

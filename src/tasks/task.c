@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "bwt/task.h"
+#include "task_internal.h"
 
 /* The one list of tasks: X(name) needs bwt_<name>_create (task.h) and <name>_defaults below. */
 #define BWT_TASK_LIST(X) X(bijection) X(hmm) X(modular) X(recall) X(sticky)
@@ -201,6 +202,34 @@ void bwt_batch_free(bwt_batch *batch) {
   batch->sup_pos = NULL;
   batch->target = NULL;
   batch->posterior = NULL;
+}
+
+bwt_status task_sample_batch(const bwt_task *task, uint64_t seed, bwt_batch *out, size_t scratch_bytes,
+                             task_sample_fn fn) {
+  int T = task->seq_len, N = task->n_sup, K = task->n_classes, D = task->input_dim;
+  int failed = 0;
+#pragma omp parallel
+  {
+    void *scratch = scratch_bytes ? malloc(scratch_bytes) : NULL;
+    if (scratch_bytes && !scratch) {
+#pragma omp atomic write
+      failed = 1;
+    }
+#pragma omp for schedule(static)
+    for (int b = 0; b < out->B; b++) {
+      if (scratch_bytes && !scratch) continue;
+      bwt_rng rng;
+      bwt_rng_seed(&rng, seed, (uint64_t)b);
+      task_sequence seq = {out->tokens ? out->tokens + (size_t)b * T : NULL,
+                           out->inputs ? out->inputs + (size_t)b * T * D : NULL,
+                           out->sup_pos + (size_t)b * N, out->target + (size_t)b * N,
+                           out->posterior + (size_t)b * N * K};
+      fn(task, &rng, scratch, &seq);
+    }
+    free(scratch);
+  }
+  if (failed) return bwt_fail(BWT_STATUS_NOMEM, "out of memory sampling the %s task", task->cfg.name);
+  return BWT_STATUS_OK;
 }
 
 double bwt_entropy_bits(const double *p, int K) {

@@ -157,7 +157,7 @@ bwt_status bwt_train_run(bwt_trainer *tr, const char *dir, bwt_progress_fn progr
   double t0 = now_s(), t_last = t0;
   int step_last = tr->step, start = tr->step;
   long tokens_per_step = (long)tr->batch.B * tr->batch.T;
-  stop_requested = 0;
+  /* A stop requested before the loop (a Ctrl-C during start-up) is kept: the run saves step 0. */
   bwt_eval_result r;
   memset(&r, 0, sizeof r);
   while (s == BWT_STATUS_OK && tr->step < stop_at && !stop_requested) {
