@@ -50,8 +50,15 @@ static void on_signal(int sig) {
 }
 
 void progress_catch_interrupt(void) {
-  signal(SIGINT, on_signal);
-  signal(SIGTERM, on_signal);
+  /* sigaction, not signal(): under strict POSIX feature macros glibc's signal() resets the handler
+   * after one delivery, and a second Ctrl-C (or a signal sent to both the process and its group)
+   * would then kill the run before it saves. */
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
 }
 
 int train_with_progress(bwt_trainer *tr, const char *dir, const char *label, const char *command) {
