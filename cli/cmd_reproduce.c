@@ -29,28 +29,53 @@ static int split_flags(char *buf, size_t cap, const char *flags, char **argv, co
   return argc;
 }
 
-/* A fresh run of the cell's flags plus `extra` into dir. */
-static int start_run(const char *flags, const char *extra, const char *dir, const char *label) {
+/* The run config of a cell's flags plus `extra`, checked as bwt train checks it. */
+static int parse_cell(const char *flags, const char *extra, run_options *o) {
   char buf[2048], all[2048];
   snprintf(all, sizeof all, "%s %s", flags, extra);
   char *argv[MAX_ARGS];
   int argc = split_flags(buf, sizeof buf, all, argv, "reproduce");
-  run_options o;
-  run_options_default(&o);
+  run_options_default(o);
   cli_option opts[64];
-  int n = task_options(opts, &o);
-  n += model_options(opts + n, &o);
-  n += train_options(opts + n, &o);
+  int n = task_options(opts, o);
+  n += model_options(opts + n, o);
+  n += train_options(opts + n, o);
   cli_spec spec = {"reproduce", "", "", opts, n, 0, 0};
   int rc, npos;
-  if (run_options_preset(&o, argc, argv, "reproduce")) return 2;
-  if ((rc = cli_parse(&spec, argc, argv, NULL, &npos)) || (rc = run_options_finish(&o, "reproduce"))) return rc;
+  if (run_options_preset(o, argc, argv, "reproduce")) return 2;
+  if ((rc = cli_parse(&spec, argc, argv, NULL, &npos)) || (rc = run_options_finish(o, "reproduce"))) return rc;
+  return 0;
+}
+
+/* A fresh run of the cell's flags plus `extra` into dir. */
+static int start_run(const char *flags, const char *extra, const char *dir, const char *label) {
+  run_options o;
+  int rc = parse_cell(flags, extra, &o);
+  if (rc) return rc;
   bwt_trainer *tr = NULL;
   if (bwt_run_dir_prepare(dir) != BWT_STATUS_OK || bwt_trainer_create(&tr, &o.cfg) != BWT_STATUS_OK)
     return cli_error("reproduce");
   rc = train_with_progress(tr, dir, label, "reproduce");
   bwt_trainer_free(tr);
   return rc;
+}
+
+/* --dry-run: every cell's configuration, checked, and nothing trained. */
+static int dry_run(const repro_grid *g, int paper) {
+  for (int i = 0; i < g->n_cells; i++) {
+    const repro_cell *c = &g->cells[i];
+    run_options o;
+    int rc = parse_cell(paper ? c->paper : c->quick, "", &o);
+    if (rc) return rc;
+    bwt_model *m = NULL;
+    if (bwt_model_create(&m, &o.cfg.model, 1) != BWT_STATUS_OK) return cli_error("reproduce");
+    char task[128];
+    printf("%-22s %-34s %-11s d %-3d layers %d  %8zu params  %6d steps  batch %d\n", c->name,
+           bwt_task_config_describe(&o.cfg.task, task, sizeof task), bwt_arch_name(o.cfg.model.arch),
+           o.cfg.model.d_model, o.cfg.model.n_layers, m->n_params, o.cfg.train.steps, o.cfg.train.batch);
+    bwt_model_free(m);
+  }
+  return 0;
 }
 
 static int resume_run(const char *dir, const char *label, int threads) {
@@ -217,13 +242,14 @@ static int write_tables(const repro_grid *g, const char *out, int n_seeds, int p
 
 int cmd_reproduce(int argc, char **argv) {
   char preset[OPT_STRING_MAX] = "quick", out[OPT_STRING_MAX] = "";
-  int seeds = 3, threads = 0, steps = 0;
+  int seeds = 3, threads = 0, steps = 0, dry = 0;
   cli_option opts[] = {
       {"preset", OPT_STRING, preset, "quick (small models, 3000 steps: under 30 min on 2 cores) | paper (the papers' sizes)"},
       {"seeds", OPT_INT, &seeds, "seeds 1..N per cell"},
       {"out", OPT_STRING, out, "directory of the runs and tables (empty = runs/reproduce/NAME-PRESET)"},
       {"steps", OPT_INT, &steps, "override every cell's steps (0 = the grid's; for trying the pipeline)"},
       {"threads", OPT_INT, &threads, "threads (0 = environment)"},
+      {"dry-run", OPT_FLAG, &dry, "check and list every cell's configuration; train nothing"},
   };
   char summary[1024];
   int len = snprintf(summary, sizeof summary,
@@ -250,6 +276,7 @@ int cmd_reproduce(int argc, char **argv) {
     fprintf(stderr, "bwt reproduce: --seeds must be in 1..%d, --steps and --threads >= 0\n", MAX_SEEDS);
     return 2;
   }
+  if (dry) return dry_run(g, paper);
   if (!*out) snprintf(out, sizeof out, "runs/reproduce/%s-%s", g->name, preset);
   if (bwt_mkdir_p(out) != BWT_STATUS_OK) return cli_error("reproduce");
   progress_catch_interrupt();

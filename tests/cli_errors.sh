@@ -80,6 +80,15 @@ checks=$((checks + 1))
 ok reproduce boundary --steps 12 --seeds 2 --out "$tmp/rep"
 checks=$((checks + 1))
 [ "$(grep -c 'done, skipped' "$tmp/err")" = 6 ] || { echo "FAIL: rerun did not skip"; cat "$tmp/err"; failures=$((failures + 1)); }
+# Every cell of every grid and preset is a valid configuration.
+for grid in paper1 boundary; do
+  for preset in quick paper; do
+    ok reproduce $grid --preset $preset --dry-run
+  done
+done
+checks=$((checks + 1))
+"$bwt" reproduce paper1 --preset paper --dry-run | grep -q "hmm_transformer .*d 256 .*layers 9 .*50000 steps" ||
+  { echo "FAIL: paper preset of hmm_transformer"; failures=$((failures + 1)); }
 expect 2 "unknown grid 'nope'" -- reproduce nope
 expect 2 "unknown preset 'huge'" -- reproduce paper1 --preset huge
 # Ctrl-C stops with a checkpoint and exit 130; the same command resumes that run.
