@@ -59,11 +59,8 @@ int cmd_eval(int argc, char **argv) {
     return 2;
   }
   bwt_set_threads(threads);
-  char path[4096];
-  snprintf(path, sizeof path, "%s", pos[0]);
-  size_t len = strlen(path);
-  if (len < 12 || strcmp(path + len - 12, ".safetensors") != 0)
-    snprintf(path, sizeof path, "%s/checkpoint.safetensors", pos[0]); /* a run directory */
+  char path[4096], dir[4096];
+  checkpoint_path(path, dir, sizeof path, pos[0]);
 
   bwt_run_config cfg;
   bwt_model *model = NULL;

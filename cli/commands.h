@@ -8,5 +8,7 @@ int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_sample(int argc, char **argv);
 int cmd_reproduce(int argc, char **argv);
+int cmd_geometry(int argc, char **argv);
+int cmd_ablate(int argc, char **argv);
 
 #endif

@@ -14,6 +14,8 @@ static const struct {
     {"train", cmd_train, "train a model on a wind tunnel (or --resume a run directory)"},
     {"eval", cmd_eval, "evaluate a checkpoint against the exact posterior"},
     {"sample", cmd_sample, "export sequences with their exact posteriors as JSONL"},
+    {"geometry", cmd_geometry, "the mechanism view of a transformer checkpoint: key frames, attention, value manifold"},
+    {"ablate", cmd_ablate, "remove heads, branches and blocks one at a time; the change against the exact posterior"},
     {"reproduce", cmd_reproduce, "run a declared grid of experiments over seeds and tabulate it beside the papers"},
 };
 

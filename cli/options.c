@@ -114,6 +114,19 @@ void cli_usage(FILE *f, const cli_spec *spec) {
   fprintf(f, "  %-22s %s\n", "--help", "show this text");
 }
 
+void checkpoint_path(char *path, char *dir, size_t cap, const char *arg) {
+  size_t len = strlen(arg);
+  snprintf(dir, cap, "%s", arg);
+  if (len >= 12 && strcmp(arg + len - 12, ".safetensors") == 0) {
+    snprintf(path, cap, "%s", arg);
+    char *slash = strrchr(dir, '/');
+    if (slash) *slash = 0;
+    else snprintf(dir, cap, ".");
+  } else {
+    snprintf(path, cap, "%s/checkpoint.safetensors", arg);
+  }
+}
+
 int cli_error(const char *command) {
   fprintf(stderr, "bwt %s: %s\n", command, bwt_last_error());
   return 1;
@@ -195,6 +208,7 @@ int train_options(cli_option *opts, run_options *o) {
   opts[n++] = (cli_option){"eval-every", OPT_INT, &t->eval_every, "evaluate every N steps (0 = at the end only)"};
   opts[n++] = (cli_option){"eval-seqs", OPT_INT, &t->eval_seqs, "held-out sequences per evaluation"};
   opts[n++] = (cli_option){"ckpt-every", OPT_INT, &t->ckpt_every, "checkpoint every N steps (and at the end)"};
+  opts[n++] = (cli_option){"snapshots", OPT_INT, &t->snapshots, "weights-only snapshots at N log-spaced steps (for bwt geometry --series)"};
   opts[n++] = (cli_option){"log-every", OPT_INT, &t->log_every, "log a metrics line every N steps"};
   opts[n++] = (cli_option){"threads", OPT_INT, &t->threads, "threads (0 = OMP_NUM_THREADS or all cores); results are bit-identical for equal thread counts"};
   return n;

@@ -65,6 +65,10 @@ int run_options_finish(run_options *o, const char *command);
 void task_overrides_init(run_options *given);
 int task_overrides_apply(bwt_task_config *cfg, const bwt_task_config *given, const char *command);
 
+/* The checkpoint named by a command-line argument: the file itself if it ends in .safetensors,
+ * else RUN_DIR/checkpoint.safetensors. dir gets the run directory (the file's directory). */
+void checkpoint_path(char *path, char *dir, size_t cap, const char *arg);
+
 /* Prints "bwt CMD: message" for the last library error and returns 1. */
 int cli_error(const char *command);
 

@@ -81,3 +81,8 @@ int train_with_progress(bwt_trainer *tr, const char *dir, const char *label, con
   }
   return 0;
 }
+
+void progress_count(const char *what, int i, int n, const char *detail) {
+  int tty = isatty(fileno(stderr));
+  fprintf(stderr, "%s%s %d/%d%s%s", tty ? "\r" : "", what, i, n, detail, tty && i < n ? "   " : "\n");
+}

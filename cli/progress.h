@@ -13,6 +13,8 @@ typedef struct {
 
 void progress_init(progress_printer *p, const char *label);
 void progress_print(void *ctx, const bwt_progress *p);
+/* "what i/n (detail)" on stderr: overwriting itself on a terminal, one line each otherwise. */
+void progress_count(const char *what, int i, int n, const char *detail);
 /* Installs a SIGINT/SIGTERM handler that asks the training loop to stop and checkpoint. */
 void progress_catch_interrupt(void);
 

@@ -138,6 +138,30 @@ perl -pe 's/"format":\s*"bwt-checkpoint"/"format":"xyz-checkpoint"/' "$ck" >"$tm
 expect 1 "is not a bwt checkpoint" -- eval "$tmp/other.safetensors"
 expect 1 "cannot write" -- eval "$tmp/run" --eval-seqs 4 --json "$tmp/afile/x.json"
 
+# geometry and ablate: reports, figures, clear errors.
+ok train --V 4 --L 3 --steps 6 --batch 4 --d-model 8 --heads 2 --layers 2 --eval-seqs 8 --snapshots 3 --out "$tmp/geo"
+ok geometry "$tmp/geo" --seqs 8 --batch 4
+for f in geometry.json key_cosines.png attention_maps.svg value_manifold.png entropy_by_position.png; do
+  checks=$((checks + 1))
+  [ -s "$tmp/geo/geometry/$f" ] || { echo "FAIL: geometry did not write $f"; failures=$((failures + 1)); }
+done
+ok geometry "$tmp/geo" --series --seqs 8 --batch 4 --out "$tmp/geo/series"
+checks=$((checks + 1))
+grep -q '"step_at_90pct"' "$tmp/geo/series/series.json" && [ -s "$tmp/geo/series/dissociation.png" ] ||
+  { echo "FAIL: geometry --series outputs"; failures=$((failures + 1)); }
+ok ablate "$tmp/geo/checkpoint.safetensors" --seqs 8 --batch 4 --no-figures
+checks=$((checks + 1))
+[ "$(wc -l <"$tmp/geo/ablate/ablation.csv")" = 11 ] || { echo "FAIL: ablation.csv rows"; failures=$((failures + 1)); }
+expect 1 "has no snapshots/" -- geometry "$tmp/run" --series
+expect 1 "cannot read" -- geometry "$tmp/missing"
+expect 2 "--seqs must be >= 2" -- geometry "$tmp/geo" --seqs 1
+expect 2 "--seqs and --batch must be >= 1" -- ablate "$tmp/geo" --seqs 0
+expect 2 "snapshots must be in 0..1000" -- train --snapshots -1 --out "$tmp/never"
+ok train --arch mlp --V 4 --L 3 --steps 2 --batch 4 --d-model 8 --layers 1 --eval-seqs 8 --out "$tmp/mlp"
+expect 1 "geometry needs a transformer (this model is mlp)" -- geometry "$tmp/mlp" --seqs 4
+expect 1 "ablations need a transformer" -- ablate "$tmp/mlp" --seqs 4
+expect 1 "afile" -- geometry "$tmp/geo" --seqs 4 --out "$tmp/afile/g"
+
 # sample: JSON lines with posteriors.
 ok sample --V 5 --L 4 --n 3 --seed 9
 checks=$((checks + 1))
@@ -145,7 +169,7 @@ checks=$((checks + 1))
 expect 2 "L=9 > V=5" -- sample --V 5 --L 9
 
 # --help on every subcommand lists its options with defaults.
-for cmd in demo train eval sample; do
+for cmd in demo train eval sample geometry ablate; do
   ok "$cmd" --help
   checks=$((checks + 1))
   grep -q -- "--threads" "$tmp/out" || [ "$cmd" = sample ] || { echo "FAIL: $cmd --help"; failures=$((failures + 1)); }

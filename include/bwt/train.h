@@ -30,6 +30,8 @@ typedef struct {
   int eval_every;      /* evaluate every this many steps (0 = only at the end) */
   int eval_seqs;       /* held-out sequences per evaluation */
   int ckpt_every;      /* checkpoint every this many steps (0 = only at the end) */
+  int snapshots;       /* weights-only snapshots on a log-spaced schedule, snapshots/step_NNNNNNN.safetensors
+                          (0 = none; see bwt_snapshot_due) */
   int log_every;       /* metrics.jsonl / progress line every this many steps */
   int threads;         /* OpenMP and OpenBLAS threads; 0 = leave as the environment says */
 } bwt_train_config;
@@ -51,6 +53,9 @@ bwt_status bwt_run_config_from_json(bwt_run_config *cfg, const char *json, const
 
 /* The learning rate at 1-based step t. */
 double bwt_lr_at(const bwt_train_config *cfg, int t);
+/* Whether step t (1..steps) is on the snapshot schedule: the distinct values of round(steps^(i/(n−1)))
+ * for i = 0..n−1 (step 1 through the last step, evenly spaced in log steps; fewer when they collide). */
+int bwt_snapshot_due(const bwt_train_config *cfg, int t);
 
 /* Sets the OpenMP and OpenBLAS thread count (n <= 0: the environment's, OMP_NUM_THREADS or all
  * cores) and pins the threads to CPUs when they use every CPU the process may (src/core/threads.c). */

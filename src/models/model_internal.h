@@ -3,6 +3,7 @@
 #ifndef BWT_MODEL_INTERNAL_H
 #define BWT_MODEL_INTERNAL_H
 
+#include "bwt/capture.h"
 #include "bwt/model.h"
 
 /* INIT_UNIFORM_HIDDEN: U(−1/√C, 1/√C), torch.nn.LSTM's default. */
@@ -14,6 +15,8 @@ typedef struct {
   bwt_status (*forward)(bwt_model *m, const bwt_batch *batch, const float **logits);
   bwt_status (*backward)(bwt_model *m, const bwt_batch *batch, const float *dlogits);
   void (*destroy)(bwt_model *m);
+  /* Copies the capture points of the forward just run (NULL: the architecture has none). */
+  bwt_status (*capture)(const bwt_model *m, const bwt_batch *batch, bwt_capture *cap);
 } model_arch_ops;
 
 typedef struct {

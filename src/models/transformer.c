@@ -1,5 +1,6 @@
 /* The reference bijection model: a pre-norm causal transformer (SPEC.md §2).
  * Forward and backward are sequences of op calls; the math lives in src/kernels. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -248,4 +249,82 @@ static bwt_status backward(bwt_model *m, const bwt_batch *batch, const float *dl
   return BWT_STATUS_OK;
 }
 
-const model_arch_ops transformer_ops = {build, forward, backward, destroy};
+/* Copies rows of the per-position array src (B·T rows of width w) at the supervised positions into
+ * dst (M rows); with sparse set, src already holds just those rows. */
+static void copy_sup_rows(float *dst, const float *src, const bwt_batch *batch, size_t w, int sparse) {
+  if (sparse) {
+    memcpy(dst, src, sizeof(float) * (size_t)batch->B * batch->n_sup * w);
+    return;
+  }
+  for (int r = 0; r < batch->B * batch->n_sup; r++) {
+    size_t row = (size_t)(r / batch->n_sup) * batch->T + batch->sup_pos[r];
+    memcpy(dst + r * w, src + row * w, sizeof(float) * w);
+  }
+}
+
+static void fill_nan(float *x, size_t n) {
+  for (size_t i = 0; i < n; i++) x[i] = NAN;
+}
+
+/* The capture points from the activations of the forward just run (see bwt/capture.h). The last
+ * block holds its queries and weights at the supervised rows only (sparse); earlier blocks at
+ * every position, from which the supervised rows are picked. */
+static bwt_status capture(const bwt_model *m, const bwt_batch *batch, bwt_capture *cap) {
+  const bwt_model_config *c = &m->cfg;
+  const transformer *t = model_arch(m);
+  int B = batch->B, T = batch->T, n = batch->n_sup, C = c->d_model, L = c->n_layers, NH = c->n_heads;
+  size_t N = (size_t)B * T, M = (size_t)B * n, hs = C / NH, MC = M * C, NC = N * C;
+  size_t per_layer_att = (size_t)B * NH * n * T;
+  if (cap->embed) copy_sup_rows(cap->embed, t->x, batch, C, 0);
+  if (cap->final_norm) memcpy(cap->final_norm, t->ro.norm.out, sizeof(float) * MC);
+  for (int l = 0; l < L; l++) {
+    const block_acts *a = &t->acts[l];
+    int sparse = l + 1 == L;
+    if (cap->block_out)
+      copy_sup_rows(cap->block_out + l * MC, sparse ? t->out : t->x + (l + 1) * NC, batch, C, sparse);
+    float *ni = cap->normed_in ? cap->normed_in + l * MC : NULL;
+    float *qs = cap->queries ? cap->queries + l * MC : NULL;
+    float *ks = cap->keys ? cap->keys + l * NC : NULL, *vs = cap->values ? cap->values + l * NC : NULL;
+    float *sc = cap->scores ? cap->scores + l * per_layer_att : NULL;
+    float *at = cap->attention ? cap->attention + l * per_layer_att : NULL;
+    if (m->skip_attn[l]) { /* the branch was not computed */
+      float *all[] = {ni, qs, ks, vs, sc, at};
+      size_t len[] = {MC, MC, NC, NC, per_layer_att, per_layer_att};
+      for (int i = 0; i < 6; i++)
+        if (all[i]) fill_nan(all[i], len[i]);
+      continue;
+    }
+    if (ni) copy_sup_rows(ni, a->ln1.out, batch, C, 0);
+    if (qs) copy_sup_rows(qs, a->q, batch, C, sparse);
+    if (ks) memcpy(ks, a->k, sizeof(float) * NC);
+    if (vs) memcpy(vs, a->v, sizeof(float) * NC);
+    int nq = sparse ? n : T; /* query rows per (sequence, head) in a->att */
+    for (int b = 0; b < B; b++)
+      for (int h = 0; h < NH; h++)
+        for (int j = 0; j < n; j++) {
+          int pos = batch->sup_pos[b * n + j];
+          size_t out_row = (((size_t)b * NH + h) * n + j) * T;
+          if (at) {
+            const float *src = a->att + (((size_t)b * NH + h) * nq + (sparse ? j : pos)) * T;
+            memcpy(at + out_row, src, sizeof(float) * T);
+          }
+          if (sc) { /* recomputed from q and k exactly as the kernel scales them */
+            const float *q = (sparse ? a->q + ((size_t)b * n + j) * C : a->q + ((size_t)b * T + pos) * C) + h * hs;
+            float scale = 1.0f / sqrtf((float)hs);
+            for (int s = 0; s < T; s++) {
+              if (s > pos) {
+                sc[out_row + s] = -INFINITY;
+                continue;
+              }
+              const float *k = a->k + ((size_t)b * T + s) * C + h * hs;
+              float dot = 0;
+              for (size_t i = 0; i < hs; i++) dot += q[i] * k[i];
+              sc[out_row + s] = dot * scale;
+            }
+          }
+        }
+  }
+  return BWT_STATUS_OK;
+}
+
+const model_arch_ops transformer_ops = {build, forward, backward, destroy, capture};

@@ -12,6 +12,15 @@ double bwt_lr_at(const bwt_train_config *c, int t) {
   return lo + 0.5 * (c->lr - lo) * (1.0 + cos(3.141592653589793 * progress));
 }
 
+int bwt_snapshot_due(const bwt_train_config *c, int t) {
+  int n = c->snapshots;
+  if (n < 1 || t < 1 || t > c->steps) return 0;
+  if (n == 1) return t == c->steps;
+  for (int i = 0; i < n; i++)
+    if ((int)lround(pow(c->steps, (double)i / (n - 1))) == t) return 1;
+  return 0;
+}
+
 double optim_clip(bwt_model *m, double clip) {
   double norm = sqrt(bwt_sumsq(m->grads, m->n_params));
   if (clip > 0 && norm > clip) {

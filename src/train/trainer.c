@@ -112,6 +112,16 @@ static bwt_status save_checkpoint(bwt_trainer *tr, const char *dir) {
   return bwt_checkpoint_save(path, &tr->cfg, tr->model, tr->adam_m, tr->adam_v, tr->step);
 }
 
+/* Weights only, for the frame-precision series (bwt geometry --series); written before the resumable
+ * checkpoint of the same step, so a resumed run never misses one. */
+static bwt_status save_snapshot(bwt_trainer *tr, const char *dir) {
+  char path[4096];
+  path_in(path, sizeof path, dir, "snapshots");
+  BWT_TRY(bwt_mkdir_p(path));
+  snprintf(path, sizeof path, "%s/snapshots/step_%07d.safetensors", dir, tr->step);
+  return bwt_checkpoint_save(path, &tr->cfg, tr->model, NULL, NULL, tr->step);
+}
+
 static bwt_status log_json(FILE *f, cJSON *o, const char *path) {
   char *line = cJSON_PrintUnformatted(o);
   cJSON_Delete(o);
@@ -187,6 +197,7 @@ bwt_status bwt_train_run(bwt_trainer *tr, const char *dir, bwt_progress_fn progr
       if (progress) progress(ctx, &p);
     }
     if (s == BWT_STATUS_OK && c->ckpt_every > 0 && tr->step % c->ckpt_every == 0) s = save_checkpoint(tr, dir);
+    if (s == BWT_STATUS_OK && bwt_snapshot_due(c, tr->step)) s = save_snapshot(tr, dir);
   }
   /* Whatever stopped the loop, the last good state is saved (unless a write itself failed). */
   if (s == BWT_STATUS_OK || s == BWT_STATUS_NUMERIC) {

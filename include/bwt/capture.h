@@ -1,0 +1,44 @@
+/* Capture points: the transformer's internal activations on a batch, for the geometry diagnostics
+ * (SPEC.md §5). The caller names the points it needs; bwt_model_capture runs the ordinary forward
+ * pass (the logits are bit-identical to bwt_model_forward's) and copies out only those. Nothing is
+ * kept between calls.
+ *
+ * Row-wise points are taken at the supervised rows (M = B·n_sup, row b·n_sup + j for position
+ * sup_pos[b·n_sup + j]), the rows the readout and the exact posteriors refer to; keys and values at
+ * every position, since every supervised query attends over them. A block whose attention branch is
+ * switched off (skip_attn) has NAN in its normed input, queries, keys, values, scores and weights.
+ * Letters: L layers, B batch, T positions, n = n_sup, C width, NH heads (head h owns channels
+ * [h·hs, (h+1)·hs)). */
+#ifndef BWT_CAPTURE_H
+#define BWT_CAPTURE_H
+
+#include "bwt/model.h"
+
+typedef enum {
+  BWT_CAPTURE_EMBED = 1 << 0,      /* embed (M,C): token (or input projection) + position */
+  BWT_CAPTURE_NORMED_IN = 1 << 1,  /* normed_in (L,M,C): each block's attention-norm output */
+  BWT_CAPTURE_QUERIES = 1 << 2,    /* queries (L,M,C), with bias */
+  BWT_CAPTURE_KEYS = 1 << 3,       /* keys (L,B,T,C), with bias */
+  BWT_CAPTURE_VALUES = 1 << 4,     /* values (L,B,T,C), with bias */
+  BWT_CAPTURE_SCORES = 1 << 5,     /* scores (L,B,NH,n,T): q·k/√hs, −inf for future positions */
+  BWT_CAPTURE_ATTENTION = 1 << 6,  /* attention (L,B,NH,n,T): softmax weights (0 for the future),
+                                      before any head mask */
+  BWT_CAPTURE_BLOCK_OUT = 1 << 7,  /* block_out (L,M,C): the residual stream after each block */
+  BWT_CAPTURE_FINAL_NORM = 1 << 8, /* final_norm (M,C): the final norm's output, the readout input */
+  BWT_CAPTURE_ALL = (1 << 9) - 1
+} bwt_capture_point;
+
+typedef struct {
+  unsigned points; /* what was captured (the others are NULL) */
+  int L, B, T, n_sup, C, NH;
+  float *embed, *normed_in, *queries, *keys, *values, *scores, *attention, *block_out, *final_norm;
+} bwt_capture;
+
+/* Runs the forward pass on batch (transformer models only) and fills *cap with the requested points
+ * (a mask of bwt_capture_point). *logits, if not NULL, gets the forward's logits as
+ * bwt_model_forward would. Free with bwt_capture_free, also after a failure. */
+bwt_status bwt_model_capture(bwt_model *model, const bwt_batch *batch, unsigned points,
+                             bwt_capture *cap, const float **logits);
+void bwt_capture_free(bwt_capture *cap);
+
+#endif

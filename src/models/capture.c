@@ -1,0 +1,50 @@
+/* bwt_model_capture: allocation of the requested capture points and dispatch to the architecture. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "model_internal.h"
+
+bwt_status bwt_model_capture(bwt_model *m, const bwt_batch *batch, unsigned points, bwt_capture *cap,
+                             const float **logits) {
+  memset(cap, 0, sizeof *cap);
+  const model_impl *impl = m->impl;
+  if (!impl->ops->capture)
+    return bwt_fail(BWT_STATUS_ARG, "capture points need a transformer (this model is %s)",
+                    bwt_arch_name(m->cfg.arch));
+  if (points & ~(unsigned)BWT_CAPTURE_ALL) return bwt_fail(BWT_STATUS_ARG, "unknown capture point in mask 0x%x", points);
+  const float *out = NULL;
+  BWT_TRY(bwt_model_forward(m, batch, &out));
+  if (logits) *logits = out;
+  int L = m->cfg.n_layers, C = m->cfg.d_model, NH = m->cfg.n_heads;
+  *cap = (bwt_capture){points, L, batch->B, batch->T, batch->n_sup, C, NH,
+                       NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+  size_t M = (size_t)batch->B * batch->n_sup, N = (size_t)batch->B * batch->T;
+  size_t att = (size_t)L * batch->B * NH * batch->n_sup * batch->T;
+  struct {
+    unsigned point;
+    float **dst;
+    size_t n;
+  } want[] = {
+      {BWT_CAPTURE_EMBED, &cap->embed, M * C},           {BWT_CAPTURE_NORMED_IN, &cap->normed_in, L * M * C},
+      {BWT_CAPTURE_QUERIES, &cap->queries, L * M * C},   {BWT_CAPTURE_KEYS, &cap->keys, L * N * C},
+      {BWT_CAPTURE_VALUES, &cap->values, L * N * C},     {BWT_CAPTURE_SCORES, &cap->scores, att},
+      {BWT_CAPTURE_ATTENTION, &cap->attention, att},     {BWT_CAPTURE_BLOCK_OUT, &cap->block_out, L * M * C},
+      {BWT_CAPTURE_FINAL_NORM, &cap->final_norm, M * C},
+  };
+  for (size_t i = 0; i < sizeof want / sizeof *want; i++)
+    if (points & want[i].point) {
+      *want[i].dst = bwt_calloc(want[i].n, sizeof(float), "capture point");
+      if (!*want[i].dst) return BWT_STATUS_NOMEM;
+    }
+  return impl->ops->capture(m, batch, cap);
+}
+
+void bwt_capture_free(bwt_capture *cap) {
+  float **all[] = {&cap->embed, &cap->normed_in, &cap->queries, &cap->keys, &cap->values,
+                   &cap->scores, &cap->attention, &cap->block_out, &cap->final_norm};
+  for (size_t i = 0; i < sizeof all / sizeof *all; i++) {
+    free(*all[i]);
+    *all[i] = NULL;
+  }
+  cap->points = 0;
+}

@@ -1,0 +1,358 @@
+/* The mechanism view: capture points change nothing and agree with the forward pass; key frames on
+ * constructed weights; the geometry report, ablations and the snapshot series on small models;
+ * figures are written. */
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bwt/ablate.h"
+#include "bwt/capture.h"
+#include "bwt/fileio.h"
+#include "bwt/geometry.h"
+#include "bwt/train.h"
+#include "testutil.h"
+
+/* A bijection V=5, L=4 and a 2-layer, 2-head transformer of width 16 (random weights, seed 7). */
+static bwt_run_config tiny_config(void) {
+  bwt_run_config c;
+  memset(&c, 0, sizeof c);
+  assert_int_equal(bwt_task_config_default(&c.task, "bijection"), BWT_STATUS_OK);
+  c.task.V = 5;
+  c.task.L = 4;
+  bwt_train_config_default(&c.train);
+  c.train.steps = 60, c.train.batch = 16, c.train.warmup = 2, c.train.lr = 3e-3;
+  c.train.eval_seqs = 64, c.train.ckpt_every = 0, c.train.log_every = 20, c.train.seed = 7;
+  bwt_task *task = NULL;
+  assert_int_equal(bwt_task_create(&task, &c.task), BWT_STATUS_OK);
+  bwt_model_config_default(&c.model, BWT_ARCH_TRANSFORMER, task);
+  c.model.d_model = 16, c.model.n_layers = 2, c.model.n_heads = 2;
+  bwt_task_free(task);
+  return c;
+}
+
+static void make(const bwt_run_config *c, bwt_task **task, bwt_model **model, bwt_batch *b, int B) {
+  assert_int_equal(bwt_task_create(task, &c->task), BWT_STATUS_OK);
+  assert_int_equal(bwt_model_create(model, &c->model, 7), BWT_STATUS_OK);
+  assert_int_equal(bwt_batch_alloc(b, *task, B), BWT_STATUS_OK);
+  assert_int_equal(bwt_task_sample(*task, 99, b), BWT_STATUS_OK);
+}
+
+static const float *tensor(const bwt_model *m, const char *name) {
+  const bwt_tensor_desc *d = bwt_model_find_tensor(m, name);
+  assert_non_null(d);
+  return m->params + d->offset;
+}
+
+static void test_capture_matches_forward(void **state) {
+  bwt_run_config c = tiny_config();
+  bwt_task *task;
+  bwt_model *m;
+  bwt_batch b;
+  make(&c, &task, &m, &b, 8);
+  int M = b.B * b.n_sup, K = task->n_classes, C = 16, T = b.T, n = b.n_sup, NH = 2, L = 2;
+  const float *lp;
+  assert_int_equal(bwt_model_forward(m, &b, &lp), BWT_STATUS_OK);
+  float *plain = malloc(sizeof(float) * M * K);
+  memcpy(plain, lp, sizeof(float) * M * K);
+  bwt_capture cap;
+  const float *lc;
+  assert_int_equal(bwt_model_capture(m, &b, BWT_CAPTURE_ALL, &cap, &lc), BWT_STATUS_OK);
+  assert_memory_equal(plain, lc, sizeof(float) * M * K); /* bit-identical logits */
+
+  /* The embedding rows are token + position at the supervised positions, exactly. */
+  const float *wte = tensor(m, "tok_emb"), *wpe = tensor(m, "pos_emb");
+  for (int r = 0; r < M; r++) {
+    int bb = r / n, pos = b.sup_pos[r], tok = b.tokens[bb * T + pos];
+    for (int i = 0; i < C; i++) assert_true(cap.embed[r * C + i] == wte[tok * C + i] + wpe[pos * C + i]);
+  }
+  /* softmax(scores) = the weights; the future is masked. */
+  double worst = 0;
+  for (int l = 0; l < L; l++)
+    for (int bb = 0; bb < b.B; bb++)
+      for (int h = 0; h < NH; h++)
+        for (int j = 0; j < n; j++) {
+          size_t row = ((((size_t)l * b.B + bb) * NH + h) * n + j) * T;
+          int pos = b.sup_pos[bb * n + j];
+          double mx = -INFINITY, z = 0;
+          for (int s = 0; s <= pos; s++) mx = fmax(mx, cap.scores[row + s]);
+          for (int s = 0; s <= pos; s++) z += exp(cap.scores[row + s] - mx);
+          for (int s = 0; s < T; s++) {
+            double p = s <= pos ? exp(cap.scores[row + s] - mx) / z : 0;
+            if (s > pos) assert_true(isinf(cap.scores[row + s]) && cap.attention[row + s] == 0);
+            worst = fmax(worst, fabs(p - cap.attention[row + s]));
+          }
+        }
+  print_message("  softmax(scores) vs captured weights: max |diff| %.2e\n", worst);
+  assert_true(worst < 1e-6);
+  /* The last block's output, normed with norm_f, is the final-norm capture. */
+  const float *wf = tensor(m, "norm_f.weight");
+  double worst_norm = 0;
+  for (int r = 0; r < M; r++) {
+    const float *x = cap.block_out + ((size_t)(L - 1) * M + r) * C;
+    double ss = 0;
+    for (int i = 0; i < C; i++) ss += (double)x[i] * x[i];
+    double rstd = 1 / sqrt(ss / C + 1e-5);
+    for (int i = 0; i < C; i++) worst_norm = fmax(worst_norm, fabs(x[i] * rstd * wf[i] - cap.final_norm[r * C + i]));
+  }
+  print_message("  norm_f(last block output) vs final-norm capture: max |diff| %.2e\n", worst_norm);
+  assert_true(worst_norm < 1e-5);
+  bwt_capture_free(&cap);
+
+  /* Asking for one point allocates only it; a bypassed attention branch reads NAN. */
+  m->skip_attn[0] = 1;
+  assert_int_equal(bwt_model_capture(m, &b, BWT_CAPTURE_KEYS, &cap, NULL), BWT_STATUS_OK);
+  assert_null(cap.queries);
+  assert_true(isnan(cap.keys[0]) && !isnan(cap.keys[(size_t)b.B * T * C]));
+  bwt_capture_free(&cap);
+  assert_int_equal(bwt_model_capture(m, &b, 1u << 12, &cap, NULL), BWT_STATUS_ARG);
+  bwt_capture_free(&cap);
+  free(plain);
+  bwt_batch_free(&b);
+  bwt_model_free(m);
+  bwt_task_free(task);
+}
+
+static void test_capture_needs_transformer(void **state) {
+  bwt_run_config c = tiny_config();
+  c.model.arch = BWT_ARCH_MLP;
+  bwt_task *task;
+  bwt_model *m;
+  bwt_batch b;
+  make(&c, &task, &m, &b, 2);
+  bwt_capture cap;
+  assert_int_equal(bwt_model_capture(m, &b, BWT_CAPTURE_ALL, &cap, NULL), BWT_STATUS_ARG);
+  print_message("  %s\n", bwt_last_error());
+  bwt_capture_free(&cap);
+  bwt_batch_free(&b);
+  bwt_model_free(m);
+  bwt_task_free(task);
+}
+
+/* Keys from constructed weights: W_K = I and hypothesis embeddings on distinct axes give mean |cos|
+ * 0 in every head; equal embeddings give 1. */
+static void test_key_frames_constructed(void **state) {
+  bwt_run_config c = tiny_config();
+  bwt_task *task;
+  bwt_model *m;
+  bwt_batch b;
+  make(&c, &task, &m, &b, 2);
+  int lo, n_hyp = bwt_geometry_hypotheses(task, &lo), C = 16;
+  assert_int_equal(lo, 5);
+  assert_int_equal(n_hyp, 5);
+  float *wk = (float *)tensor(m, "blocks.0.attn.wk.weight"), *wte = (float *)tensor(m, "tok_emb");
+  memset(wk, 0, sizeof(float) * C * C);
+  for (int i = 0; i < C; i++) wk[i * C + i] = 1;
+  for (int v = 0; v < n_hyp; v++) {
+    memset(wte + (lo + v) * C, 0, sizeof(float) * C);
+    wte[(lo + v) * C + 3 * v] = 2.0f; /* axes 0, 3, 6 (head 0) and 9, 12 (head 1) */
+  }
+  float keys[5 * 16];
+  assert_int_equal(bwt_geometry_keys(m, 0, lo, n_hyp, keys), BWT_STATUS_OK);
+  /* RMSNorm maps 2·e_i to √C·e_i (norm weight 1), W_K = I keeps it. */
+  assert_float_equal(keys[0], sqrtf((float)C), 1e-3);
+  bwt_geometry_options o;
+  bwt_geometry_options_default(&o);
+  o.n_seqs = 16, o.batch = 8;
+  bwt_geometry g;
+  assert_int_equal(bwt_geometry_compute(m, NULL, task, &o, &g), BWT_STATUS_OK);
+  print_message("  orthogonal frame: mean |cos| head 0 %.2e, head 1 %.2e\n", g.key_orth[0], g.key_orth[1]);
+  assert_true(fabs(g.key_orth[0]) < 1e-6 && fabs(g.key_orth[1]) < 1e-6);
+  assert_float_equal(g.key_cos[0], 1, 1e-6);
+  assert_float_equal(g.gaussian_cos, sqrt(2 / (3.141592653589793 * 8)), 1e-12);
+  bwt_geometry_free(&g);
+  for (int v = 0; v < n_hyp; v++) wte[(lo + v) * C + 0] = 1, wte[(lo + v) * C + 9] = 1;
+  for (int v = 0; v < n_hyp; v++)
+    for (int i = 1; i < C; i++)
+      if (i != 9) wte[(lo + v) * C + i] = 0;
+  assert_int_equal(bwt_geometry_compute(m, NULL, task, &o, &g), BWT_STATUS_OK);
+  assert_float_equal(g.key_orth[0], 1, 1e-6);
+  assert_float_equal(g.key_orth[1], 1, 1e-6);
+  bwt_geometry_free(&g);
+  bwt_batch_free(&b);
+  bwt_model_free(m);
+  bwt_task_free(task);
+}
+
+/* The report on a random model: exact Bayes entropies, finite statistics in range, JSON that parses,
+ * figures written. */
+static void test_geometry_report(void **state) {
+  bwt_run_config c = tiny_config();
+  bwt_task *task;
+  bwt_model *m, *init;
+  bwt_batch b;
+  make(&c, &task, &m, &b, 2);
+  assert_int_equal(bwt_model_create(&init, &c.model, 8), BWT_STATUS_OK);
+  bwt_geometry_options o;
+  bwt_geometry_options_default(&o);
+  o.n_seqs = 50, o.batch = 16; /* the last batch overhangs */
+  bwt_geometry g;
+  assert_int_equal(bwt_geometry_compute(m, init, task, &o, &g), BWT_STATUS_OK);
+  assert_int_equal(g.n_rows, 50 * 4);
+  /* Without replacement, the j-th key leaves V − j candidates: H = log2(V − j). */
+  for (long r = 0; r < g.n_rows; r++) assert_float_equal(g.bayes_entropy[r], log2(5.0 - r % 4), 1e-12);
+  for (int i = 0; i < 4; i++) {
+    assert_true(g.attn_entropy[i] >= 0 && g.attn_entropy[i] <= log2(g.T) + 1e-9);
+    assert_true(g.key_orth[i] > 0 && g.key_orth[i] <= 1 && g.key_orth_init[i] > 0);
+  }
+  assert_true(g.final.pc1 > 0 && g.final.pc1 <= g.final.pc12 && g.final.pc12 <= 1 + 1e-12);
+  assert_true(g.final.dims90 >= 1 && g.final.dims90 <= 16);
+  assert_true(fabs(g.final.spearman) <= 1);
+  /* The embeddings carry the position, and here the position fixes the posterior entropy. */
+  print_message("  probe R2 embeddings %.4f, final %.4f; PC1 %.3f\n", g.probe_r2[0], g.probe_r2[3], g.final.pc1);
+  assert_true(g.probe_r2[0] > 0.999);
+  char *json = bwt_geometry_to_json(&g);
+  cJSON *root = cJSON_Parse(json);
+  assert_non_null(root);
+  const cJSON *kf = cJSON_GetObjectItemCaseSensitive(root, "key_frames");
+  assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(kf, "mean_abs_cos")), 2);
+  cJSON_Delete(root);
+  free(json);
+  const char *dir = test_tmpdir("geometry_figures");
+  assert_int_equal(bwt_geometry_figures(&g, dir), BWT_STATUS_OK);
+  const char *names[] = {"entropy_by_position", "single_sequences", "key_cosines", "attention_maps",
+                         "query_key_cosines", "attention_entropy", "entropy_probe", "value_manifold"};
+  for (size_t i = 0; i < sizeof names / sizeof *names; i++)
+    for (int svg = 0; svg < 2; svg++) {
+      char path[1024];
+      snprintf(path, sizeof path, "%s/%s.%s", dir, names[i], svg ? "svg" : "png");
+      char *data = NULL;
+      size_t len = 0;
+      assert_int_equal(bwt_read_file(path, &data, &len), BWT_STATUS_OK);
+      assert_true(len > 1000);
+      free(data);
+    }
+  bwt_geometry_free(&g);
+  bwt_batch_free(&b);
+  bwt_model_free(init);
+  bwt_model_free(m);
+  bwt_task_free(task);
+}
+
+/* Masking every head of a block is bypassing its attention when the O bias is zero: the same logits,
+ * bit for bit; bwt_ablate restores the switches and its deltas come from those evaluations. */
+static void test_ablation(void **state) {
+  bwt_run_config c = tiny_config();
+  bwt_task *task;
+  bwt_model *m;
+  bwt_batch b;
+  make(&c, &task, &m, &b, 8);
+  float *bo = (float *)tensor(m, "blocks.1.attn.wo.bias");
+  for (int i = 0; i < 16; i++) bo[i] = 0; /* created at 0, zeroed here for clarity */
+  test_fill_uniform((float *)tensor(m, "blocks.0.attn.wo.bias"), 16, -0.5f, 0.5f, 3);
+  int M = b.B * b.n_sup, K = task->n_classes;
+  const float *l1;
+  float *masked = malloc(sizeof(float) * M * K);
+  m->head_mask[2] = m->head_mask[3] = 0; /* both heads of block 1 */
+  assert_int_equal(bwt_model_forward(m, &b, &l1), BWT_STATUS_OK);
+  memcpy(masked, l1, sizeof(float) * M * K);
+  m->head_mask[2] = m->head_mask[3] = 1;
+  m->skip_attn[1] = 1;
+  assert_int_equal(bwt_model_forward(m, &b, &l1), BWT_STATUS_OK);
+  assert_memory_equal(masked, l1, sizeof(float) * M * K);
+  m->skip_attn[1] = 0;
+  /* Block 0 has an O bias: masking its heads keeps the bias, so it differs from the bypass. */
+  m->head_mask[0] = m->head_mask[1] = 0;
+  assert_int_equal(bwt_model_forward(m, &b, &l1), BWT_STATUS_OK);
+  memcpy(masked, l1, sizeof(float) * M * K);
+  m->head_mask[0] = m->head_mask[1] = 1;
+  m->skip_attn[0] = 1;
+  assert_int_equal(bwt_model_forward(m, &b, &l1), BWT_STATUS_OK);
+  assert_true(memcmp(masked, l1, sizeof(float) * M * K) != 0);
+  m->skip_attn[0] = 0;
+
+  bwt_ablation a;
+  assert_int_equal(bwt_ablate(m, task, 5, 40, 16, &a, NULL, NULL), BWT_STATUS_OK);
+  for (int i = 0; i < 4; i++) assert_true(m->head_mask[i] == 1);
+  assert_true(!m->skip_attn[0] && !m->skip_attn[1] && !m->skip_mlp[0] && !m->skip_mlp[1]);
+  bwt_eval_result r;
+  m->skip_mlp[1] = 1;
+  assert_int_equal(bwt_evaluate(m, task, 5, 40, 16, &r), BWT_STATUS_OK);
+  m->skip_mlp[1] = 0;
+  double want = r.overall.entropy_mae - a.base_mae, got = a.branch_dmae[1 * BWT_ABLATE_BRANCHES + BWT_ABLATE_MLP];
+  print_message("  MLP of block 1 removed: dMAE %.9g (ablate) vs %.9g (direct)\n", got, want);
+  assert_true(fabs(got - want) < 1e-12);
+  bwt_eval_result_free(&r);
+  int best = 0;
+  for (int i = 1; i < 4; i++)
+    if (a.head_dmae[i] > a.head_dmae[best]) best = i;
+  assert_int_equal(a.critical_layer * 2 + a.critical_head, best);
+  assert_true(a.heads_for_80 >= 1 && a.heads_for_80 <= 4);
+  const char *dir = test_tmpdir("ablation");
+  char path[1024];
+  snprintf(path, sizeof path, "%s/ablation.csv", dir);
+  assert_int_equal(bwt_ablation_write_csv(path, &a), BWT_STATUS_OK);
+  assert_int_equal(bwt_ablation_figure(&a, dir), BWT_STATUS_OK);
+  snprintf(path, sizeof path, "%s/ablation.png", dir);
+  assert_true(bwt_path_exists(path));
+  bwt_ablation_free(&a);
+  free(masked);
+  bwt_batch_free(&b);
+  bwt_model_free(m);
+  bwt_task_free(task);
+}
+
+static void test_snapshot_schedule(void **state) {
+  bwt_train_config t;
+  bwt_train_config_default(&t);
+  t.steps = 3000, t.snapshots = 12;
+  const int want[] = {1, 2, 4, 9, 18, 38, 79, 163, 338, 700, 1449, 3000};
+  int k = 0;
+  for (int s = 1; s <= t.steps; s++)
+    if (bwt_snapshot_due(&t, s)) {
+      assert_true(k < 12);
+      assert_int_equal(s, want[k++]);
+    }
+  assert_int_equal(k, 12);
+  t.snapshots = 1;
+  assert_true(bwt_snapshot_due(&t, 3000) && !bwt_snapshot_due(&t, 1));
+  t.steps = 5, t.snapshots = 20; /* collisions: every step once */
+  for (int s = 1; s <= 5; s++) assert_true(bwt_snapshot_due(&t, s));
+  t.snapshots = 0;
+  assert_false(bwt_snapshot_due(&t, 5));
+}
+
+/* A short run with snapshots: the series ends at the final model (similarity and overlap 1) and
+ * its settle steps are steps of the series. */
+static void test_series(void **state) {
+  bwt_run_config c = tiny_config();
+  c.train.snapshots = 5;
+  c.train.threads = 1;
+  const char *dir = test_tmpdir("series_run");
+  bwt_trainer *tr = NULL;
+  assert_int_equal(bwt_trainer_create(&tr, &c), BWT_STATUS_OK);
+  assert_int_equal(bwt_train_run(tr, dir, NULL, NULL), BWT_STATUS_OK);
+  bwt_trainer_free(tr);
+  bwt_geometry_options o;
+  bwt_geometry_options_default(&o);
+  o.n_seqs = 32, o.batch = 16;
+  bwt_series s;
+  assert_int_equal(bwt_geometry_series(dir, &o, &s, NULL, NULL), BWT_STATUS_OK);
+  assert_int_equal(s.n, 5); /* steps 1, 3, 8, 22, 60; the last is the final checkpoint */
+  const int want[] = {1, 3, 8, 22, 60};
+  for (int i = 0; i < 5; i++) assert_int_equal(s.step[i], want[i]);
+  assert_float_equal(s.value[BWT_SERIES_ATTN][4], 1, 1e-9);
+  assert_float_equal(s.value[BWT_SERIES_KEYS][4], 1, 1e-9);
+  assert_true(s.value[BWT_SERIES_ATTN][0] < 1 - 1e-6);
+  assert_true(s.value[BWT_SERIES_MAE][4] < s.value[BWT_SERIES_MAE][0]);
+  for (int k = 0; k < BWT_SERIES_N; k++) {
+    int found = 0;
+    for (int i = 0; i < 5; i++) found |= s.settle_step[k] == s.step[i];
+    assert_true(found);
+  }
+  assert_int_equal(bwt_series_figure(&s, dir), BWT_STATUS_OK);
+  bwt_series_free(&s);
+  assert_int_equal(bwt_geometry_series(test_tmpdir("series_empty"), &o, &s, NULL, NULL), BWT_STATUS_IO);
+  print_message("  %s\n", bwt_last_error());
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_capture_matches_forward), cmocka_unit_test(test_capture_needs_transformer),
+      cmocka_unit_test(test_key_frames_constructed),  cmocka_unit_test(test_geometry_report),
+      cmocka_unit_test(test_ablation),                cmocka_unit_test(test_snapshot_schedule),
+      cmocka_unit_test(test_series),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
