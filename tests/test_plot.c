@@ -65,8 +65,8 @@ static void test_lines(void **state) {
   curves c;
   make_curves(&c);
   bwt_plot_series s[2] = {
-      {"transformer (mean ± sd)", c.x, c.y1, c.lo, c.hi, N, 0},
-      {"mlp", c.x, c.y2, NULL, NULL, N, 1},
+      {"transformer (mean ± sd)", c.x, c.y1, c.lo, c.hi, N, 0, 0},
+      {"mlp", c.x, c.y2, NULL, NULL, N, 1, 0},
   };
   bwt_plot_axes ax = {"Entropy error during training", "step", "entropy MAE (bits)", 0, 0};
   assert_int_equal(bwt_plot_lines(stem_in(dir, "lines"), &ax, s, 2), BWT_STATUS_OK);
@@ -125,7 +125,7 @@ static void test_many(void **state) {
   const char *dir = test_tmpdir("plot_many");
   curves c;
   make_curves(&c);
-  bwt_plot_series s = {"a", c.x, c.y2, NULL, NULL, N, 0};
+  bwt_plot_series s = {"a", c.x, c.y2, NULL, NULL, N, 0, 0};
   bwt_plot_axes ax = {"repeat", "x", "y", 0, 0};
   for (int i = 0; i < 12; i++) {
     char name[32];
@@ -139,7 +139,7 @@ static void test_errors(void **state) {
   const char *dir = test_tmpdir("plot_errors");
   curves c;
   make_curves(&c);
-  bwt_plot_series s = {"a", c.x, c.y2, NULL, NULL, N, 0};
+  bwt_plot_series s = {"a", c.x, c.y2, NULL, NULL, N, 0, 0};
   bwt_plot_axes ax = {"t", "x", "y", 0, 0};
   assert_int_equal(bwt_plot_lines(stem_in(dir, "no/such/dir/fig"), &ax, &s, 1), BWT_STATUS_IO);
   assert_non_null(strstr(bwt_last_error(), "cannot write figure"));

@@ -23,6 +23,7 @@ typedef struct {
   const double *lo, *hi; /* (n) or NULL: a shaded band (spread) drawn under the line */
   int n;
   int points;            /* 1: draw markers only (no line) */
+  int colour;            /* 0: the next palette colour in turn; k > 0: palette colour k (to pair series) */
 } bwt_plot_series;
 
 /* Line chart of n_series series on shared axes, with a legend. */

@@ -37,7 +37,7 @@ static bwt_status entropy_figures(const bwt_geometry *g, const char *dir) {
   bwt_status s = stem(path, sizeof path, dir, "entropy_by_position");
   bwt_plot_axes ax = {"Model vs Bayes entropy per position (mean, band = 1 sd over sequences)",
                       "supervised position", "entropy (bits)", 0, 0};
-  bwt_plot_series lines[2] = {{"Bayes posterior H(q)", x, bm, bl, bh, n, 0}, {"model H(p)", x, mm, ml, mh, n, 0}};
+  bwt_plot_series lines[2] = {{"Bayes posterior H(q)", x, bm, bl, bh, n, 0, 0}, {"model H(p)", x, mm, ml, mh, n, 0, 0}};
   if (s == BWT_STATUS_OK) s = bwt_plot_lines(path, &ax, lines, 2);
   /* A few single sequences, position by position. */
   long seqs = g->n_rows / n;
@@ -47,8 +47,8 @@ static bwt_status entropy_figures(const bwt_geometry *g, const char *dir) {
   for (int q = 0; q < shown; q++) {
     snprintf(labels[2 * q], sizeof labels[0], "sequence %d: Bayes", q);
     snprintf(labels[2 * q + 1], sizeof labels[0], "sequence %d: model", q);
-    one[2 * q] = (bwt_plot_series){labels[2 * q], x, g->bayes_entropy + (size_t)q * n, NULL, NULL, n, 1};
-    one[2 * q + 1] = (bwt_plot_series){labels[2 * q + 1], x, g->model_entropy + (size_t)q * n, NULL, NULL, n, 0};
+    one[2 * q] = (bwt_plot_series){labels[2 * q], x, g->bayes_entropy + (size_t)q * n, NULL, NULL, n, 1, q + 1};
+    one[2 * q + 1] = (bwt_plot_series){labels[2 * q + 1], x, g->model_entropy + (size_t)q * n, NULL, NULL, n, 0, q + 1};
   }
   bwt_plot_axes ax1 = {"Single sequences: model (lines) tracks Bayes (markers)", "supervised position",
                        "entropy (bits)", 0, 0};
@@ -104,8 +104,8 @@ static bwt_status layer_figures(const bwt_geometry *g, const char *dir) {
       mean[l] += e / NH, lo[l] = fmin(lo[l], e), hi[l] = fmax(hi[l], e);
     }
   }
-  bwt_plot_series f[2] = {{"mean over heads (band: min-max)", x, mean, lo, hi, L, 0},
-                          {"uniform over the visible prefix", x, uni, NULL, NULL, L, 0}};
+  bwt_plot_series f[2] = {{"mean over heads (band: min-max)", x, mean, lo, hi, L, 0, 0},
+                          {"uniform over the visible prefix", x, uni, NULL, NULL, L, 0, 0}};
   bwt_plot_axes fa = {"Attention focusing: entropy of attention at supervised positions", "layer",
                       "attention entropy (bits)", 0, 0};
   if (s == BWT_STATUS_OK && L > 1) s = stem(path, sizeof path, dir, "attention_entropy");
@@ -114,7 +114,7 @@ static bwt_status layer_figures(const bwt_geometry *g, const char *dir) {
   int np = 0;
   for (int i = 0; i < L + 2; i++)
     if (isfinite(g->probe_r2[i])) px[np] = i, py[np++] = g->probe_r2[i];
-  bwt_plot_series pr = {"held-out R#u2#d", px, py, NULL, NULL, np, 0};
+  bwt_plot_series pr = {"held-out R#u2#d", px, py, NULL, NULL, np, 0, 0};
   bwt_plot_axes pa = {"Linear probe of the posterior entropy (0 = embeddings, last = final norm)",
                       "depth (0 = embeddings)", "held-out R#u2#d", 0, 0};
   if (s == BWT_STATUS_OK && np > 1) s = stem(path, sizeof path, dir, "entropy_probe");
@@ -159,7 +159,7 @@ bwt_status bwt_length_figure(const char *dir, const bwt_eval_result *r, const in
     double *y = buf + (size_t)(i + 1) * most;
     for (int j = 0; j < r[i].n_pos; j++) y[j] = r[i].pos[j].entropy_mae;
     snprintf(labels[i], sizeof *labels, "evaluated at K=%d", lengths[i]);
-    lines[i] = (bwt_plot_series){labels[i], buf, y, NULL, NULL, r[i].n_pos, 0};
+    lines[i] = (bwt_plot_series){labels[i], buf, y, NULL, NULL, r[i].n_pos, 0, 0};
   }
   char path[4096], title[128];
   snprintf(path, sizeof path, "%s/error_by_position", dir);

@@ -252,7 +252,7 @@ bwt_status bwt_series_figure(const bwt_series *s, const char *dir) {
     double first = v[0], last = v[s->n - 1], *y = buf + (size_t)(k + 1) * s->n;
     if (!isfinite(first) || !isfinite(last)) continue;
     for (int i = 0; i < s->n; i++) y[i] = last != first ? (v[i] - first) / (last - first) : 1;
-    lines[n_lines++] = (bwt_plot_series){labels[k], x, y, NULL, NULL, s->n, 0};
+    lines[n_lines++] = (bwt_plot_series){labels[k], x, y, NULL, NULL, s->n, 0, 0};
   }
   char path[4096];
   snprintf(path, sizeof path, "%s/dissociation", dir);

@@ -284,6 +284,9 @@ static PLINT legend_corner(const lines_fig *f) {
   return corner[best];
 }
 
+/* The palette slot of series i: its own colour if it names one, else the next in turn. */
+static int palette(const bwt_plot_series *s, int i) { return (s->colour > 0 ? s->colour - 1 : i) % N_TAB; }
+
 static void legend(const lines_fig *f) {
   PLINT opt[LEGEND_MAX], col[LEGEND_MAX], ink[LEGEND_MAX], style[LEGEND_MAX], nsym[LEGEND_MAX];
   PLFLT width[LEGEND_MAX], scale[LEGEND_MAX], lw, lh;
@@ -292,7 +295,7 @@ static void legend(const lines_fig *f) {
   for (int i = 0; i < f->ns && k < LEGEND_MAX; i++) {
     if (!f->s[i].label || !*f->s[i].label) continue;
     opt[k] = f->s[i].points ? PL_LEGEND_SYMBOL : PL_LEGEND_LINE;
-    col[k] = COL_SERIES + i % N_TAB, ink[k] = COL_INK, style[k] = 1, nsym[k] = 1;
+    col[k] = COL_SERIES + palette(&f->s[i], i), ink[k] = COL_INK, style[k] = 1, nsym[k] = 1;
     width[k] = 2.0, scale[k] = MARK_SCALE, text[k] = f->s[i].label, sym[k] = MARK;
     k++;
   }
@@ -309,12 +312,12 @@ static void draw_lines(const void *fig) {
   const double *v = f->v;
   for (int i = 0; i < f->ns; v += 4 * f->s[i].n, i++) { /* bands first: lines stay on top */
     if (!f->s[i].lo) continue;
-    plcol0(COL_BAND + i % N_TAB);
+    plcol0(COL_BAND + palette(&f->s[i], i));
     band(v, v + 2 * f->s[i].n, v + 3 * f->s[i].n, f->s[i].n, f->poly);
   }
   v = f->v;
   for (int i = 0; i < f->ns; v += 4 * f->s[i].n, i++) {
-    plcol0(COL_SERIES + i % N_TAB);
+    plcol0(COL_SERIES + palette(&f->s[i], i));
     plwidth(2);
     trace(v, v + f->s[i].n, f->s[i].n, f->s[i].points);
   }
