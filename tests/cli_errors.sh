@@ -162,6 +162,17 @@ expect 1 "geometry needs a transformer (this model is mlp)" -- geometry "$tmp/ml
 expect 1 "ablations need a transformer" -- ablate "$tmp/mlp" --seqs 4
 expect 1 "afile" -- geometry "$tmp/geo" --seqs 4 --out "$tmp/afile/g"
 
+# dynamics: the routing law on the real backward pass.
+ok dynamics verify "$tmp/geo" --batches 1 --batch 4
+checks=$((checks + 1))
+grep -q "both identities hold" "$tmp/out" || { echo "FAIL: dynamics verify output"; failures=$((failures + 1)); }
+expect 2 "unknown experiment 'nope'" -- dynamics nope
+expect 2 "--batches and --batch must be >= 1" -- dynamics verify "$tmp/geo" --batches 0
+expect 1 "attention traces need a transformer" -- dynamics verify "$tmp/mlp" --batches 1
+ok dynamics --help
+checks=$((checks + 1))
+grep -q "routing law" "$tmp/out" || { echo "FAIL: dynamics --help"; failures=$((failures + 1)); }
+
 # sample: JSON lines with posteriors.
 ok sample --V 5 --L 4 --n 3 --seed 9
 checks=$((checks + 1))

@@ -374,7 +374,7 @@ static void check_attention(int B, int T, int C, int NH, float qk) {
     ref_attention(c.out, att_ref, c.x[0], c.x[1], c.x[2], c.mask, B, T, C, NH);
     assert_true(rel_err_d(att, att_ref, B * NH * T * T, 1e-3) < 1e-5); /* α, zeros above */
     float *dq = fzeros(BTC), *dk = fzeros(BTC), *dv = fzeros(BTC);
-    assert_int_equal(bwt_attention_backward(dq, dk, dv, R, att, q, k, v, mf, B, T, C, NH, T, NULL), BWT_STATUS_OK);
+    assert_int_equal(bwt_attention_backward(dq, dk, dv, R, att, q, k, v, mf, B, T, C, NH, T, NULL, NULL), BWT_STATUS_OK);
     check_grad(with_mask ? "attention dq (mask)" : "attention dq", &c, c.x[0], dq, BTC);
     check_grad(with_mask ? "attention dk (mask)" : "attention dk", &c, c.x[1], dk, BTC);
     check_grad(with_mask ? "attention dv (mask)" : "attention dv", &c, c.x[2], dv, BTC);
@@ -507,7 +507,7 @@ static void att_run(float *g[3], int big) {
   float *q = frand(n, -2, 2, 43), *k = frand(n, -2, 2, 44), *v = frand(n, -1, 1, 45);
   float *dout = frand(n, -1, 1, 46), *out = fzeros(n), *att = fzeros((size_t)B * NH * T * T);
   bwt_attention_forward(out, att, q, k, v, mask, B, T, C, NH, T, NULL);
-  bwt_attention_backward(g[0], g[1], g[2], dout, att, q, k, v, mask, B, T, C, NH, T, NULL);
+  bwt_attention_backward(g[0], g[1], g[2], dout, att, q, k, v, mask, B, T, C, NH, T, NULL, NULL);
 }
 static void xent_run(float *g[3], int big) {
   dims d = dims_of(big);
@@ -650,8 +650,8 @@ static void test_attention_query_rows(void **state) {
   assert_int_equal(bwt_attention_forward(outs, atts, qsub, k, v, mask, B, T, C, NH, NQ, qpos), BWT_STATUS_OK);
   float *dq = fzeros(BTC), *dk = fzeros(BTC), *dv = fzeros(BTC);
   float *dqs = fzeros(BQC), *dks = fzeros(BTC), *dvs = fzeros(BTC);
-  bwt_attention_backward(dq, dk, dv, gfull, att, q, k, v, mask, B, T, C, NH, T, NULL);
-  bwt_attention_backward(dqs, dks, dvs, g, atts, qsub, k, v, mask, B, T, C, NH, NQ, qpos);
+  bwt_attention_backward(dq, dk, dv, gfull, att, q, k, v, mask, B, T, C, NH, T, NULL, NULL);
+  bwt_attention_backward(dqs, dks, dvs, g, atts, qsub, k, v, mask, B, T, C, NH, NQ, qpos, NULL);
   double worst = 0;
   for (int b = 0; b < B; b++)
     for (int j = 0; j < NQ; j++) {

@@ -62,11 +62,13 @@ bwt_status bwt_attention_forward(float *out, float *att, const float *q, const f
 void bwt_attention_forward_naive(float *out, float *att, const float *q, const float *k,
                                  const float *v, const float *head_mask, int B, int T, int C,
                                  int NH);
-/* Accumulates dq (B,nq,C), dk and dv (B,T,C) (any may be NULL) from dout (B,nq,C). */
+/* Accumulates dq (B,nq,C), dk and dv (B,T,C) (any may be NULL) from dout (B,nq,C). dscore, if not
+ * NULL, gets (B,NH,nq,T) the gradient of the scores s = q·k/sqrt(hs) (0 for the future): the
+ * instrument of the gradient-dynamics checks (SPEC.md §6). */
 bwt_status bwt_attention_backward(float *dq, float *dk, float *dv, const float *dout,
                                   const float *att, const float *q, const float *k, const float *v,
                                   const float *head_mask, int B, int T, int C, int NH, int nq,
-                                  const int32_t *qpos);
+                                  const int32_t *qpos, float *dscore);
 
 /* LSTM recurrence over T steps of B rows, time-major (row t·B + b), hidden size H, gate order
  * i, f, g, o as torch.nn.LSTM. gates (T,B,4H) holds x_t W_ihᵀ + b_ih on entry and the activated

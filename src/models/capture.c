@@ -48,3 +48,39 @@ void bwt_capture_free(bwt_capture *cap) {
   }
   cap->points = 0;
 }
+
+bwt_status bwt_model_backward_traced(bwt_model *m, const bwt_batch *batch, const float *dlogits, int layer,
+                                     bwt_attention_trace *tr) {
+  memset(tr, 0, sizeof *tr);
+  const bwt_model_config *c = &m->cfg;
+  if (c->arch != BWT_ARCH_TRANSFORMER)
+    return bwt_fail(BWT_STATUS_ARG, "attention traces need a transformer (this model is %s)", bwt_arch_name(c->arch));
+  if (layer < 0 || layer >= c->n_layers)
+    return bwt_fail(BWT_STATUS_ARG, "no block %d to trace (the model has %d)", layer, c->n_layers);
+  if (m->skip_attn[layer]) return bwt_fail(BWT_STATUS_ARG, "block %d's attention is switched off", layer);
+  int last = layer + 1 == c->n_layers, nq = last ? batch->n_sup : batch->T;
+  *tr = (bwt_attention_trace){layer, batch->B, batch->T, c->d_model, c->n_heads, nq, last ? batch->sup_pos : NULL,
+                              NULL, NULL, NULL, NULL, NULL};
+  size_t rows = (size_t)batch->B * nq * c->d_model, NC = (size_t)batch->B * batch->T * c->d_model;
+  size_t att = (size_t)batch->B * c->n_heads * nq * batch->T;
+  tr->u = bwt_calloc(rows, sizeof(float), "attention trace");
+  tr->att = bwt_calloc(att, sizeof(float), "attention trace");
+  tr->dscore = bwt_calloc(att, sizeof(float), "attention trace");
+  tr->v = bwt_calloc(NC, sizeof(float), "attention trace");
+  tr->dv = bwt_calloc(NC, sizeof(float), "attention trace");
+  if (!tr->u || !tr->att || !tr->dscore || !tr->v || !tr->dv) return BWT_STATUS_NOMEM;
+  model_impl *impl = m->impl;
+  impl->trace = tr;
+  bwt_status s = bwt_model_backward(m, batch, dlogits);
+  impl->trace = NULL;
+  return s;
+}
+
+void bwt_attention_trace_free(bwt_attention_trace *tr) {
+  free(tr->u);
+  free(tr->att);
+  free(tr->dscore);
+  free(tr->v);
+  free(tr->dv);
+  memset(tr, 0, sizeof *tr);
+}

@@ -4,6 +4,7 @@
 #define BWT_MODEL_INTERNAL_H
 
 #include "bwt/capture.h"
+#include "bwt/dynamics.h"
 #include "bwt/model.h"
 
 /* INIT_UNIFORM_HIDDEN: U(−1/√C, 1/√C), torch.nn.LSTM's default. */
@@ -26,6 +27,7 @@ typedef struct {
   int table_oom;     /* a model_add_tensor ran out of memory */
   void *arch;        /* the architecture's own state */
   float *sinusoids;  /* (sin_rows, C) the fixed position table, when positions are sinusoidal */
+  bwt_attention_trace *trace; /* set during bwt_model_backward_traced: the block to record */
   int sin_rows;
 } model_impl;
 

@@ -194,6 +194,18 @@ static bwt_status forward(bwt_model *m, const bwt_batch *batch, const float **lo
   return BWT_STATUS_OK;
 }
 
+/* Copies block l's attention into the trace (bwt/dynamics.h): u is the gradient of the masked
+ * output, so the head mask multiplies it. */
+static void record_trace(bwt_attention_trace *tr, const float *datty, const float *att, const float *v,
+                         const float *dv, const float *mask, int R, int NH, size_t n_att, size_t NC) {
+  int hs = tr->C / NH;
+  for (size_t r = 0; r < (size_t)R; r++)
+    for (int i = 0; i < tr->C; i++) tr->u[r * tr->C + i] = mask[i / hs] * datty[r * tr->C + i];
+  memcpy(tr->att, att, sizeof(float) * n_att);
+  memcpy(tr->v, v, sizeof(float) * NC);
+  memcpy(tr->dv, dv, sizeof(float) * NC);
+}
+
 /* Backward of block l. On entry the gradient of its output is in t->dx (N,C), or for the last
  * block in t->dxs (M,C); on return t->dx holds the gradient of its input x (N,C). */
 static bwt_status block_backward(bwt_model *m, int l, const float *x, const bwt_batch *batch,
@@ -221,8 +233,12 @@ static bwt_status block_backward(bwt_model *m, int l, const float *x, const bwt_
   bwt_zero(t->dv, NC);
   bwt_zero(dln, NC);
   bwt_matmul_backward(t->datty, G(p->wo), G(p->bo), dr, a->atty, P(p->wo), R, C, C);
-  BWT_TRY(bwt_attention_backward(t->dq, t->dk, t->dv, t->datty, a->att, a->q, a->k, a->v,
-                                 m->head_mask + (size_t)l * c->n_heads, B, T, C, c->n_heads, nq, qpos));
+  bwt_attention_trace *trace = ((model_impl *)m->impl)->trace;
+  if (trace && trace->layer != l) trace = NULL;
+  const float *mask = m->head_mask + (size_t)l * c->n_heads;
+  BWT_TRY(bwt_attention_backward(t->dq, t->dk, t->dv, t->datty, a->att, a->q, a->k, a->v, mask, B, T, C,
+                                 c->n_heads, nq, qpos, trace ? trace->dscore : NULL));
+  if (trace) record_trace(trace, t->datty, a->att, a->v, t->dv, mask, R, c->n_heads, (size_t)B * c->n_heads * nq * T, NC);
   if (sparse) {
     memset(t->dlnq, 0, sizeof(float) * RC);
     bwt_matmul_backward(t->dlnq, G(p->wq), G(p->bq), t->dq, t->lnq, P(p->wq), R, C, C);

@@ -173,7 +173,7 @@ void bwt_attention_forward_naive(float *out, float *att, const float *q, const f
 bwt_status bwt_attention_backward(float *dq, float *dk, float *dv, const float *dout,
                                   const float *att, const float *q, const float *k, const float *v,
                                   const float *head_mask, int B, int T, int C, int NH, int nq,
-                                  const int32_t *qpos) {
+                                  const int32_t *qpos, float *dscore) {
   if (B <= 0 || T <= 0 || NH <= 0 || nq <= 0) return BWT_STATUS_OK;
   int hs = C / NH, BH = B * NH, ld = padded(T);
   float scale = 1.0f / sqrtf((float)hs);
@@ -205,7 +205,14 @@ bwt_status bwt_attention_backward(float *dq, float *dk, float *dv, const float *
           adot += a[s] * ds[s];
         }
 #pragma omp simd
-        for (int s = 0; s <= t; s++) ds[s] = a[s] * (ds[s] - adot) * scale;
+        for (int s = 0; s <= t; s++) ds[s] = a[s] * (ds[s] - adot); /* ∂L/∂score */
+        if (dscore) {
+          float *out = dscore + ((size_t)bh * nq + j) * T;
+          memcpy(out, ds, sizeof(float) * (t + 1));
+          memset(out + t + 1, 0, sizeof(float) * (T - t - 1));
+        }
+#pragma omp simd
+        for (int s = 0; s <= t; s++) ds[s] *= scale; /* ∂L/∂(q·k) */
         for (int s = t + 1; s < T; s++) ds[s] = 0.0f;
         if (dq) {
           weighted_rows(sum, ds, k + kv, t + 1, C, hs);

@@ -1,0 +1,115 @@
+/* Gradient dynamics: the routing law and the value formula against the real backward pass, on a
+ * hand example and on random small models; a perturbed backward is caught; tracing changes nothing. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bwt/dynamics.h"
+#include "bwt/kernels.h"
+#include "testutil.h"
+
+/* One head, two positions, hs 1: o_1 = α_10 v_0 + α_11 v_1 with u_1 = 2: b = (2 v_0, 2 v_1). */
+static void test_hand_example(void **state) {
+  float u[2] = {0.5f, 2.0f}, v[2] = {1.0f, 3.0f}, att[4] = {1, 0, 0.25f, 0.75f}, ds[4], dv[2];
+  bwt_attention_trace t = {0, 1, 2, 1, 1, 2, NULL, u, att, v, ds, dv};
+  float bmat[4], adv[4], resp[2];
+  bwt_dynamics_head(&t, 0, 0, bmat, adv, resp);
+  /* Row 1: b = (2, 6), baseline 0.25·2 + 0.75·6 = 5, advantage (0.25·(2−5), 0.75·(6−5)). */
+  const float want_b[4] = {0.5f, 0, 2, 6}, want_adv[4] = {0, 0, -0.75f, 0.75f};
+  for (int i = 0; i < 4; i++) {
+    assert_float_equal(bmat[i], want_b[i], 1e-7);
+    assert_float_equal(adv[i], want_adv[i], 1e-7);
+  }
+  /* v_0 is used by row 0 (α 1, u 0.5) and row 1 (α 0.25, u 2): 1.0; v_1 by row 1 only: 1.5. */
+  assert_float_equal(resp[0], 1.0, 1e-7);
+  assert_float_equal(resp[1], 1.5, 1e-7);
+}
+
+static bwt_model *tiny_model(bwt_task **task, int layers) {
+  bwt_task_config tc;
+  assert_int_equal(bwt_task_config_default(&tc, "bijection"), BWT_STATUS_OK);
+  tc.V = 6, tc.L = 5;
+  assert_int_equal(bwt_task_create(task, &tc), BWT_STATUS_OK);
+  bwt_model_config mc;
+  bwt_model_config_default(&mc, BWT_ARCH_TRANSFORMER, *task);
+  mc.d_model = 24, mc.n_layers = layers, mc.n_heads = 3;
+  bwt_model *m = NULL;
+  assert_int_equal(bwt_model_create(&m, &mc, 11), BWT_STATUS_OK);
+  /* Larger weights than the init so that attention is far from uniform. */
+  for (size_t i = 0; i < m->n_params; i++) m->params[i] *= 8.0f;
+  return m;
+}
+
+static void test_verify_random_models(void **state) {
+  bwt_task *task;
+  bwt_model *m = tiny_model(&task, 3);
+  m->head_mask[4] = 0.5f; /* a partly masked head: u carries the mask */
+  bwt_dynamics_check c[3];
+  assert_int_equal(bwt_dynamics_verify(m, task, 3, 2, 8, c), BWT_STATUS_OK);
+  for (int l = 0; l < 3; l++) {
+    double rs = c[l].score_max_abs / c[l].score_scale, rv = c[l].value_max_abs / c[l].value_scale;
+    print_message("  block %d: routing law max |diff| %.2e (scale %.2e), values %.2e (scale %.2e)\n", l,
+                  c[l].score_max_abs, c[l].score_scale, c[l].value_max_abs, c[l].value_scale);
+    assert_true(c[l].score_scale > 0 && c[l].value_scale > 0);
+    assert_true(rs < 1e-5 && rv < 1e-5);
+  }
+  bwt_model_free(m);
+  bwt_task_free(task);
+}
+
+/* The trace of a backward with one gradient entry off by 0.1% of its scale fails the check, and
+ * tracing leaves the model's gradients bit-identical. */
+static void test_perturbed_backward_is_caught(void **state) {
+  bwt_task *task;
+  bwt_model *m = tiny_model(&task, 2);
+  bwt_batch b;
+  assert_int_equal(bwt_batch_alloc(&b, task, 4), BWT_STATUS_OK);
+  assert_int_equal(bwt_task_sample(task, 5, &b), BWT_STATUS_OK);
+  size_t M = (size_t)b.B * b.n_sup, K = task->n_classes;
+  const float *logits;
+  float *probs = malloc(sizeof(float) * M * K), *dl = calloc(M * K, sizeof(float));
+  float *plain = malloc(sizeof(float) * m->n_params);
+  assert_int_equal(bwt_model_forward(m, &b, &logits), BWT_STATUS_OK);
+  bwt_softmax_forward(probs, logits, (int)M, (int)K);
+  bwt_xent_backward(dl, probs, b.target, NULL, 1.0f / M, (int)M, (int)K);
+  bwt_model_zero_grad(m);
+  assert_int_equal(bwt_model_backward(m, &b, dl), BWT_STATUS_OK);
+  memcpy(plain, m->grads, sizeof(float) * m->n_params);
+  for (int layer = 0; layer < 2; layer++) {
+    bwt_model_zero_grad(m);
+    bwt_attention_trace t;
+    assert_int_equal(bwt_model_backward_traced(m, &b, dl, layer, &t), BWT_STATUS_OK);
+    assert_memory_equal(plain, m->grads, sizeof(float) * m->n_params);
+    bwt_dynamics_check ok, bad;
+    assert_int_equal(bwt_dynamics_check_trace(&t, &ok), BWT_STATUS_OK);
+    assert_true(ok.score_max_abs < 1e-5 * ok.score_scale && ok.value_max_abs < 1e-5 * ok.value_scale);
+    t.dscore[t.T + 1] += (float)(1e-3 * ok.score_scale); /* query row 1 of sequence 0, head 0 */
+    assert_int_equal(bwt_dynamics_check_trace(&t, &bad), BWT_STATUS_OK);
+    assert_true(bad.score_max_abs > 0.5e-3 * ok.score_scale);
+    t.dv[7] *= 1.01f;
+    assert_int_equal(bwt_dynamics_check_trace(&t, &bad), BWT_STATUS_OK);
+    assert_true(bad.value_max_abs > 1e-3 * fabs(t.dv[7]));
+    print_message("  block %d perturbed: routing %.2e, values %.2e (intact %.2e, %.2e)\n", layer, bad.score_max_abs,
+                  bad.value_max_abs, ok.score_max_abs, ok.value_max_abs);
+    bwt_attention_trace_free(&t);
+  }
+  bwt_attention_trace t;
+  assert_int_equal(bwt_model_backward_traced(m, &b, dl, 2, &t), BWT_STATUS_ARG);
+  bwt_attention_trace_free(&t);
+  free(probs);
+  free(dl);
+  free(plain);
+  bwt_batch_free(&b);
+  bwt_model_free(m);
+  bwt_task_free(task);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_hand_example),
+      cmocka_unit_test(test_verify_random_models),
+      cmocka_unit_test(test_perturbed_backward_is_caught),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
