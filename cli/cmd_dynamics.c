@@ -1,11 +1,17 @@
 /* bwt dynamics: the gradient-dynamics instruments of Paper II (SPEC.md §6). */
+#include <errno.h>
+#include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "bwt/checkpoint.h"
 #include "bwt/dynamics.h"
+#include "bwt/fileio.h"
+#include "bwt/single_head.h"
 #include "commands.h"
 #include "options.h"
+#include "progress.h"
 
 static const char *const experiments =
     "experiments:\n"
@@ -16,7 +22,18 @@ static const char *const experiments =
     "                          values        dL/dv_j  = sum_i a_ij u_i\n"
     "                        (u_i = dL/do_i, the upstream gradient of the attention output). Prints the\n"
     "                        largest deviation per block; exits 1 if one exceeds --tol relative to the\n"
-    "                        block's largest gradient.\n";
+    "                        block's largest gradient.\n"
+    "  em                    the sticky Markov chain (one sequence of --T positions, full batch) with\n"
+    "                        Paper II's single head: plain gradient descent with --lr everywhere (SGD)\n"
+    "                        against the EM-like schedule (--lr-v on W_V, --lr elsewhere) from identical\n"
+    "                        starts, per seed. Reports the speed-up (steps / mean step at which the EM arm\n"
+    "                        goes below the SGD arm's mean final loss), its spread over seeds, a paired t\n"
+    "                        and an exact sign-flip test on the final losses, and each arm's distance to the\n"
+    "                        exact posterior's cross-entropy and to the 1.82919-nat floor.\n"
+    "  falsify               the same runs under each routing mode: gradient (the true gradient), frozen\n"
+    "                        (W_Q, W_K never updated), no-baseline (dL/ds_ij replaced by a_ij b_ij) and\n"
+    "                        uniform (a_ij = 1/(i+1)): loss, calibration against the exact posterior and the\n"
+    "                        value manifold (PC1 of the head outputs against the posterior entropy).\n";
 
 static int verify(int argc, char **argv) {
   int batches = 4, batch = 32, threads = 0;
@@ -73,6 +90,148 @@ static int verify(int argc, char **argv) {
   return rc;
 }
 
+/* "42,2024,..." into seeds (at most cap); returns the count, or 0 after printing an error. */
+static int parse_seeds(const char *text, uint64_t *seeds, int cap, const char *command) {
+  int n = 0;
+  for (const char *p = text; *p;) {
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(p, &end, 10);
+    if (end == p || errno || (*end && *end != ',') || n == cap || *p == '-') {
+      fprintf(stderr, "bwt dynamics %s: --seeds needs up to %d comma-separated non-negative integers, got '%s'\n",
+              command, cap, text);
+      return 0;
+    }
+    seeds[n++] = v;
+    p = *end ? end + 1 : end;
+  }
+  if (!n) fprintf(stderr, "bwt dynamics %s: --seeds is empty\n", command);
+  return n;
+}
+
+static void count_runs(void *ctx, int i, int n) { progress_count((const char *)ctx, i, n, ""); }
+
+/* The options em and falsify share; returns 0 or an exit code. */
+typedef struct {
+  bwt_em_config c;
+  char seeds_text[OPT_STRING_MAX], routing[OPT_STRING_MAX], out[OPT_STRING_MAX];
+  uint64_t seeds[20];
+  int threads, no_figures;
+} sh_options;
+
+static int sh_parse(sh_options *o, int argc, char **argv, const char *name, const char *summary, int with_routing) {
+  o->c = (bwt_em_config){1999, 1000, 0.01, 0.1, BWT_ROUTING_GRADIENT, 0, o->seeds};
+  snprintf(o->seeds_text, sizeof o->seeds_text, "42,2024,1337,7777,9999");
+  snprintf(o->routing, sizeof o->routing, "gradient");
+  snprintf(o->out, sizeof o->out, "runs/dynamics/%s", name);
+  o->threads = 0, o->no_figures = 0;
+  cli_option opts[] = {
+      {"T", OPT_INT, &o->c.T, "positions of the sticky-chain sequence (full batch)"},
+      {"steps", OPT_INT, &o->c.steps, "full-batch gradient steps"},
+      {"lr", OPT_DOUBLE, &o->c.lr, "step size on W_Q, W_K, W_O (and on W_V in the SGD arm)"},
+      {"lr-v", OPT_DOUBLE, &o->c.lr_v, "step size on W_V in the EM-like arm"},
+      {"seeds", OPT_STRING, o->seeds_text, "seeds, comma-separated (each gives a sequence and a start)"},
+      {"out", OPT_STRING, o->out, "output directory"},
+      {"no-figures", OPT_FLAG, &o->no_figures, "write the JSON only"},
+      {"threads", OPT_INT, &o->threads, "threads (0 = environment)"},
+      {"routing", OPT_STRING, o->routing, "routing mode of both arms: gradient, frozen, no-baseline, uniform"},
+  };
+  char command[64];
+  snprintf(command, sizeof command, "dynamics %s", name);
+  cli_spec spec = {command, "[options]", summary, opts, (int)(sizeof opts / sizeof *opts) - !with_routing, 0, 0};
+  int npos = 0, rc = cli_parse(&spec, argc, argv, NULL, &npos);
+  if (rc) return rc == 1 ? -1 : rc;
+  if (o->c.T < 2 || o->c.steps < 1 || !(o->c.lr >= 0) || !(o->c.lr_v >= 0) || o->threads < 0) {
+    fprintf(stderr, "bwt dynamics %s: --T must be >= 2, --steps >= 1, --lr and --lr-v >= 0, --threads >= 0\n", name);
+    return 2;
+  }
+  if (!(o->c.n_seeds = parse_seeds(o->seeds_text, o->seeds, 20, name))) return 2;
+  if (bwt_routing_parse(o->routing, &o->c.routing) != BWT_STATUS_OK) {
+    fprintf(stderr, "bwt dynamics %s: %s\n", name, bwt_last_error());
+    return 2;
+  }
+  bwt_set_threads(o->threads);
+  return 0;
+}
+
+static bwt_status write_json(const char *dir, const char *name, char *text) {
+  if (!text) return bwt_fail(BWT_STATUS_NOMEM, "out of memory formatting %s", name);
+  char path[OPT_STRING_MAX + 64];
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  bwt_status s = bwt_mkdir_p(dir);
+  if (s == BWT_STATUS_OK) s = bwt_write_file_atomic(path, text, strlen(text));
+  free(text);
+  return s;
+}
+
+static int em(int argc, char **argv) {
+  sh_options o;
+  int rc = sh_parse(&o, argc, argv, "em",
+                    "EM-like schedule vs SGD on the sticky chain with Paper II's single head (see bwt dynamics --help).", 1);
+  if (rc) return rc < 0 ? 0 : rc;
+  bwt_em_result r;
+  bwt_status s = bwt_em_vs_sgd(&o.c, &r, count_runs, "dynamics em: run");
+  if (s != BWT_STATUS_OK) return cli_error("dynamics em");
+  printf("sticky chain, T=%d, %d full-batch steps, lr %g (EM arm: %g on W_V), routing %s\n", o.c.T, o.c.steps, o.c.lr,
+         o.c.lr_v, bwt_routing_name(o.c.routing));
+  printf("%8s %10s %10s %10s %12s %12s %12s\n", "seed", "Bayes CE", "SGD final", "EM final", "EM below at",
+         "SGD KL bits", "EM KL bits");
+  for (int i = 0; i < r.n_seeds; i++)
+    printf("%8llu %10.4f %10.4f %10.4f %12d %12.4f %12.4f\n", (unsigned long long)o.seeds[i], r.bayes_ce[i],
+           r.sgd[(size_t)i * (r.steps + 1) + r.steps], r.em[(size_t)i * (r.steps + 1) + r.steps], r.em_cross[i],
+           r.sgd_report[i].kl_bits, r.em_report[i].kl_bits);
+  double gap_sgd = 0, gap_em = 0, bayes = 0;
+  for (int i = 0; i < r.n_seeds; i++) {
+    bayes += r.bayes_ce[i] / r.n_seeds;
+    gap_sgd += (r.sgd[(size_t)i * (r.steps + 1) + r.steps] - r.bayes_ce[i]) / r.n_seeds;
+    gap_em += (r.em[(size_t)i * (r.steps + 1) + r.steps] - r.bayes_ce[i]) / r.n_seeds;
+  }
+  printf("speed-up %.2fx (%d / mean step of the EM arm below the SGD arm's mean final loss %.4f); per seed %.2f +- %.2f (sd)\n",
+         r.speedup, r.steps, r.sgd_mean_final, r.speedup_mean, r.speedup_sd);
+  printf("final loss SGD - EM: paired t %.2f over %d seeds, exact sign-flip p = %.4f\n", r.t_stat, r.n_seeds, r.p_exact);
+  printf("mean distance to the exact posterior's cross-entropy (%.4f nats): SGD %+.4f, EM %+.4f; to the floor %.5f: SGD %+.4f, EM %+.4f nats\n",
+         bayes, gap_sgd, gap_em, r.floor_nats, gap_sgd + bayes - r.floor_nats, gap_em + bayes - r.floor_nats);
+  s = write_json(o.out, "em.json", bwt_em_to_json(&o.c, &r));
+  if (s == BWT_STATUS_OK && !o.no_figures) s = bwt_em_figure(&r, o.out);
+  if (s == BWT_STATUS_OK) printf("wrote %s/em.json%s\n", o.out, o.no_figures ? "" : " and em_vs_sgd.{png,svg}");
+  bwt_em_result_free(&r);
+  return s == BWT_STATUS_OK ? 0 : cli_error("dynamics em");
+}
+
+static int falsify(int argc, char **argv) {
+  sh_options o;
+  int rc = sh_parse(&o, argc, argv, "falsify",
+                    "The sticky-chain single head trained under each routing mode (see bwt dynamics --help).", 0);
+  if (rc) return rc < 0 ? 0 : rc;
+  const bwt_routing modes[4] = {BWT_ROUTING_GRADIENT, BWT_ROUTING_FROZEN, BWT_ROUTING_NO_BASELINE, BWT_ROUTING_UNIFORM};
+  bwt_falsify_result r;
+  bwt_status s = bwt_falsify(&o.c, modes, 4, &r, count_runs, "dynamics falsify: run");
+  if (s != BWT_STATUS_OK) return cli_error("dynamics falsify");
+  double bayes = 0;
+  for (int i = 0; i < r.n_seeds; i++) bayes += r.bayes_ce[i] / r.n_seeds;
+  printf("sticky chain, T=%d, %d full-batch steps, lr %g, lr on W_V %g; means over %d seeds (exact posterior's CE %.4f nats)\n",
+         o.c.T, o.c.steps, o.c.lr, o.c.lr_v, r.n_seeds, bayes);
+  printf("%12s %11s %11s %14s %10s %9s %18s\n", "routing", "final loss", "minus Bayes", "entropy MAE", "KL bits",
+         "PC1", "Spearman(PC1, H)");
+  for (int m = 0; m < 4; m++) {
+    double loss = 0, mae = 0, kl = 0, pc1 = 0, rho = 0;
+    for (int i = 0; i < r.n_seeds; i++) {
+      const bwt_sh_report *rep = &r.report[m * r.n_seeds + i];
+      loss += r.loss[((size_t)m * r.n_seeds + i) * (r.steps + 1) + r.steps] / r.n_seeds;
+      mae += rep->entropy_mae_bits / r.n_seeds, kl += rep->kl_bits / r.n_seeds;
+      pc1 += rep->pc1 / r.n_seeds, rho += fabs(rep->spearman) / r.n_seeds;
+    }
+    printf("%12s %11.4f %+11.4f %14.4f %10.4f %8.1f%% %18.3f\n", bwt_routing_name(modes[m]), loss, loss - bayes, mae,
+           kl, 100 * pc1, rho);
+  }
+  printf("(Spearman as |rho|: the sign of a principal component is arbitrary)\n");
+  s = write_json(o.out, "falsify.json", bwt_falsify_to_json(&o.c, &r));
+  if (s == BWT_STATUS_OK && !o.no_figures) s = bwt_falsify_figure(&r, o.out);
+  if (s == BWT_STATUS_OK) printf("wrote %s/falsify.json%s\n", o.out, o.no_figures ? "" : " and falsify.{png,svg}");
+  bwt_falsify_free(&r);
+  return s == BWT_STATUS_OK ? 0 : cli_error("dynamics falsify");
+}
+
 int cmd_dynamics(int argc, char **argv) {
   if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
     fprintf(argc < 2 ? stderr : stdout,
@@ -82,6 +241,8 @@ int cmd_dynamics(int argc, char **argv) {
     return argc < 2 ? 2 : 0;
   }
   if (strcmp(argv[1], "verify") == 0) return verify(argc - 1, argv + 1);
+  if (strcmp(argv[1], "em") == 0) return em(argc - 1, argv + 1);
+  if (strcmp(argv[1], "falsify") == 0) return falsify(argc - 1, argv + 1);
   fprintf(stderr, "bwt dynamics: unknown experiment '%s' (see bwt dynamics --help)\n", argv[1]);
   return 2;
 }

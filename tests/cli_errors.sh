@@ -169,6 +169,16 @@ grep -q "both identities hold" "$tmp/out" || { echo "FAIL: dynamics verify outpu
 expect 2 "unknown experiment 'nope'" -- dynamics nope
 expect 2 "--batches and --batch must be >= 1" -- dynamics verify "$tmp/geo" --batches 0
 expect 1 "attention traces need a transformer" -- dynamics verify "$tmp/mlp" --batches 1
+ok dynamics em --T 20 --steps 5 --seeds 1,2 --out "$tmp/em"
+checks=$((checks + 1))
+grep -q '"speedup"' "$tmp/em/em.json" && [ -s "$tmp/em/em_vs_sgd.png" ] || { echo "FAIL: dynamics em outputs"; failures=$((failures + 1)); }
+ok dynamics falsify --T 20 --steps 3 --seeds 5 --out "$tmp/falsify" --no-figures
+checks=$((checks + 1))
+[ "$(grep -c '"routing"' "$tmp/falsify/falsify.json")" = 4 ] || { echo "FAIL: dynamics falsify modes"; failures=$((failures + 1)); }
+expect 2 "--seeds needs up to 20 comma-separated" -- dynamics em --seeds 1,x
+expect 2 "unknown routing mode 'sideways'" -- dynamics em --routing sideways
+expect 2 "--T must be >= 2" -- dynamics falsify --T 1
+expect 2 "unknown option '--routing'" -- dynamics falsify --routing frozen
 ok dynamics --help
 checks=$((checks + 1))
 grep -q "routing law" "$tmp/out" || { echo "FAIL: dynamics --help"; failures=$((failures + 1)); }
