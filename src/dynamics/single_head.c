@@ -8,6 +8,7 @@
 #include "bwt/single_head.h"
 #include "bwt/stats.h"
 #include "bwt/task.h"
+#include "../kernels/cpu/vecmath.h"
 
 static const char *const routing_names[] = {"gradient", "frozen", "no-baseline", "uniform"};
 
@@ -114,13 +115,17 @@ static double forward(const bwt_single_head *m, bwt_sh_data *d, bwt_routing mode
   gemm(0, 0, T, SH_V, SH_IN, 1, d->x, SH_IN, m->wv, SH_V, 0, d->v, SH_V);
   if (mode != BWT_ROUTING_UNIFORM)
     gemm(0, 1, T, T, SH_QK, 1 / sqrt((double)SH_QK), Q, 2 * SH_QK, K, 2 * SH_QK, 0, d->att, T);
-  for (int i = 0; i < T; i++) { /* causal softmax, the diagonal included */
+  /* Causal softmax, the diagonal included; rows are independent, so threads do not change results. */
+#pragma omp parallel for schedule(dynamic, 32)
+  for (int i = 0; i < T; i++) {
     double *a = d->att + (size_t)i * T, mx = -INFINITY, z = 0;
     if (mode == BWT_ROUTING_UNIFORM) {
       for (int j = 0; j <= i; j++) a[j] = 1.0 / (i + 1);
     } else {
       for (int j = 0; j <= i; j++) mx = fmax(mx, a[j]);
-      for (int j = 0; j <= i; j++) z += a[j] = exp(a[j] - mx);
+#pragma omp simd
+      for (int j = 0; j <= i; j++) a[j] = exp(a[j] - mx); /* libmvec's vector exp */
+      for (int j = 0; j <= i; j++) z += a[j];
       for (int j = 0; j <= i; j++) a[j] /= z;
     }
     for (int j = i + 1; j < T; j++) a[j] = 0;
@@ -152,6 +157,7 @@ double bwt_single_head_loss(const bwt_single_head *m, bwt_sh_data *d, bwt_routin
   memset(g->wk, 0, sizeof g->wk);
   if (mode == BWT_ROUTING_UNIFORM || mode == BWT_ROUTING_FROZEN) return loss; /* routing does not learn */
   gemm(0, 1, T, T, SH_V, 1, d->dout, SH_V, d->v, SH_V, 0, d->b, T); /* b_ij = u_i·v_j */
+#pragma omp parallel for schedule(dynamic, 32)
   for (int i = 0; i < T; i++) {
     const double *a = d->att + (size_t)i * T;
     double *ds = d->b + (size_t)i * T, base = 0;

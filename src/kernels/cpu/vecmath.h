@@ -1,4 +1,4 @@
-/* Vector variants of expf and erff from glibc's libmvec. math.h declares them only under
+/* Vector variants of expf, erff and exp from glibc's libmvec. math.h declares them only under
  * -ffast-math, which bwt never uses; declaring them here lets `#pragma omp simd` loops call the
  * AVX2/AVX-512 versions (accurate to a few ulp) instead of one scalar call per element. */
 #ifndef BWT_VECMATH_H
@@ -8,5 +8,6 @@
 
 float expf(float) __attribute__((simd("notinbranch")));
 float erff(float) __attribute__((simd("notinbranch")));
+double exp(double) __attribute__((simd("notinbranch")));
 
 #endif
