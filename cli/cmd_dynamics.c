@@ -8,7 +8,9 @@
 #include "bwt/checkpoint.h"
 #include "bwt/dynamics.h"
 #include "bwt/fileio.h"
+#include "bwt/geometry.h"
 #include "bwt/single_head.h"
+#include "bwt/timescales.h"
 #include "commands.h"
 #include "options.h"
 #include "progress.h"
@@ -33,7 +35,12 @@ static const char *const experiments =
     "  falsify               the same runs under each routing mode: gradient (the true gradient), frozen\n"
     "                        (W_Q, W_K never updated), no-baseline (dL/ds_ij replaced by a_ij b_ij) and\n"
     "                        uniform (a_ij = 1/(i+1)): loss, calibration against the exact posterior and the\n"
-    "                        value manifold (PC1 of the head outputs against the posterior entropy).\n";
+    "                        value manifold (PC1 of the head outputs against the posterior entropy).\n"
+    "  timescales RUN_DIR    routing vs content in a transformer run: from the training log (every log\n"
+    "                        step, every block), the gradient norms of W_Q and W_K over that of W_V and the\n"
+    "                        update rate of W_Q over that of W_V, early (first 10%% of steps) and over the\n"
+    "                        run; with snapshots (bwt train --snapshots N), the steps at which the attention\n"
+    "                        patterns and the values reach 90%% of their final similarity.\n";
 
 static int verify(int argc, char **argv) {
   int batches = 4, batch = 32, threads = 0;
@@ -156,7 +163,7 @@ static int sh_parse(sh_options *o, int argc, char **argv, const char *name, cons
 
 static bwt_status write_json(const char *dir, const char *name, char *text) {
   if (!text) return bwt_fail(BWT_STATUS_NOMEM, "out of memory formatting %s", name);
-  char path[OPT_STRING_MAX + 64];
+  char path[4096 + 64];
   snprintf(path, sizeof path, "%s/%s", dir, name);
   bwt_status s = bwt_mkdir_p(dir);
   if (s == BWT_STATUS_OK) s = bwt_write_file_atomic(path, text, strlen(text));
@@ -232,6 +239,64 @@ static int falsify(int argc, char **argv) {
   return s == BWT_STATUS_OK ? 0 : cli_error("dynamics falsify");
 }
 
+static int timescales(int argc, char **argv) {
+  int threads = 0, no_figures = 0;
+  char out[OPT_STRING_MAX] = "";
+  cli_option opts[] = {
+      {"out", OPT_STRING, out, "output directory (default RUN_DIR/dynamics)"},
+      {"no-figures", OPT_FLAG, &no_figures, "write the JSON only"},
+      {"threads", OPT_INT, &threads, "threads (0 = environment)"},
+  };
+  cli_spec spec = {"dynamics timescales", "RUN_DIR [options]",
+                   "Routing vs content timescales of a transformer run (see bwt dynamics --help).", opts,
+                   (int)(sizeof opts / sizeof *opts), 1, 1};
+  const char *pos[1];
+  int npos = 0, rc = cli_parse(&spec, argc, argv, pos, &npos);
+  if (rc) return rc == 1 ? 0 : rc;
+  if (threads < 0) {
+    fprintf(stderr, "bwt dynamics timescales: --threads must be >= 0\n");
+    return 2;
+  }
+  bwt_set_threads(threads);
+  char path[4096], dir[4096], outdir[4096 + 16];
+  checkpoint_path(path, dir, sizeof path, pos[0]);
+  if (*out) snprintf(outdir, sizeof outdir, "%s", out);
+  else snprintf(outdir, sizeof outdir, "%s/dynamics", dir);
+  bwt_run_config cfg;
+  bwt_model *model = NULL;
+  int step = 0;
+  if (bwt_checkpoint_load(path, &cfg, &model, NULL, NULL, &step) != BWT_STATUS_OK) return cli_error("dynamics timescales");
+  bwt_model_free(model);
+  bwt_timescales t;
+  if (bwt_timescales_read(dir, cfg.train.steps, &t) != BWT_STATUS_OK) return cli_error("dynamics timescales");
+  printf("%s: %d logged steps of %d; medians of the ratios over the logged steps\n", dir, t.n, cfg.train.steps);
+  printf("%6s %16s %16s %16s %16s %18s %18s\n", "block", "|gQ|/|gV| early", "|gQ|/|gV| all", "|gK|/|gV| early",
+         "|gK|/|gV| all", "updQ/updV early", "updQ/updV all");
+  for (int l = 0; l < t.L; l++)
+    printf("%6d %16.4f %16.4f %16.4f %16.4f %18.4f %18.4f\n", l, t.qv_early[l], t.qv_all[l], t.kv_early[l],
+           t.kv_all[l], t.upd_qv_early[l], t.upd_qv_all[l]);
+  bwt_status s = write_json(outdir, "timescales.json", bwt_timescales_to_json(&t));
+  if (s == BWT_STATUS_OK && !no_figures) s = bwt_timescales_figure(&t, outdir);
+  bwt_timescales_free(&t);
+  char snaps[4096 + 16];
+  snprintf(snaps, sizeof snaps, "%s/snapshots", dir);
+  if (s == BWT_STATUS_OK && bwt_path_exists(snaps)) {
+    bwt_geometry_options o;
+    bwt_geometry_options_default(&o);
+    o.n_seqs = 256;
+    bwt_series sr;
+    s = bwt_geometry_series(dir, &o, &sr, NULL, NULL);
+    if (s == BWT_STATUS_OK) {
+      printf("from %d snapshots: attention patterns reach 90%% of their final similarity at step %d, key frames at %d,"
+             " values at %d\n", sr.n, sr.settle_step[BWT_SERIES_ATTN], sr.settle_step[BWT_SERIES_KEYS],
+             sr.settle_step[BWT_SERIES_VALUES]);
+      bwt_series_free(&sr);
+    }
+  }
+  if (s == BWT_STATUS_OK) printf("wrote %s/timescales.json%s\n", outdir, no_figures ? "" : " and timescales.{png,svg}");
+  return s == BWT_STATUS_OK ? 0 : cli_error("dynamics timescales");
+}
+
 int cmd_dynamics(int argc, char **argv) {
   if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
     fprintf(argc < 2 ? stderr : stdout,
@@ -243,6 +308,7 @@ int cmd_dynamics(int argc, char **argv) {
   if (strcmp(argv[1], "verify") == 0) return verify(argc - 1, argv + 1);
   if (strcmp(argv[1], "em") == 0) return em(argc - 1, argv + 1);
   if (strcmp(argv[1], "falsify") == 0) return falsify(argc - 1, argv + 1);
+  if (strcmp(argv[1], "timescales") == 0) return timescales(argc - 1, argv + 1);
   fprintf(stderr, "bwt dynamics: unknown experiment '%s' (see bwt dynamics --help)\n", argv[1]);
   return 2;
 }

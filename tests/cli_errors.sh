@@ -179,6 +179,11 @@ expect 2 "--seeds needs up to 20 comma-separated" -- dynamics em --seeds 1,x
 expect 2 "unknown routing mode 'sideways'" -- dynamics em --routing sideways
 expect 2 "--T must be >= 2" -- dynamics falsify --T 1
 expect 2 "unknown option '--routing'" -- dynamics falsify --routing frozen
+ok dynamics timescales "$tmp/geo" --no-figures
+checks=$((checks + 1))
+grep -q "from 3 snapshots" "$tmp/out" && [ -s "$tmp/geo/dynamics/timescales.json" ] ||
+  { echo "FAIL: dynamics timescales"; failures=$((failures + 1)); }
+expect 1 "has no attention log" -- dynamics timescales "$tmp/mlp"
 ok dynamics --help
 checks=$((checks + 1))
 grep -q "routing law" "$tmp/out" || { echo "FAIL: dynamics --help"; failures=$((failures + 1)); }

@@ -7,6 +7,8 @@
 
 #include "bwt/dynamics.h"
 #include "bwt/kernels.h"
+#include "bwt/timescales.h"
+#include "bwt/train.h"
 #include "testutil.h"
 
 /* One head, two positions, hs 1: o_1 = α_10 v_0 + α_11 v_1 with u_1 = 2: b = (2 v_0, 2 v_1). */
@@ -105,11 +107,47 @@ static void test_perturbed_backward_is_caught(void **state) {
   bwt_task_free(task);
 }
 
+/* The training log carries every block's attention gradient norms; the report's ratios are theirs. */
+static void test_timescales_log(void **state) {
+  bwt_run_config c;
+  memset(&c, 0, sizeof c);
+  assert_int_equal(bwt_task_config_default(&c.task, "bijection"), BWT_STATUS_OK);
+  c.task.V = 5, c.task.L = 4;
+  bwt_train_config_default(&c.train);
+  c.train.steps = 20, c.train.batch = 8, c.train.warmup = 2, c.train.log_every = 5, c.train.eval_seqs = 8;
+  c.train.ckpt_every = 0, c.train.threads = 1;
+  bwt_task *task = NULL;
+  assert_int_equal(bwt_task_create(&task, &c.task), BWT_STATUS_OK);
+  bwt_model_config_default(&c.model, BWT_ARCH_TRANSFORMER, task);
+  c.model.d_model = 16, c.model.n_layers = 2, c.model.n_heads = 2;
+  bwt_task_free(task);
+  const char *dir = test_tmpdir("timescales_run");
+  bwt_trainer *tr = NULL;
+  assert_int_equal(bwt_trainer_create(&tr, &c), BWT_STATUS_OK);
+  assert_int_equal(bwt_train_run(tr, dir, NULL, NULL), BWT_STATUS_OK);
+  bwt_trainer_free(tr);
+  bwt_timescales t;
+  assert_int_equal(bwt_timescales_read(dir, 20, &t), BWT_STATUS_OK);
+  assert_int_equal(t.L, 2);
+  assert_int_equal(t.n, 4);
+  for (int i = 0; i < 4; i++) assert_int_equal(t.step[i], 5 * (i + 1));
+  for (size_t i = 0; i < 4 * 2 * BWT_TS_PARTS; i++) assert_true(t.grad[i] > 0 && t.update[i] > 0);
+  /* No logged step falls in the first 10% (2 steps): the early phase is the first logged step. */
+  for (int l = 0; l < 2; l++) {
+    const double *g = t.grad + (size_t)l * BWT_TS_PARTS;
+    assert_float_equal(t.qv_early[l], g[BWT_TS_Q] / g[BWT_TS_V], 1e-15);
+    print_message("  block %d: |grad W_Q| / |grad W_V| early %.4f, over the run %.4f\n", l, t.qv_early[l], t.qv_all[l]);
+  }
+  bwt_timescales_free(&t);
+  assert_int_equal(bwt_timescales_read(test_tmpdir("timescales_none"), 20, &t), BWT_STATUS_IO);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_hand_example),
       cmocka_unit_test(test_verify_random_models),
       cmocka_unit_test(test_perturbed_backward_is_caught),
+      cmocka_unit_test(test_timescales_log),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -334,6 +334,8 @@ static void test_series(void **state) {
   for (int i = 0; i < 5; i++) assert_int_equal(s.step[i], want[i]);
   assert_float_equal(s.value[BWT_SERIES_ATTN][4], 1, 1e-9);
   assert_float_equal(s.value[BWT_SERIES_KEYS][4], 1, 1e-9);
+  assert_float_equal(s.value[BWT_SERIES_VALUES][4], 1, 1e-9);
+  assert_true(s.value[BWT_SERIES_VALUES][0] < 1 - 1e-6);
   assert_true(s.value[BWT_SERIES_ATTN][0] < 1 - 1e-6);
   assert_true(s.value[BWT_SERIES_MAE][4] < s.value[BWT_SERIES_MAE][0]);
   for (int k = 0; k < BWT_SERIES_N; k++) {

@@ -80,10 +80,12 @@ bwt_status bwt_geometry_keys(const bwt_model *model, int l, int lo, int n_hyp, f
  * and its final checkpoint. Frame: similarity of attention patterns to the final model's (cosine of
  * the weights on one fixed batch, mean over layers) and key-frame subspace overlap (per layer and
  * head, ‖U_tᵀU_f‖²_F / r for the top-r principal directions of the hypothesis keys, r from the
- * final model's 90% dimension; mean over layers and heads). Precision: entropy MAE, KL and the
+ * final model's 90% dimension; mean over layers and heads). Values: cosine of the value vectors on
+ * the fixed batch with the final model's, mean over layers (the content, beside the routing, for
+ * the two-timescales question). Precision: entropy MAE, KL and the
  * value-manifold alignment |Spearman(PC1, H)|. Each settles at the first step from which its progress
  * (v_t − v_first)/(v_final − v_first) stays >= 0.9. */
-enum { BWT_SERIES_ATTN, BWT_SERIES_KEYS, BWT_SERIES_MAE, BWT_SERIES_KL, BWT_SERIES_MANIFOLD, BWT_SERIES_N };
+enum { BWT_SERIES_ATTN, BWT_SERIES_KEYS, BWT_SERIES_VALUES, BWT_SERIES_MAE, BWT_SERIES_KL, BWT_SERIES_MANIFOLD, BWT_SERIES_N };
 extern const char *const bwt_series_names[BWT_SERIES_N];
 
 typedef struct {

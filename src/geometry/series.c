@@ -15,7 +15,8 @@
 #include "bwt/stats.h"
 
 const char *const bwt_series_names[BWT_SERIES_N] = {"attention_similarity", "key_subspace_overlap",
-                                                    "entropy_mae_bits", "kl_bits", "manifold_alignment"};
+                                                    "value_similarity", "entropy_mae_bits", "kl_bits",
+                                                    "manifold_alignment"};
 
 void bwt_series_free(bwt_series *s) {
   free(s->step);
@@ -76,7 +77,7 @@ static bwt_status measure(bwt_model *model, const bwt_task *task, const bwt_batc
   out->mae = g.entropy_mae, out->kl = g.kl_bits, out->align = fabs(g.final.spearman);
   int L = g.L, NH = g.NH, C = g.C, hs = C / NH, lo = g.hyp_lo, n_hyp = g.n_hyp;
   bwt_geometry_free(&g);
-  BWT_TRY(bwt_model_capture(model, fixed, BWT_CAPTURE_ATTENTION, &out->cap, NULL));
+  BWT_TRY(bwt_model_capture(model, fixed, BWT_CAPTURE_ATTENTION | BWT_CAPTURE_VALUES, &out->cap, NULL));
   if (n_hyp < 2) return BWT_STATUS_OK;
   out->basis = bwt_calloc((size_t)L * NH, sizeof(double *), "key bases");
   float *keys = bwt_calloc((size_t)n_hyp * C, sizeof(float), "key bases");
@@ -99,21 +100,18 @@ static bwt_status measure(bwt_model *model, const bwt_task *task, const bwt_batc
   return s;
 }
 
-/* Mean over layers of the cosine between the two captures' attention weights. */
-static double attention_similarity(const bwt_capture *a, const bwt_capture *f) {
-  size_t per = (size_t)a->B * a->NH * a->n_sup * a->T;
+/* Mean over the L layers of the cosine between two captured arrays x and f, per elements a layer. */
+static double layer_similarity(const float *x, const float *f, int L, size_t per) {
   double sum = 0;
-  for (int l = 0; l < a->L; l++) {
+  for (int l = 0; l < L; l++) {
     double ab = 0, aa = 0, bb = 0;
     for (size_t i = l * per; i < (l + 1) * per; i++) {
-      if (isnan(a->attention[i]) || isnan(f->attention[i])) continue;
-      ab += (double)a->attention[i] * f->attention[i];
-      aa += (double)a->attention[i] * a->attention[i];
-      bb += (double)f->attention[i] * f->attention[i];
+      if (isnan(x[i]) || isnan(f[i])) continue; /* a bypassed block */
+      ab += (double)x[i] * f[i], aa += (double)x[i] * x[i], bb += (double)f[i] * f[i];
     }
     sum += aa > 0 && bb > 0 ? ab / sqrt(aa * bb) : 0;
   }
-  return sum / a->L;
+  return sum / L;
 }
 
 /* Mean over heads of ‖U_tᵀU_f‖²_F / r (both bases orthonormal, r rows of hs). */
@@ -191,7 +189,10 @@ bwt_status bwt_geometry_series(const char *run_dir, const bwt_geometry_options *
     if (s != BWT_STATUS_OK) break;
     if (progress) progress(ctx, i + 1, total, step);
     out->step[i] = step;
-    out->value[BWT_SERIES_ATTN][i] = attention_similarity(&m->cap, &fin.cap);
+    const bwt_capture *c = &m->cap;
+    out->value[BWT_SERIES_ATTN][i] = layer_similarity(c->attention, fin.cap.attention, c->L,
+                                                      (size_t)c->B * c->NH * c->n_sup * c->T);
+    out->value[BWT_SERIES_VALUES][i] = layer_similarity(c->values, fin.cap.values, c->L, (size_t)c->B * c->T * c->C);
     out->value[BWT_SERIES_KEYS][i] = key_overlap(m, &fin, rank, heads, hs);
     out->value[BWT_SERIES_MAE][i] = m->mae;
     out->value[BWT_SERIES_KL][i] = m->kl;
@@ -238,8 +239,8 @@ char *bwt_series_to_json(const bwt_series *s) {
 
 bwt_status bwt_series_figure(const bwt_series *s, const char *dir) {
   static const char *const labels[BWT_SERIES_N] = {"frame: attention similarity", "frame: key subspace overlap",
-                                                   "precision: entropy MAE", "precision: KL",
-                                                   "precision: manifold alignment"};
+                                                   "values: similarity", "precision: entropy MAE",
+                                                   "precision: KL", "precision: manifold alignment"};
   BWT_TRY(bwt_mkdir_p(dir));
   double *buf = bwt_calloc((size_t)(BWT_SERIES_N + 1) * s->n, sizeof(double), "series figure");
   if (!buf) return BWT_STATUS_NOMEM;

@@ -10,6 +10,7 @@
 #include <cjson/cJSON.h>
 
 #include "bwt/checkpoint.h"
+#include "attention_log.h"
 #include "bwt/fileio.h"
 #include "bwt/kernels.h"
 #include "bwt/report.h"
@@ -170,8 +171,14 @@ bwt_status bwt_train_run(bwt_trainer *tr, const char *dir, bwt_progress_fn progr
   /* A stop requested before the loop (a Ctrl-C during start-up) is kept: the run saves step 0. */
   bwt_eval_result r;
   memset(&r, 0, sizeof r);
+  /* The attention weights before each logged step, for the timescales log. */
+  float *prev = NULL;
+  size_t n_prev = attention_log_floats(tr->model);
+  if (n_prev && !(prev = bwt_calloc(n_prev, sizeof(float), "timescales log"))) s = BWT_STATUS_NOMEM;
   while (s == BWT_STATUS_OK && tr->step < stop_at && !stop_requested) {
     double loss, gnorm, lr;
+    int logged = (tr->step + 1) % c->log_every == 0 || tr->step + 1 == stop_at;
+    if (prev && logged) attention_log_save(tr->model, prev);
     s = bwt_trainer_step(tr, &loss, &gnorm, &lr);
     if (s != BWT_STATUS_OK) break;
     int evaluated = c->eval_every > 0 && tr->step % c->eval_every == 0 && tr->step < c->steps;
@@ -193,6 +200,7 @@ bwt_status bwt_train_run(bwt_trainer *tr, const char *dir, bwt_progress_fn progr
       cJSON_AddNumberToObject(o, "lr", lr);
       cJSON_AddNumberToObject(o, "tokens_per_s", p.tokens_per_s);
       cJSON_AddNumberToObject(o, "elapsed_s", p.elapsed_s);
+      if (prev && logged) cJSON_AddItemToObject(o, "attention", attention_log_json(tr->model, prev));
       s = log_json(log, o, log_path);
       if (progress) progress(ctx, &p);
     }
@@ -221,6 +229,7 @@ bwt_status bwt_train_run(bwt_trainer *tr, const char *dir, bwt_progress_fn progr
   }
   bwt_eval_result_free(&r);
   fclose(log);
+  free(prev);
   return s;
 }
 
