@@ -208,6 +208,7 @@ int train_options(cli_option *opts, run_options *o) {
   opts[n++] = (cli_option){"eval-every", OPT_INT, &t->eval_every, "evaluate every N steps (0 = at the end only)"};
   opts[n++] = (cli_option){"eval-seqs", OPT_INT, &t->eval_seqs, "held-out sequences per evaluation"};
   opts[n++] = (cli_option){"ckpt-every", OPT_INT, &t->ckpt_every, "checkpoint every N steps (and at the end)"};
+  opts[n++] = (cli_option){"lr-v-mult", OPT_DOUBLE, &t->lr_v_mult, "learning-rate multiplier of the attention value projections (Paper II's EM-like schedule: 10)"};
   opts[n++] = (cli_option){"snapshots", OPT_INT, &t->snapshots, "weights-only snapshots at N log-spaced steps (for bwt geometry --series)"};
   opts[n++] = (cli_option){"log-every", OPT_INT, &t->log_every, "log a metrics line every N steps"};
   opts[n++] = (cli_option){"threads", OPT_INT, &t->threads, "threads (0 = OMP_NUM_THREADS or all cores); results are bit-identical for equal thread counts"};

@@ -107,6 +107,43 @@ static void test_perturbed_backward_is_caught(void **state) {
   bwt_task_free(task);
 }
 
+/* --lr-v-mult scales the step of the value projections only: after one step from the same start,
+ * every other tensor is bit-identical. */
+static void test_lr_v_mult_moves_only_values(void **state) {
+  bwt_run_config c;
+  memset(&c, 0, sizeof c);
+  assert_int_equal(bwt_task_config_default(&c.task, "bijection"), BWT_STATUS_OK);
+  c.task.V = 5, c.task.L = 4;
+  bwt_train_config_default(&c.train);
+  c.train.steps = 3, c.train.batch = 4, c.train.warmup = 0, c.train.threads = 1;
+  bwt_task *task = NULL;
+  assert_int_equal(bwt_task_create(&task, &c.task), BWT_STATUS_OK);
+  bwt_model_config_default(&c.model, BWT_ARCH_TRANSFORMER, task);
+  c.model.d_model = 16, c.model.n_layers = 2, c.model.n_heads = 2;
+  bwt_task_free(task);
+  bwt_trainer *a = NULL, *b = NULL;
+  assert_int_equal(bwt_trainer_create(&a, &c), BWT_STATUS_OK);
+  c.train.lr_v_mult = 10;
+  assert_int_equal(bwt_trainer_create(&b, &c), BWT_STATUS_OK);
+  double loss, gn, lr;
+  assert_int_equal(bwt_trainer_step(a, &loss, &gn, &lr), BWT_STATUS_OK);
+  assert_int_equal(bwt_trainer_step(b, &loss, &gn, &lr), BWT_STATUS_OK);
+  int values = 0;
+  for (int i = 0; i < a->model->n_tensors; i++) {
+    const bwt_tensor_desc *d = &a->model->tensors[i];
+    int same = memcmp(a->model->params + d->offset, b->model->params + d->offset, sizeof(float) * d->size) == 0;
+    int is_value = strstr(d->name, ".attn.wv.") != NULL;
+    values += is_value;
+    if (is_value && strstr(d->name, "weight")) assert_false(same);
+    if (!is_value) assert_true(same);
+  }
+  assert_int_equal(values, 4); /* weight and bias of 2 blocks */
+  c.train.lr_v_mult = 0;
+  assert_int_equal(bwt_run_config_check(&c), BWT_STATUS_ARG);
+  bwt_trainer_free(a);
+  bwt_trainer_free(b);
+}
+
 /* The training log carries every block's attention gradient norms; the report's ratios are theirs. */
 static void test_timescales_log(void **state) {
   bwt_run_config c;
@@ -148,6 +185,7 @@ int main(void) {
       cmocka_unit_test(test_verify_random_models),
       cmocka_unit_test(test_perturbed_backward_is_caught),
       cmocka_unit_test(test_timescales_log),
+      cmocka_unit_test(test_lr_v_mult_moves_only_values),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -17,6 +17,8 @@ typedef struct {
   int steps;           /* total optimisation steps */
   int batch;           /* sequences per step */
   double lr;           /* peak learning rate */
+  double lr_v_mult;    /* the attention value projections (W_V, its bias) learn at lr_v_mult · lr: the
+                          EM-like schedule of Paper II (1 = off) */
   double min_lr_frac;  /* the cosine decays to min_lr_frac · lr at the last step */
   int warmup;          /* linear warmup steps (from lr/warmup at step 1) */
   double weight_decay; /* decoupled, on 2-D tensors only (embeddings, projections, head) */

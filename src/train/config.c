@@ -27,6 +27,7 @@ void bwt_train_config_default(bwt_train_config *c) {
   c->eval_every = 0;
   c->eval_seqs = 2000;
   c->ckpt_every = 500;
+  c->lr_v_mult = 1.0;
   c->snapshots = 0;
   c->log_every = 50;
   c->threads = 0;
@@ -44,6 +45,7 @@ bwt_status bwt_run_config_check(const bwt_run_config *cfg) {
   if (!(t->eps > 0)) return bwt_fail(BWT_STATUS_ARG, "eps must be > 0 (got %g)", t->eps);
   if (!(t->clip >= 0) || !isfinite(t->clip)) return bwt_fail(BWT_STATUS_ARG, "clip must be >= 0 (got %g)", t->clip);
   if (t->eval_every < 0 || t->ckpt_every < 0) return bwt_fail(BWT_STATUS_ARG, "eval-every and ckpt-every must be >= 0");
+  if (!(t->lr_v_mult > 0) || !isfinite(t->lr_v_mult)) return bwt_fail(BWT_STATUS_ARG, "lr-v-mult must be a positive number (got %g)", t->lr_v_mult);
   if (t->snapshots < 0 || t->snapshots > 1000) return bwt_fail(BWT_STATUS_ARG, "snapshots must be in 0..1000 (got %d)", t->snapshots);
   if (t->eval_seqs < 1) return bwt_fail(BWT_STATUS_ARG, "eval-seqs must be >= 1 (got %d)", t->eval_seqs);
   if (t->loss_horizon < 0) return bwt_fail(BWT_STATUS_ARG, "loss-horizon must be >= 0 (got %d)", t->loss_horizon);
@@ -104,6 +106,7 @@ char *bwt_run_config_to_json(const bwt_run_config *cfg) {
   cJSON_AddNumberToObject(train, "eval_seqs", t->eval_seqs);
   cJSON_AddNumberToObject(train, "ckpt_every", t->ckpt_every);
   cJSON_AddNumberToObject(train, "snapshots", t->snapshots);
+  cJSON_AddNumberToObject(train, "lr_v_mult", t->lr_v_mult);
   cJSON_AddNumberToObject(train, "log_every", t->log_every);
   cJSON_AddNumberToObject(train, "threads", t->threads);
   char *s = cJSON_Print(root);
@@ -219,6 +222,7 @@ bwt_status bwt_run_config_from_json(bwt_run_config *cfg, const char *json, const
     t->ckpt_every = get_int(&r, train, "train", "ckpt_every");
     /* Runs written before snapshots existed have none. */
     if (cJSON_GetObjectItemCaseSensitive(train, "snapshots")) t->snapshots = get_int(&r, train, "train", "snapshots");
+    if (cJSON_GetObjectItemCaseSensitive(train, "lr_v_mult")) t->lr_v_mult = get_num(&r, train, "train", "lr_v_mult");
     t->log_every = get_int(&r, train, "train", "log_every");
     t->threads = get_int(&r, train, "train", "threads");
   }

@@ -1,5 +1,6 @@
 /* Learning-rate schedule, global-norm clipping and the AdamW step over the descriptor table. */
 #include <math.h>
+#include <string.h>
 
 #include "bwt/kernels.h"
 #include "optim.h"
@@ -48,7 +49,8 @@ void optim_adamw(bwt_model *m, float *adam_m, float *adam_v, const bwt_train_con
     const bwt_tensor_desc *d = &m->tensors[i];
     size_t off = d->offset + (size_t)(k - first) * ADAM_CHUNK;
     size_t len = d->offset + d->size - off < ADAM_CHUNK ? d->offset + d->size - off : ADAM_CHUNK;
-    bwt_adamw_update(m->params + off, m->grads + off, adam_m + off, adam_v + off, len, (float)lr,
+    double lr_t = strstr(d->name, ".attn.wv.") ? lr * c->lr_v_mult : lr; /* the EM-like schedule */
+    bwt_adamw_update(m->params + off, m->grads + off, adam_m + off, adam_v + off, len, (float)lr_t,
                      (float)c->beta1, (float)c->beta2, (float)c->eps,
                      d->decay ? (float)c->weight_decay : 0.0f, t);
   }
