@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "bwt/checkpoint.h"
+#include "bwt/detector.h"
 #include "bwt/dynamics.h"
 #include "bwt/fileio.h"
 #include "bwt/geometry.h"
@@ -40,7 +41,13 @@ static const char *const experiments =
     "                        step, every block), the gradient norms of W_Q and W_K over that of W_V and the\n"
     "                        update rate of W_Q over that of W_V, early (first 10%% of steps) and over the\n"
     "                        run; with snapshots (bwt train --snapshots N), the steps at which the attention\n"
-    "                        patterns and the values reach 90%% of their final similarity.\n";
+    "                        patterns and the values reach 90%% of their final similarity.\n"
+    "  detect CKPT|RUN_DIR   the geometry detector of seed 000 with controls: per-head advantage matrices\n"
+    "                        from a traced backward, one feature per supervised row (the advantage mass\n"
+    "                        routed to each token), their silhouette under the rows' hypotheses (targets),\n"
+    "                        each row's silhouette as its confidence against its error |H(p) - H(q)|,\n"
+    "                        and how often the detector fires (silhouette > --threshold) on subsamples of\n"
+    "                        the real task, of random-token inputs and of label-shuffled rows.\n";
 
 static int verify(int argc, char **argv) {
   int batches = 4, batch = 32, threads = 0;
@@ -297,6 +304,60 @@ static int timescales(int argc, char **argv) {
   return s == BWT_STATUS_OK ? 0 : cli_error("dynamics timescales");
 }
 
+static int detect(int argc, char **argv) {
+  bwt_detector_options o;
+  bwt_detector_options_default(&o);
+  int threads = 0;
+  cli_option opts[] = {
+      {"layer", OPT_INT, &o.layer, "block traced (-1 = the last)"},
+      {"seqs", OPT_INT, &o.n_seqs, "input sequences (rounded up to whole batches)"},
+      {"batch", OPT_INT, &o.batch, "sequences per forward pass"},
+      {"seed", OPT_U64, &o.seed, "input stream seed"},
+      {"min-map", OPT_DOUBLE, &o.min_map, "leave out rows whose posterior gives their hypothesis less than this"},
+      {"threshold", OPT_DOUBLE, &o.threshold, "the detector fires when the silhouette exceeds this"},
+      {"subsamples", OPT_INT, &o.subsamples, "subsamples for the firing rates"},
+      {"subsample-rows", OPT_INT, &o.subsample_rows, "rows per subsample"},
+      {"threads", OPT_INT, &threads, "threads (0 = environment)"},
+  };
+  cli_spec spec = {"dynamics detect", "CHECKPOINT|RUN_DIR [options]",
+                   "The geometry detector of seed 000 with its controls (see bwt dynamics --help).", opts,
+                   (int)(sizeof opts / sizeof *opts), 1, 1};
+  const char *pos[1];
+  int npos = 0, rc = cli_parse(&spec, argc, argv, pos, &npos);
+  if (rc) return rc == 1 ? 0 : rc;
+  if (threads < 0) {
+    fprintf(stderr, "bwt dynamics detect: --threads must be >= 0\n");
+    return 2;
+  }
+  bwt_set_threads(threads);
+  char path[4096], dir[4096];
+  checkpoint_path(path, dir, sizeof path, pos[0]);
+  bwt_run_config cfg;
+  bwt_model *model = NULL;
+  bwt_task *task = NULL;
+  int step = 0;
+  if (bwt_checkpoint_load(path, &cfg, &model, NULL, NULL, &step) != BWT_STATUS_OK) return cli_error("dynamics detect");
+  bwt_detect_result r[BWT_DETECT_N];
+  bwt_status s = bwt_task_create(&task, &cfg.task);
+  if (s == BWT_STATUS_OK) s = bwt_detect(model, task, &o, r);
+  if (s == BWT_STATUS_OK) {
+    printf("%s, step %d: block %d, %d sequences; fires when the silhouette exceeds %g (%d subsamples of %d rows)\n",
+           path, step, o.layer < 0 ? model->cfg.n_layers - 1 : o.layer, o.n_seqs, o.threshold, o.subsamples,
+           o.subsample_rows);
+    printf("%16s %7s %9s %11s %22s %10s\n", "inputs", "rows", "clusters", "silhouette", "r(confidence, -error)",
+           "fire rate");
+    for (int k = 0; k < BWT_DETECT_N; k++)
+      printf("%16s %7d %9d %11.4f %22.4f %9.1f%%\n", bwt_detect_input_names[k], r[k].rows, r[k].clusters,
+             r[k].silhouette, r[k].confidence_r, 100 * r[k].fire_rate);
+    printf("false-positive rate on the controls: %.1f%% (random tokens), %.1f%% (shuffled labels)\n",
+           100 * r[BWT_DETECT_RANDOM_TOKENS].fire_rate, 100 * r[BWT_DETECT_SHUFFLED_LABELS].fire_rate);
+  }
+  rc = s == BWT_STATUS_OK ? 0 : cli_error("dynamics detect");
+  bwt_task_free(task);
+  bwt_model_free(model);
+  return rc;
+}
+
 int cmd_dynamics(int argc, char **argv) {
   if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
     fprintf(argc < 2 ? stderr : stdout,
@@ -309,6 +370,7 @@ int cmd_dynamics(int argc, char **argv) {
   if (strcmp(argv[1], "em") == 0) return em(argc - 1, argv + 1);
   if (strcmp(argv[1], "falsify") == 0) return falsify(argc - 1, argv + 1);
   if (strcmp(argv[1], "timescales") == 0) return timescales(argc - 1, argv + 1);
+  if (strcmp(argv[1], "detect") == 0) return detect(argc - 1, argv + 1);
   fprintf(stderr, "bwt dynamics: unknown experiment '%s' (see bwt dynamics --help)\n", argv[1]);
   return 2;
 }

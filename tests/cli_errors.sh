@@ -184,6 +184,10 @@ checks=$((checks + 1))
 grep -q "from 3 snapshots" "$tmp/out" && [ -s "$tmp/geo/dynamics/timescales.json" ] ||
   { echo "FAIL: dynamics timescales"; failures=$((failures + 1)); }
 expect 1 "has no attention log" -- dynamics timescales "$tmp/mlp"
+ok dynamics detect "$tmp/geo" --seqs 8 --batch 4 --subsamples 5 --subsample-rows 10
+checks=$((checks + 1))
+grep -q "false-positive rate on the controls" "$tmp/out" || { echo "FAIL: dynamics detect"; failures=$((failures + 1)); }
+expect 1 "the detector needs a transformer" -- dynamics detect "$tmp/mlp"
 ok dynamics --help
 checks=$((checks + 1))
 grep -q "routing law" "$tmp/out" || { echo "FAIL: dynamics --help"; failures=$((failures + 1)); }

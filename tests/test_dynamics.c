@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bwt/detector.h"
 #include "bwt/dynamics.h"
 #include "bwt/kernels.h"
 #include "bwt/timescales.h"
@@ -107,6 +108,70 @@ static void test_perturbed_backward_is_caught(void **state) {
   bwt_task_free(task);
 }
 
+/* Silhouette against hand-computed values and a brute-force double-precision version. */
+static void test_silhouette(void **state) {
+  const float two[4 * 2] = {1, 0, 1, 0, 0, 1, 0, 1};
+  const int lab2[4] = {0, 0, 1, 1}, lab1[4] = {0, 0, 0, 0}, lab3[3] = {0, 0, 1};
+  double per[4];
+  assert_float_equal(bwt_silhouette(two, lab2, 4, 2, per), 1.0, 1e-12);
+  assert_true(isnan(bwt_silhouette(two, lab1, 4, 2, NULL)));
+  const float three[3 * 2] = {1, 0, 1, 0, 0, 1};
+  assert_float_equal(bwt_silhouette(three, lab3, 3, 2, per), 2.0 / 3.0, 1e-12); /* a singleton scores 0 */
+  assert_float_equal(per[2], 0.0, 0.0);
+  enum { N = 60, D = 5 };
+  float x[N * D];
+  int lab[N];
+  test_fill_uniform(x, N * D, -1, 1, 17);
+  for (int i = 0; i < N; i++) {
+    double nn = 0;
+    for (int k = 0; k < D; k++) nn += (double)x[i * D + k] * x[i * D + k];
+    for (int k = 0; k < D; k++) x[i * D + k] = (float)(x[i * D + k] / sqrt(nn));
+    lab[i] = i % 3; /* three labels on structureless points */
+  }
+  double want = 0;
+  for (int i = 0; i < N; i++) {
+    double in = 0, out[3] = {0}, nin = 0, nout[3] = {0};
+    for (int j = 0; j < N; j++) {
+      if (j == i) continue;
+      double dot = 0;
+      for (int k = 0; k < D; k++) dot += (double)x[i * D + k] * x[j * D + k];
+      if (lab[j] == lab[i]) in += 1 - dot, nin++;
+      else out[lab[j]] += 1 - dot, nout[lab[j]]++;
+    }
+    double a = in / nin, b = INFINITY;
+    for (int c = 0; c < 3; c++)
+      if (c != lab[i]) b = fmin(b, out[c] / nout[c]);
+    want += (b - a) / fmax(a, b) / N;
+  }
+  double got = bwt_silhouette(x, lab, N, D, NULL);
+  print_message("  random points in 3 labels: silhouette %.6f (brute force %.6f)\n", got, want);
+  assert_float_equal(got, want, 1e-9);
+  assert_true(fabs(got) < 0.2);
+}
+
+/* The detector runs its three input kinds on a small model with finite, bounded results. */
+static void test_detector_runs(void **state) {
+  bwt_task *task;
+  bwt_model *m = tiny_model(&task, 2);
+  bwt_detector_options o;
+  bwt_detector_options_default(&o);
+  o.n_seqs = 24, o.batch = 8, o.subsamples = 20, o.subsample_rows = 30;
+  bwt_detect_result r[BWT_DETECT_N];
+  assert_int_equal(bwt_detect(m, task, &o, r), BWT_STATUS_OK);
+  for (int k = 0; k < BWT_DETECT_N; k++) {
+    assert_int_equal(r[k].rows, 24 * task->n_sup);
+    assert_true(r[k].silhouette >= -1 && r[k].silhouette <= 1);
+    assert_true(r[k].fire_rate >= 0 && r[k].fire_rate <= 1);
+    print_message("  %s: %d clusters, silhouette %.4f, r %.4f, fires %.0f%%\n", bwt_detect_input_names[k],
+                  r[k].clusters, r[k].silhouette, r[k].confidence_r, 100 * r[k].fire_rate);
+  }
+  assert_true(isnan(r[BWT_DETECT_RANDOM_TOKENS].confidence_r) && !isnan(r[BWT_DETECT_REAL].confidence_r));
+  o.layer = 5;
+  assert_int_equal(bwt_detect(m, task, &o, r), BWT_STATUS_ARG);
+  bwt_model_free(m);
+  bwt_task_free(task);
+}
+
 /* --lr-v-mult scales the step of the value projections only: after one step from the same start,
  * every other tensor is bit-identical. */
 static void test_lr_v_mult_moves_only_values(void **state) {
@@ -186,6 +251,8 @@ int main(void) {
       cmocka_unit_test(test_perturbed_backward_is_caught),
       cmocka_unit_test(test_timescales_log),
       cmocka_unit_test(test_lr_v_mult_moves_only_values),
+      cmocka_unit_test(test_silhouette),
+      cmocka_unit_test(test_detector_runs),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -222,6 +222,7 @@ bwt_status bwt_run_config_from_json(bwt_run_config *cfg, const char *json, const
     t->ckpt_every = get_int(&r, train, "train", "ckpt_every");
     /* Runs written before snapshots existed have none. */
     if (cJSON_GetObjectItemCaseSensitive(train, "snapshots")) t->snapshots = get_int(&r, train, "train", "snapshots");
+    t->lr_v_mult = 1.0; /* runs written before the EM-like schedule existed have none */
     if (cJSON_GetObjectItemCaseSensitive(train, "lr_v_mult")) t->lr_v_mult = get_num(&r, train, "train", "lr_v_mult");
     t->log_every = get_int(&r, train, "train", "log_every");
     t->threads = get_int(&r, train, "train", "threads");

@@ -1,0 +1,54 @@
+/* The geometry detector (the measurable part of seed 000, issue 6). For a transformer checkpoint
+ * and a set of inputs:
+ *   1. a traced backward (bwt/dynamics.h) of one block under the cross-entropy against the inputs'
+ *      targets gives each head's advantage matrix A_h (query rows × key positions);
+ *   2. each supervised row j becomes a feature f_j = concat_h Σ_s A_h[j,s]·e(token_s): the advantage
+ *      mass its head routes to each vocabulary token, L2-normalised;
+ *   3. rows are labelled by their hypothesis, the row's target: the sampled answer, which is the
+ *      truth of the sequence (the bijection's value, the recalled value, the HMM's state); rows whose
+ *      posterior gives it less than min_map are left out. The silhouette score of the features under
+ *      those labels (cosine distance) says how well advantage matrices cluster by hypothesis;
+ *   4. each row's own silhouette is its geometric confidence, correlated (Pearson) with the model's
+ *      accuracy on that row, −|H(p) − H(q)| in bits.
+ * Controls: random-token inputs (every token uniform over the vocabulary; labels and targets the
+ * model's own argmax, since such inputs have no posterior) and label-shuffled inputs (the real rows with
+ * their labels permuted). The detector "fires" on a subsample of rows when its silhouette exceeds
+ * threshold; the false-positive rate is how often it fires on control subsamples. */
+#ifndef BWT_DETECTOR_H
+#define BWT_DETECTOR_H
+
+#include <stdint.h>
+
+#include "bwt/model.h"
+#include "bwt/task.h"
+
+/* Silhouette score of n points x (n, d), L2-normalised rows, under labels (n) with cosine distance;
+ * per_point (n) may be NULL. Points alone in their cluster score 0 (Rousseeuw). NAN with fewer than
+ * two clusters. */
+double bwt_silhouette(const float *x, const int *labels, int n, int d, double *per_point);
+
+typedef struct {
+  int layer;          /* block traced (default: the last) */
+  int n_seqs, batch;  /* inputs (default 256, 32) */
+  uint64_t seed;      /* input stream */
+  double min_map;     /* rows whose posterior of their label is below this are left out (default 0) */
+  double threshold;   /* the detector fires when the silhouette exceeds this (default 0.3) */
+  int subsamples, subsample_rows; /* resamples for the firing rates (default 200 of 100 rows) */
+} bwt_detector_options;
+void bwt_detector_options_default(bwt_detector_options *o);
+
+typedef enum { BWT_DETECT_REAL, BWT_DETECT_RANDOM_TOKENS, BWT_DETECT_SHUFFLED_LABELS, BWT_DETECT_N } bwt_detect_input;
+extern const char *const bwt_detect_input_names[BWT_DETECT_N];
+
+typedef struct {
+  int rows;            /* labelled rows */
+  int clusters;        /* distinct labels among them */
+  double silhouette;   /* over all labelled rows */
+  double confidence_r; /* Pearson(row silhouette, −|H(p) − H(q)|); NAN for random tokens (no posterior) */
+  double fire_rate;    /* share of subsamples on which the detector fires */
+} bwt_detect_result;
+
+/* Runs the detector on model under each input kind (out: BWT_DETECT_N results). */
+bwt_status bwt_detect(bwt_model *model, const bwt_task *task, const bwt_detector_options *o, bwt_detect_result *out);
+
+#endif

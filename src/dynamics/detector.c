@@ -1,0 +1,232 @@
+/* The geometry detector with its controls (bwt/detector.h). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bwt/detector.h"
+#include "bwt/dynamics.h"
+#include "bwt/eval.h"
+#include "bwt/kernels.h"
+#include "bwt/rng.h"
+#include "bwt/stats.h"
+
+const char *const bwt_detect_input_names[BWT_DETECT_N] = {"real", "random_tokens", "shuffled_labels"};
+
+void bwt_detector_options_default(bwt_detector_options *o) {
+  *o = (bwt_detector_options){-1, 256, 32, 0x5eed, 0.0, 0.3, 200, 100};
+}
+
+double bwt_silhouette(const float *x, const int *labels, int n, int d, double *per_point) {
+  int K = 0;
+  for (int i = 0; i < n; i++) K = labels[i] + 1 > K ? labels[i] + 1 : K;
+  int *count = calloc(K > 0 ? K : 1, sizeof(int)), clusters = 0;
+  if (!count) return NAN;
+  for (int i = 0; i < n; i++) clusters += count[labels[i]]++ == 0;
+  double total = 0;
+  int ok = clusters >= 2;
+#pragma omp parallel for reduction(+ : total) schedule(dynamic, 16) if (ok && n > 64)
+  for (int i = 0; i < (ok ? n : 0); i++) {
+    double *sum = calloc(K, sizeof(double)), s = 0;
+    if (!sum) continue; /* an out-of-memory point counts 0 */
+    for (int j = 0; j < n; j++) {
+      if (j == i) continue;
+      double dot = 0;
+      for (int k = 0; k < d; k++) dot += (double)x[(size_t)i * d + k] * x[(size_t)j * d + k];
+      sum[labels[j]] += 1 - dot; /* cosine distance of unit rows */
+    }
+    int own = labels[i];
+    if (count[own] > 1) {
+      double a = sum[own] / (count[own] - 1), b = INFINITY;
+      for (int c = 0; c < K; c++)
+        if (c != own && count[c] > 0) b = fmin(b, sum[c] / count[c]);
+      double m = fmax(a, b);
+      s = m > 0 ? (b - a) / m : 0;
+    }
+    if (per_point) per_point[i] = s;
+    total += s;
+    free(sum);
+  }
+  free(count);
+  return ok ? total / n : NAN;
+}
+
+/* The labelled rows of one input kind: unit features (rows, F), labels, and |H(p) − H(q)|. */
+typedef struct {
+  int rows, cap, F;
+  float *feat;
+  int *label;
+  double *err;
+} row_set;
+
+static void rows_free(row_set *r) {
+  free(r->feat), free(r->label), free(r->err);
+  memset(r, 0, sizeof *r);
+}
+
+static double entropy_bits_f(const float *p, int K) {
+  double h = 0;
+  for (int k = 0; k < K; k++)
+    if (p[k] > 0) h -= p[k] * log2(p[k]);
+  return h;
+}
+
+/* One batch: forward, cross-entropy gradient against targets, traced backward of the block, rows. */
+static bwt_status add_batch(bwt_model *m, bwt_batch *b, const bwt_task *task, bwt_detect_input kind,
+                            const bwt_detector_options *o, float *probs, float *dl, int32_t *targets, float *adv,
+                            row_set *r) {
+  int n = b->n_sup, K = task->n_classes, V = task->vocab, NH = m->cfg.n_heads, T = b->T;
+  size_t M = (size_t)b->B * n;
+  const float *logits;
+  BWT_TRY(bwt_model_forward(m, b, &logits));
+  bwt_softmax_forward(probs, logits, (int)M, K);
+  for (size_t i = 0; i < M; i++) { /* random tokens have no posterior: the model's own MAP stands in */
+    int best = 0;
+    for (int k = 1; k < K; k++) best = probs[i * K + k] > probs[i * K + best] ? k : best;
+    targets[i] = kind == BWT_DETECT_RANDOM_TOKENS ? best : b->target[i];
+  }
+  memset(dl, 0, sizeof(float) * M * K);
+  bwt_xent_backward(dl, probs, targets, NULL, 1.0f / (float)M, (int)M, K);
+  bwt_attention_trace t;
+  bwt_status s = bwt_model_backward_traced(m, b, dl, o->layer, &t);
+  for (int bb = 0; s == BWT_STATUS_OK && bb < b->B; bb++) {
+    float *f0 = r->feat + (size_t)r->rows * r->F;
+    int kept = 0, idx[4096];
+    for (int j = 0; j < n && j < 4096; j++) { /* which rows of this sequence are labelled */
+      size_t i = (size_t)bb * n + j;
+      int label = targets[i];
+      double q = kind == BWT_DETECT_RANDOM_TOKENS ? probs[i * K + label] : b->posterior[i * K + label];
+      if (q < o->min_map || r->rows + kept >= r->cap) continue;
+      idx[kept] = j;
+      r->label[r->rows + kept] = label;
+      r->err[r->rows + kept] = kind == BWT_DETECT_RANDOM_TOKENS
+                                   ? NAN
+                                   : fabs(entropy_bits_f(probs + i * K, K) - bwt_entropy_bits(b->posterior + i * K, K));
+      kept++;
+    }
+    memset(f0, 0, sizeof(float) * (size_t)kept * r->F);
+    for (int h = 0; h < NH && kept; h++) {
+      bwt_dynamics_head(&t, bb, h, NULL, adv, NULL);
+      for (int k = 0; k < kept; k++) {
+        int j = idx[k], pos = b->sup_pos[bb * n + j], qrow = t.qpos ? j : pos;
+        float *f = f0 + (size_t)k * r->F + (size_t)h * V;
+        for (int s2 = 0; s2 <= pos; s2++) f[b->tokens[(size_t)bb * T + s2]] += adv[(size_t)qrow * T + s2];
+      }
+    }
+    for (int k = 0; k < kept; k++) { /* unit rows: cosine geometry */
+      float *f = f0 + (size_t)k * r->F;
+      double nn = 0;
+      for (int i = 0; i < r->F; i++) nn += (double)f[i] * f[i];
+      if (nn > 0)
+        for (int i = 0; i < r->F; i++) f[i] = (float)(f[i] / sqrt(nn));
+    }
+    r->rows += kept;
+  }
+  bwt_attention_trace_free(&t);
+  bwt_model_zero_grad(m);
+  return s;
+}
+
+static bwt_status collect(bwt_model *m, const bwt_task *task, bwt_detect_input kind, const bwt_detector_options *o,
+                          row_set *r) {
+  int B = o->batch < o->n_seqs ? o->batch : o->n_seqs, n = task->n_sup, K = task->n_classes;
+  int T = task->seq_len, NH = m->cfg.n_heads, nq = o->layer + 1 == m->cfg.n_layers ? n : T;
+  memset(r, 0, sizeof *r);
+  /* Whole batches: n_seqs rounds up to a multiple of the batch. */
+  r->F = NH * task->vocab, r->cap = (o->n_seqs + B - 1) / B * B * n;
+  r->feat = bwt_calloc((size_t)r->cap * r->F, sizeof(float), "detector");
+  r->label = bwt_calloc(r->cap, sizeof(int), "detector");
+  r->err = bwt_calloc(r->cap, sizeof(double), "detector");
+  size_t M = (size_t)B * n;
+  float *probs = bwt_calloc(M * K, sizeof(float), "detector"), *dl = bwt_calloc(M * K, sizeof(float), "detector");
+  float *adv = bwt_calloc((size_t)nq * T, sizeof(float), "detector");
+  int32_t *targets = bwt_calloc(M, sizeof(int32_t), "detector");
+  bwt_batch b;
+  memset(&b, 0, sizeof b);
+  bwt_status s = r->feat && r->label && r->err && probs && dl && adv && targets ? BWT_STATUS_OK : BWT_STATUS_NOMEM;
+  if (s == BWT_STATUS_OK) s = bwt_batch_alloc(&b, task, B);
+  for (int i = 0, done = 0; s == BWT_STATUS_OK && done < o->n_seqs; i++, done += B) {
+    uint64_t seed = bwt_eval_batch_seed(o->seed, i);
+    s = bwt_task_sample(task, seed, &b);
+    if (s == BWT_STATUS_OK && kind == BWT_DETECT_RANDOM_TOKENS) {
+      bwt_rng rng;
+      bwt_rng_seed(&rng, seed, 0xc0de);
+      for (size_t k = 0; k < (size_t)B * T; k++) b.tokens[k] = (int32_t)bwt_rng_below(&rng, (uint32_t)task->vocab);
+    }
+    if (s == BWT_STATUS_OK) s = add_batch(m, &b, task, kind, o, probs, dl, targets, adv, r);
+  }
+  if (s == BWT_STATUS_OK && kind == BWT_DETECT_SHUFFLED_LABELS) {
+    bwt_rng rng;
+    bwt_rng_seed(&rng, o->seed, 0x5407);
+    for (int i = r->rows - 1; i > 0; i--) { /* Fisher-Yates */
+      int j = (int)bwt_rng_below(&rng, (uint32_t)(i + 1)), tmp = r->label[i];
+      r->label[i] = r->label[j], r->label[j] = tmp;
+    }
+  }
+  bwt_batch_free(&b);
+  free(probs), free(dl), free(adv), free(targets);
+  if (s != BWT_STATUS_OK) rows_free(r);
+  return s;
+}
+
+/* The share of random subsamples (without replacement) whose silhouette exceeds the threshold. */
+static double fire_rate(const row_set *r, const bwt_detector_options *o, uint64_t stream) {
+  int k = o->subsample_rows < r->rows ? o->subsample_rows : r->rows, fired = 0, done = 0;
+  float *x = malloc(sizeof(float) * (size_t)k * r->F);
+  int *lab = malloc(sizeof(int) * k), *perm = malloc(sizeof(int) * r->rows);
+  if (!x || !lab || !perm || k < 2) {
+    free(x), free(lab), free(perm);
+    return NAN;
+  }
+  bwt_rng rng;
+  bwt_rng_seed(&rng, o->seed, stream);
+  for (int t = 0; t < o->subsamples; t++) {
+    for (int i = 0; i < r->rows; i++) perm[i] = i;
+    for (int i = 0; i < k; i++) { /* a partial Fisher-Yates: the first k of a random order */
+      int j = i + (int)bwt_rng_below(&rng, (uint32_t)(r->rows - i)), tmp = perm[i];
+      perm[i] = perm[j], perm[j] = tmp;
+      memcpy(x + (size_t)i * r->F, r->feat + (size_t)perm[i] * r->F, sizeof(float) * r->F);
+      lab[i] = r->label[perm[i]];
+    }
+    double s = bwt_silhouette(x, lab, k, r->F, NULL);
+    if (isnan(s)) continue; /* one cluster: nothing to decide */
+    fired += s > o->threshold;
+    done++;
+  }
+  free(x), free(lab), free(perm);
+  return done ? (double)fired / done : NAN;
+}
+
+bwt_status bwt_detect(bwt_model *m, const bwt_task *task, const bwt_detector_options *opt, bwt_detect_result *out) {
+  bwt_detector_options o = *opt;
+  if (m->cfg.arch != BWT_ARCH_TRANSFORMER || task->vocab == 0)
+    return bwt_fail(BWT_STATUS_ARG, "the detector needs a transformer on a token task");
+  if (o.layer < 0) o.layer = m->cfg.n_layers - 1;
+  if (o.layer >= m->cfg.n_layers || o.n_seqs < 1 || o.batch < 1 || o.subsamples < 1 || o.subsample_rows < 2)
+    return bwt_fail(BWT_STATUS_ARG, "detector: block %d, %d sequences, batch %d, %d subsamples of %d rows are not possible",
+                    o.layer, o.n_seqs, o.batch, o.subsamples, o.subsample_rows);
+  BWT_TRY(bwt_model_check_task(m, task));
+  for (int kind = 0; kind < BWT_DETECT_N; kind++) {
+    row_set r;
+    BWT_TRY(collect(m, task, (bwt_detect_input)kind, &o, &r));
+    bwt_detect_result *d = &out[kind];
+    *d = (bwt_detect_result){r.rows, 0, NAN, NAN, NAN};
+    double *per = bwt_calloc(r.rows ? r.rows : 1, sizeof(double), "detector");
+    double *acc = bwt_calloc(r.rows ? r.rows : 1, sizeof(double), "detector");
+    if (!per || !acc) {
+      free(per), free(acc), rows_free(&r);
+      return BWT_STATUS_NOMEM;
+    }
+    int seen[4096] = {0};
+    for (int i = 0; i < r.rows; i++)
+      if (r.label[i] < 4096 && !seen[r.label[i]]++) d->clusters++;
+    d->silhouette = r.rows >= 2 ? bwt_silhouette(r.feat, r.label, r.rows, r.F, per) : NAN;
+    if (kind != BWT_DETECT_RANDOM_TOKENS && r.rows >= 2) {
+      for (int i = 0; i < r.rows; i++) acc[i] = -r.err[i];
+      d->confidence_r = bwt_pearson(per, acc, r.rows);
+    }
+    d->fire_rate = fire_rate(&r, &o, 0xf12e + (uint64_t)kind);
+    free(per), free(acc);
+    rows_free(&r);
+  }
+  return BWT_STATUS_OK;
+}
