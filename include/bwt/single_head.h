@@ -90,6 +90,8 @@ typedef struct {
 bwt_status bwt_em_vs_sgd(const bwt_em_config *c, bwt_em_result *out, void (*progress)(void *ctx, int i, int n),
                          void *ctx);
 void bwt_em_result_free(bwt_em_result *r);
+/* The configuration as a cJSON object (for the reports of em and falsify). */
+struct cJSON *bwt_em_config_json(const bwt_em_config *c);
 /* The result as JSON (caller frees; NULL when out of memory), loss curves included. */
 char *bwt_em_to_json(const bwt_em_config *c, const bwt_em_result *r);
 /* Mean loss curves of both arms with their spread, the exact-posterior cross-entropy and the floor, as

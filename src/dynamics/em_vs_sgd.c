@@ -124,21 +124,26 @@ static cJSON *report_json(const bwt_sh_report *r) {
   return o;
 }
 
-static cJSON *curve(const double *x, int n) {
-  cJSON *a = cJSON_CreateArray();
-  for (int i = 0; i < n; i++) cJSON_AddItemToArray(a, cJSON_CreateNumber(x[i]));
-  return a;
+cJSON *bwt_em_config_json(const bwt_em_config *c) {
+  cJSON *cfg = cJSON_CreateObject();
+  cJSON_AddNumberToObject(cfg, "T", c->T);
+  cJSON_AddNumberToObject(cfg, "steps", c->steps);
+  cJSON_AddNumberToObject(cfg, "lr", c->lr);
+  cJSON_AddNumberToObject(cfg, "lr_v", c->lr_v);
+  cJSON_AddStringToObject(cfg, "routing", bwt_routing_name(c->routing));
+  cJSON *seeds = cJSON_AddArrayToObject(cfg, "seeds");
+  for (int i = 0; i < c->n_seeds; i++) {
+    char seed[24];
+    snprintf(seed, sizeof seed, "%llu", (unsigned long long)c->seeds[i]);
+    cJSON_AddItemToArray(seeds, cJSON_CreateString(seed));
+  }
+  return cfg;
 }
 
 char *bwt_em_to_json(const bwt_em_config *c, const bwt_em_result *r) {
   cJSON *o = cJSON_CreateObject();
   if (!o) return NULL;
-  cJSON *cfg = cJSON_AddObjectToObject(o, "config");
-  cJSON_AddNumberToObject(cfg, "T", c->T);
-  cJSON_AddNumberToObject(cfg, "steps", c->steps);
-  cJSON_AddNumberToObject(cfg, "lr", c->lr);
-  cJSON_AddNumberToObject(cfg, "lr_v_em", c->lr_v);
-  cJSON_AddStringToObject(cfg, "routing", bwt_routing_name(c->routing));
+  cJSON_AddItemToObject(o, "config", bwt_em_config_json(c));
   cJSON_AddNumberToObject(o, "floor_nats", r->floor_nats);
   cJSON_AddNumberToObject(o, "sgd_mean_final_loss", r->sgd_mean_final);
   cJSON_AddNumberToObject(o, "speedup", r->speedup);
@@ -159,8 +164,8 @@ char *bwt_em_to_json(const bwt_em_config *c, const bwt_em_result *r) {
     cJSON_AddNumberToObject(s, "em_step_below_sgd_mean_final", r->em_cross[i]);
     cJSON_AddItemToObject(s, "sgd_report", report_json(&r->sgd_report[i]));
     cJSON_AddItemToObject(s, "em_report", report_json(&r->em_report[i]));
-    cJSON_AddItemToObject(s, "sgd_loss", curve(sgd, r->steps + 1));
-    cJSON_AddItemToObject(s, "em_loss", curve(em, r->steps + 1));
+    cJSON_AddItemToObject(s, "sgd_loss", cJSON_CreateDoubleArray(sgd, r->steps + 1));
+    cJSON_AddItemToObject(s, "em_loss", cJSON_CreateDoubleArray(em, r->steps + 1));
     cJSON_AddItemToArray(seeds, s);
   }
   char *text = cJSON_Print(o);

@@ -40,13 +40,8 @@ bwt_status bwt_falsify(const bwt_em_config *c, const bwt_routing *modes, int n_m
 char *bwt_falsify_to_json(const bwt_em_config *c, const bwt_falsify_result *r) {
   cJSON *o = cJSON_CreateObject();
   if (!o) return NULL;
-  cJSON *cfg = cJSON_AddObjectToObject(o, "config");
-  cJSON_AddNumberToObject(cfg, "T", c->T);
-  cJSON_AddNumberToObject(cfg, "steps", c->steps);
-  cJSON_AddNumberToObject(cfg, "lr", c->lr);
-  cJSON_AddNumberToObject(cfg, "lr_v", c->lr_v);
-  cJSON *bayes = cJSON_AddArrayToObject(o, "bayes_ce_nats");
-  for (int i = 0; i < r->n_seeds; i++) cJSON_AddItemToArray(bayes, cJSON_CreateNumber(r->bayes_ce[i]));
+  cJSON_AddItemToObject(o, "config", bwt_em_config_json(c));
+  cJSON_AddItemToObject(o, "bayes_ce_nats", cJSON_CreateDoubleArray(r->bayes_ce, r->n_seeds));
   cJSON *modes = cJSON_AddArrayToObject(o, "modes");
   int len = r->steps + 1;
   for (int m = 0; m < r->n_modes; m++) {

@@ -111,22 +111,16 @@ bwt_status bwt_timescales_read(const char *run_dir, int total_steps, bwt_timesca
   return s;
 }
 
-static cJSON *numbers(const double *x, int n) {
-  cJSON *a = cJSON_CreateArray();
-  for (int i = 0; a && i < n; i++) cJSON_AddItemToArray(a, cJSON_CreateNumber(x[i]));
-  return a;
-}
-
 char *bwt_timescales_to_json(const bwt_timescales *t) {
   cJSON *o = cJSON_CreateObject();
   if (!o) return NULL;
   cJSON_AddNumberToObject(o, "logged_steps", t->n);
-  cJSON_AddItemToObject(o, "grad_q_over_v_early", numbers(t->qv_early, t->L));
-  cJSON_AddItemToObject(o, "grad_q_over_v_all", numbers(t->qv_all, t->L));
-  cJSON_AddItemToObject(o, "grad_k_over_v_early", numbers(t->kv_early, t->L));
-  cJSON_AddItemToObject(o, "grad_k_over_v_all", numbers(t->kv_all, t->L));
-  cJSON_AddItemToObject(o, "update_q_over_v_early", numbers(t->upd_qv_early, t->L));
-  cJSON_AddItemToObject(o, "update_q_over_v_all", numbers(t->upd_qv_all, t->L));
+  cJSON_AddItemToObject(o, "grad_q_over_v_early", cJSON_CreateDoubleArray(t->qv_early, t->L));
+  cJSON_AddItemToObject(o, "grad_q_over_v_all", cJSON_CreateDoubleArray(t->qv_all, t->L));
+  cJSON_AddItemToObject(o, "grad_k_over_v_early", cJSON_CreateDoubleArray(t->kv_early, t->L));
+  cJSON_AddItemToObject(o, "grad_k_over_v_all", cJSON_CreateDoubleArray(t->kv_all, t->L));
+  cJSON_AddItemToObject(o, "update_q_over_v_early", cJSON_CreateDoubleArray(t->upd_qv_early, t->L));
+  cJSON_AddItemToObject(o, "update_q_over_v_all", cJSON_CreateDoubleArray(t->upd_qv_all, t->L));
   char *text = cJSON_Print(o);
   cJSON_Delete(o);
   return text;

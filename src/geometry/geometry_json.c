@@ -5,16 +5,10 @@
 
 #include "bwt/geometry.h"
 
-static cJSON *numbers(const double *x, size_t n) {
-  cJSON *a = cJSON_CreateArray();
-  for (size_t i = 0; a && i < n; i++) cJSON_AddItemToArray(a, cJSON_CreateNumber(x[i]));
-  return a;
-}
-
 /* A (rows, cols) matrix as an array of rows. */
 static cJSON *matrix(const double *x, int rows, int cols) {
   cJSON *a = cJSON_CreateArray();
-  for (int r = 0; a && r < rows; r++) cJSON_AddItemToArray(a, numbers(x + (size_t)r * cols, cols));
+  for (int r = 0; a && r < rows; r++) cJSON_AddItemToArray(a, cJSON_CreateDoubleArray(x + (size_t)r * cols, cols));
   return a;
 }
 
@@ -64,7 +58,7 @@ char *bwt_geometry_to_json(const bwt_geometry *g) {
   for (int l = 0; l < L; l++) cJSON_AddItemToArray(layers, manifold(&g->layer[l]));
   cJSON *pr = cJSON_AddObjectToObject(o, "entropy_probe_r2");
   cJSON_AddNumberToObject(pr, "embeddings", g->probe_r2[0]);
-  cJSON_AddItemToObject(pr, "blocks", numbers(g->probe_r2 + 1, L));
+  cJSON_AddItemToObject(pr, "blocks", cJSON_CreateDoubleArray(g->probe_r2 + 1, L));
   cJSON_AddNumberToObject(pr, "final_norm", g->probe_r2[L + 1]);
   char *text = cJSON_Print(o);
   cJSON_Delete(o);
