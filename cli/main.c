@@ -18,7 +18,7 @@ static const struct {
     {"sample", cmd_sample, "export sequences with their exact posteriors as JSONL"},
     {"geometry", cmd_geometry, "the mechanism view of a transformer checkpoint: key frames, attention, value manifold"},
     {"ablate", cmd_ablate, "remove heads, branches and blocks one at a time; the change against the exact posterior"},
-    {"dynamics", cmd_dynamics, "gradient dynamics of attention: check the routing law on a checkpoint's real backward"},
+    {"dynamics", cmd_dynamics, "gradient dynamics (Paper II): routing-law check, EM vs SGD, falsification, timescales, detector"},
     {"reproduce", cmd_reproduce, "run a declared grid of experiments over seeds and tabulate it beside the papers"},
 };
 
