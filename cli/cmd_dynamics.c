@@ -1,4 +1,5 @@
 /* bwt dynamics: the gradient-dynamics instruments of Paper II (SPEC.md §6). */
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -49,11 +50,31 @@ static const char *const experiments =
     "                        and how often the detector fires (silhouette > --threshold) on subsamples of\n"
     "                        the real task, of random-token inputs and of label-shuffled rows.\n";
 
+static bwt_status write_verify_json(const char *path, const bwt_dynamics_check *c, int L) {
+  cJSON *a = cJSON_CreateArray();
+  for (int l = 0; a && l < L; l++) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "block", l);
+    cJSON_AddNumberToObject(o, "routing_max_abs_diff", c[l].score_max_abs);
+    cJSON_AddNumberToObject(o, "routing_max_abs_grad", c[l].score_scale);
+    cJSON_AddNumberToObject(o, "values_max_abs_diff", c[l].value_max_abs);
+    cJSON_AddNumberToObject(o, "values_max_abs_grad", c[l].value_scale);
+    cJSON_AddItemToArray(a, o);
+  }
+  char *text = a ? cJSON_Print(a) : NULL;
+  cJSON_Delete(a);
+  bwt_status s = text ? bwt_write_file_atomic(path, text, strlen(text)) : bwt_fail(BWT_STATUS_NOMEM, "out of memory");
+  free(text);
+  return s;
+}
+
 static int verify(int argc, char **argv) {
   int batches = 4, batch = 32, threads = 0;
   uint64_t seed = 0x5eed;
   double tol = 1e-4;
+  char json[OPT_STRING_MAX] = "";
   cli_option opts[] = {
+      {"json", OPT_STRING, json, "also write the deviations per block as JSON to this file"},
       {"batches", OPT_INT, &batches, "real batches checked"},
       {"batch", OPT_INT, &batch, "sequences per batch"},
       {"seed", OPT_U64, &seed, "batch stream seed"},
@@ -97,6 +118,7 @@ static int verify(int argc, char **argv) {
     }
     printf(failed ? "FAILED: a deviation exceeds %g of its block's largest gradient\n"
                   : "both identities hold to rounding (tolerance %g relative)\n", tol);
+    if (*json) s = write_verify_json(json, c, model->cfg.n_layers);
   }
   rc = s != BWT_STATUS_OK ? cli_error("dynamics verify") : failed;
   bwt_task_free(task);
@@ -307,8 +329,11 @@ static int timescales(int argc, char **argv) {
 static int detect(int argc, char **argv) {
   bwt_detector_options o;
   bwt_detector_options_default(&o);
-  int threads = 0;
+  int threads = 0, no_figures = 0;
+  char out[OPT_STRING_MAX] = "";
   cli_option opts[] = {
+      {"out", OPT_STRING, out, "output directory (default RUN_DIR/dynamics)"},
+      {"no-figures", OPT_FLAG, &no_figures, "write the JSON only"},
       {"layer", OPT_INT, &o.layer, "block traced (-1 = the last)"},
       {"seqs", OPT_INT, &o.n_seqs, "input sequences (rounded up to whole batches)"},
       {"batch", OPT_INT, &o.batch, "sequences per forward pass"},
@@ -330,14 +355,17 @@ static int detect(int argc, char **argv) {
     return 2;
   }
   bwt_set_threads(threads);
-  char path[4096], dir[4096];
+  char path[4096], dir[4096], outdir[4096 + 16];
   checkpoint_path(path, dir, sizeof path, pos[0]);
+  if (*out) snprintf(outdir, sizeof outdir, "%s", out);
+  else snprintf(outdir, sizeof outdir, "%s/dynamics", dir);
   bwt_run_config cfg;
   bwt_model *model = NULL;
   bwt_task *task = NULL;
   int step = 0;
   if (bwt_checkpoint_load(path, &cfg, &model, NULL, NULL, &step) != BWT_STATUS_OK) return cli_error("dynamics detect");
   bwt_detect_result r[BWT_DETECT_N];
+  memset(r, 0, sizeof r);
   bwt_status s = bwt_task_create(&task, &cfg.task);
   if (s == BWT_STATUS_OK) s = bwt_detect(model, task, &o, r);
   if (s == BWT_STATUS_OK) {
@@ -351,8 +379,12 @@ static int detect(int argc, char **argv) {
              r[k].silhouette, r[k].confidence_r, 100 * r[k].fire_rate);
     printf("false-positive rate on the controls: %.1f%% (random tokens), %.1f%% (shuffled labels)\n",
            100 * r[BWT_DETECT_RANDOM_TOKENS].fire_rate, 100 * r[BWT_DETECT_SHUFFLED_LABELS].fire_rate);
+    s = write_json(outdir, "detect.json", bwt_detect_to_json(&o, r));
+    if (s == BWT_STATUS_OK && !no_figures) s = bwt_detect_figure(&o, r, outdir);
+    if (s == BWT_STATUS_OK) printf("wrote %s/detect.json%s\n", outdir, no_figures ? "" : " and detector.{png,svg}");
   }
   rc = s == BWT_STATUS_OK ? 0 : cli_error("dynamics detect");
+  for (int k = 0; k < BWT_DETECT_N; k++) bwt_detect_result_free(&r[k]);
   bwt_task_free(task);
   bwt_model_free(model);
   return rc;

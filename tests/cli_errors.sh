@@ -163,9 +163,10 @@ expect 1 "ablations need a transformer" -- ablate "$tmp/mlp" --seqs 4
 expect 1 "afile" -- geometry "$tmp/geo" --seqs 4 --out "$tmp/afile/g"
 
 # dynamics: the routing law on the real backward pass.
-ok dynamics verify "$tmp/geo" --batches 1 --batch 4
+ok dynamics verify "$tmp/geo" --batches 1 --batch 4 --json "$tmp/verify.json"
 checks=$((checks + 1))
-grep -q "both identities hold" "$tmp/out" || { echo "FAIL: dynamics verify output"; failures=$((failures + 1)); }
+grep -q "both identities hold" "$tmp/out" && grep -q '"routing_max_abs_diff"' "$tmp/verify.json" ||
+  { echo "FAIL: dynamics verify output"; failures=$((failures + 1)); }
 expect 2 "unknown experiment 'nope'" -- dynamics nope
 expect 2 "--batches and --batch must be >= 1" -- dynamics verify "$tmp/geo" --batches 0
 expect 1 "attention traces need a transformer" -- dynamics verify "$tmp/mlp" --batches 1
@@ -188,7 +189,8 @@ grep -q "from 3 snapshots" "$tmp/out" && [ -s "$tmp/geo/dynamics/timescales.json
 expect 1 "has no attention log" -- dynamics timescales "$tmp/mlp"
 ok dynamics detect "$tmp/geo" --seqs 8 --batch 4 --subsamples 5 --subsample-rows 10
 checks=$((checks + 1))
-grep -q "false-positive rate on the controls" "$tmp/out" || { echo "FAIL: dynamics detect"; failures=$((failures + 1)); }
+grep -q "false-positive rate on the controls" "$tmp/out" && [ -s "$tmp/geo/dynamics/detector.png" ] &&
+  grep -q '"random_tokens"' "$tmp/geo/dynamics/detect.json" || { echo "FAIL: dynamics detect"; failures=$((failures + 1)); }
 expect 1 "the detector needs a transformer" -- dynamics detect "$tmp/mlp"
 ok dynamics --help
 checks=$((checks + 1))

@@ -166,6 +166,16 @@ static void test_detector_runs(void **state) {
                   r[k].clusters, r[k].silhouette, r[k].confidence_r, 100 * r[k].fire_rate);
   }
   assert_true(isnan(r[BWT_DETECT_RANDOM_TOKENS].confidence_r) && !isnan(r[BWT_DETECT_REAL].confidence_r));
+  for (int k = 0; k < BWT_DETECT_N; k++) {
+    assert_int_equal(r[k].n_sub, 20);
+    for (int i = 1; i < r[k].n_sub; i++) assert_true(r[k].sub_silhouette[i - 1] <= r[k].sub_silhouette[i]);
+  }
+  const char *dir = test_tmpdir("detector");
+  assert_int_equal(bwt_detect_figure(&o, r, dir), BWT_STATUS_OK);
+  char *json = bwt_detect_to_json(&o, r);
+  assert_non_null(strstr(json, "\"shuffled_labels\""));
+  free(json);
+  for (int k = 0; k < BWT_DETECT_N; k++) bwt_detect_result_free(&r[k]);
   o.layer = 5;
   assert_int_equal(bwt_detect(m, task, &o, r), BWT_STATUS_ARG);
   bwt_model_free(m);

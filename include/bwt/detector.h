@@ -46,9 +46,17 @@ typedef struct {
   double silhouette;   /* over all labelled rows */
   double confidence_r; /* Pearson(row silhouette, −|H(p) − H(q)|); NAN for random tokens (no posterior) */
   double fire_rate;    /* share of subsamples on which the detector fires */
+  int n_sub;           /* subsamples with two clusters or more */
+  double *sub_silhouette; /* (n_sub) their silhouettes, ascending */
 } bwt_detect_result;
 
-/* Runs the detector on model under each input kind (out: BWT_DETECT_N results). */
+/* Runs the detector on model under each input kind (out: BWT_DETECT_N results; free each with
+ * bwt_detect_result_free, also after a failure). */
 bwt_status bwt_detect(bwt_model *model, const bwt_task *task, const bwt_detector_options *o, bwt_detect_result *out);
+void bwt_detect_result_free(bwt_detect_result *r);
+char *bwt_detect_to_json(const bwt_detector_options *o, const bwt_detect_result *r);
+/* The distribution of subsample silhouettes of each input kind beside the threshold, as
+ * dir/detector.{png,svg}. */
+bwt_status bwt_detect_figure(const bwt_detector_options *o, const bwt_detect_result *r, const char *dir);
 
 #endif

@@ -1,9 +1,13 @@
 /* The geometry detector with its controls (bwt/detector.h). */
+#include <cjson/cJSON.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "bwt/detector.h"
+#include "bwt/fileio.h"
+#include "bwt/plot.h"
 #include "bwt/dynamics.h"
 #include "bwt/eval.h"
 #include "bwt/kernels.h"
@@ -168,14 +172,23 @@ static bwt_status collect(bwt_model *m, const bwt_task *task, bwt_detect_input k
   return s;
 }
 
-/* The share of random subsamples (without replacement) whose silhouette exceeds the threshold. */
-static double fire_rate(const row_set *r, const bwt_detector_options *o, uint64_t stream) {
+static int by_value(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+/* Silhouettes of random subsamples of the rows (without replacement) into d, and the share of them
+ * above the threshold. */
+static bwt_status fire_rate(const row_set *r, const bwt_detector_options *o, uint64_t stream, bwt_detect_result *d) {
   int k = o->subsample_rows < r->rows ? o->subsample_rows : r->rows, fired = 0, done = 0;
+  d->fire_rate = NAN;
+  if (k < 2) return BWT_STATUS_OK;
   float *x = malloc(sizeof(float) * (size_t)k * r->F);
   int *lab = malloc(sizeof(int) * k), *perm = malloc(sizeof(int) * r->rows);
-  if (!x || !lab || !perm || k < 2) {
+  d->sub_silhouette = calloc(o->subsamples, sizeof(double));
+  if (!x || !lab || !perm || !d->sub_silhouette) {
     free(x), free(lab), free(perm);
-    return NAN;
+    return bwt_fail(BWT_STATUS_NOMEM, "out of memory for the detector's subsamples");
   }
   bwt_rng rng;
   bwt_rng_seed(&rng, o->seed, stream);
@@ -190,10 +203,18 @@ static double fire_rate(const row_set *r, const bwt_detector_options *o, uint64_
     double s = bwt_silhouette(x, lab, k, r->F, NULL);
     if (isnan(s)) continue; /* one cluster: nothing to decide */
     fired += s > o->threshold;
-    done++;
+    d->sub_silhouette[done++] = s;
   }
   free(x), free(lab), free(perm);
-  return done ? (double)fired / done : NAN;
+  d->n_sub = done;
+  qsort(d->sub_silhouette, done, sizeof(double), by_value);
+  d->fire_rate = done ? (double)fired / done : NAN;
+  return BWT_STATUS_OK;
+}
+
+void bwt_detect_result_free(bwt_detect_result *r) {
+  free(r->sub_silhouette);
+  memset(r, 0, sizeof *r);
 }
 
 bwt_status bwt_detect(bwt_model *m, const bwt_task *task, const bwt_detector_options *opt, bwt_detect_result *out) {
@@ -205,11 +226,12 @@ bwt_status bwt_detect(bwt_model *m, const bwt_task *task, const bwt_detector_opt
     return bwt_fail(BWT_STATUS_ARG, "detector: block %d, %d sequences, batch %d, %d subsamples of %d rows are not possible",
                     o.layer, o.n_seqs, o.batch, o.subsamples, o.subsample_rows);
   BWT_TRY(bwt_model_check_task(m, task));
+  memset(out, 0, sizeof *out * BWT_DETECT_N);
   for (int kind = 0; kind < BWT_DETECT_N; kind++) {
     row_set r;
     BWT_TRY(collect(m, task, (bwt_detect_input)kind, &o, &r));
     bwt_detect_result *d = &out[kind];
-    *d = (bwt_detect_result){r.rows, 0, NAN, NAN, NAN};
+    *d = (bwt_detect_result){r.rows, 0, NAN, NAN, NAN, 0, NULL};
     double *per = bwt_calloc(r.rows ? r.rows : 1, sizeof(double), "detector");
     double *acc = bwt_calloc(r.rows ? r.rows : 1, sizeof(double), "detector");
     if (!per || !acc) {
@@ -224,9 +246,61 @@ bwt_status bwt_detect(bwt_model *m, const bwt_task *task, const bwt_detector_opt
       for (int i = 0; i < r.rows; i++) acc[i] = -r.err[i];
       d->confidence_r = bwt_pearson(per, acc, r.rows);
     }
-    d->fire_rate = fire_rate(&r, &o, 0xf12e + (uint64_t)kind);
+    bwt_status st = fire_rate(&r, &o, 0xf12e + (uint64_t)kind, d);
     free(per), free(acc);
     rows_free(&r);
+    BWT_TRY(st);
   }
   return BWT_STATUS_OK;
+}
+
+char *bwt_detect_to_json(const bwt_detector_options *o, const bwt_detect_result *r) {
+  cJSON *root = cJSON_CreateObject();
+  if (!root) return NULL;
+  cJSON *opt = cJSON_AddObjectToObject(root, "options");
+  cJSON_AddNumberToObject(opt, "layer", o->layer);
+  cJSON_AddNumberToObject(opt, "seqs", o->n_seqs);
+  cJSON_AddNumberToObject(opt, "min_map", o->min_map);
+  cJSON_AddNumberToObject(opt, "threshold", o->threshold);
+  cJSON_AddNumberToObject(opt, "subsamples", o->subsamples);
+  cJSON_AddNumberToObject(opt, "subsample_rows", o->subsample_rows);
+  for (int k = 0; k < BWT_DETECT_N; k++) {
+    cJSON *d = cJSON_AddObjectToObject(root, bwt_detect_input_names[k]);
+    cJSON_AddNumberToObject(d, "rows", r[k].rows);
+    cJSON_AddNumberToObject(d, "clusters", r[k].clusters);
+    cJSON_AddNumberToObject(d, "silhouette", r[k].silhouette);
+    cJSON_AddNumberToObject(d, "confidence_accuracy_r", r[k].confidence_r);
+    cJSON_AddNumberToObject(d, "fire_rate", r[k].fire_rate);
+    cJSON_AddItemToObject(d, "subsample_silhouettes", cJSON_CreateDoubleArray(r[k].sub_silhouette, r[k].n_sub));
+  }
+  char *text = cJSON_Print(root);
+  cJSON_Delete(root);
+  return text;
+}
+
+bwt_status bwt_detect_figure(const bwt_detector_options *o, const bwt_detect_result *r, const char *dir) {
+  BWT_TRY(bwt_mkdir_p(dir));
+  int most = 2;
+  for (int k = 0; k < BWT_DETECT_N; k++) most = r[k].n_sub > most ? r[k].n_sub : most;
+  double *buf = bwt_calloc((size_t)(BWT_DETECT_N + 2) * most, sizeof(double), "detector figure");
+  if (!buf) return BWT_STATUS_NOMEM;
+  bwt_plot_series s[BWT_DETECT_N + 1];
+  int n = 0;
+  static const char *const labels[BWT_DETECT_N] = {"real task", "control: random tokens", "control: shuffled labels"};
+  for (int k = 0; k < BWT_DETECT_N; k++) {
+    if (r[k].n_sub < 1) continue;
+    double *y = buf + (size_t)k * most;
+    for (int i = 0; i < r[k].n_sub; i++) y[i] = (i + 1.0) / r[k].n_sub; /* the empirical CDF */
+    s[n++] = (bwt_plot_series){labels[k], r[k].sub_silhouette, y, NULL, NULL, r[k].n_sub, 0, k + 1};
+  }
+  double *tx = buf + (size_t)BWT_DETECT_N * most, *ty = tx + most;
+  tx[0] = tx[1] = o->threshold, ty[0] = 0, ty[1] = 1;
+  s[n++] = (bwt_plot_series){"threshold (fires to the right)", tx, ty, NULL, NULL, 2, 0, 4};
+  char path[4096];
+  snprintf(path, sizeof path, "%s/detector", dir);
+  bwt_plot_axes ax = {"Geometry detector: silhouette of advantage features by hypothesis, per subsample",
+                      "silhouette (cosine distance)", "share of subsamples at or below", 0, 0};
+  bwt_status st = bwt_plot_lines(path, &ax, s, n);
+  free(buf);
+  return st;
 }
