@@ -298,7 +298,7 @@ bwt_status bwt_detect_figure(const bwt_detector_options *o, const bwt_detect_res
   s[n++] = (bwt_plot_series){"threshold (fires to the right)", tx, ty, NULL, NULL, 2, 0, 4};
   char path[4096];
   snprintf(path, sizeof path, "%s/detector", dir);
-  bwt_plot_axes ax = {"Geometry detector: silhouette of advantage features by hypothesis, per subsample",
+  bwt_plot_axes ax = {"Detector: silhouette of advantage features by hypothesis, per subsample",
                       "silhouette (cosine distance)", "share of subsamples at or below", 0, 0};
   bwt_status st = bwt_plot_lines(path, &ax, s, n);
   free(buf);
