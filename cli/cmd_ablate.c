@@ -6,7 +6,6 @@
 
 #include "bwt/ablate.h"
 #include "bwt/checkpoint.h"
-#include "bwt/fileio.h"
 #include "commands.h"
 #include "options.h"
 #include "progress.h"
@@ -59,8 +58,7 @@ int cmd_ablate(int argc, char **argv) {
   char path[4096], dir[4096];
   checkpoint_path(path, dir, sizeof path, pos[0]);
   char outdir[4096 + 16];
-  if (*out) snprintf(outdir, sizeof outdir, "%s", out);
-  else snprintf(outdir, sizeof outdir, "%s/ablate", dir);
+  output_dir(outdir, sizeof outdir, out, dir, "ablate");
   bwt_run_config cfg;
   bwt_model *model = NULL;
   bwt_task *task = NULL;
@@ -73,13 +71,7 @@ int cmd_ablate(int argc, char **argv) {
   char file[4096 + 32];
   if (s == BWT_STATUS_OK) {
     print_ablation(&a);
-    s = bwt_mkdir_p(outdir);
-  }
-  if (s == BWT_STATUS_OK) {
-    char *json = bwt_ablation_to_json(&a);
-    snprintf(file, sizeof file, "%s/ablation.json", outdir);
-    s = json ? bwt_write_file_atomic(file, json, strlen(json)) : bwt_fail(BWT_STATUS_NOMEM, "out of memory");
-    free(json);
+    s = write_output(outdir, "ablation.json", bwt_ablation_to_json(&a));
   }
   if (s == BWT_STATUS_OK) {
     snprintf(file, sizeof file, "%s/ablation.csv", outdir);

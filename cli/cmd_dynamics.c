@@ -190,16 +190,6 @@ static int sh_parse(sh_options *o, int argc, char **argv, const char *name, cons
   return 0;
 }
 
-static bwt_status write_json(const char *dir, const char *name, char *text) {
-  if (!text) return bwt_fail(BWT_STATUS_NOMEM, "out of memory formatting %s", name);
-  char path[4096 + 64];
-  snprintf(path, sizeof path, "%s/%s", dir, name);
-  bwt_status s = bwt_mkdir_p(dir);
-  if (s == BWT_STATUS_OK) s = bwt_write_file_atomic(path, text, strlen(text));
-  free(text);
-  return s;
-}
-
 static int em(int argc, char **argv) {
   sh_options o;
   int rc = sh_parse(&o, argc, argv, "em",
@@ -227,7 +217,7 @@ static int em(int argc, char **argv) {
   printf("final loss SGD - EM: paired t %.2f over %d seeds, exact sign-flip p = %.4f\n", r.t_stat, r.n_seeds, r.p_exact);
   printf("mean distance to the exact posterior's cross-entropy (%.4f nats): SGD %+.4f, EM %+.4f; to the floor %.5f: SGD %+.4f, EM %+.4f nats\n",
          bayes, gap_sgd, gap_em, r.floor_nats, gap_sgd + bayes - r.floor_nats, gap_em + bayes - r.floor_nats);
-  s = write_json(o.out, "em.json", bwt_em_to_json(&o.c, &r));
+  s = write_output(o.out, "em.json", bwt_em_to_json(&o.c, &r));
   if (s == BWT_STATUS_OK && !o.no_figures) s = bwt_em_figure(&r, o.out);
   if (s == BWT_STATUS_OK) printf("wrote %s/em.json%s\n", o.out, o.no_figures ? "" : " and em_vs_sgd.{png,svg}");
   bwt_em_result_free(&r);
@@ -261,7 +251,7 @@ static int falsify(int argc, char **argv) {
            kl, 100 * pc1, rho);
   }
   printf("(Spearman as |rho|: the sign of a principal component is arbitrary)\n");
-  s = write_json(o.out, "falsify.json", bwt_falsify_to_json(&o.c, &r));
+  s = write_output(o.out, "falsify.json", bwt_falsify_to_json(&o.c, &r));
   if (s == BWT_STATUS_OK && !o.no_figures) s = bwt_falsify_figure(&r, o.out);
   if (s == BWT_STATUS_OK) printf("wrote %s/falsify.json%s\n", o.out, o.no_figures ? "" : " and falsify.{png,svg}");
   bwt_falsify_free(&r);
@@ -289,8 +279,7 @@ static int timescales(int argc, char **argv) {
   bwt_set_threads(threads);
   char path[4096], dir[4096], outdir[4096 + 16];
   checkpoint_path(path, dir, sizeof path, pos[0]);
-  if (*out) snprintf(outdir, sizeof outdir, "%s", out);
-  else snprintf(outdir, sizeof outdir, "%s/dynamics", dir);
+  output_dir(outdir, sizeof outdir, out, dir, "dynamics");
   bwt_run_config cfg;
   bwt_model *model = NULL;
   int step = 0;
@@ -304,7 +293,7 @@ static int timescales(int argc, char **argv) {
   for (int l = 0; l < t.L; l++)
     printf("%6d %16.4f %16.4f %16.4f %16.4f %18.4f %18.4f\n", l, t.qv_early[l], t.qv_all[l], t.kv_early[l],
            t.kv_all[l], t.upd_qv_early[l], t.upd_qv_all[l]);
-  bwt_status s = write_json(outdir, "timescales.json", bwt_timescales_to_json(&t));
+  bwt_status s = write_output(outdir, "timescales.json", bwt_timescales_to_json(&t));
   if (s == BWT_STATUS_OK && !no_figures) s = bwt_timescales_figure(&t, outdir);
   bwt_timescales_free(&t);
   char snaps[4096 + 16];
@@ -357,8 +346,7 @@ static int detect(int argc, char **argv) {
   bwt_set_threads(threads);
   char path[4096], dir[4096], outdir[4096 + 16];
   checkpoint_path(path, dir, sizeof path, pos[0]);
-  if (*out) snprintf(outdir, sizeof outdir, "%s", out);
-  else snprintf(outdir, sizeof outdir, "%s/dynamics", dir);
+  output_dir(outdir, sizeof outdir, out, dir, "dynamics");
   bwt_run_config cfg;
   bwt_model *model = NULL;
   bwt_task *task = NULL;
@@ -379,7 +367,7 @@ static int detect(int argc, char **argv) {
              r[k].silhouette, r[k].confidence_r, 100 * r[k].fire_rate);
     printf("false-positive rate on the controls: %.1f%% (random tokens), %.1f%% (shuffled labels)\n",
            100 * r[BWT_DETECT_RANDOM_TOKENS].fire_rate, 100 * r[BWT_DETECT_SHUFFLED_LABELS].fire_rate);
-    s = write_json(outdir, "detect.json", bwt_detect_to_json(&o, r));
+    s = write_output(outdir, "detect.json", bwt_detect_to_json(&o, r));
     if (s == BWT_STATUS_OK && !no_figures) s = bwt_detect_figure(&o, r, outdir);
     if (s == BWT_STATUS_OK) printf("wrote %s/detect.json%s\n", outdir, no_figures ? "" : " and detector.{png,svg}");
   }

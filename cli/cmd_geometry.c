@@ -6,21 +6,10 @@
 #include <string.h>
 
 #include "bwt/checkpoint.h"
-#include "bwt/fileio.h"
 #include "bwt/geometry.h"
 #include "commands.h"
 #include "options.h"
 #include "progress.h"
-
-static bwt_status write_text(const char *dir, const char *name, char *text) {
-  if (!text) return bwt_fail(BWT_STATUS_NOMEM, "out of memory formatting %s", name);
-  char path[4096 + 64];
-  snprintf(path, sizeof path, "%s/%s", dir, name);
-  bwt_status s = bwt_mkdir_p(dir);
-  if (s == BWT_STATUS_OK) s = bwt_write_file_atomic(path, text, strlen(text));
-  free(text);
-  return s;
-}
 
 static void print_geometry(const bwt_geometry *g) {
   printf("rows %ld (supervised positions of held-out sequences); entropy MAE %.5f bits, KL %.5f bits\n",
@@ -76,7 +65,7 @@ static int run_series(const char *run_dir, const char *out, const bwt_geometry_o
   printf("%8s", "90% at");
   for (int k = 0; k < BWT_SERIES_N; k++) printf(" %22d", s.settle_step[k]);
   printf("\n");
-  bwt_status st = write_text(out, "series.json", bwt_series_to_json(&s));
+  bwt_status st = write_output(out, "series.json", bwt_series_to_json(&s));
   if (st == BWT_STATUS_OK && figures) st = bwt_series_figure(&s, out);
   bwt_series_free(&s);
   if (st != BWT_STATUS_OK) return cli_error("geometry");
@@ -152,8 +141,7 @@ int cmd_geometry(int argc, char **argv) {
   char path[4096], dir[4096];
   checkpoint_path(path, dir, sizeof path, pos[0]);
   char outdir[4096 + 16];
-  if (*out) snprintf(outdir, sizeof outdir, "%s", out);
-  else snprintf(outdir, sizeof outdir, "%s/geometry", dir);
+  output_dir(outdir, sizeof outdir, out, dir, "geometry");
   if (series) return run_series(dir, outdir, &o, !no_figures);
 
   bwt_run_config cfg;
@@ -174,7 +162,7 @@ int cmd_geometry(int argc, char **argv) {
   }
   if (s == BWT_STATUS_OK) {
     print_geometry(&g);
-    s = write_text(outdir, "geometry.json", bwt_geometry_to_json(&g));
+    s = write_output(outdir, "geometry.json", bwt_geometry_to_json(&g));
   }
   if (s == BWT_STATUS_OK && !no_figures) s = bwt_geometry_figures(&g, outdir);
   if (s == BWT_STATUS_OK && !no_figures && strcmp(cfg.task.name, "hmm") == 0) s = hmm_lengths(model, &cfg, &o, outdir);

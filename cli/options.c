@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bwt/fileio.h"
+
 static int parse_value(const cli_spec *spec, const cli_option *o, const char *v) {
   char *end = NULL;
   errno = 0;
@@ -125,6 +127,21 @@ void checkpoint_path(char *path, char *dir, size_t cap, const char *arg) {
   } else {
     snprintf(path, cap, "%s/checkpoint.safetensors", arg);
   }
+}
+
+void output_dir(char *outdir, size_t cap, const char *out, const char *run_dir, const char *sub) {
+  if (*out) snprintf(outdir, cap, "%s", out);
+  else snprintf(outdir, cap, "%s/%s", run_dir, sub);
+}
+
+bwt_status write_output(const char *dir, const char *name, char *text) {
+  if (!text) return bwt_fail(BWT_STATUS_NOMEM, "out of memory formatting %s", name);
+  char path[4096 + 64];
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  bwt_status s = bwt_mkdir_p(dir);
+  if (s == BWT_STATUS_OK) s = bwt_write_file_atomic(path, text, strlen(text));
+  free(text);
+  return s;
 }
 
 int cli_error(const char *command) {

@@ -69,6 +69,11 @@ int task_overrides_apply(bwt_task_config *cfg, const bwt_task_config *given, con
  * else RUN_DIR/checkpoint.safetensors. dir gets the run directory (the file's directory). */
 void checkpoint_path(char *path, char *dir, size_t cap, const char *arg);
 
+/* The directory a command writes into: out if given, else RUN_DIR/sub. */
+void output_dir(char *outdir, size_t cap, const char *out, const char *run_dir, const char *sub);
+/* Writes text to dir/name (creating dir) and frees it; NULL text means it could not be formatted. */
+bwt_status write_output(const char *dir, const char *name, char *text);
+
 /* Prints "bwt CMD: message" for the last library error and returns 1. */
 int cli_error(const char *command);
 
