@@ -253,11 +253,24 @@ static void test_linear_probe(void **state) {
   free(X);
 }
 
+/* The single-pair cosine and the float entropy. */
+static void test_cosine_and_entropy(void **state) {
+  const float a[3] = {1, 2, 2}, b[3] = {2, 4, 4}, c[3] = {2, -1, 0}, z[3] = {0, 0, 0};
+  assert_float_equal(bwt_cosine(a, b, 3), 1.0, 1e-15);
+  assert_float_equal(bwt_cosine(a, c, 3), 0.0, 1e-15);
+  assert_float_equal(bwt_cosine(a, z, 3), 0.0, 0.0);
+  const float uniform[8] = {0.125f, 0.125f, 0.125f, 0.125f, 0.125f, 0.125f, 0.125f, 0.125f};
+  const float half[3] = {0.5f, 0.0f, 0.5f};
+  assert_float_equal(bwt_entropy_bits_float(uniform, 8), 3.0, 1e-12);
+  assert_float_equal(bwt_entropy_bits_float(half, 3), 1.0, 1e-12);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_pca_known_spectrum), cmocka_unit_test(test_pca_rejects),
       cmocka_unit_test(test_pearson_spearman),   cmocka_unit_test(test_cosine_structure),
       cmocka_unit_test(test_gaussian_cosine),    cmocka_unit_test(test_linear_probe),
+      cmocka_unit_test(test_cosine_and_entropy),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -29,6 +29,12 @@ double bwt_pearson(const double *x, const double *y, int n);
  * memory. */
 double bwt_spearman(const double *x, const double *y, int n);
 
+/* Cosine similarity of a and b (d); 0 when either is zero. */
+double bwt_cosine(const float *a, const float *b, int d);
+/* Entropy in bits of the distribution p (n) held in floats (0·log 0 = 0); bwt_entropy_bits in
+ * bwt/task.h is the double version. */
+double bwt_entropy_bits_float(const float *p, int n);
+
 /* out (n, n): cosine similarity of every pair of rows of X (n, d) with stride ld. A zero row has
  * cosine 0 with everything (1 with itself). */
 void bwt_cosine_matrix(double *out, const float *X, int n, int d, int ld);

@@ -67,13 +67,6 @@ static void rows_free(row_set *r) {
   memset(r, 0, sizeof *r);
 }
 
-static double entropy_bits_f(const float *p, int K) {
-  double h = 0;
-  for (int k = 0; k < K; k++)
-    if (p[k] > 0) h -= p[k] * log2(p[k]);
-  return h;
-}
-
 /* One batch: forward, cross-entropy gradient against targets, traced backward of the block, rows. */
 static bwt_status add_batch(bwt_model *m, bwt_batch *b, const bwt_task *task, bwt_detect_input kind,
                             const bwt_detector_options *o, float *probs, float *dl, int32_t *targets, float *adv,
@@ -104,7 +97,7 @@ static bwt_status add_batch(bwt_model *m, bwt_batch *b, const bwt_task *task, bw
       r->label[r->rows + kept] = label;
       r->err[r->rows + kept] = kind == BWT_DETECT_RANDOM_TOKENS
                                    ? NAN
-                                   : fabs(entropy_bits_f(probs + i * K, K) - bwt_entropy_bits(b->posterior + i * K, K));
+                                   : fabs(bwt_entropy_bits_float(probs + i * K, K) - bwt_entropy_bits(b->posterior + i * K, K));
       kept++;
     }
     memset(f0, 0, sizeof(float) * (size_t)kept * r->F);

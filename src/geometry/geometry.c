@@ -44,16 +44,6 @@ static double softmax_entropy_bits(const float *logits, int K) {
   return s;
 }
 
-static double cosine(const float *a, const float *b, int n) {
-  double ab = 0, aa = 0, bb = 0;
-  for (int i = 0; i < n; i++) {
-    ab += (double)a[i] * b[i];
-    aa += (double)a[i] * a[i];
-    bb += (double)b[i] * b[i];
-  }
-  return aa > 0 && bb > 0 ? ab / sqrt(aa * bb) : 0;
-}
-
 /* Per-head orthogonality (L,NH) of model's hypothesis keys; full-width cosines into key_cos. */
 static bwt_status key_frames(const bwt_model *m, int lo, int n_hyp, double *orth, double *key_cos) {
   int L = m->cfg.n_layers, NH = m->cfg.n_heads, C = m->cfg.d_model, hs = C / NH;
@@ -98,15 +88,12 @@ static void collect(bwt_geometry *g, collected *c, const bwt_capture *cap, const
         const float *q = cap->queries + ((size_t)l * M + (size_t)bb * n + j) * C;
         for (int h = 0; h < NH; h++) {
           const float *a = cap->attention + ((((size_t)l * cap->B + bb) * NH + h) * n + j) * T;
-          double e = 0;
-          for (int s = 0; s <= pos; s++)
-            if (a[s] > 0) e -= a[s] * log2(a[s]);
-          if (!isnan(a[0])) c->attn_sum[l * NH + h] += e;
+          if (!isnan(a[0])) c->attn_sum[l * NH + h] += bwt_entropy_bits_float(a, pos + 1);
         }
         for (int s = 0; s <= pos; s++) {
           const float *k = cap->keys + (((size_t)l * cap->B + bb) * T + s) * C;
           double cs = 0;
-          for (int h = 0; h < NH; h++) cs += cosine(q + h * hs, k + h * hs, hs);
+          for (int h = 0; h < NH; h++) cs += bwt_cosine(q + h * hs, k + h * hs, hs);
           size_t at = ((size_t)l * n + j) * T + s;
           c->qk_sum[at] += cs / NH;
           c->qk_count[at] += 1;

@@ -202,6 +202,17 @@ static double cos_from(double dot, double na2, double nb2) {
   return dot / sqrt(na2 * nb2);
 }
 
+double bwt_cosine(const float *a, const float *b, int d) {
+  return cos_from(dot_rows(a, b, d), dot_rows(a, a, d), dot_rows(b, b, d));
+}
+
+double bwt_entropy_bits_float(const float *p, int n) {
+  double h = 0;
+  for (int k = 0; k < n; k++)
+    if (p[k] > 0) h -= p[k] * log2(p[k]);
+  return h;
+}
+
 void bwt_cosine_matrix(double *out, const float *X, int n, int d, int ld) {
   if (!out || !X || n < 1 || d < 1 || ld < d) return;
   /* The diagonal holds the squared norms until the off-diagonal entries are filled. */
