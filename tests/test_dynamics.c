@@ -182,20 +182,27 @@ static void test_detector_runs(void **state) {
   bwt_task_free(task);
 }
 
-/* --lr-v-mult scales the step of the value projections only: after one step from the same start,
- * every other tensor is bit-identical. */
-static void test_lr_v_mult_moves_only_values(void **state) {
+/* A run of a 2-block, 2-head transformer of width 16 on the bijection V=5, one thread. */
+static bwt_run_config tiny_run(int steps, int batch) {
   bwt_run_config c;
   memset(&c, 0, sizeof c);
   assert_int_equal(bwt_task_config_default(&c.task, "bijection"), BWT_STATUS_OK);
   c.task.V = 5, c.task.L = 4;
   bwt_train_config_default(&c.train);
-  c.train.steps = 3, c.train.batch = 4, c.train.warmup = 0, c.train.threads = 1;
+  c.train.steps = steps, c.train.batch = batch, c.train.warmup = 2, c.train.threads = 1;
   bwt_task *task = NULL;
   assert_int_equal(bwt_task_create(&task, &c.task), BWT_STATUS_OK);
   bwt_model_config_default(&c.model, BWT_ARCH_TRANSFORMER, task);
   c.model.d_model = 16, c.model.n_layers = 2, c.model.n_heads = 2;
   bwt_task_free(task);
+  return c;
+}
+
+/* --lr-v-mult scales the step of the value projections only: after one step from the same start,
+ * every other tensor is bit-identical. */
+static void test_lr_v_mult_moves_only_values(void **state) {
+  bwt_run_config c = tiny_run(3, 4);
+  c.train.warmup = 0;
   bwt_trainer *a = NULL, *b = NULL;
   assert_int_equal(bwt_trainer_create(&a, &c), BWT_STATUS_OK);
   c.train.lr_v_mult = 10;
@@ -221,18 +228,8 @@ static void test_lr_v_mult_moves_only_values(void **state) {
 
 /* The training log carries every block's attention gradient norms; the report's ratios are theirs. */
 static void test_timescales_log(void **state) {
-  bwt_run_config c;
-  memset(&c, 0, sizeof c);
-  assert_int_equal(bwt_task_config_default(&c.task, "bijection"), BWT_STATUS_OK);
-  c.task.V = 5, c.task.L = 4;
-  bwt_train_config_default(&c.train);
-  c.train.steps = 20, c.train.batch = 8, c.train.warmup = 2, c.train.log_every = 5, c.train.eval_seqs = 8;
-  c.train.ckpt_every = 0, c.train.threads = 1;
-  bwt_task *task = NULL;
-  assert_int_equal(bwt_task_create(&task, &c.task), BWT_STATUS_OK);
-  bwt_model_config_default(&c.model, BWT_ARCH_TRANSFORMER, task);
-  c.model.d_model = 16, c.model.n_layers = 2, c.model.n_heads = 2;
-  bwt_task_free(task);
+  bwt_run_config c = tiny_run(20, 8);
+  c.train.log_every = 5, c.train.eval_seqs = 8, c.train.ckpt_every = 0;
   const char *dir = test_tmpdir("timescales_run");
   bwt_trainer *tr = NULL;
   assert_int_equal(bwt_trainer_create(&tr, &c), BWT_STATUS_OK);
