@@ -223,7 +223,10 @@ int main(int argc, char **argv) {
     return 2;
   }
 
-  bwt_set_threads(threads);
+  if (bwt_set_threads(threads) != BWT_STATUS_OK) {
+    fprintf(stderr, "bench_step: %s\n", bwt_last_error());
+    return 2;
+  }
   { /* Start the thread pools before the memory baseline. */
     float a[64 * 64] = {0}, c[64 * 64] = {0};
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, 64, 64, 64, 1.0f, a, 64, a, 64, 0.0f, c, 64);

@@ -54,7 +54,7 @@ int cmd_ablate(int argc, char **argv) {
     fprintf(stderr, "bwt ablate: --seqs and --batch must be >= 1, --threads >= 0\n");
     return 2;
   }
-  bwt_set_threads(threads);
+  if (bwt_set_threads(threads) != BWT_STATUS_OK) return cli_error("ablate");
   char path[4096], dir[4096];
   checkpoint_path(path, dir, sizeof path, pos[0]);
   char outdir[4096 + 16];

@@ -92,7 +92,7 @@ static int verify(int argc, char **argv) {
     fprintf(stderr, "bwt dynamics verify: --batches and --batch must be >= 1, --tol > 0, --threads >= 0\n");
     return 2;
   }
-  bwt_set_threads(threads);
+  if (bwt_set_threads(threads) != BWT_STATUS_OK) return cli_error("dynamics verify");
   char path[4096], dir[4096];
   checkpoint_path(path, dir, sizeof path, pos[0]);
   bwt_run_config cfg;
@@ -186,7 +186,10 @@ static int sh_parse(sh_options *o, int argc, char **argv, const char *name, cons
     fprintf(stderr, "bwt dynamics %s: %s\n", name, bwt_last_error());
     return 2;
   }
-  bwt_set_threads(o->threads);
+  if (bwt_set_threads(o->threads) != BWT_STATUS_OK) {
+    fprintf(stderr, "bwt dynamics %s: %s\n", name, bwt_last_error());
+    return 1;
+  }
   return 0;
 }
 
@@ -276,7 +279,7 @@ static int timescales(int argc, char **argv) {
     fprintf(stderr, "bwt dynamics timescales: --threads must be >= 0\n");
     return 2;
   }
-  bwt_set_threads(threads);
+  if (bwt_set_threads(threads) != BWT_STATUS_OK) return cli_error("dynamics timescales");
   char path[4096], dir[4096], outdir[4096 + 16];
   checkpoint_path(path, dir, sizeof path, pos[0]);
   output_dir(outdir, sizeof outdir, out, dir, "dynamics");
@@ -343,7 +346,7 @@ static int detect(int argc, char **argv) {
     fprintf(stderr, "bwt dynamics detect: --threads must be >= 0\n");
     return 2;
   }
-  bwt_set_threads(threads);
+  if (bwt_set_threads(threads) != BWT_STATUS_OK) return cli_error("dynamics detect");
   char path[4096], dir[4096], outdir[4096 + 16];
   checkpoint_path(path, dir, sizeof path, pos[0]);
   output_dir(outdir, sizeof outdir, out, dir, "dynamics");

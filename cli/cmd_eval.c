@@ -29,7 +29,7 @@ static void print_result(const bwt_eval_result *r, int per_position) {
 }
 
 int cmd_eval(int argc, char **argv) {
-  int eval_seqs = 0, batch = 256, threads = 0, per_position = 0;
+  int eval_seqs = 0, batch = 0, threads = -1, per_position = 0;
   uint64_t eval_seed = 0;
   char json[OPT_STRING_MAX] = "", csv[OPT_STRING_MAX] = "";
   run_options given; /* only its task part: the overrides */
@@ -37,11 +37,11 @@ int cmd_eval(int argc, char **argv) {
   cli_option opts[64] = {
       {"eval-seqs", OPT_INT, &eval_seqs, "held-out sequences (0 = the run's eval-seqs)"},
       {"eval-seed", OPT_U64, &eval_seed, "held-out stream seed (0 = the run's eval-seed)"},
-      {"batch", OPT_INT, &batch, "sequences per forward pass"},
+      {"batch", OPT_INT, &batch, "sequences per forward pass (0 = the run's batch; speed and memory only: the sequences scored do not change)"},
       {"per-position", OPT_FLAG, &per_position, "also print the per-position table"},
       {"json", OPT_STRING, json, "write the result as JSON to this file"},
       {"csv", OPT_STRING, csv, "write the per-position metrics as CSV to this file"},
-      {"threads", OPT_INT, &threads, "threads (0 = environment)"},
+      {"threads", OPT_INT, &threads, "threads (-1 = the run's, 0 = environment)"},
   };
   int n_opts = 7;
   n_opts += task_options(opts + n_opts, &given);
@@ -54,11 +54,10 @@ int cmd_eval(int argc, char **argv) {
   const char *pos[1];
   int npos = 0, rc = cli_parse(&spec, argc, argv, pos, &npos);
   if (rc) return rc == 1 ? 0 : rc;
-  if (eval_seqs < 0 || batch < 1 || threads < 0) {
-    fprintf(stderr, "bwt eval: --eval-seqs must be >= 0, --batch >= 1, --threads >= 0\n");
+  if (eval_seqs < 0 || batch < 0 || threads < -1 || threads > 1024) {
+    fprintf(stderr, "bwt eval: --eval-seqs and --batch must be >= 0, --threads in -1..1024\n");
     return 2;
   }
-  bwt_set_threads(threads);
   char path[4096], dir[4096];
   checkpoint_path(path, dir, sizeof path, pos[0]);
 
@@ -67,6 +66,12 @@ int cmd_eval(int argc, char **argv) {
   bwt_task *task = NULL;
   int step = 0;
   if (bwt_checkpoint_load(path, &cfg, &model, NULL, NULL, &step) != BWT_STATUS_OK) return cli_error("eval");
+  /* By default the run's own batch and threads: then RUN/eval.json is reproduced to the bit. */
+  if (bwt_set_threads(threads >= 0 ? threads : cfg.train.threads) != BWT_STATUS_OK) {
+    bwt_model_free(model);
+    return cli_error("eval");
+  }
+  if (batch == 0) batch = cfg.train.batch;
   if ((rc = task_overrides_apply(&cfg.task, &given.cfg.task, "eval"))) {
     bwt_model_free(model);
     return rc;

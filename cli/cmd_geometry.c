@@ -137,7 +137,7 @@ int cmd_geometry(int argc, char **argv) {
     fprintf(stderr, "bwt geometry: --seqs must be >= 2, --batch >= 1, --ridge >= 0, --threads >= 0\n");
     return 2;
   }
-  bwt_set_threads(threads);
+  if (bwt_set_threads(threads) != BWT_STATUS_OK) return cli_error("geometry");
   char path[4096], dir[4096];
   checkpoint_path(path, dir, sizeof path, pos[0]);
   char outdir[4096 + 16];

@@ -82,7 +82,10 @@ static int resume_run(const char *dir, const char *label, int threads) {
   bwt_trainer *tr = NULL;
   if (bwt_trainer_resume(&tr, dir) != BWT_STATUS_OK) return cli_error("reproduce");
   if (threads > 0) tr->cfg.train.threads = threads;
-  bwt_set_threads(tr->cfg.train.threads);
+  if (bwt_set_threads(tr->cfg.train.threads) != BWT_STATUS_OK) {
+    bwt_trainer_free(tr);
+    return cli_error("reproduce");
+  }
   fprintf(stderr, "resuming %s at step %d of %d\n", dir, tr->step, tr->cfg.train.steps);
   int rc = train_with_progress(tr, dir, label, "reproduce");
   bwt_trainer_free(tr);
@@ -246,7 +249,7 @@ int cmd_reproduce(int argc, char **argv) {
   cli_option opts[] = {
       {"preset", OPT_STRING, preset, "quick (small models, 3000 steps: under 30 min on 2 cores) | paper (the papers' sizes)"},
       {"seeds", OPT_INT, &seeds, "seeds 1..N per cell"},
-      {"out", OPT_STRING, out, "directory of the runs and tables (empty = runs/reproduce/NAME-PRESET)"},
+      {"out", OPT_STRING, out, "directory of the runs and tables (default runs/reproduce/NAME-PRESET)"},
       {"steps", OPT_INT, &steps, "override every cell's steps (0 = the grid's; for trying the pipeline)"},
       {"threads", OPT_INT, &threads, "threads (0 = environment)"},
       {"dry-run", OPT_FLAG, &dry, "check and list every cell's configuration; train nothing"},
@@ -277,7 +280,7 @@ int cmd_reproduce(int argc, char **argv) {
     return 2;
   }
   if (dry) return dry_run(g, paper);
-  if (!*out) snprintf(out, sizeof out, "runs/reproduce/%s-%s", g->name, preset);
+  if (!*out) snprintf(out, sizeof out, "runs/reproduce/%.64s-%s", g->name, paper ? "paper" : "quick");
   if (bwt_mkdir_p(out) != BWT_STATUS_OK) return cli_error("reproduce");
   progress_catch_interrupt();
   int total = g->n_cells * seeds, k = 0;

@@ -15,7 +15,7 @@ int cmd_train(int argc, char **argv) {
   cli_option opts[64];
   int n = 0;
   opts[n++] = (cli_option){"out", OPT_STRING, out, "run directory to create"};
-  opts[n++] = (cli_option){"resume", OPT_STRING, resume, "continue the run in this directory (takes only --threads and --stop-after besides)"};
+  opts[n++] = (cli_option){"resume", OPT_STRING, resume, "continue the run in this directory (takes only --threads, --stop-after and --lr besides)"};
   opts[n++] = (cli_option){"stop-after", OPT_INT, &stop_after, "stop (with a checkpoint) after this step; 0 = run to the end"};
   n += task_options(opts + n, &o);
   n += model_options(opts + n, &o);
@@ -36,22 +36,35 @@ int cmd_train(int argc, char **argv) {
 
   bwt_trainer *tr = NULL;
   const char *dir = out;
-  if (*resume) {
-    for (int i = 1; i < argc; i++) {
-      const char *a = argv[i];
-      if (strncmp(a, "--", 2) != 0) continue;
-      if (strncmp(a, "--resume", 8) && strncmp(a, "--threads", 9) && strncmp(a, "--stop-after", 12)) {
-        fprintf(stderr, "bwt train: --resume continues the run as configured; '%s' cannot be changed\n", a);
+  if (cli_given(&spec, "resume")) {
+    /* A resumed run keeps its configuration; only how it runs (threads, where it stops) and, to
+     * continue past a divergence, the learning rate may change. */
+    static const char *const allowed[] = {"resume", "threads", "stop-after", "lr"};
+    for (int k = 0; k < n; k++) {
+      int ok = !opts[k].given;
+      for (size_t i = 0; i < sizeof allowed / sizeof *allowed; i++) ok |= strcmp(opts[k].name, allowed[i]) == 0;
+      if (!ok) {
+        fprintf(stderr, "bwt train: --resume continues the run as configured; --%s cannot be changed (only --threads, --stop-after and --lr)\n", opts[k].name);
         return 2;
       }
     }
     dir = resume;
     if (bwt_trainer_resume(&tr, dir) != BWT_STATUS_OK) return cli_error("train");
-    if (o.cfg.train.threads > 0) tr->cfg.train.threads = o.cfg.train.threads;
-    bwt_set_threads(tr->cfg.train.threads);
-    fprintf(stderr, "resuming %s at step %d of %d\n", dir, tr->step, tr->cfg.train.steps);
+    double old_lr = tr->cfg.train.lr;
+    if (cli_given(&spec, "lr") && bwt_trainer_set_lr(tr, o.cfg.train.lr) != BWT_STATUS_OK) {
+      bwt_trainer_free(tr);
+      return cli_error("train") + 1;
+    }
+    if (cli_given(&spec, "threads")) tr->cfg.train.threads = o.cfg.train.threads;
+    if (bwt_set_threads(tr->cfg.train.threads) != BWT_STATUS_OK) {
+      bwt_trainer_free(tr);
+      return cli_error("train");
+    }
+    fprintf(stderr, "resuming %s at step %d of %d", dir, tr->step, tr->cfg.train.steps);
+    if (tr->cfg.train.lr != old_lr) fprintf(stderr, ", learning rate %g (was %g)", tr->cfg.train.lr, old_lr);
+    fprintf(stderr, "\n");
   } else {
-    if ((rc = run_options_finish(&o, "train"))) return rc;
+    if ((rc = run_options_finish(&o, "train")) || (rc = run_options_check_given(&spec, &o, "train"))) return rc;
     if (bwt_run_dir_prepare(dir) != BWT_STATUS_OK) return cli_error("train");
     if (bwt_trainer_create(&tr, &o.cfg) != BWT_STATUS_OK) return cli_error("train");
     char task[128];

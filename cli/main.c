@@ -1,4 +1,5 @@
 /* bwt: the Bayesian wind tunnel command line. Each subcommand lives in its own file. */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,6 +52,9 @@ static void usage(FILE *f) {
 
 int main(int argc, char **argv) {
   choose_blas_core(argv);
+  /* A file-size limit (ulimit -f) then fails the write with EFBIG, which bwt reports, keeping the
+   * last good file, instead of killing the process without a word. */
+  signal(SIGXFSZ, SIG_IGN);
   if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
     usage(argc < 2 ? stderr : stdout);
     return argc < 2 ? 2 : 0;

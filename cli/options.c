@@ -1,5 +1,6 @@
 #include "options.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
@@ -8,37 +9,46 @@
 
 #include "bwt/fileio.h"
 
+/* strtol and friends skip leading blanks and take a sign: a number must start with a digit (or a
+ * minus sign where negatives are allowed), so " -1" is no seed. */
+static int number_start(const char *v, int sign_ok) {
+  if (sign_ok && (*v == '-' || *v == '+')) v++;
+  return isdigit((unsigned char)*v) || (*v == '.' && isdigit((unsigned char)v[1]));
+}
+
 static int parse_value(const cli_spec *spec, const cli_option *o, const char *v) {
   char *end = NULL;
   errno = 0;
   switch (o->type) {
     case OPT_INT: {
+      if (!number_start(v, 1)) break;
       long x = strtol(v, &end, 10);
       if (!*v || *end || errno || x < -2147483647L || x > 2147483647L) break;
       *(int *)o->dest = (int)x;
       return 0;
     }
     case OPT_U64: {
-      if (*v == '-') break;
+      if (!number_start(v, 0)) break;
       unsigned long long x = strtoull(v, &end, 10);
       if (!*v || *end || errno) break;
       *(uint64_t *)o->dest = (uint64_t)x;
       return 0;
     }
     case OPT_DOUBLE: {
+      if (!number_start(v, 1)) break;
       double x = strtod(v, &end);
       if (!*v || *end || errno || !isfinite(x)) break;
       *(double *)o->dest = x;
       return 0;
     }
     case OPT_STRING:
-      if (strlen(v) >= OPT_STRING_MAX) break;
+      if (!*v || strlen(v) >= OPT_STRING_MAX) break;
       strcpy((char *)o->dest, v);
       return 0;
     case OPT_FLAG:
       break;
   }
-  static const char *const kind[] = {"an integer", "a non-negative integer", "a number", "", "a string"};
+  static const char *const kind[] = {"an integer", "a non-negative integer", "a finite number", "", "a non-empty string"};
   fprintf(stderr, "bwt %s: --%s needs %s, got '%s' (see bwt %s --help)\n", spec->command, o->name,
           kind[o->type], v, spec->command);
   return 2;
@@ -62,7 +72,7 @@ int cli_parse(const cli_spec *spec, int argc, char **argv, const char **position
     }
     const char *name = a + 2, *eq = strchr(name, '=');
     size_t len = eq ? (size_t)(eq - name) : strlen(name);
-    const cli_option *o = NULL;
+    cli_option *o = NULL;
     for (int k = 0; k < spec->n_opts; k++)
       if (strlen(spec->opts[k].name) == len && strncmp(spec->opts[k].name, name, len) == 0) o = &spec->opts[k];
     if (!o) {
@@ -75,6 +85,7 @@ int cli_parse(const cli_spec *spec, int argc, char **argv, const char **position
         return 2;
       }
       *(int *)o->dest = 1;
+      o->given = 1;
       continue;
     }
     const char *v = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
@@ -83,11 +94,18 @@ int cli_parse(const cli_spec *spec, int argc, char **argv, const char **position
       return 2;
     }
     if (parse_value(spec, o, v)) return 2;
+    o->given = 1;
   }
   if (*n_positional < spec->min_positional) {
     fprintf(stderr, "bwt %s: missing argument (usage: bwt %s %s)\n", spec->command, spec->command, spec->synopsis);
     return 2;
   }
+  return 0;
+}
+
+int cli_given(const cli_spec *spec, const char *name) {
+  for (int k = 0; k < spec->n_opts; k++)
+    if (strcmp(spec->opts[k].name, name) == 0) return spec->opts[k].given;
   return 0;
 }
 
@@ -162,6 +180,8 @@ void run_options_default(run_options *o) {
   strcpy(o->arch, "transformer");
   strcpy(o->norm, "auto");
   strcpy(o->positions, "learned");
+  strcpy(o->init, "bwt");
+  strcpy(o->decay, "matrices");
   o->max_T = 0;
   strcpy(o->preset, "none");
 }
@@ -198,6 +218,8 @@ int model_options(cli_option *opts, run_options *o) {
   opts[n++] = (cli_option){"heads", OPT_INT, &m->n_heads, "attention heads (transformer)"};
   opts[n++] = (cli_option){"norm", OPT_STRING, o->norm, "rms | layer | auto (rms for transformer, layer for the baselines)"};
   opts[n++] = (cli_option){"tied-head", OPT_FLAG, &m->tied_head, "output head tied to the token embedding"};
+  opts[n++] = (cli_option){"no-attn-bias", OPT_FLAG, &o->no_attn_bias, "transformer: Q, K, V, O projections without biases (as the reference's)"};
+  opts[n++] = (cli_option){"init", OPT_STRING, o->init, "bwt (N(0, 0.02), GPT-2's) | torch (PyTorch's defaults, as the reference scripts)"};
   opts[n++] = (cli_option){"window", OPT_INT, &m->window, "window_mlp: tokens seen (0 = whole sequence)"};
   opts[n++] = (cli_option){"positions", OPT_STRING, o->positions, "learned | sinusoidal (fixed, any length: for evaluating longer sequences)"};
   opts[n++] = (cli_option){"max-T", OPT_INT, &o->max_T, "learned positions to allocate (0 = the task's length); rows past the training length stay untrained"};
@@ -213,7 +235,8 @@ int train_options(cli_option *opts, run_options *o) {
   opts[n++] = (cli_option){"lr", OPT_DOUBLE, &t->lr, "peak learning rate (AdamW)"};
   opts[n++] = (cli_option){"min-lr-frac", OPT_DOUBLE, &t->min_lr_frac, "cosine decays to this fraction of lr"};
   opts[n++] = (cli_option){"warmup", OPT_INT, &t->warmup, "linear warmup steps"};
-  opts[n++] = (cli_option){"weight-decay", OPT_DOUBLE, &t->weight_decay, "decoupled weight decay on 2-D tensors"};
+  opts[n++] = (cli_option){"weight-decay", OPT_DOUBLE, &t->weight_decay, "decoupled weight decay"};
+  opts[n++] = (cli_option){"decay", OPT_STRING, o->decay, "matrices (2-D tensors) | all (norms and biases too, torch.optim.AdamW's way)"};
   opts[n++] = (cli_option){"beta1", OPT_DOUBLE, &t->beta1, "AdamW beta1"};
   opts[n++] = (cli_option){"beta2", OPT_DOUBLE, &t->beta2, "AdamW beta2"};
   opts[n++] = (cli_option){"eps", OPT_DOUBLE, &t->eps, "AdamW epsilon"};
@@ -265,6 +288,14 @@ int run_options_finish(run_options *o, const char *command) {
   m->n_classes = task->n_classes;
   m->max_T = task->seq_len;
   if (bwt_positions_parse(o->positions, &m->positions) != BWT_STATUS_OK) return bwt_task_free(task), cli_error(command) + 1;
+  if (bwt_init_parse(o->init, &m->init) != BWT_STATUS_OK) return bwt_task_free(task), cli_error(command) + 1;
+  m->attn_bias = !o->no_attn_bias;
+  if (strcmp(o->decay, "all") == 0) o->cfg.train.decay_all = 1;
+  else if (strcmp(o->decay, "matrices") != 0) {
+    fprintf(stderr, "bwt %s: unknown --decay '%s' (known: matrices, all)\n", command, o->decay);
+    bwt_task_free(task);
+    return 2;
+  }
   if (o->max_T != 0 && o->max_T < task->seq_len) {
     fprintf(stderr, "bwt %s: --max-T %d is shorter than the task's sequences (%d)\n", command, o->max_T, task->seq_len);
     bwt_task_free(task);
@@ -297,5 +328,41 @@ int task_overrides_apply(bwt_task_config *cfg, const bwt_task_config *given, con
     }
     *bwt_task_field_int(cfg, f) = v;
   }
+  return 0;
+}
+
+int task_options_check(const cli_spec *spec, const run_options *o, const char *command) {
+  for (int k = 0; k < spec->n_opts; k++) {
+    const cli_option *opt = &spec->opts[k];
+    if (!opt->given) continue;
+    for (const bwt_task_field *f = bwt_task_fields; f->key; f++)
+      if (opt->dest == (const char *)&o->cfg.task + f->offset && strcmp(f->task, o->cfg.task.name) != 0) {
+        fprintf(stderr, "bwt %s: --%s is a setting of task %s, not of %s\n", command, opt->name, f->task, o->cfg.task.name);
+        return 2;
+      }
+  }
+  return 0;
+}
+
+/* Options that apply to one architecture only. */
+static const struct {
+  const char *option;
+  bwt_arch arch;
+} arch_options[] = {
+    {"heads", BWT_ARCH_TRANSFORMER},
+    {"no-attn-bias", BWT_ARCH_TRANSFORMER},
+    {"lr-v-mult", BWT_ARCH_TRANSFORMER},
+    {"window", BWT_ARCH_WINDOW_MLP},
+};
+
+int run_options_check_given(const cli_spec *spec, const run_options *o, const char *command) {
+  int rc = task_options_check(spec, o, command);
+  if (rc) return rc;
+  for (size_t i = 0; i < sizeof arch_options / sizeof arch_options[0]; i++)
+    if (cli_given(spec, arch_options[i].option) && o->cfg.model.arch != arch_options[i].arch) {
+      fprintf(stderr, "bwt %s: --%s applies to --arch %s only, not %s\n", command, arch_options[i].option,
+              bwt_arch_name(arch_options[i].arch), bwt_arch_name(o->cfg.model.arch));
+      return 2;
+    }
   return 0;
 }

@@ -18,20 +18,24 @@ typedef struct {
   opt_type type;
   void *dest;       /* int*, uint64_t*, double*, int* (flag), char[OPT_STRING_MAX] */
   const char *help;
+  int given;        /* set by cli_parse: the option was on the command line */
 } cli_option;
 
 typedef struct {
   const char *command;  /* "train" */
   const char *synopsis; /* "[options]" */
   const char *summary;  /* one paragraph */
-  const cli_option *opts;
+  cli_option *opts;
   int n_opts;
   int min_positional, max_positional;
 } cli_spec;
 
 /* Parses argv (argv[0] is the subcommand). Returns 0 on success, 1 if --help was printed, 2 on a
- * bad command line (a one-line error was printed). Positional arguments go to positional[]. */
+ * bad command line (a one-line error was printed). Positional arguments go to positional[]. Numbers
+ * are whole strings (no sign where none fits, no blanks); string values may not be empty. */
 int cli_parse(const cli_spec *spec, int argc, char **argv, const char **positional, int *n_positional);
+/* Whether the option named `name` (without "--") was given. */
+int cli_given(const cli_spec *spec, const char *name);
 void cli_usage(FILE *f, const cli_spec *spec);
 
 /* Options shared by several subcommands: the task, the model and the training recipe, all writing
@@ -43,6 +47,8 @@ void cli_usage(FILE *f, const cli_spec *spec);
 typedef struct {
   bwt_run_config cfg;
   char arch[OPT_STRING_MAX], norm[OPT_STRING_MAX], preset[OPT_STRING_MAX], positions[OPT_STRING_MAX];
+  char init[OPT_STRING_MAX], decay[OPT_STRING_MAX];
+  int no_attn_bias;
   int max_T; /* 0: the task's length */
 } run_options;
 
@@ -57,6 +63,10 @@ int run_options_preset(run_options *o, int argc, char **argv, const char *comman
 /* Resolves names (arch, norm) and sizes derived from the task; prints an error and returns 2 if the
  * configuration is impossible. */
 int run_options_finish(run_options *o, const char *command);
+/* Options given on the command line that do not apply to the chosen task or architecture (--V with
+ * --task hmm, --heads with --arch mlp) are errors: prints one and returns 2, else 0. */
+int task_options_check(const cli_spec *spec, const run_options *o, const char *command);
+int run_options_check_given(const cli_spec *spec, const run_options *o, const char *command);
 
 /* Task overrides (bwt eval, bwt reproduce): a run_options whose task fields are all
  * OPT_INT_UNSET, so that task_options() parsing records which were given; applying them replaces

@@ -46,7 +46,7 @@ void progress_print(void *ctx, const bwt_progress *p) {
 
 static void on_signal(int sig) {
   (void)sig;
-  bwt_train_request_stop();
+  bwt_request_stop();
 }
 
 void progress_catch_interrupt(void) {
@@ -65,19 +65,22 @@ int train_with_progress(bwt_trainer *tr, const char *dir, const char *label, con
   progress_printer pp;
   progress_init(&pp, label);
   progress_catch_interrupt();
-  if (bwt_train_run(tr, dir, progress_print, &pp) != BWT_STATUS_OK) {
+  if (tr->resumed && *tr->notes) fprintf(stderr, "bwt %s: warning: %s/metrics.jsonl: %s\n", command, dir, tr->notes);
+  bwt_status s = bwt_train_run(tr, dir, progress_print, &pp);
+  if (s != BWT_STATUS_OK && s != BWT_STATUS_STOPPED) {
     if (pp.tty) fprintf(stderr, "\n");
     return cli_error(command);
   }
-  if (tr->step < tr->cfg.train.steps) {
+  if (s == BWT_STATUS_STOPPED || tr->step < tr->cfg.train.steps) {
     if (pp.tty) fprintf(stderr, "\n");
+    const char *during = s == BWT_STATUS_STOPPED ? " during an evaluation" : "";
     if (strcmp(command, "train") == 0)
-      fprintf(stderr, "bwt %s: stopped at step %d of %d; checkpoint saved; continue with: bwt train --resume %s\n",
-              command, tr->step, tr->cfg.train.steps, dir);
+      fprintf(stderr, "bwt %s: stopped at step %d of %d%s; checkpoint saved; continue with: bwt train --resume %s\n",
+              command, tr->step, tr->cfg.train.steps, during, dir);
     else
-      fprintf(stderr, "bwt %s: stopped at step %d of %d; checkpoint saved in %s\n", command, tr->step,
-              tr->cfg.train.steps, dir);
-    return tr->stop_after > 0 ? 0 : 130; /* interrupted, like a shell reports SIGINT */
+      fprintf(stderr, "bwt %s: stopped at step %d of %d%s; checkpoint saved in %s\n", command, tr->step,
+              tr->cfg.train.steps, during, dir);
+    return tr->stop_after > 0 && s == BWT_STATUS_OK ? 0 : 130; /* interrupted, like a shell reports SIGINT */
   }
   return 0;
 }

@@ -18,7 +18,8 @@ void progress_count(const char *what, int i, int n, const char *detail);
 /* Installs a SIGINT/SIGTERM handler that asks the training loop to stop and checkpoint. */
 void progress_catch_interrupt(void);
 
-/* Runs tr into dir with a progress line (bwt train and bwt demo); returns the exit code. */
+/* Runs tr into dir with a progress line (bwt train, demo and reproduce), first warning about what a
+ * resume's log repair dropped; returns the exit code. */
 int train_with_progress(bwt_trainer *tr, const char *dir, const char *label, const char *command);
 
 #endif

@@ -6,9 +6,9 @@ cd "$(dirname "$0")/.."
 
 # Why each package: compiler and build (build-essential, cmake, pkg-config); BLAS/CBLAS for every
 # matrix product, the build that shares OpenMP's threads (libopenblas-openmp-dev); LAPACKE for PCA (liblapacke-dev); JSON for configs, metrics
-# and safetensors headers (libcjson-dev); the unit-test framework (libcmocka-dev); figures as PNG
+# and safetensors headers (libcjson-dev); CRC-32 checksums of checkpoints (zlib1g-dev); the unit-test framework (libcmocka-dev); figures as PNG
 # and SVG (libplplot-dev with its cairo driver, plplot-driver-cairo).
-packages=(build-essential cmake pkg-config libopenblas-openmp-dev liblapacke-dev libcjson-dev libcmocka-dev libplplot-dev plplot-driver-cairo)
+packages=(build-essential cmake pkg-config libopenblas-openmp-dev liblapacke-dev libcjson-dev zlib1g-dev libcmocka-dev libplplot-dev plplot-driver-cairo)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -435,7 +435,7 @@ static void test_jsonl_export(void **state) {
     cJSON *o = cJSON_Parse(line);
     assert_non_null(o);
     assert_int_equal(cJSON_GetObjectItem(o, "index")->valueint, 10 + s);
-    assert_int_equal(cJSON_GetObjectItem(o, "stream")->valueint, s);
+    assert_int_equal(cJSON_GetObjectItem(o, "stream")->valueint, 10 + s); /* the rng stream: the index */
     assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(o, "seed")), "18446744073709551615");
     assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(o, "task")), "bijection");
     assert_null(cJSON_GetObjectItem(o, "inputs"));

@@ -54,7 +54,7 @@ static void test_round_trip(void **state) {
   assert_int_equal(bwt_checkpoint_load(path, &c2, &m2, NULL, NULL, &step), BWT_STATUS_OK);
   bwt_model_free(m2);
   assert_int_equal(bwt_checkpoint_load(path, &c2, &m2, &am2, &av2, &step), BWT_STATUS_FORMAT);
-  assert_non_null(strstr(bwt_last_error(), "optim.m."));
+  assert_non_null(strstr(bwt_last_error(), "weights only"));
   assert_null(m2);
   free(am), free(av);
   bwt_model_free(m);
@@ -72,7 +72,7 @@ static void test_mismatched_tensors(void **state) {
   bwt_run_config c2;
   int step;
   assert_int_equal(bwt_checkpoint_load(path, &c2, &m2, NULL, NULL, &step), BWT_STATUS_FORMAT);
-  assert_non_null(strstr(bwt_last_error(), "tok_emb"));
+  assert_non_null(strstr(bwt_last_error(), "parameters")); /* the sizes disagree before anything is allocated */
   assert_null(m2);
 
   /* A config that fails validation is reported as a format error naming the file. */

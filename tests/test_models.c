@@ -96,7 +96,7 @@ static double fd_check(bwt_model *m, const fixture *f, int soft, const char **wo
 }
 
 static bwt_model *make_model(bwt_arch arch, bwt_norm norm, int tied) {
-  bwt_model_config c = {arch, V, K, T, 8, 2, 2, norm, tied, 3, BWT_POS_LEARNED, 0};
+  bwt_model_config c = {arch, V, K, T, 8, 2, 2, norm, tied, 3, BWT_POS_LEARNED, 0, BWT_INIT_BWT, 1};
   bwt_model *m = NULL;
   assert_int_equal(bwt_model_create(&m, &c, 11), BWT_STATUS_OK);
   /* O(1) weights make every gradient large enough for finite differences to resolve. */
@@ -147,7 +147,7 @@ static void test_window_mlp(void **state) {
 static void test_sinusoidal_positions(void **state) {
   const bwt_arch archs[] = {BWT_ARCH_TRANSFORMER, BWT_ARCH_MLP, BWT_ARCH_LSTM};
   for (int a = 0; a < 3; a++) {
-    bwt_model_config c = {archs[a], V, K, T, 8, 2, 2, BWT_NORM_LAYER, 0, 3, BWT_POS_SINUSOIDAL, 0};
+    bwt_model_config c = {archs[a], V, K, T, 8, 2, 2, BWT_NORM_LAYER, 0, 3, BWT_POS_SINUSOIDAL, 0, BWT_INIT_BWT, 1};
     bwt_model *m = NULL;
     assert_int_equal(bwt_model_create(&m, &c, 11), BWT_STATUS_OK);
     assert_null(bwt_model_find_tensor(m, "pos_emb"));
@@ -156,7 +156,7 @@ static void test_sinusoidal_positions(void **state) {
     bwt_model_free(m);
   }
   /* The table: PE[t, 2i] = sin(t / 10000^(2i/C)), PE[t, 2i+1] = cos(...). */
-  bwt_model_config c = {BWT_ARCH_TRANSFORMER, V, K, T, 8, 1, 2, BWT_NORM_RMS, 0, 3, BWT_POS_SINUSOIDAL, 0};
+  bwt_model_config c = {BWT_ARCH_TRANSFORMER, V, K, T, 8, 1, 2, BWT_NORM_RMS, 0, 3, BWT_POS_SINUSOIDAL, 0, BWT_INIT_BWT, 1};
   bwt_model *m = NULL;
   assert_int_equal(bwt_model_create(&m, &c, 1), BWT_STATUS_OK);
   const float *pe = model_positions(m, 0, 40); /* longer than max_T: any length */
@@ -178,7 +178,7 @@ static void test_continuous_inputs(void **state) {
   f.batch.tokens = NULL, f.batch.inputs = inputs, f.batch.input_dim = D;
   const bwt_arch archs[] = {BWT_ARCH_TRANSFORMER, BWT_ARCH_LSTM};
   for (int a = 0; a < 2; a++) {
-    bwt_model_config c = {archs[a], 0, K, T, 8, 2, 2, BWT_NORM_LAYER, 0, 3, BWT_POS_LEARNED, D};
+    bwt_model_config c = {archs[a], 0, K, T, 8, 2, 2, BWT_NORM_LAYER, 0, 3, BWT_POS_LEARNED, D, BWT_INIT_BWT, 1};
     bwt_model *m = NULL;
     assert_int_equal(bwt_model_create(&m, &c, 11), BWT_STATUS_OK);
     assert_null(bwt_model_find_tensor(m, "tok_emb"));
@@ -191,7 +191,7 @@ static void test_continuous_inputs(void **state) {
     bwt_model_free(m);
   }
   /* The flat baselines take tokens only: a clear error. */
-  bwt_model_config c = {BWT_ARCH_MLP, 0, K, T, 8, 2, 2, BWT_NORM_LAYER, 0, 3, BWT_POS_LEARNED, D};
+  bwt_model_config c = {BWT_ARCH_MLP, 0, K, T, 8, 2, 2, BWT_NORM_LAYER, 0, 3, BWT_POS_LEARNED, D, BWT_INIT_BWT, 1};
   bwt_model *m = NULL;
   assert_int_equal(bwt_model_create(&m, &c, 11), BWT_STATUS_ARG);
   assert_non_null(strstr(bwt_last_error(), "continuous inputs need --arch transformer or lstm"));
@@ -251,7 +251,7 @@ static void test_all_heads_masked_equals_attention_skipped(void **state) {
 
 static void test_bad_configs(void **state) {
   bwt_model *m = NULL;
-  bwt_model_config c = {BWT_ARCH_TRANSFORMER, V, K, T, 8, 0, 2, BWT_NORM_RMS, 0, 3, BWT_POS_LEARNED, 0};
+  bwt_model_config c = {BWT_ARCH_TRANSFORMER, V, K, T, 8, 0, 2, BWT_NORM_RMS, 0, 3, BWT_POS_LEARNED, 0, BWT_INIT_BWT, 1};
   assert_int_equal(bwt_model_create(&m, &c, 1), BWT_STATUS_ARG); /* zero layers */
   assert_non_null(strstr(bwt_last_error(), "layers"));
   c.n_layers = 2, c.n_heads = 3;
@@ -263,7 +263,7 @@ static void test_bad_configs(void **state) {
 
 static void test_parameter_count_reference_size(void **state) {
   /* The paper's bijection transformer: d 192, 6 layers, 6 heads, V=40 tokens, T=37 (≈2.68M). */
-  bwt_model_config c = {BWT_ARCH_TRANSFORMER, 40, 40, 37, 192, 6, 6, BWT_NORM_RMS, 0, 1, BWT_POS_LEARNED, 0};
+  bwt_model_config c = {BWT_ARCH_TRANSFORMER, 40, 40, 37, 192, 6, 6, BWT_NORM_RMS, 0, 1, BWT_POS_LEARNED, 0, BWT_INIT_BWT, 1};
   bwt_model *m = NULL;
   assert_int_equal(bwt_model_create(&m, &c, 1), BWT_STATUS_OK);
   /* per block: 4 (C² + C) + 2·4C² + 4C + C + 2C (norms) */

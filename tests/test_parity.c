@@ -111,6 +111,8 @@ static void parity_open(parity *p, const char *name) {
   c.n_heads = meta_int(f, "n_heads");
   c.tied_head = meta_int(f, "tied_head");
   c.window = meta_int(f, "window");
+  c.init = BWT_INIT_BWT;
+  c.attn_bias = 1; /* the fixtures' transformers have attention biases */
   if (bwt_model_create(&p->model, &c, 1) != BWT_STATUS_OK) fail_msg("bwt_model_create: %s", bwt_last_error());
   bwt_model *m = p->model;
 

@@ -1,4 +1,5 @@
 /* safetensors: round trip, layout, atomic writes, and every kind of bad file. */
+#define _GNU_SOURCE /* memmem */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -6,6 +7,7 @@
 #include <unistd.h>
 
 #include "bwt/fileio.h"
+#include "core/fault.h"
 #include "bwt/safetensors.h"
 #include "testutil.h"
 
@@ -74,8 +76,14 @@ static void test_layout(void **state) {
   assert_int_equal((8 + h) % 8, 0);
   assert_true(8 + h <= n);
   char *json = strndup((const char *)raw + 8, h);
-  assert_non_null(strstr(json, "\"a.f32\":{\"dtype\":\"F32\",\"shape\":[5],\"data_offsets\":[0,20]}"));
-  assert_non_null(strstr(json, "\"data_offsets\":[24,40]")); /* b.f64 starts 8-aligned */
+  /* The data is laid out by descending dtype size, then in the given order: b.f64 and d.scalar (8
+   * bytes), then a.f32 and c.i32 (4 bytes); each aligned, no gap, and 56 bytes in all. */
+  assert_non_null(strstr(json, "\"b.f64\":{\"dtype\":\"F64\",\"shape\":[1,2],\"data_offsets\":[0,16]}"));
+  assert_non_null(strstr(json, "\"d.scalar\":{\"dtype\":\"I64\",\"shape\":[],\"data_offsets\":[16,24]}"));
+  assert_non_null(strstr(json, "\"a.f32\":{\"dtype\":\"F32\",\"shape\":[5],\"data_offsets\":[24,44]}"));
+  assert_non_null(strstr(json, "\"c.i32\":{\"dtype\":\"I32\",\"shape\":[3,1],\"data_offsets\":[44,56]}"));
+  assert_int_equal(n, 8 + h + 56);
+  assert_non_null(strstr(json, "\"" BWT_ST_CHECKSUM_KEY "\":\"")); /* the checksum, in the metadata */
   free(json);
   free(raw);
   /* Same-size tensors are packed without gaps (huggingface's reader rejects gaps). */
@@ -93,25 +101,28 @@ static void test_layout(void **state) {
   assert_non_null(strstr(text + 8, "\"q\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[12,24]}"));
   free(text);
   remove(packed);
-  /* No temporary file is left behind. */
-  char tmp[1200];
-  snprintf(tmp, sizeof tmp, "%s.tmp", path);
-  assert_false(bwt_path_exists(tmp));
+  assert_int_equal(test_count_temporaries(path), 0); /* no temporary file is left behind */
 }
 
 static void test_atomic_failure_keeps_old_file(void **state) {
-  char tmp[1200], bad[1200];
-  snprintf(tmp, sizeof tmp, "%s.tmp", path);
-  assert_int_equal(mkdir(tmp, 0755), 0); /* the temporary file cannot be created */
+  char bad[1200];
   float x = 1;
   bwt_st_tensor t = {"x", BWT_DTYPE_F32, 1, {1}, &x};
-  assert_int_equal(bwt_safetensors_write(path, &t, 1, NULL, NULL, 0), BWT_STATUS_IO);
-  assert_non_null(strstr(bwt_last_error(), ".tmp"));
-  rmdir(tmp);
-  bwt_st_file *f = NULL;
-  assert_int_equal(bwt_safetensors_open(&f, path), BWT_STATUS_OK); /* the old file is intact */
-  assert_int_equal(bwt_safetensors_count(f), 4);
-  bwt_safetensors_close(f);
+  /* A failed write, fsync or rename each leave the old file intact and no temporary behind. */
+  const bwt_fault_kind kinds[] = {BWT_FAULT_WRITE, BWT_FAULT_FSYNC, BWT_FAULT_RENAME};
+  const char *words[] = {"No space left", "Input/output error", "Input/output error"};
+  for (int k = 0; k < 3; k++) {
+    bwt_fault_arm(kinds[k], 1);
+    assert_int_equal(bwt_safetensors_write(path, &t, 1, NULL, NULL, 0), BWT_STATUS_IO);
+    bwt_fault_arm(BWT_FAULT_ALLOC, 0);
+    if (!strstr(bwt_last_error(), words[k]) || !strstr(bwt_last_error(), path))
+      fail_msg("message '%s' lacks '%s' or the path", bwt_last_error(), words[k]);
+    bwt_st_file *f = NULL;
+    assert_int_equal(bwt_safetensors_open(&f, path), BWT_STATUS_OK);
+    assert_int_equal(bwt_safetensors_count(f), 4);
+    bwt_safetensors_close(f);
+    assert_int_equal(test_count_temporaries(path), 0);
+  }
   snprintf(bad, sizeof bad, "%s/no/such/dir/y.safetensors", test_tmpdir("safetensors_nodir"));
   assert_int_equal(bwt_safetensors_write(bad, &t, 1, NULL, NULL, 0), BWT_STATUS_IO);
   assert_non_null(strstr(bwt_last_error(), "no/such/dir"));
@@ -163,6 +174,68 @@ static void test_bad_files(void **state) {
   expect_bad_header("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
                     "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}", 12, "overlap");
   expect_bad_header("{\"__metadata__\":{\"k\":3}}", 0, "not a string");
+  /* Stricter than a lax reader: the tensors must tile the buffer exactly, the header must be one
+   * object and only padding, names are unique. */
+  expect_bad_header("{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 9, "after the last tensor");
+  expect_bad_header("{\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}", 8, "before tensor 'w'");
+  expect_bad_header("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+                    "\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,12]}}", 12, "before tensor 'b'");
+  expect_bad_header("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+                    "\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}", 8, "appears twice");
+  expect_bad_header("{\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}  x", 4, "after its JSON object");
+  expect_bad_header("{\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4],\"extra\":1}}", 4, "besides");
+  expect_bad_header(" {}", 0, "not a JSON object");
+  raw = slurp(&n);
+  /* A header length one byte short (or long) shifts every tensor: refused, never read shifted. */
+  for (int delta = -1; delta <= 1; delta += 2) {
+    unsigned char *shifted = malloc(n);
+    memcpy(shifted, raw, n);
+    uint64_t h = 0;
+    for (int i = 0; i < 8; i++) h |= (uint64_t)raw[i] << (8 * i);
+    h += (uint64_t)delta;
+    for (int i = 0; i < 8; i++) shifted[i] = (unsigned char)(h >> (8 * i));
+    expect_bad(shifted, n, BWT_STATUS_FORMAT, "");
+    free(shifted);
+  }
+  /* Trailing bytes, and every single-bit flip in the tensor data, are caught (the checksum). */
+  unsigned char *longer = malloc(n + 4);
+  memcpy(longer, raw, n);
+  memset(longer + n, 0, 4);
+  expect_bad(longer, n + 4, BWT_STATUS_FORMAT, "after the last tensor");
+  free(longer);
+  uint64_t h = 0;
+  for (int i = 0; i < 8; i++) h |= (uint64_t)raw[i] << (8 * i);
+  for (size_t byte = 8 + h; byte < n; byte++)
+    for (int bit = 0; bit < 8; bit++) {
+      raw[byte] ^= (unsigned char)(1u << bit);
+      expect_bad(raw, n, BWT_STATUS_FORMAT, "damaged");
+      raw[byte] ^= (unsigned char)(1u << bit);
+    }
+  /* A metadata value changed by one character is caught too. */
+  char *meta = memmem(raw, n, "hello", 5);
+  assert_non_null(meta);
+  meta[0] = 'j';
+  expect_bad(raw, n, BWT_STATUS_FORMAT, "damaged");
+  free(raw);
+}
+
+/* Only regular files are read: a FIFO would block and a device could be endless. */
+static void test_not_regular(void **state) {
+  char fifo[1200], link[1200], dir[1200];
+  snprintf(fifo, sizeof fifo, "%s.fifo", path);
+  snprintf(link, sizeof link, "%s.zero", path);
+  snprintf(dir, sizeof dir, "%s.dir", path);
+  unlink(fifo), unlink(link), rmdir(dir);
+  assert_int_equal(mkfifo(fifo, 0644), 0);
+  assert_int_equal(symlink("/dev/zero", link), 0);
+  assert_int_equal(mkdir(dir, 0755), 0);
+  const char *paths[] = {fifo, link, dir};
+  for (int i = 0; i < 3; i++) {
+    bwt_st_file *f = NULL;
+    assert_int_equal(bwt_safetensors_open(&f, paths[i]), BWT_STATUS_IO);
+    if (!strstr(bwt_last_error(), "not a regular file")) fail_msg("%s: '%s'", paths[i], bwt_last_error());
+  }
+  unlink(fifo), unlink(link), rmdir(dir);
 }
 
 int main(void) {
@@ -171,6 +244,7 @@ int main(void) {
       cmocka_unit_test(test_layout),
       cmocka_unit_test(test_atomic_failure_keeps_old_file),
       cmocka_unit_test(test_bad_files),
+      cmocka_unit_test(test_not_regular),
   };
   return cmocka_run_group_tests(tests, setup, NULL);
 }

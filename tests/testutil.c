@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
 
 #include "bwt/rng.h"
@@ -34,4 +35,19 @@ double test_max_rel_err(const float *a, const float *b, size_t n, double floor) 
     if (!(d <= worst)) worst = d; /* NaN propagates as the worst */
   }
   return worst;
+}
+
+int test_count_temporaries(const char *path) {
+  char dir[1024], prefix[1024];
+  snprintf(dir, sizeof dir, "%s", path);
+  char *slash = strrchr(dir, '/');
+  if (slash) *slash = '\0';
+  else snprintf(dir, sizeof dir, ".");
+  snprintf(prefix, sizeof prefix, "%s.tmp.", slash ? slash + 1 : path);
+  DIR *d = opendir(dir);
+  if (!d) fail_msg("cannot list %s", dir);
+  int n = 0;
+  for (struct dirent *e; (e = readdir(d));) n += strncmp(e->d_name, prefix, strlen(prefix)) == 0;
+  closedir(d);
+  return n;
 }

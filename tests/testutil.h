@@ -16,4 +16,7 @@ void test_fill_uniform(float *x, size_t n, float lo, float hi, uint64_t seed);
 /* max_i |a_i − b_i| / max(|b_i|, floor): the relative error with an absolute floor. */
 double test_max_rel_err(const float *a, const float *b, size_t n, double floor);
 
+/* Temporary files a write of `path` would leave beside it ("<path>.tmp.XXXXXX"). */
+int test_count_temporaries(const char *path);
+
 #endif

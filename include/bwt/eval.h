@@ -34,18 +34,25 @@ typedef struct {
 /* Running sums; feed batches with bwt_eval_add, then bwt_eval_finish. */
 typedef struct bwt_eval_acc bwt_eval_acc;
 bwt_status bwt_eval_acc_create(bwt_eval_acc **out, const bwt_task *task);
-/* logits (B·n_sup, K) as returned by bwt_model_forward for batch. */
-void bwt_eval_add(bwt_eval_acc *acc, const float *logits, const bwt_batch *batch);
+/* logits (B·n_sup, K) as returned by bwt_model_forward for batch. A logit that is not finite fails
+ * with BWT_STATUS_NUMERIC (the model is broken; no metric of it would mean anything). */
+bwt_status bwt_eval_add(bwt_eval_acc *acc, const float *logits, const bwt_batch *batch);
 bwt_status bwt_eval_finish(const bwt_eval_acc *acc, bwt_eval_result *out);
 void bwt_eval_acc_free(bwt_eval_acc *acc);
 
-/* Evaluates on n_seqs held-out sequences (the stream named by eval_seed, disjoint from training
- * batches) in batches of batch_size. */
+/* Evaluates on the held-out sequences 0..n_seqs-1 of the stream eval_seed (disjoint from training
+ * batches), batch_size at a time. Which sequences are scored depends only on eval_seed and n_seqs;
+ * batch_size is memory and speed (the sums may differ in the last bits across batch sizes and
+ * thread counts, as BLAS blocks its products differently). Stops early with BWT_STATUS_STOPPED on
+ * bwt_request_stop. */
 bwt_status bwt_evaluate(bwt_model *model, const bwt_task *task, uint64_t eval_seed, int n_seqs,
                         int batch_size, bwt_eval_result *out);
 void bwt_eval_result_free(bwt_eval_result *r);
 
-/* The seed of held-out batch i of the stream eval_seed. */
-uint64_t bwt_eval_batch_seed(uint64_t eval_seed, int i);
+/* The held-out stream: held-out sequence j of eval_seed is sequence j of the task stream
+ * bwt_eval_stream_seed(eval_seed) (a stream of its own, disjoint from the training batches'). */
+uint64_t bwt_eval_stream_seed(uint64_t eval_seed);
+/* Fills batch (its B sequences) with held-out sequences first .. first + B − 1. */
+bwt_status bwt_eval_sample(const bwt_task *task, uint64_t eval_seed, long first, bwt_batch *batch);
 
 #endif

@@ -35,6 +35,11 @@ typedef enum { BWT_NORM_RMS, BWT_NORM_LAYER } bwt_norm;
  * no gradient and keep their initial N(0, 0.02) values, shrunk by weight decay), or the fixed
  * sinusoids of Vaswani et al. (no parameters; any length). */
 typedef enum { BWT_POS_LEARNED, BWT_POS_SINUSOIDAL } bwt_positions;
+/* Initialisation schemes. bwt: GPT-2's (matrices and embeddings N(0, 0.02), the projections that
+ * write into the residual stream N(0, 0.02/√(2·n_layers)), biases 0). torch: PyTorch's module
+ * defaults, which the papers' scripts keep (embeddings N(0, 1), linear weights and biases
+ * U(±1/√fan_in)). Norm weights start at 1 and LSTM tensors at U(±1/√C) in both. */
+typedef enum { BWT_INIT_BWT, BWT_INIT_TORCH } bwt_init;
 
 typedef struct {
   bwt_arch arch;
@@ -49,6 +54,8 @@ typedef struct {
   int window;    /* window_mlp: tokens seen (1..max_T) */
   bwt_positions positions;
   int input_dim; /* > 0: continuous inputs (vocab 0) through in_proj (C, input_dim) instead of tok_emb */
+  bwt_init init;
+  int attn_bias; /* transformer: the Q, K, V, O projections have biases (the reference's have none) */
 } bwt_model_config;
 
 #define BWT_TENSOR_NAME_MAX 48
@@ -83,10 +90,12 @@ void bwt_model_config_default(bwt_model_config *cfg, bwt_arch arch, const bwt_ta
 /* Checks cfg for impossible sizes (a clear message naming the field). */
 bwt_status bwt_model_config_check(const bwt_model_config *cfg);
 /* Validates cfg (clear message for impossible sizes) and creates the model with weights drawn from
- * seed: N(0, 0.02) for matrices (output projections scaled by 1/sqrt(2·n_layers)), norm weights 1,
- * biases 0. */
+ * seed, by the scheme cfg->init names. */
 bwt_status bwt_model_create(bwt_model **out, const bwt_model_config *cfg, uint64_t seed);
 void bwt_model_free(bwt_model *model);
+/* The parameter count of the model cfg describes, without allocating its arenas (to check a file's
+ * size before trusting the sizes it claims). */
+bwt_status bwt_model_count_params(const bwt_model_config *cfg, size_t *n_params);
 /* Checks that a task's batches fit this model (vocab, classes, positions, input kind). */
 bwt_status bwt_model_check_task(const bwt_model *model, const bwt_task *task);
 
@@ -103,5 +112,7 @@ const char *bwt_norm_name(bwt_norm norm);
 bwt_status bwt_norm_parse(const char *s, bwt_norm *norm);
 const char *bwt_positions_name(bwt_positions p);
 bwt_status bwt_positions_parse(const char *s, bwt_positions *p);
+const char *bwt_init_name(bwt_init init);
+bwt_status bwt_init_parse(const char *s, bwt_init *init);
 
 #endif

@@ -4,10 +4,15 @@
  * The header maps each tensor name to {"dtype", "shape", "data_offsets": [begin, end]} (offsets
  * relative to the byte buffer after the header) and may hold "__metadata__", a string→string map.
  *
- * Writing is atomic: the file is written to "<path>.tmp", flushed, fsync'ed and renamed over path,
- * and the directory is fsync'ed, so a reader never sees a partly written file under path.
- * Reading validates everything (header length against file size, JSON, dtype names, shapes against
- * byte ranges, ranges inside the buffer and non-overlapping) and reports what is wrong. */
+ * Writing is atomic (bwt_write_file_atomic): a reader never sees a partly written file under path.
+ * The tensor bytes are laid out by descending dtype size, so each is aligned without gaps, and
+ * __metadata__ gets BWT_ST_CHECKSUM_KEY: the CRC-32 of the tensor bytes followed by every other
+ * metadata key and value (each NUL-terminated) in header order, as 8 lowercase hex digits.
+ *
+ * Reading is strict, as strict as the format: a regular file only; header length within the file;
+ * the header one JSON object followed by nothing but space padding; no duplicate names; known dtypes;
+ * shapes matching byte ranges; the ranges tiling the byte buffer exactly (no gap, overlap or
+ * trailing byte); and the checksum, when the file has one (files from other tools load without). */
 #ifndef BWT_SAFETENSORS_H
 #define BWT_SAFETENSORS_H
 
@@ -35,12 +40,20 @@ bwt_status bwt_safetensors_write(const char *path, const bwt_st_tensor *tensors,
 
 typedef struct bwt_st_file bwt_st_file;
 
+#define BWT_ST_CHECKSUM_KEY "bwt_crc32"
+
 /* Reads and validates the whole file into memory. */
 bwt_status bwt_safetensors_open(bwt_st_file **out, const char *path);
+/* The same from len bytes in memory (copied); name stands for the file in messages. */
+bwt_status bwt_safetensors_open_memory(bwt_st_file **out, const void *bytes, size_t len, const char *name);
 void bwt_safetensors_close(bwt_st_file *f);
 /* The metadata value for key, or NULL if absent. */
 const char *bwt_safetensors_meta(const bwt_st_file *f, const char *key);
 int bwt_safetensors_count(const bwt_st_file *f);
+/* Bytes of tensor data (after the header); the tensors tile exactly this many. */
+size_t bwt_safetensors_data_bytes(const bwt_st_file *f);
+/* The name of a tensor no bwt_safetensors_get has fetched yet, or NULL if every one was. */
+const char *bwt_safetensors_unused(const bwt_st_file *f);
 /* Looks up a tensor by name; fails (naming the file, tensor and what differs) if it is missing or its
  * dtype or shape differ from those given. On success *data points into the file's buffer (valid
  * until close; aligned for its dtype). */

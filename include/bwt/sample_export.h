@@ -7,11 +7,12 @@
 
 #include "bwt/task.h"
 
-/* Writes one line per sequence b of batch (a batch of `task` sampled with `seed`):
- *   {"index": first_index+b, "seed": "<seed>", "stream": b, "task": name, "tokens": [T ints],
+/* Writes one line per sequence b of batch (sequences first_index.. of the stream `seed`, as
+ * bwt_task_sample_at(task, seed, first_index, batch) draws them):
+ *   {"index": first_index+b, "seed": "<seed>", "stream": first_index+b, "task": name, "tokens": [T ints],
  *    "supervised": [{"pos", "target", "posterior": [K probabilities], "entropy_bits"}, ...]}
  * The seed is a decimal string (a 64-bit value does not fit a JSON double); the sequence is the
- * rng stream (seed, stream), i.e. bwt_task_sample(task, seed, ...) row `stream`. Doubles are
+ * rng stream (seed, stream). Doubles are
  * printed with up to 17 significant digits, so they read back bit-exact. Continuous-input tasks
  * write "inputs" (T rows of input_dim numbers) instead of "tokens".
  * Fails with BWT_STATUS_ARG if the batch does not fit the task, BWT_STATUS_NOMEM, or

@@ -13,7 +13,8 @@ typedef enum {
   BWT_STATUS_IO,      /* a file could not be opened, read or written */
   BWT_STATUS_FORMAT,  /* a file exists but its contents are wrong */
   BWT_STATUS_NOMEM,   /* an allocation failed */
-  BWT_STATUS_NUMERIC  /* NaN or infinity where a finite number was required */
+  BWT_STATUS_NUMERIC, /* NaN or infinity where a finite number was required */
+  BWT_STATUS_STOPPED  /* stopped on request (bwt_request_stop: Ctrl-C) before finishing */
 } bwt_status;
 
 /* Records a printf-style message and returns s (so callers can `return bwt_fail(...)`). */
@@ -30,7 +31,20 @@ const char *bwt_status_name(bwt_status s);
     if (bwt_try_s_ != BWT_STATUS_OK) return bwt_try_s_; \
   } while (0)
 
-/* Allocates zeroed memory or records an out-of-memory failure naming what was asked for. */
+/* Allocation: every allocation of the library goes through these (and cJSON's through them too, see
+ * bwt_alloc_hooks_install), so that tests can make the n-th one fail (src/core/fault.h). A failure
+ * records an out-of-memory message with the size and `what` was asked for (what may be NULL). */
 void *bwt_calloc(size_t count, size_t size, const char *what);
+void *bwt_malloc(size_t size, const char *what);
+void *bwt_realloc(void *p, size_t size, const char *what);
+/* Routes cJSON's allocations through bwt_malloc (called once, before any cJSON use, by the library's
+ * entry points; idempotent). */
+void bwt_alloc_hooks_install(void);
+
+/* Stop requests (a SIGINT handler's): async-signal-safe to request; long operations (training,
+ * evaluation, grids) check them between units of work and return BWT_STATUS_STOPPED. The request
+ * stays for the rest of the process. */
+void bwt_request_stop(void);
+int bwt_stop_requested(void);
 
 #endif

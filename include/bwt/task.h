@@ -65,8 +65,8 @@ typedef struct bwt_task bwt_task;
 
 typedef struct {
   /* Fills `out` (allocated by bwt_batch_alloc for this task and B) with B sequences; sequence b is
-   * drawn from the rng stream (seed, b), so results do not depend on threads. */
-  bwt_status (*sample)(const bwt_task *task, uint64_t seed, bwt_batch *out);
+   * drawn from the rng stream (seed, first + b), so results depend on neither threads nor batching. */
+  bwt_status (*sample)(const bwt_task *task, uint64_t seed, uint64_t first, bwt_batch *out);
   void (*destroy)(bwt_task *task);
 } bwt_task_ops;
 
@@ -91,7 +91,12 @@ bwt_status bwt_task_config_default(bwt_task_config *cfg, const char *name);
 /* Validates cfg and creates the task; impossible sizes fail with BWT_STATUS_ARG and a message. */
 bwt_status bwt_task_create(bwt_task **out, const bwt_task_config *cfg);
 void bwt_task_free(bwt_task *task);
+/* Sequence b of the batch is sequence first + b of the stream `seed` (bwt_task_sample: first = 0).
+ * A sequence is a function of (seed, index) alone: training batch s of a run is sequences 0..B-1 of
+ * seed bwt_hash2(train.seed, s); held-out sequence j is sequence j of bwt_eval_stream_seed(eval_seed)
+ * (bwt/eval.h); bwt sample --seed S writes sequences 0..n-1 of seed S. */
 bwt_status bwt_task_sample(const bwt_task *task, uint64_t seed, bwt_batch *out);
+bwt_status bwt_task_sample_at(const bwt_task *task, uint64_t seed, uint64_t first, bwt_batch *out);
 
 /* Names of the available tasks, NULL-terminated. */
 extern const char *const bwt_task_names[];

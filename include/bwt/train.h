@@ -21,7 +21,8 @@ typedef struct {
                           EM-like schedule of Paper II (1 = off) */
   double min_lr_frac;  /* the cosine decays to min_lr_frac · lr at the last step */
   int warmup;          /* linear warmup steps (from lr/warmup at step 1) */
-  double weight_decay; /* decoupled, on 2-D tensors only (embeddings, projections, head) */
+  double weight_decay; /* decoupled, on 2-D tensors only (embeddings, projections, head) unless decay_all */
+  int decay_all;       /* weight decay on every tensor, norms and biases too (torch.optim.AdamW's default) */
   double beta1, beta2, eps;
   double clip;         /* global gradient-norm clip; 0 = off */
   int soft_targets;    /* cross-entropy against the exact posterior instead of the sampled target */
@@ -53,6 +54,8 @@ char *bwt_run_config_to_json(const bwt_run_config *cfg);
 /* Parses JSON text written by bwt_run_config_to_json; `what` names the source in messages. */
 bwt_status bwt_run_config_from_json(bwt_run_config *cfg, const char *json, const char *what);
 
+/* The task stream of the batch of 1-based training step t: bwt_hash2(seed, t − 1). */
+uint64_t bwt_train_batch_seed(uint64_t seed, int t);
 /* The learning rate at 1-based step t. */
 double bwt_lr_at(const bwt_train_config *cfg, int t);
 /* Whether step t (1..steps) is on the snapshot schedule: the distinct values of round(steps^(i/(n−1)))
@@ -60,8 +63,10 @@ double bwt_lr_at(const bwt_train_config *cfg, int t);
 int bwt_snapshot_due(const bwt_train_config *cfg, int t);
 
 /* Sets the OpenMP and OpenBLAS thread count (n <= 0: the environment's, OMP_NUM_THREADS or all
- * cores) and pins the threads to CPUs when they use every CPU the process may (src/core/threads.c). */
-void bwt_set_threads(int n);
+ * cores) and pins the threads to CPUs when they use every CPU the process may (src/core/threads.c).
+ * Fails (BWT_STATUS_NOMEM, changing nothing) when an address-space limit leaves too little room for
+ * OpenBLAS's per-thread buffers, where OpenBLAS itself would hang. */
+bwt_status bwt_set_threads(int n);
 
 typedef struct {
   bwt_run_config cfg;
@@ -73,6 +78,11 @@ typedef struct {
   bwt_batch batch;
   float *probs, *dlogits; /* (B·n_sup, K) */
   bwt_eval_result final;  /* the held-out evaluation at the end of bwt_train_run (n_seqs 0 before) */
+  int resumed;            /* continues a run directory's checkpoint (bwt_trainer_resume) */
+  int lock_fd;            /* the run directory's lock while the trainer holds it; -1 before */
+  int eval_logged;        /* resumed: the log holds the evaluation of the checkpoint's step */
+  double lr_before;       /* > 0: bwt_trainer_set_lr changed the learning rate from this */
+  char notes[1024];       /* resumed: what the log repair dropped, for a warning ("" if nothing) */
 } bwt_trainer;
 
 /* Creates task, model (fresh weights from cfg->train.seed) and optimiser state. */
@@ -96,18 +106,22 @@ typedef void (*bwt_progress_fn)(void *ctx, const bwt_progress *p);
 /* Creates dir for a fresh run; fails if it cannot be written or already holds a checkpoint. */
 bwt_status bwt_run_dir_prepare(const char *dir);
 
-/* Runs (or continues) training in run_dir: writes config.json at the start, appends to
- * metrics.jsonl, checkpoints to checkpoint.safetensors (atomically) every ckpt_every steps and at
- * the end, and at the end evaluates and writes eval.json and positions.csv. */
+/* Runs (or continues) training in run_dir under its lock (a second process gets "DIR is in use by
+ * pid N"): writes config.json at the start, appends to metrics.jsonl (one write per line, fsynced
+ * before each checkpoint), checkpoints to checkpoint.safetensors (atomically) every ckpt_every steps
+ * and when it stops, and at the end evaluates and writes eval.json and positions.csv.
+ * bwt_request_stop makes it stop after the current step (or during an evaluation) with a
+ * checkpoint, returning BWT_STATUS_OK if it stopped between steps (tr->step < steps tells) and
+ * BWT_STATUS_STOPPED if an evaluation was cut short; either way --resume goes on exactly. */
 bwt_status bwt_train_run(bwt_trainer *tr, const char *run_dir, bwt_progress_fn progress, void *ctx);
 
-/* Asks a running bwt_train_run to stop after the current step and checkpoint (async-signal-safe:
- * for a SIGINT handler). The request stays for the rest of the process: a run started after it
- * stops at once, with its checkpoint. */
-void bwt_train_request_stop(void);
-
-/* Opens an existing run directory to continue it: reads config.json and checkpoint.safetensors and
- * restores weights, optimiser state and step; the metrics log is cut back to that step. */
+/* Opens an existing run directory to continue it: takes its lock, reads checkpoint.safetensors and
+ * restores weights, optimiser state and step; the metrics log is cut back to what the checkpoint
+ * covers, and what was dropped for damage is described in tr->notes. */
 bwt_status bwt_trainer_resume(bwt_trainer **out, const char *run_dir);
+/* Replaces the peak learning rate for the rest of a run (a resumed run that diverged): the schedule
+ * goes on with it, config.json and later checkpoints record it, and the log gets a line
+ * {"step", "lr_changed_from", "lr_changed_to"}. */
+bwt_status bwt_trainer_set_lr(bwt_trainer *tr, double lr);
 
 #endif

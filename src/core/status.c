@@ -1,9 +1,14 @@
 /* Thread-local last-error message behind bwt_fail / bwt_last_error. */
 #include "bwt/status.h"
 
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+
+#include <cjson/cJSON.h>
+
+#include "fault.h"
 
 static _Thread_local char last_error[512];
 
@@ -25,12 +30,43 @@ const char *bwt_status_name(bwt_status s) {
     case BWT_STATUS_FORMAT: return "bad file format";
     case BWT_STATUS_NOMEM: return "out of memory";
     case BWT_STATUS_NUMERIC: return "numeric error";
+    case BWT_STATUS_STOPPED: return "stopped";
   }
   return "unknown status";
 }
 
-void *bwt_calloc(size_t count, size_t size, const char *what) {
-  void *p = calloc(count ? count : 1, size ? size : 1);
-  if (!p) bwt_fail(BWT_STATUS_NOMEM, "out of memory allocating %zu x %zu bytes for %s", count, size, what);
-  return p;
+/* Records the out-of-memory message (what may be NULL: the caller names it, or nobody needs to). */
+static void *out_of_memory(size_t bytes, const char *what) {
+  bwt_fail(BWT_STATUS_NOMEM, "out of memory allocating %zu bytes%s%s", bytes, what ? " for " : "", what ? what : "");
+  return NULL;
 }
+
+void *bwt_calloc(size_t count, size_t size, const char *what) {
+  void *p = bwt_fault_hit(BWT_FAULT_ALLOC) ? NULL : calloc(count ? count : 1, size ? size : 1);
+  return p ? p : out_of_memory(count * size, what);
+}
+
+void *bwt_malloc(size_t size, const char *what) {
+  void *p = bwt_fault_hit(BWT_FAULT_ALLOC) ? NULL : malloc(size ? size : 1);
+  return p ? p : out_of_memory(size, what);
+}
+
+void *bwt_realloc(void *p, size_t size, const char *what) {
+  void *q = bwt_fault_hit(BWT_FAULT_ALLOC) ? NULL : realloc(p, size ? size : 1);
+  return q ? q : out_of_memory(size, what);
+}
+
+static void *cjson_malloc(size_t size) { return bwt_malloc(size, NULL); }
+
+void bwt_alloc_hooks_install(void) {
+  static int installed;
+  if (installed) return;
+  cJSON_Hooks hooks = {cjson_malloc, free};
+  cJSON_InitHooks(&hooks);
+  installed = 1;
+}
+
+static volatile sig_atomic_t stop_requested;
+
+void bwt_request_stop(void) { stop_requested = 1; }
+int bwt_stop_requested(void) { return stop_requested != 0; }

@@ -9,7 +9,11 @@
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <sched.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include <cblas.h>
 #include <omp.h>
@@ -39,9 +43,33 @@ static void place_pool(int n) {
   pinned = pin;
 }
 
-void bwt_set_threads(int n) {
+/* OpenBLAS takes one buffer of this much address space per thread of a product, and when it cannot
+ * get one (under an address-space limit: ulimit -v, a cluster's h_vmem) it retries for ever. */
+#define BLAS_BUFFER_BYTES ((size_t)128 << 20)
+
+/* The address space the process may still map, or SIZE_MAX without a limit. */
+static size_t address_space_left(void) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_AS, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) return SIZE_MAX;
+  long pages = 0, page = sysconf(_SC_PAGESIZE);
+  FILE *f = fopen("/proc/self/statm", "r");
+  if (f) {
+    if (fscanf(f, "%ld", &pages) != 1) pages = 0;
+    fclose(f);
+  }
+  size_t used = (size_t)pages * (size_t)(page > 0 ? page : 4096);
+  return rl.rlim_cur > used ? (size_t)(rl.rlim_cur - used) : 0;
+}
+
+bwt_status bwt_set_threads(int n) {
   if (n <= 0) n = omp_get_max_threads();
+  size_t left = address_space_left(), need = (size_t)n * BLAS_BUFFER_BYTES;
+  if (left != SIZE_MAX && need + BLAS_BUFFER_BYTES > left) /* and room for the model besides */
+    return bwt_fail(BWT_STATUS_NOMEM,
+                    "%d threads need %zu MB of address space for OpenBLAS's buffers, but the limit (ulimit -v) leaves %zu MB: use at most %zu threads (--threads), or raise the limit",
+                    n, need >> 20, left >> 20, left / BLAS_BUFFER_BYTES > 1 ? left / BLAS_BUFFER_BYTES - 1 : 0);
   omp_set_num_threads(n);
   openblas_set_num_threads(n);
   place_pool(n);
+  return BWT_STATUS_OK;
 }

@@ -23,14 +23,14 @@ void bwt_detector_options_default(bwt_detector_options *o) {
 double bwt_silhouette(const float *x, const int *labels, int n, int d, double *per_point) {
   int K = 0;
   for (int i = 0; i < n; i++) K = labels[i] + 1 > K ? labels[i] + 1 : K;
-  int *count = calloc(K > 0 ? K : 1, sizeof(int)), clusters = 0;
+  int *count = bwt_calloc(K > 0 ? K : 1, sizeof(int), NULL), clusters = 0;
   if (!count) return NAN;
   for (int i = 0; i < n; i++) clusters += count[labels[i]]++ == 0;
   double total = 0;
   int ok = clusters >= 2;
 #pragma omp parallel for reduction(+ : total) schedule(dynamic, 16) if (ok && n > 64)
   for (int i = 0; i < (ok ? n : 0); i++) {
-    double *sum = calloc(K, sizeof(double)), s = 0;
+    double *sum = bwt_calloc(K, sizeof(double), NULL), s = 0;
     if (!sum) continue; /* an out-of-memory point counts 0 */
     for (int j = 0; j < n; j++) {
       if (j == i) continue;
@@ -128,8 +128,7 @@ static bwt_status collect(bwt_model *m, const bwt_task *task, bwt_detect_input k
   int B = o->batch < o->n_seqs ? o->batch : o->n_seqs, n = task->n_sup, K = task->n_classes;
   int T = task->seq_len, NH = m->cfg.n_heads, nq = o->layer + 1 == m->cfg.n_layers ? n : T;
   memset(r, 0, sizeof *r);
-  /* Whole batches: n_seqs rounds up to a multiple of the batch. */
-  r->F = NH * task->vocab, r->cap = (o->n_seqs + B - 1) / B * B * n;
+  r->F = NH * task->vocab, r->cap = o->n_seqs * n;
   r->feat = bwt_calloc((size_t)r->cap * r->F, sizeof(float), "detector");
   r->label = bwt_calloc(r->cap, sizeof(int), "detector");
   r->err = bwt_calloc(r->cap, sizeof(double), "detector");
@@ -141,15 +140,19 @@ static bwt_status collect(bwt_model *m, const bwt_task *task, bwt_detect_input k
   memset(&b, 0, sizeof b);
   bwt_status s = r->feat && r->label && r->err && probs && dl && adv && targets ? BWT_STATUS_OK : BWT_STATUS_NOMEM;
   if (s == BWT_STATUS_OK) s = bwt_batch_alloc(&b, task, B);
-  for (int i = 0, done = 0; s == BWT_STATUS_OK && done < o->n_seqs; i++, done += B) {
-    uint64_t seed = bwt_eval_batch_seed(o->seed, i);
-    s = bwt_task_sample(task, seed, &b);
-    if (s == BWT_STATUS_OK && kind == BWT_DETECT_RANDOM_TOKENS) {
+  /* Held-out sequences 0..n_seqs-1 (the last batch holds only those left); random tokens are drawn
+   * per sequence, so neither depends on the batch size. */
+  for (int done = 0; s == BWT_STATUS_OK && done < o->n_seqs; done += B) {
+    int full_B = b.B;
+    b.B = o->n_seqs - done < B ? o->n_seqs - done : B;
+    s = bwt_eval_sample(task, o->seed, done, &b);
+    for (int bb = 0; s == BWT_STATUS_OK && kind == BWT_DETECT_RANDOM_TOKENS && bb < b.B; bb++) {
       bwt_rng rng;
-      bwt_rng_seed(&rng, seed, 0xc0de);
-      for (size_t k = 0; k < (size_t)B * T; k++) b.tokens[k] = (int32_t)bwt_rng_below(&rng, (uint32_t)task->vocab);
+      bwt_rng_seed(&rng, bwt_hash2(o->seed, 0xc0de), (uint64_t)(done + bb));
+      for (int k = 0; k < T; k++) b.tokens[(size_t)bb * T + k] = (int32_t)bwt_rng_below(&rng, (uint32_t)task->vocab);
     }
     if (s == BWT_STATUS_OK) s = add_batch(m, &b, task, kind, o, probs, dl, targets, adv, r);
+    b.B = full_B;
   }
   if (s == BWT_STATUS_OK && kind == BWT_DETECT_SHUFFLED_LABELS) {
     bwt_rng rng;
@@ -176,9 +179,9 @@ static bwt_status fire_rate(const row_set *r, const bwt_detector_options *o, uin
   int k = o->subsample_rows < r->rows ? o->subsample_rows : r->rows, fired = 0, done = 0;
   d->fire_rate = NAN;
   if (k < 2) return BWT_STATUS_OK;
-  float *x = malloc(sizeof(float) * (size_t)k * r->F);
-  int *lab = malloc(sizeof(int) * k), *perm = malloc(sizeof(int) * r->rows);
-  d->sub_silhouette = calloc(o->subsamples, sizeof(double));
+  float *x = bwt_malloc(sizeof(float) * (size_t)k * r->F, NULL);
+  int *lab = bwt_malloc(sizeof(int) * k, NULL), *perm = bwt_malloc(sizeof(int) * r->rows, NULL);
+  d->sub_silhouette = bwt_calloc(o->subsamples, sizeof(double), NULL);
   if (!x || !lab || !perm || !d->sub_silhouette) {
     free(x), free(lab), free(perm);
     return bwt_fail(BWT_STATUS_NOMEM, "out of memory for the detector's subsamples");

@@ -14,7 +14,7 @@ void bwt_dynamics_head(const bwt_attention_trace *t, int b, int h, float *bmat, 
   const float *a0 = t->att + ((size_t)b * t->NH + h) * nq * T;
   const float *v = t->v + (size_t)b * T * C + h * hs, *u = t->u + (size_t)b * nq * C + h * hs;
   if (resp) memset(resp, 0, sizeof(float) * T * hs);
-  double *row = malloc(sizeof(double) * T), *acc = calloc((size_t)T * hs, sizeof(double));
+  double *row = bwt_malloc(sizeof(double) * T, NULL), *acc = bwt_calloc((size_t)T * hs, sizeof(double), NULL);
   if (!row || !acc) { /* a few KB: report through NANs rather than a status nobody checks */
     if (bmat) for (int i = 0; i < nq * T; i++) bmat[i] = NAN;
     if (adv) for (int i = 0; i < nq * T; i++) adv[i] = NAN;
@@ -46,6 +46,9 @@ void bwt_dynamics_head(const bwt_attention_trace *t, int b, int h, float *bmat, 
   free(acc);
 }
 
+/* max that keeps a NaN (fmax drops it): a NaN anywhere must fail the check, not vanish from it. */
+static double max_nan(double a, double b) { return a > b || isnan(a) ? a : b; }
+
 bwt_status bwt_dynamics_check_trace(const bwt_attention_trace *t, bwt_dynamics_check *out) {
   memset(out, 0, sizeof *out);
   int T = t->T, C = t->C, hs = C / t->NH, nq = t->nq;
@@ -61,20 +64,20 @@ bwt_status bwt_dynamics_check_trace(const bwt_attention_trace *t, bwt_dynamics_c
       bwt_dynamics_head(t, b, h, NULL, adv, resp);
       const float *ds = t->dscore + ((size_t)b * t->NH + h) * nq * T;
       for (size_t i = 0; i < (size_t)nq * T; i++) {
-        out->score_max_abs = fmax(out->score_max_abs, fabs((double)ds[i] - adv[i]));
-        out->score_scale = fmax(out->score_scale, fabs(ds[i]));
+        out->score_max_abs = max_nan(out->score_max_abs, fabs((double)ds[i] - adv[i]));
+        out->score_scale = max_nan(out->score_scale, fabs(ds[i]));
       }
       for (int s = 0; s < T; s++)
         for (int i = 0; i < hs; i++) {
           double kernel = t->dv[((size_t)b * T + s) * C + h * hs + i];
-          out->value_max_abs = fmax(out->value_max_abs, fabs(kernel - resp[(size_t)s * hs + i]));
-          out->value_scale = fmax(out->value_scale, fabs(kernel));
+          out->value_max_abs = max_nan(out->value_max_abs, fabs(kernel - resp[(size_t)s * hs + i]));
+          out->value_scale = max_nan(out->value_scale, fabs(kernel));
         }
     }
   free(adv);
   free(resp);
-  if (!isfinite(out->score_max_abs) || !isfinite(out->value_max_abs))
-    return bwt_fail(BWT_STATUS_NUMERIC, "the traced gradients are not finite");
+  if (!isfinite(out->score_max_abs) || !isfinite(out->value_max_abs) || !isfinite(out->score_scale) || !isfinite(out->value_scale))
+    return bwt_fail(BWT_STATUS_NUMERIC, "the traced gradients are not finite: the model's weights or outputs are broken");
   return BWT_STATUS_OK;
 }
 
@@ -96,7 +99,7 @@ bwt_status bwt_dynamics_verify(bwt_model *m, const bwt_task *task, uint64_t seed
   size_t M = (size_t)batch * task->n_sup;
   float *probs = bwt_calloc(M * K, sizeof(float), "verify"), *dlogits = bwt_calloc(M * K, sizeof(float), "verify");
   bwt_status s = probs && dlogits ? BWT_STATUS_OK : BWT_STATUS_NOMEM;
-  float *saved = s == BWT_STATUS_OK ? malloc(sizeof(float) * m->n_params) : NULL;
+  float *saved = s == BWT_STATUS_OK ? bwt_malloc(sizeof(float) * m->n_params, NULL) : NULL;
   if (s == BWT_STATUS_OK && !saved) s = bwt_fail(BWT_STATUS_NOMEM, "out of memory saving gradients");
   if (saved) memcpy(saved, m->grads, sizeof(float) * m->n_params); /* the caller's gradients stay as they were */
   for (int i = 0; s == BWT_STATUS_OK && i < n_batches; i++) {

@@ -66,12 +66,12 @@ bwt_status bwt_sh_data_create(bwt_sh_data **out, int T, uint64_t seed) {
   if (d) {
     size_t t = T;
     d->T = T;
-    d->x = calloc(t * SH_IN, sizeof(double)), d->y = calloc(t, sizeof(int32_t)), d->q = calloc(t * SH_OUT, sizeof(double));
-    d->qk = calloc(t * 2 * SH_QK, sizeof(double)), d->v = calloc(t * SH_V, sizeof(double));
-    d->att = calloc(t * t, sizeof(double)), d->b = calloc(t * t, sizeof(double));
-    d->o = calloc(t * SH_V, sizeof(double)), d->p = calloc(t * SH_OUT, sizeof(double));
-    d->dz = calloc(t * SH_OUT, sizeof(double)), d->dout = calloc(t * SH_V, sizeof(double));
-    d->dqk = calloc(t * 2 * SH_QK, sizeof(double)), d->dv = calloc(t * SH_V, sizeof(double));
+    d->x = bwt_calloc(t * SH_IN, sizeof(double), NULL), d->y = bwt_calloc(t, sizeof(int32_t), NULL), d->q = bwt_calloc(t * SH_OUT, sizeof(double), NULL);
+    d->qk = bwt_calloc(t * 2 * SH_QK, sizeof(double), NULL), d->v = bwt_calloc(t * SH_V, sizeof(double), NULL);
+    d->att = bwt_calloc(t * t, sizeof(double), NULL), d->b = bwt_calloc(t * t, sizeof(double), NULL);
+    d->o = bwt_calloc(t * SH_V, sizeof(double), NULL), d->p = bwt_calloc(t * SH_OUT, sizeof(double), NULL);
+    d->dz = bwt_calloc(t * SH_OUT, sizeof(double), NULL), d->dout = bwt_calloc(t * SH_V, sizeof(double), NULL);
+    d->dqk = bwt_calloc(t * 2 * SH_QK, sizeof(double), NULL), d->dv = bwt_calloc(t * SH_V, sizeof(double), NULL);
     if (!d->x || !d->y || !d->q || !d->qk || !d->v || !d->att || !d->b || !d->o || !d->p || !d->dz || !d->dout ||
         !d->dqk || !d->dv)
       s = bwt_fail(BWT_STATUS_NOMEM, "out of memory for a single-head sequence of %d positions", T);

@@ -52,8 +52,12 @@ static void log_softmax(double *logp, const float *logits, int K) {
   for (int k = 0; k < K; k++) logp[k] = (double)logits[k] - lz;
 }
 
-void bwt_eval_add(bwt_eval_acc *a, const float *logits, const bwt_batch *batch) {
+bwt_status bwt_eval_add(bwt_eval_acc *a, const float *logits, const bwt_batch *batch) {
   int K = a->K;
+  size_t n_logits = (size_t)batch->B * batch->n_sup * K;
+  for (size_t i = 0; i < n_logits; i++)
+    if (!isfinite(logits[i]))
+      return bwt_fail(BWT_STATUS_NUMERIC, "the model's output %zu is %g: its weights or inputs are broken, and no metric of it means anything", i, (double)logits[i]);
   for (int b = 0; b < batch->B; b++)
     for (int j = 0; j < a->n_pos; j++) {
       size_t row = (size_t)b * batch->n_sup + j;
@@ -95,6 +99,7 @@ void bwt_eval_add(bwt_eval_acc *a, const float *logits, const bwt_batch *batch) 
       }
     }
   a->n_seqs += batch->B;
+  return BWT_STATUS_OK;
 }
 
 static bwt_metrics finish(const sums *s) {
@@ -149,9 +154,13 @@ void bwt_eval_result_free(bwt_eval_result *r) {
   r->pos = NULL;
 }
 
-uint64_t bwt_eval_batch_seed(uint64_t eval_seed, int i) {
+uint64_t bwt_eval_stream_seed(uint64_t eval_seed) {
   /* A stream of its own: training batches use bwt_hash2(seed, step) with small step numbers. */
-  return bwt_hash2(bwt_hash2(eval_seed, 0x65766131ULL), (uint64_t)i);
+  return bwt_hash2(eval_seed, 0x65766131ULL);
+}
+
+bwt_status bwt_eval_sample(const bwt_task *task, uint64_t eval_seed, long first, bwt_batch *batch) {
+  return bwt_task_sample_at(task, bwt_eval_stream_seed(eval_seed), (uint64_t)first, batch);
 }
 
 bwt_status bwt_evaluate(bwt_model *model, const bwt_task *task, uint64_t eval_seed, int n_seqs,
@@ -164,16 +173,17 @@ bwt_status bwt_evaluate(bwt_model *model, const bwt_task *task, uint64_t eval_se
   bwt_status s = bwt_eval_acc_create(&acc, task);
   int B = batch_size < n_seqs ? batch_size : n_seqs;
   if (s == BWT_STATUS_OK) s = bwt_batch_alloc(&batch, task, B);
-  for (int i = 0, done = 0; s == BWT_STATUS_OK && done < n_seqs; i++, done += B) {
-    s = bwt_task_sample(task, bwt_eval_batch_seed(eval_seed, i), &batch);
-    const float *logits = NULL;
-    if (s == BWT_STATUS_OK) s = bwt_model_forward(model, &batch, &logits);
-    if (s != BWT_STATUS_OK) break;
-    /* The last batch may overhang n_seqs: count only its first rows. */
-    int keep = n_seqs - done < B ? n_seqs - done : B;
+  for (int done = 0; s == BWT_STATUS_OK && done < n_seqs; done += B) {
+    if (bwt_stop_requested()) {
+      s = bwt_fail(BWT_STATUS_STOPPED, "stopped during an evaluation (%d of %d sequences scored)", done, n_seqs);
+      break;
+    }
     int full_B = batch.B;
-    batch.B = keep;
-    bwt_eval_add(acc, logits, &batch);
+    batch.B = n_seqs - done < B ? n_seqs - done : B; /* the last batch: only the sequences left */
+    const float *logits = NULL;
+    s = bwt_eval_sample(task, eval_seed, done, &batch);
+    if (s == BWT_STATUS_OK) s = bwt_model_forward(model, &batch, &logits);
+    if (s == BWT_STATUS_OK) s = bwt_eval_add(acc, logits, &batch);
     batch.B = full_B;
   }
   if (s == BWT_STATUS_OK) s = bwt_eval_finish(acc, out);

@@ -135,7 +135,7 @@ char *bwt_ablation_to_json(const bwt_ablation *a) {
 
 bwt_status bwt_ablation_write_csv(const char *path, const bwt_ablation *a) {
   size_t cap = 128 + (size_t)(a->L * a->NH + a->L * BWT_ABLATE_BRANCHES) * 96, len = 0;
-  char *buf = malloc(cap);
+  char *buf = bwt_malloc(cap, NULL);
   if (!buf) return bwt_fail(BWT_STATUS_NOMEM, "out of memory formatting %s", path);
   len += snprintf(buf + len, cap - len, "component,layer,head,delta_entropy_mae_bits,delta_kl_bits\n");
   for (int i = 0; i < a->L * a->NH; i++)

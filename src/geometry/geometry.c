@@ -108,7 +108,7 @@ static void manifold(bwt_manifold_stats *st, const float *X, const double *entro
   memset(&p, 0, sizeof p);
   *st = (bwt_manifold_stats){NAN, NAN, 0, NAN, NAN, NAN};
   if (bwt_pca_compute(&p, X, (int)R, C, C, 2) != BWT_STATUS_OK) return; /* e.g. zero variance */
-  double *pc1 = malloc(sizeof(double) * R);
+  double *pc1 = bwt_malloc(sizeof(double) * R, NULL);
   if (pc1) {
     for (long r = 0; r < R; r++) pc1[r] = p.scores[r * p.k];
     st->pearson = bwt_pearson(pc1, entropy, (int)R);
@@ -191,12 +191,16 @@ bwt_status bwt_geometry_compute(bwt_model *model, const bwt_model *init, const b
   if (s == BWT_STATUS_OK) s = bwt_batch_alloc(&b, task, B);
   unsigned points = BWT_CAPTURE_EMBED | BWT_CAPTURE_QUERIES | BWT_CAPTURE_KEYS | BWT_CAPTURE_ATTENTION |
                     BWT_CAPTURE_BLOCK_OUT | BWT_CAPTURE_FINAL_NORM;
+  /* Held-out sequences 0..n_seqs-1, the last batch holding only those left. */
   for (int i = 0, done = 0; s == BWT_STATUS_OK && done < opt->n_seqs; i++, done += B) {
     const float *logits = NULL;
-    s = bwt_task_sample(task, bwt_eval_batch_seed(opt->seed, i), &b);
+    int keep = opt->n_seqs - done < B ? opt->n_seqs - done : B, full_B = b.B;
+    b.B = keep;
+    s = bwt_eval_sample(task, opt->seed, done, &b);
     if (s == BWT_STATUS_OK) s = bwt_model_capture(model, &b, points, &cap, &logits);
+    if (s == BWT_STATUS_OK) s = bwt_eval_add(acc, logits, &b);
+    b.B = full_B;
     if (s != BWT_STATUS_OK) break;
-    int keep = opt->n_seqs - done < B ? opt->n_seqs - done : B;
     collect(g, &c, &cap, &b, logits, keep, (long)done * n, K);
     if (i == 0) {
       memcpy(g->sup_pos0, b.sup_pos, sizeof(int32_t) * n);
@@ -205,12 +209,8 @@ bwt_status bwt_geometry_compute(bwt_model *model, const bwt_model *init, const b
           for (int j = 0; j < n; j++)
             for (int t = 0; t < T; t++)
               g->attn_map[((size_t)l * n + j) * T + t] +=
-                  cap.attention[((((size_t)l * B) * NH + h) * n + j) * T + t] / NH;
+                  cap.attention[((((size_t)l * keep) * NH + h) * n + j) * T + t] / NH;
     }
-    int full_B = b.B;
-    b.B = keep;
-    bwt_eval_add(acc, logits, &b);
-    b.B = full_B;
     bwt_capture_free(&cap);
   }
   bwt_eval_result ev;

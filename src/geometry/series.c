@@ -40,7 +40,7 @@ static bwt_status list_snapshots(const char *run_dir, int **steps, int *n) {
     char tail[32];
     if (sscanf(e->d_name, "step_%d.safetens%31s", &step, tail) != 2 || strcmp(tail, "ors") != 0) continue;
     if (*n == cap) {
-      int *grown = realloc(*steps, sizeof(int) * (cap = cap ? 2 * cap : 16));
+      int *grown = bwt_realloc(*steps, sizeof(int) * (cap = cap ? 2 * cap : 16), "snapshot steps");
       if (!grown) s = bwt_fail(BWT_STATUS_NOMEM, "out of memory listing snapshots");
       else *steps = grown;
     }
@@ -155,7 +155,7 @@ bwt_status bwt_geometry_series(const char *run_dir, const bwt_geometry_options *
   bwt_status s = load(path, &cfg, &model, &final_step);
   if (s == BWT_STATUS_OK) s = bwt_task_create(&task, &cfg.task);
   if (s == BWT_STATUS_OK) s = bwt_batch_alloc(&fixed, task, opt->batch);
-  if (s == BWT_STATUS_OK) s = bwt_task_sample(task, bwt_eval_batch_seed(opt->seed, 0), &fixed);
+  if (s == BWT_STATUS_OK) s = bwt_eval_sample(task, opt->seed, 0, &fixed);
   if (s == BWT_STATUS_OK) {
     heads = cfg.model.n_layers * cfg.model.n_heads, hs = cfg.model.d_model / cfg.model.n_heads;
     rank = bwt_calloc(heads, sizeof(int), "series");

@@ -1,12 +1,40 @@
+/* File helpers with checked errors (bwt/fileio.h). Every write, fsync and rename goes through
+ * here, counted by the fault injector (src/core/fault.h) so tests can fail each one in turn. */
 #include "bwt/fileio.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include "core/fault.h"
+
+/* Writes go out in pieces of this size, so that a kill can land inside a large file. */
+#define WRITE_CHUNK (64 << 10)
+
+bwt_status bwt_write_all(int fd, const void *data, size_t n, const char *path) {
+  const char *p = data;
+  while (n > 0) {
+    size_t len = n < WRITE_CHUNK ? n : WRITE_CHUNK;
+    ssize_t w = bwt_fault_hit(BWT_FAULT_WRITE) ? (errno = ENOSPC, -1) : write(fd, p, len);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return bwt_fail(BWT_STATUS_IO, "cannot write %s: %s", path, w < 0 ? strerror(errno) : "nothing written");
+    p += w;
+    n -= (size_t)w;
+  }
+  return BWT_STATUS_OK;
+}
+
+bwt_status bwt_fsync(int fd, const char *path) {
+  if (bwt_fault_hit(BWT_FAULT_FSYNC) ? (errno = EIO, 1) : fsync(fd) != 0)
+    return bwt_fail(BWT_STATUS_IO, "cannot flush %s to disk: %s", path, strerror(errno));
+  return BWT_STATUS_OK;
+}
 
 static void fsync_parent_dir(const char *path) {
   char dir[4096];
@@ -15,7 +43,7 @@ static void fsync_parent_dir(const char *path) {
   if (slash == dir) slash[1] = '\0';
   else if (slash) *slash = '\0';
   else snprintf(dir, sizeof dir, ".");
-  int fd = open(dir, O_RDONLY);
+  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd >= 0) {
     fsync(fd); /* best effort: some file systems refuse fsync on directories */
     close(fd);
@@ -24,52 +52,85 @@ static void fsync_parent_dir(const char *path) {
 
 bwt_status bwt_write_file_atomic(const char *path, const void *data, size_t n) {
   char tmp[4096];
-  if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
+  if (!*path) return bwt_fail(BWT_STATUS_ARG, "empty file name");
+  if (snprintf(tmp, sizeof tmp, "%s.tmp.XXXXXX", path) >= (int)sizeof tmp)
     return bwt_fail(BWT_STATUS_ARG, "path too long: %s", path);
-  FILE *f = fopen(tmp, "wb");
-  if (!f) return bwt_fail(BWT_STATUS_IO, "cannot write %s: %s", tmp, strerror(errno));
-  int ok = fwrite(data, 1, n, f) == n && fflush(f) == 0 && fsync(fileno(f)) == 0;
-  int err = errno;
-  ok = (fclose(f) == 0) && ok;
-  if (!ok || rename(tmp, path) != 0) {
-    if (ok) err = errno;
-    remove(tmp);
-    return bwt_fail(BWT_STATUS_IO, "cannot write %s: %s", path, strerror(err));
+  /* A name of its own (mkstemp): two writers of one path never share a temporary file. */
+  int fd = mkstemp(tmp);
+  if (fd < 0) return bwt_fail(BWT_STATUS_IO, "cannot write %s: %s", path, strerror(errno));
+  bwt_status s = fchmod(fd, 0644) == 0 ? BWT_STATUS_OK : bwt_fail(BWT_STATUS_IO, "cannot write %s: %s", tmp, strerror(errno));
+  if (s == BWT_STATUS_OK) s = bwt_write_all(fd, data, n, path);
+  if (s == BWT_STATUS_OK) s = bwt_fsync(fd, path);
+  if (close(fd) != 0 && s == BWT_STATUS_OK) s = bwt_fail(BWT_STATUS_IO, "cannot write %s: %s", path, strerror(errno));
+  if (s == BWT_STATUS_OK && (bwt_fault_hit(BWT_FAULT_RENAME) ? (errno = EIO, 1) : rename(tmp, path) != 0))
+    s = bwt_fail(BWT_STATUS_IO, "cannot replace %s: %s", path, strerror(errno));
+  if (s != BWT_STATUS_OK) {
+    unlink(tmp);
+    return s;
   }
   fsync_parent_dir(path);
+  return BWT_STATUS_OK;
+}
+
+/* Opens path for reading, refusing anything but a regular file (a FIFO would block, a device could
+ * be endless). O_NONBLOCK keeps the open itself from blocking on a FIFO. */
+static bwt_status open_regular(const char *path, int flags, int *fd_out, struct stat *st) {
+  int fd = open(path, flags | O_NONBLOCK | O_CLOEXEC, 0644);
+  if (fd < 0) return bwt_fail(BWT_STATUS_IO, "cannot %s %s: %s", (flags & O_ACCMODE) == O_RDONLY ? "read" : "write", path, strerror(errno));
+  if (fstat(fd, st) != 0) {
+    int err = errno;
+    close(fd);
+    return bwt_fail(BWT_STATUS_IO, "cannot stat %s: %s", path, strerror(err));
+  }
+  if (!S_ISREG(st->st_mode)) {
+    close(fd);
+    return bwt_fail(BWT_STATUS_IO, "%s is not a regular file", path);
+  }
+  int fl = fcntl(fd, F_GETFL);
+  if (fl >= 0) fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+  *fd_out = fd;
   return BWT_STATUS_OK;
 }
 
 bwt_status bwt_read_file(const char *path, char **data, size_t *n) {
   *data = NULL;
   *n = 0;
-  FILE *f = fopen(path, "rb");
-  if (!f) return bwt_fail(BWT_STATUS_IO, "cannot read %s: %s", path, strerror(errno));
-  size_t cap = 4096, len = 0;
-  char *buf = malloc(cap);
-  while (buf) {
-    len += fread(buf + len, 1, cap - 1 - len, f);
-    if (len < cap - 1) break;
-    char *grown = realloc(buf, cap * 2);
-    if (!grown) free(buf);
-    buf = grown;
-    cap *= 2;
+  int fd;
+  struct stat st;
+  BWT_TRY(open_regular(path, O_RDONLY, &fd, &st));
+  size_t size = (size_t)st.st_size, len = 0;
+  char *buf = bwt_malloc(size + 1, path);
+  if (!buf) {
+    close(fd);
+    return BWT_STATUS_NOMEM;
   }
-  int err = ferror(f);
-  fclose(f);
-  if (!buf) return bwt_fail(BWT_STATUS_NOMEM, "out of memory reading %s", path);
-  if (err) {
-    free(buf);
-    return bwt_fail(BWT_STATUS_IO, "error reading %s", path);
+  /* Exactly the size fstat gave: a file that grows while it is read is read as it was. */
+  while (len < size) {
+    ssize_t r = read(fd, buf + len, size - len);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) {
+      int err = errno;
+      free(buf);
+      close(fd);
+      return bwt_fail(BWT_STATUS_IO, "cannot read %s: %s", path, r < 0 ? strerror(err) : "the file shrank while it was read");
+    }
+    len += (size_t)r;
   }
+  close(fd);
   buf[len] = '\0';
   *data = buf;
   *n = len;
   return BWT_STATUS_OK;
 }
 
+bwt_status bwt_open_append(const char *path, int *fd) {
+  struct stat st;
+  return open_regular(path, O_WRONLY | O_APPEND | O_CREAT, fd, &st);
+}
+
 bwt_status bwt_mkdir_p(const char *path) {
   char buf[4096];
+  if (!*path) return bwt_fail(BWT_STATUS_ARG, "empty directory name");
   if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
     return bwt_fail(BWT_STATUS_ARG, "path too long: %s", path);
   for (char *p = buf + 1; ; p++) {
@@ -93,4 +154,50 @@ bwt_status bwt_mkdir_p(const char *path) {
 int bwt_path_exists(const char *path) {
   struct stat st;
   return stat(path, &st) == 0;
+}
+
+/* Removes the temporary files a killed writer left in dir ("<name>.tmp.XXXXXX"); only called by the
+ * holder of the directory's lock, so no live writer owns them. */
+static void remove_stale_temporaries(const char *dir) {
+  DIR *d = opendir(dir);
+  if (!d) return;
+  char path[4096 + 256];
+  for (struct dirent *e; (e = readdir(d));) {
+    const char *t = strstr(e->d_name, ".tmp.");
+    if (!t || strlen(t) != 11) continue;
+    snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+    unlink(path);
+  }
+  closedir(d);
+}
+
+bwt_status bwt_dir_lock(const char *dir, int *fd_out) {
+  *fd_out = -1;
+  char path[4096];
+  if (snprintf(path, sizeof path, "%s/lock", dir) >= (int)sizeof path) return bwt_fail(BWT_STATUS_ARG, "path too long: %s", dir);
+  int fd;
+  struct stat st;
+  BWT_TRY(open_regular(path, O_RDWR | O_CREAT, &fd, &st));
+  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    int err = errno;
+    char pid[32] = "";
+    ssize_t r = pread(fd, pid, sizeof pid - 1, 0);
+    close(fd);
+    if (err != EWOULDBLOCK) return bwt_fail(BWT_STATUS_IO, "cannot lock %s: %s", path, strerror(err));
+    pid[r > 0 ? r : 0] = '\0';
+    pid[strcspn(pid, "\n")] = '\0';
+    return bwt_fail(BWT_STATUS_IO, "%s is in use by pid %s (another bwt is writing it; wait for it or use another directory)",
+                    dir, *pid ? pid : "?");
+  }
+  char pid[32];
+  int len = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+  int written = ftruncate(fd, 0) == 0 && pwrite(fd, pid, (size_t)len, 0) == len;
+  (void)written; /* the pid is for messages only */
+  remove_stale_temporaries(dir);
+  *fd_out = fd;
+  return BWT_STATUS_OK;
+}
+
+void bwt_dir_unlock(int fd) {
+  if (fd >= 0) close(fd); /* closing releases the flock; the lock file stays, empty of meaning */
 }

@@ -47,7 +47,7 @@ bwt_status bwt_eval_write_json(const char *path, const bwt_eval_result *r) {
 
 bwt_status bwt_eval_write_csv(const char *path, const bwt_eval_result *r) {
   size_t cap = 256 + (size_t)r->n_pos * 320, len = 0;
-  char *buf = malloc(cap);
+  char *buf = bwt_malloc(cap, NULL);
   if (!buf) return bwt_fail(BWT_STATUS_NOMEM, "out of memory formatting %s", path);
   len += snprintf(buf + len, cap - len,
                   "position,n,entropy_mae,entropy_mae_renorm,model_entropy,bayes_entropy,kl_bits,tv,"

@@ -43,7 +43,7 @@ static cJSON *sequence_json(const bwt_task *task, const bwt_batch *batch, const 
   cJSON *o = cJSON_CreateObject();
   if (!o) return NULL;
   int ok = add(o, "index", cJSON_CreateNumber(index)) && add(o, "seed", cJSON_CreateString(seed)) &&
-           add(o, "stream", cJSON_CreateNumber(b)) && add(o, "task", cJSON_CreateString(task->cfg.name));
+           add(o, "stream", cJSON_CreateNumber(index)) && add(o, "task", cJSON_CreateString(task->cfg.name));
   if (ok && task->vocab > 0) {
     ok = add(o, "tokens", int_array(batch->tokens + (size_t)b * T, T));
   } else if (ok) {

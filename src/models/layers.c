@@ -48,10 +48,10 @@ void ffn_declare(bwt_model *m, ffn_params *p, const char *prefix) {
   char name[2 * BWT_TENSOR_NAME_MAX]; /* room for gcc's truncation analysis; names are checked on entry */
   int C = m->cfg.d_model, H = 4 * C;
   norm_declare(m, &p->norm, join(name, prefix, "norm"));
-  p->fc1_w = model_add_tensor(m, join(name, prefix, "fc1.weight"), 2, H, C, INIT_NORMAL);
-  p->fc1_b = model_add_tensor(m, join(name, prefix, "fc1.bias"), 1, H, 0, INIT_ZEROS);
-  p->fc2_w = model_add_tensor(m, join(name, prefix, "fc2.weight"), 2, C, H, INIT_NORMAL_RESIDUAL);
-  p->fc2_b = model_add_tensor(m, join(name, prefix, "fc2.bias"), 1, C, 0, INIT_ZEROS);
+  p->fc1_w = model_add_tensor(m, join(name, prefix, "fc1.weight"), 2, H, C, INIT_WEIGHT);
+  p->fc1_b = model_add_bias(m, join(name, prefix, "fc1.bias"), H, C);
+  p->fc2_w = model_add_tensor(m, join(name, prefix, "fc2.weight"), 2, C, H, INIT_WEIGHT_RESIDUAL);
+  p->fc2_b = model_add_bias(m, join(name, prefix, "fc2.bias"), C, H);
 }
 
 void ffn_forward(const bwt_model *m, const ffn_params *p, const ffn_acts *a, float *out,
@@ -82,10 +82,10 @@ void input_declare(bwt_model *m, input_params *p) {
   const bwt_model_config *c = &m->cfg;
   memset(p, 0, sizeof *p);
   if (c->input_dim > 0) {
-    p->w_in = model_add_tensor(m, "in_proj.weight", 2, c->d_model, c->input_dim, INIT_NORMAL);
-    p->b_in = model_add_tensor(m, "in_proj.bias", 1, c->d_model, 0, INIT_ZEROS);
+    p->w_in = model_add_tensor(m, "in_proj.weight", 2, c->d_model, c->input_dim, INIT_WEIGHT);
+    p->b_in = model_add_bias(m, "in_proj.bias", c->d_model, c->input_dim);
   } else {
-    p->wte = model_add_tensor(m, "tok_emb", 2, c->vocab, c->d_model, INIT_NORMAL);
+    p->wte = model_add_tensor(m, "tok_emb", 2, c->vocab, c->d_model, INIT_EMBEDDING);
   }
   p->wpe = model_declare_positions(m);
 }
@@ -133,7 +133,7 @@ void scatter_rows_add(float *dx, const float *dout, const bwt_batch *batch, int 
 void readout_declare(bwt_model *m, readout_params *p, size_t wte) {
   norm_declare(m, &p->norm, "norm_f");
   p->head = m->cfg.tied_head ? wte
-                             : model_add_tensor(m, "head.weight", 2, m->cfg.n_classes, m->cfg.d_model, INIT_NORMAL);
+                             : model_add_tensor(m, "head.weight", 2, m->cfg.n_classes, m->cfg.d_model, INIT_WEIGHT);
 }
 
 size_t readout_floats(const bwt_model_config *c, int M) {

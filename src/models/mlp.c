@@ -38,11 +38,11 @@ static bwt_status build(bwt_model *m) {
   t->acts = bwt_calloc(c->n_layers, sizeof *t->acts, "mlp blocks");
   if (!t->blocks || !t->acts) return BWT_STATUS_NOMEM;
   int C = c->d_model;
-  t->wte = model_add_tensor(m, "tok_emb", 2, c->vocab, C, INIT_NORMAL);
+  t->wte = model_add_tensor(m, "tok_emb", 2, c->vocab, C, INIT_EMBEDDING);
   t->wpe = model_declare_positions(m);
   if (is_window(m)) {
-    t->win_w = model_add_tensor(m, "window.weight", 2, C, c->window * C, INIT_NORMAL);
-    t->win_b = model_add_tensor(m, "window.bias", 1, C, 0, INIT_ZEROS);
+    t->win_w = model_add_tensor(m, "window.weight", 2, C, c->window * C, INIT_WEIGHT);
+    t->win_b = model_add_bias(m, "window.bias", C, c->window * C);
   }
   char name[2 * BWT_TENSOR_NAME_MAX]; /* room for gcc's truncation analysis; names are checked on entry */
   for (int l = 0; l < c->n_layers; l++) {

@@ -11,6 +11,15 @@
 static const char *const arch_names[] = {"transformer", "mlp", "window_mlp", "lstm"};
 static const char *const norm_names[] = {"rms", "layer"};
 static const char *const positions_names[] = {"learned", "sinusoidal"};
+static const char *const init_names[] = {"bwt", "torch"};
+
+const char *bwt_init_name(bwt_init init) { return init_names[init]; }
+
+bwt_status bwt_init_parse(const char *s, bwt_init *init) {
+  for (int i = 0; i < 2; i++)
+    if (strcmp(s, init_names[i]) == 0) return *init = (bwt_init)i, BWT_STATUS_OK;
+  return bwt_fail(BWT_STATUS_ARG, "unknown init '%s' (known: bwt, torch)", s);
+}
 
 const char *bwt_arch_name(bwt_arch arch) { return arch_names[arch]; }
 const char *bwt_norm_name(bwt_norm norm) { return norm_names[norm]; }
@@ -49,12 +58,15 @@ void bwt_model_config_default(bwt_model_config *cfg, bwt_arch arch, const bwt_ta
   cfg->norm = arch == BWT_ARCH_TRANSFORMER ? BWT_NORM_RMS : BWT_NORM_LAYER;
   cfg->tied_head = 0;
   cfg->window = task->seq_len;
+  cfg->init = BWT_INIT_BWT;
+  cfg->attn_bias = 1;
 }
 
 bwt_status bwt_model_config_check(const bwt_model_config *c) {
   if ((unsigned)c->arch > BWT_ARCH_LSTM) return bwt_fail(BWT_STATUS_ARG, "unknown architecture %d", (int)c->arch);
   if ((unsigned)c->positions > BWT_POS_SINUSOIDAL) return bwt_fail(BWT_STATUS_ARG, "unknown positions %d", (int)c->positions);
   if ((unsigned)c->norm > BWT_NORM_LAYER) return bwt_fail(BWT_STATUS_ARG, "unknown norm %d", (int)c->norm);
+  if ((unsigned)c->init > BWT_INIT_TORCH) return bwt_fail(BWT_STATUS_ARG, "unknown init %d", (int)c->init);
   if (c->input_dim > 0) {
     if (c->vocab != 0) return bwt_fail(BWT_STATUS_ARG, "model: continuous inputs (input_dim %d) take no vocabulary (got vocab %d)", c->input_dim, c->vocab);
     if (c->arch != BWT_ARCH_TRANSFORMER && c->arch != BWT_ARCH_LSTM)
@@ -63,12 +75,16 @@ bwt_status bwt_model_config_check(const bwt_model_config *c) {
   } else if (c->vocab < 1) {
     return bwt_fail(BWT_STATUS_ARG, "model: vocab must be >= 1 (got %d)", c->vocab);
   }
-  if (c->n_classes < 2) return bwt_fail(BWT_STATUS_ARG, "model: n_classes must be >= 2 (got %d)", c->n_classes);
-  if (c->max_T < 1) return bwt_fail(BWT_STATUS_ARG, "model: max_T must be >= 1 (got %d)", c->max_T);
+  if (c->vocab > (1 << 24) || c->input_dim > (1 << 16) || c->input_dim < 0)
+    return bwt_fail(BWT_STATUS_ARG, "model: vocab must be at most 2^24 and input_dim in 0..2^16 (got %d, %d)", c->vocab, c->input_dim);
+  if (c->n_classes < 2 || c->n_classes > (1 << 24)) return bwt_fail(BWT_STATUS_ARG, "model: n_classes must be in 2..2^24 (got %d)", c->n_classes);
+  if (c->max_T < 1 || c->max_T > (1 << 20)) return bwt_fail(BWT_STATUS_ARG, "model: max_T must be in 1..2^20 (got %d)", c->max_T);
+  if ((c->tied_head != 0 && c->tied_head != 1) || (c->attn_bias != 0 && c->attn_bias != 1))
+    return bwt_fail(BWT_STATUS_ARG, "model: tied_head and attn_bias must be true or false");
   if (c->d_model < 1 || c->d_model > 16384) return bwt_fail(BWT_STATUS_ARG, "model: d_model must be in 1..16384 (got %d)", c->d_model);
   if (c->n_layers < 1 || c->n_layers > 1000) return bwt_fail(BWT_STATUS_ARG, "model: layers must be in 1..1000 (got %d)", c->n_layers);
   if (c->arch == BWT_ARCH_TRANSFORMER) {
-    if (c->n_heads < 1) return bwt_fail(BWT_STATUS_ARG, "model: heads must be >= 1 (got %d)", c->n_heads);
+    if (c->n_heads < 1 || c->n_heads > c->d_model) return bwt_fail(BWT_STATUS_ARG, "model: heads must be in 1..d_model (got %d)", c->n_heads);
     if (c->d_model % c->n_heads) return bwt_fail(BWT_STATUS_ARG, "model: heads (%d) must divide d_model (%d)", c->n_heads, c->d_model);
   }
   if (c->tied_head && c->n_classes != c->vocab)
@@ -83,9 +99,9 @@ size_t model_add_tensor(bwt_model *m, const char *name, int ndim, int d0, int d1
   if (m->n_tensors == impl->cap) {
     /* The table grows during build only; a failed grow is reported by bwt_model_create. */
     int cap = impl->cap ? 2 * impl->cap : 64;
-    bwt_tensor_desc *t = realloc(m->tensors, sizeof *t * cap);
-    tensor_init *ini = realloc(impl->init, sizeof *ini * cap);
+    bwt_tensor_desc *t = bwt_realloc(m->tensors, sizeof *t * cap, NULL);
     if (t) m->tensors = t;
+    tensor_start *ini = bwt_realloc(impl->init, sizeof *ini * cap, NULL);
     if (ini) impl->init = ini;
     if (!t || !ini) return impl->table_oom = 1, 0;
     impl->cap = cap;
@@ -100,14 +116,21 @@ size_t model_add_tensor(bwt_model *m, const char *name, int ndim, int d0, int d1
   t->size = (size_t)d0 * (ndim == 2 ? (size_t)d1 : 1);
   t->offset = m->n_params;
   t->decay = ndim == 2;
-  impl->init[m->n_tensors++] = init;
+  impl->init[m->n_tensors++] = (tensor_start){init, ndim == 2 ? d1 : 0};
   m->n_params += t->size;
   return t->offset;
 }
 
+size_t model_add_bias(bwt_model *m, const char *name, int n, int fan_in) {
+  size_t off = model_add_tensor(m, name, 1, n, 0, INIT_BIAS);
+  model_impl *impl = m->impl;
+  if (!impl->table_oom) impl->init[m->n_tensors - 1].fan_in = fan_in;
+  return off;
+}
+
 size_t model_declare_positions(bwt_model *m) {
   if (m->cfg.positions != BWT_POS_LEARNED) return 0;
-  return model_add_tensor(m, "pos_emb", 2, m->cfg.max_T, m->cfg.d_model, INIT_NORMAL);
+  return model_add_tensor(m, "pos_emb", 2, m->cfg.max_T, m->cfg.d_model, INIT_EMBEDDING);
 }
 
 const float *model_positions(bwt_model *m, size_t wpe, int T) {
@@ -144,28 +167,51 @@ bwt_status model_reserve(float **buf, size_t *cap, size_t n, const char *what) {
   return BWT_STATUS_OK;
 }
 
+/* How a tensor of each kind starts under each scheme: N(0, std), U(−bound, bound) or a constant. */
+typedef enum { START_CONSTANT, START_NORMAL, START_UNIFORM } start_dist;
+typedef struct {
+  start_dist dist;
+  float value; /* the constant, std or bound */
+} start_rule;
+
+/* bwt: GPT-2's scheme (N(0, 0.02), residual writers scaled by 1/√(2·n_layers), zero biases).
+ * torch: PyTorch's module defaults, as the reference scripts leave them (nn.Embedding N(0, 1),
+ * nn.Linear weights and biases U(±1/√fan_in)). */
+static start_rule start_rule_for(const bwt_model *m, const tensor_start *ts) {
+  float resid = 0.02f / sqrtf(2.0f * (float)m->cfg.n_layers), fan = ts->fan_in > 0 ? 1.0f / sqrtf((float)ts->fan_in) : 0;
+  int torch = m->cfg.init == BWT_INIT_TORCH;
+  switch (ts->kind) {
+    case INIT_ZEROS: return (start_rule){START_CONSTANT, 0};
+    case INIT_ONES: return (start_rule){START_CONSTANT, 1};
+    case INIT_EMBEDDING: return torch ? (start_rule){START_NORMAL, 1} : (start_rule){START_NORMAL, 0.02f};
+    case INIT_WEIGHT: return torch ? (start_rule){START_UNIFORM, fan} : (start_rule){START_NORMAL, 0.02f};
+    case INIT_WEIGHT_RESIDUAL: return torch ? (start_rule){START_UNIFORM, fan} : (start_rule){START_NORMAL, resid};
+    case INIT_BIAS: return torch ? (start_rule){START_UNIFORM, fan} : (start_rule){START_CONSTANT, 0};
+    case INIT_UNIFORM_HIDDEN: return (start_rule){START_UNIFORM, 1.0f / sqrtf((float)m->cfg.d_model)};
+  }
+  return (start_rule){START_CONSTANT, 0};
+}
+
 static void init_weights(bwt_model *m, uint64_t seed) {
   model_impl *impl = m->impl;
-  float residual_std = 0.02f / sqrtf(2.0f * (float)m->cfg.n_layers);
-  float hidden_bound = 1.0f / sqrtf((float)m->cfg.d_model);
   for (int i = 0; i < m->n_tensors; i++) {
     const bwt_tensor_desc *t = &m->tensors[i];
-    float *w = m->params + t->offset;
+    start_rule r = start_rule_for(m, &impl->init[i]);
+    float *w = m->params + t->offset, v = r.value;
     bwt_rng rng;
     bwt_rng_seed(&rng, seed, (uint64_t)i); /* one stream per tensor: adding a tensor moves no other */
     for (size_t j = 0; j < t->size; j++) {
-      switch (impl->init[i]) {
-        case INIT_ZEROS: w[j] = 0.0f; break;
-        case INIT_ONES: w[j] = 1.0f; break;
-        case INIT_NORMAL: w[j] = 0.02f * (float)bwt_rng_normal(&rng); break;
-        case INIT_NORMAL_RESIDUAL: w[j] = residual_std * (float)bwt_rng_normal(&rng); break;
-        case INIT_UNIFORM_HIDDEN: w[j] = hidden_bound * (float)(2.0 * bwt_rng_uniform(&rng) - 1.0); break;
+      switch (r.dist) {
+        case START_CONSTANT: w[j] = v; break;
+        case START_NORMAL: w[j] = v * (float)bwt_rng_normal(&rng); break;
+        case START_UNIFORM: w[j] = v * (float)(2.0 * bwt_rng_uniform(&rng) - 1.0); break;
       }
     }
   }
 }
 
-bwt_status bwt_model_create(bwt_model **out, const bwt_model_config *cfg, uint64_t seed) {
+/* The model with its tensor table built but no arenas. */
+static bwt_status build_table(bwt_model **out, const bwt_model_config *cfg) {
   *out = NULL;
   BWT_TRY(bwt_model_config_check(cfg));
   bwt_model *m = bwt_calloc(1, sizeof *m, "model");
@@ -178,20 +224,36 @@ bwt_status bwt_model_create(bwt_model **out, const bwt_model_config *cfg, uint64
                                                 : &mlp_ops;
   bwt_status s = impl->ops->build(m);
   if (s == BWT_STATUS_OK && impl->table_oom) s = bwt_fail(BWT_STATUS_NOMEM, "cannot build the tensor table (out of memory, or a name over %d characters)", BWT_TENSOR_NAME_MAX - 1);
-  if (s == BWT_STATUS_OK) {
-    int L = cfg->n_layers, NH = cfg->arch == BWT_ARCH_TRANSFORMER ? cfg->n_heads : 1;
-    m->params = bwt_calloc(m->n_params, sizeof(float), "parameters");
-    m->grads = bwt_calloc(m->n_params, sizeof(float), "gradients");
-    m->head_mask = bwt_calloc((size_t)L * NH, sizeof(float), "head mask");
-    m->skip_attn = bwt_calloc(L, 1, "block switches");
-    m->skip_mlp = bwt_calloc(L, 1, "block switches");
-    if (!m->params || !m->grads || !m->head_mask || !m->skip_attn || !m->skip_mlp) s = BWT_STATUS_NOMEM;
-    else for (int i = 0; i < L * NH; i++) m->head_mask[i] = 1.0f;
-  }
   if (s != BWT_STATUS_OK) {
     bwt_model_free(m);
     return s;
   }
+  *out = m;
+  return BWT_STATUS_OK;
+}
+
+bwt_status bwt_model_count_params(const bwt_model_config *cfg, size_t *n_params) {
+  bwt_model *m = NULL;
+  BWT_TRY(build_table(&m, cfg));
+  *n_params = m->n_params;
+  bwt_model_free(m);
+  return BWT_STATUS_OK;
+}
+
+bwt_status bwt_model_create(bwt_model **out, const bwt_model_config *cfg, uint64_t seed) {
+  bwt_model *m = NULL;
+  BWT_TRY(build_table(&m, cfg));
+  int L = cfg->n_layers, NH = cfg->arch == BWT_ARCH_TRANSFORMER ? cfg->n_heads : 1;
+  m->params = bwt_calloc(m->n_params, sizeof(float), "parameters");
+  m->grads = bwt_calloc(m->n_params, sizeof(float), "gradients");
+  m->head_mask = bwt_calloc((size_t)L * NH, sizeof(float), "head mask");
+  m->skip_attn = bwt_calloc(L, 1, "block switches");
+  m->skip_mlp = bwt_calloc(L, 1, "block switches");
+  if (!m->params || !m->grads || !m->head_mask || !m->skip_attn || !m->skip_mlp) {
+    bwt_model_free(m);
+    return BWT_STATUS_NOMEM;
+  }
+  for (int i = 0; i < L * NH; i++) m->head_mask[i] = 1.0f;
   init_weights(m, seed);
   *out = m;
   return BWT_STATUS_OK;

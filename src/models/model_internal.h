@@ -7,8 +7,25 @@
 #include "bwt/dynamics.h"
 #include "bwt/model.h"
 
-/* INIT_UNIFORM_HIDDEN: U(−1/√C, 1/√C), torch.nn.LSTM's default. */
-typedef enum { INIT_ZEROS, INIT_ONES, INIT_NORMAL, INIT_NORMAL_RESIDUAL, INIT_UNIFORM_HIDDEN } tensor_init;
+/* What a tensor is; the initialisation scheme (bwt_init) decides from it how the tensor starts
+ * (model.c's table). fan_in is the input width of the linear layer a weight or bias belongs to. */
+typedef enum {
+  INIT_ZEROS,           /* LayerNorm biases: zero in every scheme */
+  INIT_ONES,            /* norm weights: one in every scheme */
+  INIT_EMBEDDING,       /* token and position rows */
+  INIT_WEIGHT,          /* a linear layer's weight (out, in) */
+  INIT_WEIGHT_RESIDUAL, /* a linear weight that writes into the residual stream */
+  INIT_BIAS,            /* a linear layer's bias */
+  INIT_UNIFORM_HIDDEN   /* LSTM weights and biases: U(−1/√C, 1/√C), torch.nn.LSTM's default, in every scheme */
+} tensor_init;
+
+typedef struct {
+  tensor_init kind;
+  int fan_in;
+} tensor_start;
+
+/* The offset of a tensor the configuration leaves out (attention biases with attn_bias off). */
+#define NO_TENSOR ((size_t)-1)
 
 typedef struct {
   /* Declares the tensors (model_add_tensor) and allocates the architecture's private state. */
@@ -22,7 +39,7 @@ typedef struct {
 
 typedef struct {
   const model_arch_ops *ops;
-  tensor_init *init; /* (n_tensors) how each tensor starts */
+  tensor_start *init; /* (n_tensors) how each tensor starts */
   int cap;           /* capacity of the table */
   int table_oom;     /* a model_add_tensor ran out of memory */
   void *arch;        /* the architecture's own state */
@@ -35,8 +52,14 @@ extern const model_arch_ops transformer_ops;
 extern const model_arch_ops mlp_ops; /* both the context-free and the window MLP */
 extern const model_arch_ops lstm_ops;
 
-/* Appends a tensor to the table and returns its offset in the arenas. Shape (d0) or (d0, d1). */
+/* Appends a tensor to the table and returns its offset in the arenas. Shape (d0) or (d0, d1); a
+ * weight's fan_in is d1. */
 size_t model_add_tensor(bwt_model *m, const char *name, int ndim, int d0, int d1, tensor_init init);
+/* Appends the bias (n) of a linear layer with fan_in inputs. */
+size_t model_add_bias(bwt_model *m, const char *name, int n, int fan_in);
+/* The parameters at an offset, or NULL for NO_TENSOR (an optional bias that is absent). */
+static inline float *model_param(const bwt_model *m, size_t off) { return off == NO_TENSOR ? NULL : m->params + off; }
+static inline float *model_grad(const bwt_model *m, size_t off) { return off == NO_TENSOR ? NULL : m->grads + off; }
 /* Declares pos_emb (max_T rows) for learned positions; returns its offset (0 for sinusoids). */
 size_t model_declare_positions(bwt_model *m);
 /* The position rows 0..T-1: the learned table at wpe, or the sinusoids (NULL if they cannot be

@@ -13,7 +13,7 @@
 
 typedef struct {
   norm_params ln1;
-  size_t wq, bq, wk, bk, wv, bv, wo, bo;
+  size_t wq, bq, wk, bk, wv, bv, wo, bo; /* the biases are NO_TENSOR without attn_bias */
   ffn_params ffn;
 } block_params;
 
@@ -62,19 +62,17 @@ static bwt_status build(bwt_model *m) {
   char name[2 * BWT_TENSOR_NAME_MAX]; /* room for gcc's truncation analysis; names are checked on entry */
   for (int l = 0; l < c->n_layers; l++) {
     block_params *b = &t->blocks[l];
-#define ADD(field, suffix, ndim, d0, d1, init)                         \
-  snprintf(name, sizeof name, "blocks.%d.%s", l, suffix);              \
-  b->field = model_add_tensor(m, name, ndim, d0, d1, init)
+#define ADD(weight, bias, suffix, init)                               \
+  snprintf(name, sizeof name, "blocks.%d.attn.%s.weight", l, suffix); \
+  b->weight = model_add_tensor(m, name, 2, C, C, init);               \
+  snprintf(name, sizeof name, "blocks.%d.attn.%s.bias", l, suffix);   \
+  b->bias = c->attn_bias ? model_add_bias(m, name, C, C) : NO_TENSOR
     snprintf(name, sizeof name, "blocks.%d.norm1", l);
     norm_declare(m, &b->ln1, name);
-    ADD(wq, "attn.wq.weight", 2, C, C, INIT_NORMAL);
-    ADD(bq, "attn.wq.bias", 1, C, 0, INIT_ZEROS);
-    ADD(wk, "attn.wk.weight", 2, C, C, INIT_NORMAL);
-    ADD(bk, "attn.wk.bias", 1, C, 0, INIT_ZEROS);
-    ADD(wv, "attn.wv.weight", 2, C, C, INIT_NORMAL);
-    ADD(bv, "attn.wv.bias", 1, C, 0, INIT_ZEROS);
-    ADD(wo, "attn.wo.weight", 2, C, C, INIT_NORMAL_RESIDUAL);
-    ADD(bo, "attn.wo.bias", 1, C, 0, INIT_ZEROS);
+    ADD(wq, bq, "wq", INIT_WEIGHT);
+    ADD(wk, bk, "wk", INIT_WEIGHT);
+    ADD(wv, bv, "wv", INIT_WEIGHT);
+    ADD(wo, bo, "wo", INIT_WEIGHT_RESIDUAL);
 #undef ADD
     snprintf(name, sizeof name, "blocks.%d.mlp", l);
     ffn_declare(m, &b->ffn, name);
@@ -162,12 +160,12 @@ static bwt_status block_forward(bwt_model *m, int l, const float *x, float *xout
       gather_rows(t->lnq, a->ln1.out, batch, C);
       qin = t->lnq;
     }
-    bwt_matmul_forward(a->q, qin, P(p->wq), P(p->bq), R, C, C);
-    bwt_matmul_forward(a->k, a->ln1.out, P(p->wk), P(p->bk), N, C, C);
-    bwt_matmul_forward(a->v, a->ln1.out, P(p->wv), P(p->bv), N, C, C);
+    bwt_matmul_forward(a->q, qin, P(p->wq), model_param(m, p->bq), R, C, C);
+    bwt_matmul_forward(a->k, a->ln1.out, P(p->wk), model_param(m, p->bk), N, C, C);
+    bwt_matmul_forward(a->v, a->ln1.out, P(p->wv), model_param(m, p->bv), N, C, C);
     BWT_TRY(bwt_attention_forward(a->atty, a->att, a->q, a->k, a->v,
                                   m->head_mask + (size_t)l * c->n_heads, B, T, C, c->n_heads, nq, qpos));
-    bwt_matmul_forward(a->xmid, a->atty, P(p->wo), P(p->bo), R, C, C);
+    bwt_matmul_forward(a->xmid, a->atty, P(p->wo), model_param(m, p->bo), R, C, C);
     bwt_add_inplace(a->xmid, xr, (size_t)R * C);
   }
   if (m->skip_mlp[l])
@@ -232,7 +230,7 @@ static bwt_status block_backward(bwt_model *m, int l, const float *x, const bwt_
   bwt_zero(t->dk, NC);
   bwt_zero(t->dv, NC);
   bwt_zero(dln, NC);
-  bwt_matmul_backward(t->datty, G(p->wo), G(p->bo), dr, a->atty, P(p->wo), R, C, C);
+  bwt_matmul_backward(t->datty, G(p->wo), model_grad(m, p->bo), dr, a->atty, P(p->wo), R, C, C);
   bwt_attention_trace *trace = ((model_impl *)m->impl)->trace;
   if (trace && trace->layer != l) trace = NULL;
   const float *mask = m->head_mask + (size_t)l * c->n_heads;
@@ -241,13 +239,13 @@ static bwt_status block_backward(bwt_model *m, int l, const float *x, const bwt_
   if (trace) record_trace(trace, t->datty, a->att, a->v, t->dv, mask, R, c->n_heads, (size_t)B * c->n_heads * nq * T, NC);
   if (sparse) {
     memset(t->dlnq, 0, sizeof(float) * RC);
-    bwt_matmul_backward(t->dlnq, G(p->wq), G(p->bq), t->dq, t->lnq, P(p->wq), R, C, C);
+    bwt_matmul_backward(t->dlnq, G(p->wq), model_grad(m, p->bq), t->dq, t->lnq, P(p->wq), R, C, C);
     scatter_rows_add(dln, t->dlnq, batch, C);
   } else {
-    bwt_matmul_backward(dln, G(p->wq), G(p->bq), t->dq, a->ln1.out, P(p->wq), N, C, C);
+    bwt_matmul_backward(dln, G(p->wq), model_grad(m, p->bq), t->dq, a->ln1.out, P(p->wq), N, C, C);
   }
-  bwt_matmul_backward(dln, G(p->wk), G(p->bk), t->dk, a->ln1.out, P(p->wk), N, C, C);
-  bwt_matmul_backward(dln, G(p->wv), G(p->bv), t->dv, a->ln1.out, P(p->wv), N, C, C);
+  bwt_matmul_backward(dln, G(p->wk), model_grad(m, p->bk), t->dk, a->ln1.out, P(p->wk), N, C, C);
+  bwt_matmul_backward(dln, G(p->wv), model_grad(m, p->bv), t->dv, a->ln1.out, P(p->wv), N, C, C);
   norm_backward(m, &p->ln1, &a->ln1, t->dx, dln, x, N);
   return BWT_STATUS_OK;
 }

@@ -110,8 +110,8 @@ static void sample_one(const bwt_task *task, bwt_rng *rng, void *scratch, const 
   }
 }
 
-static bwt_status sample(const bwt_task *task, uint64_t seed, bwt_batch *out) {
-  return task_sample_batch(task, seed, out, 0, sample_one);
+static bwt_status sample(const bwt_task *task, uint64_t seed, uint64_t first, bwt_batch *out) {
+  return task_sample_batch(task, seed, first, out, 0, sample_one);
 }
 
 static const bwt_task_ops hmm_ops = {sample, destroy};

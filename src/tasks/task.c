@@ -139,6 +139,10 @@ void bwt_task_free(bwt_task *task) {
 }
 
 bwt_status bwt_task_sample(const bwt_task *task, uint64_t seed, bwt_batch *out) {
+  return bwt_task_sample_at(task, seed, 0, out);
+}
+
+bwt_status bwt_task_sample_at(const bwt_task *task, uint64_t seed, uint64_t first, bwt_batch *out) {
   if (!task || !out) return bwt_fail(BWT_STATUS_ARG, "bwt_task_sample: NULL argument");
   if (out->B < 1 || out->T != task->seq_len || out->n_sup != task->n_sup ||
       out->n_classes != task->n_classes || out->input_dim != task->input_dim)
@@ -149,7 +153,7 @@ bwt_status bwt_task_sample(const bwt_task *task, uint64_t seed, bwt_batch *out) 
                     task->seq_len, task->n_sup, task->n_classes, task->input_dim);
   if ((task->vocab > 0 ? !out->tokens : !out->inputs) || !out->sup_pos || !out->target || !out->posterior)
     return bwt_fail(BWT_STATUS_ARG, "batch for task %s is not allocated (use bwt_batch_alloc)", task->cfg.name);
-  return task->ops->sample(task, seed, out);
+  return task->ops->sample(task, seed, first, out);
 }
 
 /* a*b*c as size_t, or 0 if it overflows (all factors >= 0). */
@@ -204,13 +208,13 @@ void bwt_batch_free(bwt_batch *batch) {
   batch->posterior = NULL;
 }
 
-bwt_status task_sample_batch(const bwt_task *task, uint64_t seed, bwt_batch *out, size_t scratch_bytes,
-                             task_sample_fn fn) {
+bwt_status task_sample_batch(const bwt_task *task, uint64_t seed, uint64_t first, bwt_batch *out,
+                             size_t scratch_bytes, task_sample_fn fn) {
   int T = task->seq_len, N = task->n_sup, K = task->n_classes, D = task->input_dim;
   int failed = 0;
 #pragma omp parallel
   {
-    void *scratch = scratch_bytes ? malloc(scratch_bytes) : NULL;
+    void *scratch = scratch_bytes ? bwt_malloc(scratch_bytes, NULL) : NULL;
     if (scratch_bytes && !scratch) {
 #pragma omp atomic write
       failed = 1;
@@ -219,7 +223,7 @@ bwt_status task_sample_batch(const bwt_task *task, uint64_t seed, bwt_batch *out
     for (int b = 0; b < out->B; b++) {
       if (scratch_bytes && !scratch) continue;
       bwt_rng rng;
-      bwt_rng_seed(&rng, seed, (uint64_t)b);
+      bwt_rng_seed(&rng, seed, first + (uint64_t)b);
       task_sequence seq = {out->tokens ? out->tokens + (size_t)b * T : NULL,
                            out->inputs ? out->inputs + (size_t)b * T * D : NULL,
                            out->sup_pos + (size_t)b * N, out->target + (size_t)b * N,

@@ -19,9 +19,10 @@ typedef struct {
 /* Draws one sequence from rng; scratch is the calling thread's (scratch_bytes, or NULL). */
 typedef void (*task_sample_fn)(const bwt_task *task, bwt_rng *rng, void *scratch, const task_sequence *seq);
 
-/* Fills out: sequence b from the stream (seed, b), on OpenMP threads, so that a batch never
- * depends on the thread count; each thread gets scratch_bytes of scratch. */
-bwt_status task_sample_batch(const bwt_task *task, uint64_t seed, bwt_batch *out, size_t scratch_bytes,
-                             task_sample_fn fn);
+/* Fills out: sequence b from the stream (seed, first + b), on OpenMP threads, so that a batch never
+ * depends on the thread count or on how a stream is cut into batches; each thread gets
+ * scratch_bytes of scratch. */
+bwt_status task_sample_batch(const bwt_task *task, uint64_t seed, uint64_t first, bwt_batch *out,
+                             size_t scratch_bytes, task_sample_fn fn);
 
 #endif

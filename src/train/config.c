@@ -1,5 +1,7 @@
 /* Run configuration: defaults, validation, and config.json in both directions. */
+#include <errno.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,84 +35,119 @@ void bwt_train_config_default(bwt_train_config *c) {
   c->threads = 0;
 }
 
+/* The range of every number of a training config, checked on every path in (flags, config files,
+ * checkpoint metadata): an open bound excludes its value; every double must also be finite. */
+typedef struct {
+  const char *name; /* as the flag spells it */
+  size_t offset;    /* in bwt_train_config */
+  int is_int;
+  double lo, hi;
+  int lo_open, hi_open;
+} train_range;
+
+#define D(field, name, lo, hi, lo_open, hi_open) {name, offsetof(bwt_train_config, field), 0, lo, hi, lo_open, hi_open}
+#define I(field, name, lo, hi) {name, offsetof(bwt_train_config, field), 1, lo, hi, 0, 0}
+static const train_range train_ranges[] = {
+    I(steps, "steps", 1, 1e9),
+    I(batch, "batch", 1, 1 << 20),
+    D(lr, "lr", 0, 10, 1, 0),
+    D(lr_v_mult, "lr-v-mult", 0, 1e4, 1, 0),
+    D(min_lr_frac, "min-lr-frac", 0, 1, 0, 0),
+    I(warmup, "warmup", 0, 1e9),
+    D(weight_decay, "weight-decay", 0, 1e3, 0, 0),
+    D(beta1, "beta1", 0, 1, 0, 1),
+    D(beta2, "beta2", 0, 1, 0, 1),
+    D(eps, "eps", 0, 1, 1, 0),
+    D(clip, "clip", 0, 1e12, 0, 0),
+    I(loss_horizon, "loss-horizon", 0, 1e9),
+    I(eval_every, "eval-every", 0, 1e9),
+    I(eval_seqs, "eval-seqs", 1, 1e8),
+    I(ckpt_every, "ckpt-every", 0, 1e9),
+    I(snapshots, "snapshots", 0, 1000),
+    I(log_every, "log-every", 1, 1e9),
+    I(threads, "threads", 0, 1024),
+};
+#undef D
+#undef I
+
 bwt_status bwt_run_config_check(const bwt_run_config *cfg) {
   const bwt_train_config *t = &cfg->train;
-  if (t->steps < 1) return bwt_fail(BWT_STATUS_ARG, "steps must be >= 1 (got %d)", t->steps);
-  if (t->batch < 1) return bwt_fail(BWT_STATUS_ARG, "batch must be >= 1 (got %d)", t->batch);
-  if (!(t->lr > 0) || !isfinite(t->lr)) return bwt_fail(BWT_STATUS_ARG, "lr must be a positive number (got %g)", t->lr);
-  if (!(t->min_lr_frac >= 0 && t->min_lr_frac <= 1)) return bwt_fail(BWT_STATUS_ARG, "min-lr-frac must be in [0, 1] (got %g)", t->min_lr_frac);
-  if (t->warmup < 0) return bwt_fail(BWT_STATUS_ARG, "warmup must be >= 0 (got %d)", t->warmup);
-  if (!(t->weight_decay >= 0) || !isfinite(t->weight_decay)) return bwt_fail(BWT_STATUS_ARG, "weight-decay must be >= 0 (got %g)", t->weight_decay);
-  if (!(t->beta1 >= 0 && t->beta1 < 1) || !(t->beta2 >= 0 && t->beta2 < 1)) return bwt_fail(BWT_STATUS_ARG, "betas must be in [0, 1) (got %g, %g)", t->beta1, t->beta2);
-  if (!(t->eps > 0)) return bwt_fail(BWT_STATUS_ARG, "eps must be > 0 (got %g)", t->eps);
-  if (!(t->clip >= 0) || !isfinite(t->clip)) return bwt_fail(BWT_STATUS_ARG, "clip must be >= 0 (got %g)", t->clip);
-  if (t->eval_every < 0 || t->ckpt_every < 0) return bwt_fail(BWT_STATUS_ARG, "eval-every and ckpt-every must be >= 0");
-  if (!(t->lr_v_mult > 0) || !isfinite(t->lr_v_mult)) return bwt_fail(BWT_STATUS_ARG, "lr-v-mult must be a positive number (got %g)", t->lr_v_mult);
-  if (t->snapshots < 0 || t->snapshots > 1000) return bwt_fail(BWT_STATUS_ARG, "snapshots must be in 0..1000 (got %d)", t->snapshots);
-  if (t->eval_seqs < 1) return bwt_fail(BWT_STATUS_ARG, "eval-seqs must be >= 1 (got %d)", t->eval_seqs);
-  if (t->loss_horizon < 0) return bwt_fail(BWT_STATUS_ARG, "loss-horizon must be >= 0 (got %d)", t->loss_horizon);
-  if (t->log_every < 1) return bwt_fail(BWT_STATUS_ARG, "log-every must be >= 1 (got %d)", t->log_every);
-  if (t->threads < 0 || t->threads > 1024) return bwt_fail(BWT_STATUS_ARG, "threads must be in 0..1024 (got %d)", t->threads);
+  BWT_TRY(bwt_model_config_check(&cfg->model));
+  for (size_t i = 0; i < sizeof train_ranges / sizeof train_ranges[0]; i++) {
+    const train_range *r = &train_ranges[i];
+    const char *field = (const char *)t + r->offset;
+    double v = r->is_int ? *(const int *)field : *(const double *)field;
+    int ok = isfinite(v) && (r->lo_open ? v > r->lo : v >= r->lo) && (r->hi_open ? v < r->hi : v <= r->hi);
+    if (!ok)
+      return bwt_fail(BWT_STATUS_ARG, "%s must be in %s%g, %g%s (got %g)", r->name, r->lo_open ? "(" : "[", r->lo, r->hi,
+                      r->hi_open ? ")" : "]", v);
+  }
+  if (t->lr * t->weight_decay >= 1)
+    return bwt_fail(BWT_STATUS_ARG, "lr x weight-decay must be below 1, or decay flips the weights' sign (got %g x %g)", t->lr, t->weight_decay);
+  if (t->soft_targets != 0 && t->soft_targets != 1) return bwt_fail(BWT_STATUS_ARG, "soft_targets must be true or false");
+  if (t->decay_all != 0 && t->decay_all != 1) return bwt_fail(BWT_STATUS_ARG, "decay must be matrices or all");
   return BWT_STATUS_OK;
 }
 
 /* Seeds are 64-bit: JSON numbers are doubles, so they travel as decimal strings. */
-static void add_u64(cJSON *o, const char *key, uint64_t v) {
+static int add_u64(cJSON *o, const char *key, uint64_t v) {
   char buf[32];
   snprintf(buf, sizeof buf, "%llu", (unsigned long long)v);
-  cJSON_AddStringToObject(o, key, buf);
+  return cJSON_AddStringToObject(o, key, buf) != NULL;
 }
 
 char *bwt_run_config_to_json(const bwt_run_config *cfg) {
+  bwt_alloc_hooks_install();
   cJSON *root = cJSON_CreateObject(), *task = cJSON_AddObjectToObject(root, "task");
   cJSON *model = cJSON_AddObjectToObject(root, "model"), *train = cJSON_AddObjectToObject(root, "train");
+  int ok = task && model && train; /* every cJSON allocation succeeded: a partial config is never written */
   const bwt_task_config *tc = &cfg->task;
-  cJSON_AddStringToObject(task, "name", tc->name);
+  ok &= !!cJSON_AddStringToObject(task, "name", tc->name);
   for (const bwt_task_field *f = bwt_task_fields; f->key; f++) {
     if (strcmp(f->task, tc->name) != 0) continue;
     int v = *bwt_task_field_int((bwt_task_config *)tc, f);
-    if (f->is_bool)
-      cJSON_AddBoolToObject(task, f->key, v);
-    else
-      cJSON_AddNumberToObject(task, f->key, v);
+    ok &= !!(f->is_bool ? cJSON_AddBoolToObject(task, f->key, v) : cJSON_AddNumberToObject(task, f->key, v));
   }
   const bwt_model_config *mc = &cfg->model;
-  cJSON_AddStringToObject(model, "arch", bwt_arch_name(mc->arch));
-  cJSON_AddNumberToObject(model, "vocab", mc->vocab);
-  cJSON_AddNumberToObject(model, "n_classes", mc->n_classes);
-  cJSON_AddNumberToObject(model, "max_T", mc->max_T);
-  cJSON_AddStringToObject(model, "positions", bwt_positions_name(mc->positions));
-  cJSON_AddNumberToObject(model, "input_dim", mc->input_dim);
-  cJSON_AddNumberToObject(model, "d_model", mc->d_model);
-  cJSON_AddNumberToObject(model, "n_layers", mc->n_layers);
-  cJSON_AddNumberToObject(model, "n_heads", mc->n_heads);
-  cJSON_AddStringToObject(model, "norm", bwt_norm_name(mc->norm));
-  cJSON_AddBoolToObject(model, "tied_head", mc->tied_head);
-  cJSON_AddNumberToObject(model, "window", mc->window);
+  ok &= !!cJSON_AddStringToObject(model, "arch", bwt_arch_name(mc->arch));
+  ok &= !!cJSON_AddNumberToObject(model, "vocab", mc->vocab);
+  ok &= !!cJSON_AddNumberToObject(model, "n_classes", mc->n_classes);
+  ok &= !!cJSON_AddNumberToObject(model, "max_T", mc->max_T);
+  ok &= !!cJSON_AddStringToObject(model, "positions", bwt_positions_name(mc->positions));
+  ok &= !!cJSON_AddNumberToObject(model, "input_dim", mc->input_dim);
+  ok &= !!cJSON_AddNumberToObject(model, "d_model", mc->d_model);
+  ok &= !!cJSON_AddNumberToObject(model, "n_layers", mc->n_layers);
+  ok &= !!cJSON_AddNumberToObject(model, "n_heads", mc->n_heads);
+  ok &= !!cJSON_AddStringToObject(model, "norm", bwt_norm_name(mc->norm));
+  ok &= !!cJSON_AddBoolToObject(model, "tied_head", mc->tied_head);
+  ok &= !!cJSON_AddStringToObject(model, "init", bwt_init_name(mc->init));
+  ok &= !!cJSON_AddBoolToObject(model, "attn_bias", mc->attn_bias);
+  ok &= !!cJSON_AddNumberToObject(model, "window", mc->window);
   const bwt_train_config *t = &cfg->train;
-  cJSON_AddNumberToObject(train, "steps", t->steps);
-  cJSON_AddNumberToObject(train, "batch", t->batch);
-  cJSON_AddNumberToObject(train, "lr", t->lr);
-  cJSON_AddNumberToObject(train, "min_lr_frac", t->min_lr_frac);
-  cJSON_AddNumberToObject(train, "warmup", t->warmup);
-  cJSON_AddNumberToObject(train, "weight_decay", t->weight_decay);
-  cJSON_AddNumberToObject(train, "beta1", t->beta1);
-  cJSON_AddNumberToObject(train, "beta2", t->beta2);
-  cJSON_AddNumberToObject(train, "eps", t->eps);
-  cJSON_AddNumberToObject(train, "clip", t->clip);
-  cJSON_AddBoolToObject(train, "soft_targets", t->soft_targets);
-  cJSON_AddNumberToObject(train, "loss_horizon", t->loss_horizon);
-  add_u64(train, "seed", t->seed);
-  add_u64(train, "eval_seed", t->eval_seed);
-  cJSON_AddNumberToObject(train, "eval_every", t->eval_every);
-  cJSON_AddNumberToObject(train, "eval_seqs", t->eval_seqs);
-  cJSON_AddNumberToObject(train, "ckpt_every", t->ckpt_every);
-  cJSON_AddNumberToObject(train, "snapshots", t->snapshots);
-  cJSON_AddNumberToObject(train, "lr_v_mult", t->lr_v_mult);
-  cJSON_AddNumberToObject(train, "log_every", t->log_every);
-  cJSON_AddNumberToObject(train, "threads", t->threads);
-  char *s = cJSON_Print(root);
+  ok &= !!cJSON_AddNumberToObject(train, "steps", t->steps);
+  ok &= !!cJSON_AddNumberToObject(train, "batch", t->batch);
+  ok &= !!cJSON_AddNumberToObject(train, "lr", t->lr);
+  ok &= !!cJSON_AddNumberToObject(train, "min_lr_frac", t->min_lr_frac);
+  ok &= !!cJSON_AddNumberToObject(train, "warmup", t->warmup);
+  ok &= !!cJSON_AddNumberToObject(train, "weight_decay", t->weight_decay);
+  ok &= !!cJSON_AddStringToObject(train, "decay", t->decay_all ? "all" : "matrices");
+  ok &= !!cJSON_AddNumberToObject(train, "beta1", t->beta1);
+  ok &= !!cJSON_AddNumberToObject(train, "beta2", t->beta2);
+  ok &= !!cJSON_AddNumberToObject(train, "eps", t->eps);
+  ok &= !!cJSON_AddNumberToObject(train, "clip", t->clip);
+  ok &= !!cJSON_AddBoolToObject(train, "soft_targets", t->soft_targets);
+  ok &= !!cJSON_AddNumberToObject(train, "loss_horizon", t->loss_horizon);
+  ok &= add_u64(train, "seed", t->seed) && add_u64(train, "eval_seed", t->eval_seed);
+  ok &= !!cJSON_AddNumberToObject(train, "eval_every", t->eval_every);
+  ok &= !!cJSON_AddNumberToObject(train, "eval_seqs", t->eval_seqs);
+  ok &= !!cJSON_AddNumberToObject(train, "ckpt_every", t->ckpt_every);
+  ok &= !!cJSON_AddNumberToObject(train, "snapshots", t->snapshots);
+  ok &= !!cJSON_AddNumberToObject(train, "lr_v_mult", t->lr_v_mult);
+  ok &= !!cJSON_AddNumberToObject(train, "log_every", t->log_every);
+  ok &= !!cJSON_AddNumberToObject(train, "threads", t->threads);
+  char *s = ok ? cJSON_Print(root) : NULL;
   cJSON_Delete(root);
+  if (!s) bwt_fail(BWT_STATUS_NOMEM, "out of memory formatting a run config");
   return s;
 }
 
@@ -136,9 +173,10 @@ static double get_num(reader *r, const cJSON *o, const char *sec, const char *ke
 
 static int get_int(reader *r, const cJSON *o, const char *sec, const char *key) {
   double d = get_num(r, o, sec, key);
-  if ((d != floor(d) || fabs(d) > 2147483647.0) && r->status == BWT_STATUS_OK)
-    r->status = bwt_fail(BWT_STATUS_FORMAT, "%s: config %s.%s is not an integer", r->what, sec, key);
-  return (int)d;
+  if (d == floor(d) && fabs(d) <= 2147483647.0) return (int)d; /* the only values an int can take */
+  if (r->status == BWT_STATUS_OK)
+    r->status = bwt_fail(BWT_STATUS_FORMAT, "%s: config %s.%s is not an integer in the range of int", r->what, sec, key);
+  return 0;
 }
 
 static int get_bool(reader *r, const cJSON *o, const char *sec, const char *key) {
@@ -158,13 +196,15 @@ static const char *get_str(reader *r, const cJSON *o, const char *sec, const cha
 static uint64_t get_u64(reader *r, const cJSON *o, const char *sec, const char *key) {
   const char *s = get_str(r, o, sec, key);
   char *end = NULL;
+  errno = 0;
   unsigned long long v = strtoull(s, &end, 10);
-  if ((!*s || *end) && r->status == BWT_STATUS_OK)
+  if ((*s < '0' || *s > '9' || *end || errno) && r->status == BWT_STATUS_OK) /* digits only: no sign, no blank */
     r->status = bwt_fail(BWT_STATUS_FORMAT, "%s: config %s.%s is not an unsigned integer string", r->what, sec, key);
   return (uint64_t)v;
 }
 
 bwt_status bwt_run_config_from_json(bwt_run_config *cfg, const char *json, const char *what) {
+  bwt_alloc_hooks_install();
   memset(cfg, 0, sizeof *cfg);
   cJSON *root = cJSON_Parse(json);
   if (!root || !cJSON_IsObject(root)) {
@@ -201,6 +241,13 @@ bwt_status bwt_run_config_from_json(bwt_run_config *cfg, const char *json, const
     mc->n_heads = get_int(&r, model, "model", "n_heads");
     mc->tied_head = get_bool(&r, model, "model", "tied_head");
     mc->window = get_int(&r, model, "model", "window");
+    /* Runs written before these existed have bwt's initialisation and attention biases. */
+    mc->init = BWT_INIT_BWT;
+    if (cJSON_GetObjectItemCaseSensitive(model, "init") && r.status == BWT_STATUS_OK &&
+        bwt_init_parse(get_str(&r, model, "model", "init"), &mc->init) != BWT_STATUS_OK)
+      r.status = BWT_STATUS_FORMAT;
+    mc->attn_bias = 1;
+    if (cJSON_GetObjectItemCaseSensitive(model, "attn_bias")) mc->attn_bias = get_bool(&r, model, "model", "attn_bias");
     bwt_train_config *t = &cfg->train;
     t->steps = get_int(&r, train, "train", "steps");
     t->batch = get_int(&r, train, "train", "batch");
@@ -208,6 +255,13 @@ bwt_status bwt_run_config_from_json(bwt_run_config *cfg, const char *json, const
     t->min_lr_frac = get_num(&r, train, "train", "min_lr_frac");
     t->warmup = get_int(&r, train, "train", "warmup");
     t->weight_decay = get_num(&r, train, "train", "weight_decay");
+    const cJSON *decay = cJSON_GetObjectItemCaseSensitive(train, "decay"); /* absent before it existed */
+    if (decay && r.status == BWT_STATUS_OK) {
+      const char *d = get_str(&r, train, "train", "decay");
+      if (strcmp(d, "all") == 0) t->decay_all = 1;
+      else if (strcmp(d, "matrices") != 0 && r.status == BWT_STATUS_OK)
+        r.status = bwt_fail(BWT_STATUS_FORMAT, "%s: config train.decay must be \"matrices\" or \"all\"", what);
+    }
     t->beta1 = get_num(&r, train, "train", "beta1");
     t->beta2 = get_num(&r, train, "train", "beta2");
     t->eps = get_num(&r, train, "train", "eps");

@@ -52,6 +52,6 @@ void optim_adamw(bwt_model *m, float *adam_m, float *adam_v, const bwt_train_con
     double lr_t = strstr(d->name, ".attn.wv.") ? lr * c->lr_v_mult : lr; /* the EM-like schedule */
     bwt_adamw_update(m->params + off, m->grads + off, adam_m + off, adam_v + off, len, (float)lr_t,
                      (float)c->beta1, (float)c->beta2, (float)c->eps,
-                     d->decay ? (float)c->weight_decay : 0.0f, t);
+                     d->decay || c->decay_all ? (float)c->weight_decay : 0.0f, t);
   }
 }
