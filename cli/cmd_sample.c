@@ -1,4 +1,5 @@
 /* bwt sample: sequences with their exact posteriors as JSONL, for use from other frameworks. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,7 +60,7 @@ int cmd_sample(int argc, char **argv) {
     done += keep;
   }
   if (to_stdout) {
-    if (fflush(f) != 0 && s == BWT_STATUS_OK) s = bwt_fail(BWT_STATUS_IO, "cannot write to standard output");
+    if (fflush(f) != 0 && s == BWT_STATUS_OK) s = bwt_fail(BWT_STATUS_IO, "cannot write to standard output: %s", strerror(errno));
   } else if (f) {
     if (fclose(f) != 0 && s == BWT_STATUS_OK) s = bwt_fail(BWT_STATUS_NOMEM, "out of memory formatting the sequences");
     if (s == BWT_STATUS_OK) s = bwt_write_file_atomic(out, text, text_len);

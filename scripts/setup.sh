@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs bwt's Debian packages (when run as root; otherwise names what to install) and builds
-# bwt into build/ (Release). With --sanitize it also builds build-asan/ with ASan + UBSan.
+# bwt into build/ (Release). With --sanitize it also builds build-asan/ with ASan + UBSan. With --fuzz
+# it also installs what the fuzzers need (tests/fuzz/run.sh builds build-fuzz/ itself).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,6 +10,9 @@ cd "$(dirname "$0")/.."
 # and safetensors headers (libcjson-dev); CRC-32 checksums of checkpoints (zlib1g-dev); the unit-test framework (libcmocka-dev); figures as PNG
 # and SVG (libplplot-dev with its cairo driver, plplot-driver-cairo).
 packages=(build-essential cmake pkg-config libopenblas-openmp-dev liblapacke-dev libcjson-dev zlib1g-dev libcmocka-dev libplplot-dev plplot-driver-cairo)
+# --fuzz: clang with libFuzzer and its sanitizer runtimes (clang, libclang-rt-14-dev), and clang's
+# OpenMP runtime, which gcc's libgomp does not stand in for (libomp-14-dev).
+if [ "${1:-}" = "--fuzz" ]; then packages+=(clang libclang-rt-14-dev libomp-14-dev); fi
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -44,7 +44,7 @@ expect 2 "missing argument" -- eval
 expect 2 "L=25 > V=20" -- train --L 25 --out "$tmp/never"
 expect 2 "layers must be" -- train --layers 0 --out "$tmp/never"
 expect 2 "heads (5) must divide" -- train --heads 5 --out "$tmp/never"
-expect 2 "steps must be >= 1" -- train --steps 0 --out "$tmp/never"
+expect 2 "steps must be in \\[1, 1e+09\\] (got 0)" -- train --steps 0 --out "$tmp/never"
 expect 2 "unknown architecture 'cnn'" -- train --arch cnn
 expect 2 "unknown norm 'batch'" -- train --norm batch
 expect 2 "unknown preset 'huge'" -- train --preset huge
@@ -158,7 +158,7 @@ expect 1 "has no snapshots/" -- geometry "$tmp/run" --series
 expect 1 "cannot read" -- geometry "$tmp/missing"
 expect 2 "--seqs must be >= 2" -- geometry "$tmp/geo" --seqs 1
 expect 2 "--seqs and --batch must be >= 1" -- ablate "$tmp/geo" --seqs 0
-expect 2 "snapshots must be in 0..1000" -- train --snapshots -1 --out "$tmp/never"
+expect 2 "snapshots must be in \\[0, 1000\\]" -- train --snapshots -1 --out "$tmp/never"
 ok train --arch mlp --V 4 --L 3 --steps 2 --batch 4 --d-model 8 --layers 1 --eval-seqs 8 --out "$tmp/mlp"
 expect 1 "geometry needs a transformer (this model is mlp)" -- geometry "$tmp/mlp" --seqs 4
 expect 1 "ablations need a transformer" -- ablate "$tmp/mlp" --seqs 4

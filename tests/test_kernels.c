@@ -403,7 +403,7 @@ static void test_xent_grad(void **state) {
   for (int s = 0; s < 2; s++) {
     fd_ctx c = {.op = OP_XENT, .N = N, .K = K, .ints = tgt, .soft = s ? soft : NULL,
                 .x = {widen(logits, N * K)}};
-    double loss = bwt_xent_loss(probs, tgt, c.soft, N, K), ref = fd_loss(&c);
+    double loss = bwt_xent_loss(logits, tgt, c.soft, N, K), ref = fd_loss(&c);
     print_message("  fwd %-21s rel err %.2e (tol 1e-6)\n", s ? "xent soft" : "xent hard",
                   fabs(loss - ref) / ref);
     assert_true(fabs(loss - ref) < 1e-6 * ref);
@@ -411,13 +411,17 @@ static void test_xent_grad(void **state) {
     bwt_xent_backward(dl, probs, tgt, c.soft, 1.0f / N, N, K);
     check_grad(s ? "softmax+xent soft" : "softmax+xent hard", &c, c.x[0], dl, N * K);
   }
-  /* 0·log 0 = 0: a probability that underflowed to 0 under a zero soft target costs nothing. */
-  const float p3[3] = {0.5f, 0.5f, 0.0f};
+  /* 0·log 0 = 0: a class far below the others under a zero soft target costs nothing. */
+  const float l3[3] = {1.0f, 1.0f, -200.0f};
   const double y3[3] = {0.5, 0.5, 0.0};
-  assert_close(bwt_xent_loss(p3, NULL, y3, 1, 3), log(2.0), 1e-12);
+  assert_close(bwt_xent_loss(l3, NULL, y3, 1, 3), log(2.0), 1e-12);
+  /* A target whose float probability underflows to 0 (a logit gap of 201) still has its finite
+   * loss: log(e + e + e^-200) + 200 = 201 + log 2 nats (to 1e-87). */
+  const int32_t last[1] = {2};
+  assert_close(bwt_xent_loss(l3, last, NULL, 1, 3), 201.0 + log(2.0), 1e-12);
   /* An out-of-range target is reported as NaN, not read. */
   const int32_t bad[N] = {0, 1, K, 2};
-  assert_true(isnan(bwt_xent_loss(probs, bad, NULL, N, K)));
+  assert_true(isnan(bwt_xent_loss(logits, bad, NULL, N, K)));
 }
 
 /* ---- backward properties: accumulation, NULL gradients, determinism ------------------------ */

@@ -208,7 +208,7 @@ static double step_loss(parity *p, float *probs, float *dlogits, const float **l
   if (bwt_model_forward(m, &p->batch, logits) != BWT_STATUS_OK)
     fail_msg("forward: %s", bwt_last_error());
   bwt_softmax_forward(probs, *logits, M, K);
-  double loss = bwt_xent_loss(probs, p->batch.target, NULL, M, K);
+  double loss = bwt_xent_loss(*logits, p->batch.target, NULL, M, K);
   if (dlogits) {
     memset(dlogits, 0, sizeof(float) * (size_t)M * K);
     bwt_xent_backward(dlogits, probs, p->batch.target, NULL, 1.0f / M, M, K);
@@ -237,7 +237,7 @@ static void run_parity(const char *name) {
   bad += compare("logits", logits, p.logits, (size_t)M * K, max_abs(p.logits, (size_t)M * K), LOGIT_TOL,
                  &logit_err);
   double loss_err = fabs(loss - p.loss) / fabs(p.loss);
-  double loss_soft = bwt_xent_loss(probs, NULL, p.soft, M, K);
+  double loss_soft = bwt_xent_loss(logits, NULL, p.soft, M, K);
   double soft_err = fabs(loss_soft - p.loss_soft) / fabs(p.loss_soft);
   if (!(loss_err <= LOSS_TOL))
     print_message("  MISMATCH loss: bwt %.12g, torch %.12g\n", loss, p.loss), bad++;

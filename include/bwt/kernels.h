@@ -85,9 +85,10 @@ void bwt_lstm_backward(float *dgates, float *dh, float *dc, const float *gates, 
 
 /* Row softmax: probs(N,K) = softmax(logits(N,K)), computed stably. */
 void bwt_softmax_forward(float *probs, const float *logits, int N, int K);
-/* Mean cross-entropy in nats over N rows against hard targets(N) when soft is NULL, else against
- * soft targets soft(N,K): −Σ_k soft[k]·log probs[k] (0·log 0 = 0). Accumulated in double. */
-double bwt_xent_loss(const float *probs, const int32_t *targets, const double *soft, int N, int K);
+/* Mean cross-entropy in nats over N rows of logits(N,K) against hard targets(N) when soft is NULL,
+ * else against soft targets soft(N,K): −Σ_k soft[k]·log softmax(logits)[k] (0·log 0 = 0). Log-sum-exp
+ * and sums in double. */
+double bwt_xent_loss(const float *logits, const int32_t *targets, const double *soft, int N, int K);
 /* dlogits(N,K) += scale · (probs − y), y the one-hot target or the soft row. Use scale = 1/N for the
  * gradient of the mean loss. */
 void bwt_xent_backward(float *dlogits, const float *probs, const int32_t *targets,

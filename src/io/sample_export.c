@@ -1,7 +1,9 @@
 /* JSON lines of sampled sequences with their exact posteriors (see bwt/sample_export.h). */
 #include "bwt/sample_export.h"
 
+#include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <cjson/cJSON.h>
 
@@ -87,8 +89,8 @@ bwt_status bwt_batch_write_jsonl(FILE *f, const bwt_task *task, const bwt_batch 
     if (!line) return bwt_fail(BWT_STATUS_NOMEM, "out of memory writing sequence %d as JSON", first_index + b);
     int ok = fputs(line, f) >= 0 && fputc('\n', f) != EOF;
     free(line);
-    if (!ok) return bwt_fail(BWT_STATUS_IO, "cannot write sampled sequence %d", first_index + b);
+    if (!ok) return bwt_fail(BWT_STATUS_IO, "cannot write sampled sequence %d: %s", first_index + b, strerror(errno));
   }
-  if (fflush(f) != 0 || ferror(f)) return bwt_fail(BWT_STATUS_IO, "cannot write the sampled sequences");
+  if (fflush(f) != 0 || ferror(f)) return bwt_fail(BWT_STATUS_IO, "cannot write the sampled sequences: %s", strerror(errno));
   return BWT_STATUS_OK;
 }

@@ -67,14 +67,14 @@ bwt_status bwt_trainer_step(bwt_trainer *tr, double *loss, double *grad_norm, do
   memset(tr->dlogits, 0, sizeof(float) * (size_t)M * K);
   int H = c->loss_horizon > 0 && c->loss_horizon < b->n_sup ? c->loss_horizon : b->n_sup;
   if (H == b->n_sup) {
-    *loss = bwt_xent_loss(tr->probs, b->target, soft, M, K);
+    *loss = bwt_xent_loss(logits, b->target, soft, M, K);
     bwt_xent_backward(tr->dlogits, tr->probs, b->target, soft, 1.0f / (float)M, M, K);
   } else { /* the mean over the first H positions of each sequence; the other rows get no gradient */
     double total = 0;
     for (int s = 0; s < b->B; s++) {
       size_t r = (size_t)s * b->n_sup;
       const double *sr = soft ? soft + r * K : NULL;
-      total += bwt_xent_loss(tr->probs + r * K, b->target + r, sr, H, K) * H;
+      total += bwt_xent_loss(logits + r * K, b->target + r, sr, H, K) * H;
       bwt_xent_backward(tr->dlogits + r * K, tr->probs + r * K, b->target + r, sr, 1.0f / (float)(b->B * H), H, K);
     }
     *loss = total / ((double)b->B * H);

@@ -25,21 +25,28 @@ void bwt_softmax_forward(float *probs, const float *logits, int N, int K) {
   }
 }
 
-/* Mean over N rows of −log probs[target] (hard) or −Σ_k soft[k] log probs[k] (soft; 0·log 0 = 0),
- * summed in row order in double. An out-of-range target gives NaN so the caller's NaN check
- * reports it instead of reading out of bounds. */
-double bwt_xent_loss(const float *probs, const int32_t *targets, const double *soft, int N, int K) {
+/* Mean over N rows of −log p[target] (hard) or −Σ_k soft[k] log p[k] (soft; 0·log 0 = 0), with
+ * log p = logit − logsumexp(logits) in double: finite for any finite logits, where −log of a float
+ * probability that underflowed to 0 would be infinite (logit gaps beyond 87 do occur, e.g. under
+ * PyTorch's N(0, 1) embeddings with a tied head). Summed in row order. An out-of-range target gives
+ * NaN so the caller's NaN check reports it instead of reading out of bounds. */
+double bwt_xent_loss(const float *logits, const int32_t *targets, const double *soft, int N, int K) {
   double total = 0.0;
   for (int n = 0; n < N; n++) {
-    const float *p = probs + (size_t)n * K;
+    const float *x = logits + (size_t)n * K;
+    double mx = -INFINITY, z = 0.0;
+    for (int j = 0; j < K; j++)
+      if (!((double)x[j] <= mx)) mx = x[j]; /* a NaN logit poisons the row */
+    for (int j = 0; j < K; j++) z += exp((double)x[j] - mx);
+    double lse = mx + log(z);
     if (soft) {
       const double *y = soft + (size_t)n * K;
       for (int j = 0; j < K; j++)
-        if (y[j] != 0.0) total -= y[j] * log((double)p[j]);
+        if (y[j] != 0.0) total -= y[j] * ((double)x[j] - lse);
     } else {
       int32_t c = targets[n];
       if (c < 0 || c >= K) return NAN;
-      total -= log((double)p[c]);
+      total -= (double)x[c] - lse;
     }
   }
   return N > 0 ? total / N : 0.0;
