@@ -41,7 +41,7 @@ for r in "${runs[@]}"; do
   cp "$work/$name/checkpoint.safetensors" "$out/checkpoint/$name.safetensors"
   nocrc "$work/$name/checkpoint.safetensors" "$out/checkpoint/${name}_nocrc.safetensors"
 done
-snap=$(ls "$work/transformer/snapshots/"*.safetensors | tail -n 1)
+snap=$(printf '%s\n' "$work"/transformer/snapshots/*.safetensors | tail -n 1)
 cp "$snap" "$out/checkpoint/snapshot.safetensors"
 nocrc "$snap" "$out/checkpoint/snapshot_nocrc.safetensors"
 # The reader's seeds: a checkpoint with and without its checksum, a snapshot, and the edge cases.
@@ -54,6 +54,7 @@ grep -Ev '"(input_dim|positions|init|attn_bias|decay|loss_horizon|snapshots|lr_v
 
 # Hand-made safetensors: st NAME HEADER DATA writes the 8-byte little-endian length, the header
 # padded with spaces to a multiple of 8, then DATA (printf escapes).
+# shellcheck disable=SC2059 # the length bytes and DATA are printf escapes on purpose
 st() {
   local header=$2 n
   while (( ${#header} % 8 )); do header+=" "; done

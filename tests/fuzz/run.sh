@@ -40,7 +40,7 @@ for h in "${harnesses[@]}"; do
     grep -E -A40 '^==[0-9]+==ERROR|runtime error|invariant violated|round trip differs|^==[0-9]+== ERROR' "$log" | head -n 80 >&2 || tail -n 40 "$log" >&2
     failed+=("$h")
   else
-    echo "fuzz_$h: ok, $execs executions in ${secs} s, corpus $(ls tests/fuzz/corpus/"$h" | wc -l) -> $grown inputs"
+    echo "fuzz_$h: ok, $execs executions in ${secs} s, corpus $(find tests/fuzz/corpus/"$h" -type f | wc -l) -> $grown inputs"
   fi
 done
 if ((${#failed[@]})); then

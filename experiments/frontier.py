@@ -1,0 +1,81 @@
+#!/usr/bin/python3
+"""The recipe search's frontier: entropy MAE (or accuracy) against training wall time, per task.
+
+Reads every experiments/recipes/NAME/evals.jsonl (the evaluation lines of a run's metrics.jsonl,
+kept by experiments/run.sh) and writes
+  experiments/frontier.csv           task, run, step, train_s, entropy_mae, entropy_mae_renorm, kl_bits, accuracy
+  experiments/frontier_TASK.png/.svg one line per run (through build/plot_curves)
+and prints, per run, its best evaluation and the training time at which it first met the task's
+target (experiments/README.md lists the targets). Run names start with the task's prefix.
+
+    /usr/bin/python3 experiments/frontier.py
+"""
+import json
+import os
+import subprocess
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+# prefix -> (task label, metric, target, lower is better)
+TASKS = {
+    "bij": ("bijection V=20, hard targets", "entropy_mae", 0.007, True),
+    "verdict_bij": ("bijection V=20 (verdict models)", "entropy_mae", 0.007, True),
+    "hmm": ("HMM S=5 O=5 K=20, soft targets", "entropy_mae", 0.049, True),
+    "recall": ("associative recall, 64 pairs", "accuracy", 0.99, False),
+    "modular": ("modular recurrence p=17, integer tokens", "entropy_mae", 0.014, True),
+}
+
+
+def task_of(name):
+    for prefix in sorted(TASKS, key=len, reverse=True):
+        if name.startswith(prefix + "_"):
+            return prefix
+    return None
+
+
+def main():
+    rows, by_task = [], {}
+    recipes = os.path.join(HERE, "recipes")
+    for name in sorted(os.listdir(recipes)):
+        path = os.path.join(recipes, name, "evals.jsonl")
+        prefix = task_of(name)
+        if not prefix or not os.path.exists(path):
+            continue
+        curve = []
+        for line in open(path):
+            o = json.loads(line)
+            e = o["eval"]
+            curve.append((o["step"], o.get("train_s", o.get("elapsed_s", 0.0)), e["entropy_mae"], e["entropy_mae_renorm"],
+                          e["kl_bits"], e.get("accuracy")))
+        if not curve:
+            continue
+        by_task.setdefault(prefix, []).append((name, curve))
+        rows += [(prefix, name) + p for p in curve]
+    with open(os.path.join(HERE, "frontier.csv"), "w") as f:
+        f.write("task,run,step,train_s,entropy_mae,entropy_mae_renorm,kl_bits,accuracy\n")
+        for r in rows:
+            f.write(",".join(str(x) for x in r) + "\n")
+    for prefix, runs in sorted(by_task.items()):
+        label, metric, target, lower = TASKS[prefix]
+        col = {"entropy_mae": 2, "accuracy": 5}[metric]
+        print("%s (target %s %g):" % (label, metric, target))
+        csv = os.path.join(HERE, "frontier_%s.csv" % prefix)
+        with open(csv, "w") as f:
+            f.write("series,train_s,%s\n" % metric)
+            for name, curve in runs:
+                best = min(curve, key=lambda p: p[col] if lower else -(p[col] or 0))
+                met = next((p for p in curve if p[col] is not None and (p[col] <= target if lower else p[col] >= target)), None)
+                print("  %-44s best %s %.4f at step %d (%.0f s)%s" % (name, metric, best[col], best[0], best[1],
+                      "; target met at step %d, %.0f s" % (met[0], met[1]) if met else ""))
+                for p in curve:
+                    if p[col] is not None:
+                        f.write("%s,%.3f,%.6g\n" % (name, max(p[1], 1e-3), p[col] if lower else 1 - p[col] + 1e-6))
+        ylabel = "entropy MAE (bits)" if lower else "error rate (1 - accuracy)"
+        subprocess.run([os.path.join(ROOT, "build", "plot_curves"), csv, os.path.join(HERE, "frontier_%s" % prefix),
+                        label + ": recipe search", "training wall time (s, 1 thread beside other work)", ylabel,
+                        "--log-x", "--log-y"], check=True, stdout=subprocess.DEVNULL)
+        os.remove(csv)
+
+
+if __name__ == "__main__":
+    main()
