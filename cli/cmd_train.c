@@ -67,6 +67,10 @@ int cmd_train(int argc, char **argv) {
     if ((rc = run_options_finish(&o, "train")) || (rc = run_options_check_given(&spec, &o, "train"))) return rc;
     if (bwt_run_dir_prepare(dir) != BWT_STATUS_OK) return cli_error("train");
     if (bwt_trainer_create(&tr, &o.cfg) != BWT_STATUS_OK) return cli_error("train");
+    if (bwt_trainer_take_dir(tr, dir) != BWT_STATUS_OK) {
+      bwt_trainer_free(tr);
+      return cli_error("train");
+    }
     char task[128];
     fprintf(stderr, "training %s (%zu parameters) on %s for %d steps, batch %d, into %s\n",
             bwt_arch_name(o.cfg.model.arch), tr->model->n_params,

@@ -3,9 +3,10 @@
 # delay, and SIGKILL at the N-th write through BWT_FAULT=kill-write:N, which lands inside checkpoint
 # and metrics writes deterministically), then resumed (`--resume DIR`, some resumes killed too; a
 # run killed before its first checkpoint is started again with the same `--out DIR` command) until
-# it finishes. Every run must end bit-identical to one uninterrupted reference run: the checkpoint
-# and eval.json byte for byte, metrics.jsonl line by line without its wall-time fields, and no
-# temporary files left. Then two processes on one run directory: exactly one runs.
+# it finishes. Every run must end bit-identical to one uninterrupted reference run: the checkpoint,
+# eval.json, positions.csv and config.json byte for byte, metrics.jsonl line by line without its
+# wall-time fields, and no temporary files left. Then a stop during an evaluation, and two processes
+# on one run directory: exactly one runs, the other fails at once naming the holder's pid.
 # Usage: cli_crash.sh BWT_BINARY TMPDIR
 set -u
 bwt=$1
@@ -13,7 +14,7 @@ tmp=$2
 rm -rf "$tmp" && mkdir -p "$tmp"
 export OMP_NUM_THREADS=1
 unset BWT_FAULT
-RANDOM=4242 # a fixed seed: the same trials every time (the delays still land where the machine's speed puts them)
+RANDOM=4242 # a fixed seed: the same kill points at the start (what follows depends on where the signals land)
 failures=0 checks=0 trials=0 identical=0 resumes=0 restarts=0 killed_resumes=0
 landed_kill=0 landed_stop=0 landed_after=0 # where the first kill of each trial landed
 LIMIT=60 # seconds any one command may take before it counts as a hang
@@ -60,15 +61,23 @@ attempt() {
   return 1
 }
 
-# A random kill for a resume: a signal after a random delay or a kill at a random write.
+# These set a variable rather than print: bash reseeds RANDOM in a command substitution's subshell,
+# and the trials are to be the same every time.
+# delay: a random delay in seconds between 0.01 s and the reference run's wall time, in $delay_s.
+delay() {
+  local ms=$((10 + RANDOM % ref_ms))
+  delay_s=$(printf '%d.%03d' $((ms / 1000)) $((ms % 1000)))
+}
+# random_spec: a random kill for a resume, a signal after a random delay or a kill at a random
+# write, in $spec_r.
 random_spec() {
   local sigs=(KILL TERM INT) r=$((RANDOM % 4))
-  if [ $r = 3 ]; then echo "write:$((1 + RANDOM % (writes / 2)))"; else echo "${sigs[$r]}:$(delay)"; fi
-}
-# A random delay in seconds between 0.01 and 1.2 times the reference run's wall time.
-delay() {
-  local ms=$((10 + RANDOM % (ref_ms * 12 / 10)))
-  printf '%d.%03d' $((ms / 1000)) $((ms % 1000))
+  if [ $r = 3 ]; then
+    spec_r="write:$((1 + RANDOM % (writes / 2)))"
+  else
+    delay
+    spec_r="${sigs[$r]}:$delay_s"
+  fi
 }
 
 # same_as_ref DIR [REF]: the final state of DIR against the reference run REF ($ref if not given);
@@ -89,9 +98,12 @@ same_as_ref() {
   return $ok
 }
 
-# trial NAME SPEC: a fresh run killed as SPEC says, then resumed (or restarted) until it finishes.
+# trial NAME SPEC [SPEC...]: a fresh run killed as the first SPEC says, then resumed (or restarted)
+# until it finishes; the resumes are killed as the further SPECs say, then at random.
 trial() {
-  local name=$1 spec=$2 dir=$tmp/trials/$1 k=0 mode=fresh ok=1 s=$2
+  local name=$1 spec=$2 dir=$tmp/trials/$1 k=0 mode=fresh ok=1 s=$2 history=""
+  shift 2
+  local later=("$@")
   trials=$((trials + 1))
   while :; do
     k=$((k + 1))
@@ -111,7 +123,13 @@ trial() {
     fi
     # A third of the first two resumes are killed too; later ones run to the end.
     s=none
-    [ $k -le 2 ] && [ $((RANDOM % 3)) = 0 ] && s=$(random_spec) && killed_resumes=$((killed_resumes + 1))
+    if [ $k -le ${#later[@]} ]; then
+      s=${later[$((k - 1))]}
+    elif [ $k -le 2 ] && [ $((RANDOM % 3)) = 0 ]; then
+      random_spec
+      s=$spec_r
+    fi
+    [ "$s" = none ] || killed_resumes=$((killed_resumes + 1))
     if [ -e "$dir/checkpoint.safetensors" ]; then
       mode=resume
       resumes=$((resumes + 1))
@@ -119,12 +137,13 @@ trial() {
       mode=fresh # killed before its first checkpoint: the same command starts it again
       restarts=$((restarts + 1))
     fi
+    history="$history, then $mode$([ "$s" = none ] || echo " killed by $s")"
   done
   checks=$((checks + 1))
   if [ $ok = 1 ] && same_as_ref "$dir"; then
     identical=$((identical + 1))
   elif [ $ok = 1 ]; then
-    echo "    ($name: killed by $spec, then $((k - 1)) resumes or restarts)"
+    echo "    ($name: killed by $spec$history)"
   fi
 }
 
@@ -164,13 +183,18 @@ attempt "$tmp/again" none resume "$tmp/again.err" && same_as_ref "$tmp/again" ||
 # Kill trials: SIGKILL at 30 writes spread over the whole run (the first checkpoint's writes, where
 # no checkpoint exists yet, the metrics lines, every later checkpoint, eval.json and positions.csv,
 # the last write), then 8 each of SIGKILL, SIGTERM and SIGINT after a random delay.
-n_write=30
+n_write=30 n_sig=8
 for i in $(seq 0 $((n_write - 1))); do
   trial "write$i" "write:$((1 + i * (writes - 1) / (n_write - 1)))"
 done
 for sig in KILL TERM INT; do
-  for i in 1 2 3 4 5 6 7 8; do trial "$sig$i" "$sig:$(delay)"; done
+  for i in $(seq $n_sig); do
+    delay
+    trial "$sig$i" "$sig:$delay_s"
+  done
 done
+# Resumes killed at their first writes: the log repair's rewrite of metrics.jsonl, then config.json.
+trial resume_writes "write:$((writes / 2))" write:1 write:2 write:3
 
 # A stop during an evaluation: with many held-out sequences the evaluation at step 20 takes most of
 # the run, and SIGTERM is sent as soon as the log shows step 15 (steps take well under a
@@ -209,7 +233,7 @@ else
 fi
 
 # Two processes on one run directory: exactly one runs, the other fails at once naming its pid.
-long=(train --V 6 --L 5 --d-model 16 --heads 2 --layers 1 --steps 1000000 --batch 8 --ckpt-every 20
+long=(train --V 6 --L 5 --d-model 16 --heads 2 --layers 1 --steps 1000000 --batch 8 --ckpt-every 3000
   --log-every 1000 --eval-seqs 8 --threads 1)
 shared=$tmp/shared
 # wait_one PID1 PID2: waits (up to LIMIT) until one of them has exited; sets gone (its pid) and
@@ -245,45 +269,53 @@ loser_ok() {
   fi
 }
 
-"$bwt" "${long[@]}" --out "$shared" >/dev/null 2>"$tmp/p1.err" &
-p1=$!
-"$bwt" "${long[@]}" --out "$shared" >/dev/null 2>"$tmp/p2.err" &
-p2=$!
-wait_one $p1 $p2
-if [ -z "$gone" ]; then
-  fail "two bwt train --out on one directory both ran for $LIMIT s"
-  kill -KILL $p1 $p2 2>/dev/null
-  wait $p1 $p2 2>/dev/null
-else
-  if [ "$gone" = $p1 ]; then winner=$p2 loser_err=$tmp/p1.err; else winner=$p1 loser_err=$tmp/p2.err; fi
-  loser_ok "$gone_rc" "$loser_err" $winner
+# race ERR1 ERR2 ARGS...: two `bwt ARGS` at once; exactly one must go on running and the other fail
+# at once naming its pid. Sets winner to the running one's pid ("" after a failure, with nothing
+# left running).
+race() {
+  local e1=$1 e2=$2
+  shift 2
+  "$bwt" "$@" >/dev/null 2>"$e1" &
+  local a=$!
+  "$bwt" "$@" >/dev/null 2>"$e2" &
+  local b=$!
+  winner=""
+  wait_one $a $b
+  if [ -z "$gone" ]; then
+    fail "two bwt $* both ran for $LIMIT s"
+    kill -KILL $a $b 2>/dev/null
+    wait $a $b 2>/dev/null
+    return
+  fi
+  local other=$a err=$e2
+  [ "$gone" = $a ] && other=$b err=$e1
   checks=$((checks + 1))
-  kill -0 $winner 2>/dev/null || { fail "neither of two bwt train --out on one directory is running"; sed 's/^/    /' "$tmp"/p[12].err; }
+  if ! kill -0 $other 2>/dev/null; then
+    wait $other
+    fail "of two bwt $* neither is running (exits $gone_rc and $?):"
+    sed 's/^/    /' "$e1" "$e2"
+    return
+  fi
+  loser_ok "$gone_rc" "$err" $other
+  winner=$other
+}
+
+race "$tmp/p1.err" "$tmp/p2.err" "${long[@]}" --out "$shared"
+if [ -n "$winner" ]; then
   # Once it has a checkpoint, --resume of the running directory fails the same way.
-  for _ in $(seq $((LIMIT * 10))); do [ -e "$shared/checkpoint.safetensors" ] && break; sleep 0.1; done
+  for _ in $(seq $((LIMIT * 10))); do
+    [ -e "$shared/checkpoint.safetensors" ] || ! kill -0 $winner 2>/dev/null && break
+    sleep 0.1
+  done
   { timeout -k 5 $LIMIT "$bwt" train --resume "$shared" >/dev/null 2>"$tmp/p3.err"; rc=$?; } 2>/dev/null
   loser_ok $rc "$tmp/p3.err" $winner
   stop_run $winner
-  # The lock went with the process: the run continues, and two resumes at once again leave one.
-  "$bwt" train --resume "$shared" >/dev/null 2>"$tmp/p4.err" &
-  p4=$!
-  "$bwt" train --resume "$shared" >/dev/null 2>"$tmp/p5.err" &
-  p5=$!
-  wait_one $p4 $p5
-  if [ -z "$gone" ]; then
-    fail "two bwt train --resume on one directory both ran for $LIMIT s"
-    kill -KILL $p4 $p5 2>/dev/null
-    wait $p4 $p5 2>/dev/null
-  else
-    if [ "$gone" = $p4 ]; then winner=$p5 loser_err=$tmp/p4.err; else winner=$p4 loser_err=$tmp/p5.err; fi
-    loser_ok "$gone_rc" "$loser_err" $winner
-    checks=$((checks + 1))
-    kill -0 $winner 2>/dev/null || { fail "neither of two bwt train --resume on one directory is running"; sed 's/^/    /' "$tmp"/p[45].err; }
-    stop_run $winner
-  fi
+  # The lock went with the process: two resumes at once again leave one running.
+  race "$tmp/p4.err" "$tmp/p5.err" train --resume "$shared"
+  [ -z "$winner" ] || stop_run $winner
 fi
 
-echo "cli_crash: $trials kill trials ($n_write at a write, $((trials - n_write)) by a signal after a random delay): $landed_kill killed mid-run, $landed_stop stopped by the signal with a checkpoint, $landed_after finished before the signal came"
+echo "cli_crash: $trials kill trials ($n_write at a write, $((3 * n_sig)) by a signal after a random delay, 1 with its resumes killed at their first writes, 1 during an evaluation): $landed_kill killed mid-run, $landed_stop stopped by the signal with a checkpoint, $landed_after finished before the signal came"
 echo "cli_crash: $resumes resumes and $restarts restarts of runs killed before their first checkpoint ($killed_resumes of these killed too); $identical of $trials trials finished bit-identical to the uninterrupted run"
 echo "cli_crash: $checks checks, $failures failures, in $(($(date +%s) - start_s)) s"
 [ "$failures" = 0 ]

@@ -17,4 +17,10 @@ bwt_status bwt_eval_write_json(const char *path, const bwt_eval_result *r);
  * ce_bits,excess_ce_bits,n_point_mass,accuracy. */
 bwt_status bwt_eval_write_csv(const char *path, const bwt_eval_result *r);
 
+/* Building JSON that is whole or nothing: add item to obj under key (append it to the array arr);
+ * if item is NULL or the addition fails, item is deleted and 0 returned. The *_to_json builders
+ * return NULL, never a tree with a field missing, when an allocation fails. */
+int bwt_json_add(cJSON *obj, const char *key, cJSON *item);
+int bwt_json_push(cJSON *arr, cJSON *item);
+
 #endif

@@ -115,6 +115,10 @@ bwt_status bwt_run_dir_prepare(const char *dir);
  * BWT_STATUS_STOPPED if an evaluation was cut short; either way --resume goes on exactly. */
 bwt_status bwt_train_run(bwt_trainer *tr, const char *run_dir, bwt_progress_fn progress, void *ctx);
 
+/* Takes run_dir for tr before bwt_train_run does (to report "in use" before anything else): its
+ * lock, kept until bwt_trainer_free, and for a fresh run a directory that holds no run yet. */
+bwt_status bwt_trainer_take_dir(bwt_trainer *tr, const char *run_dir);
+
 /* Opens an existing run directory to continue it: takes its lock, reads checkpoint.safetensors and
  * restores weights, optimiser state and step; the metrics log is cut back to what the checkpoint
  * covers, and what was dropped for damage is described in tr->notes. */

@@ -36,7 +36,12 @@ const char *bwt_status_name(bwt_status s) {
 }
 
 /* Records the out-of-memory message (what may be NULL: the caller names it, or nobody needs to). */
+static _Thread_local long alloc_failures;
+
+long bwt_alloc_failures(void) { return alloc_failures; }
+
 static void *out_of_memory(size_t bytes, const char *what) {
+  alloc_failures++;
   bwt_fail(BWT_STATUS_NOMEM, "out of memory allocating %zu bytes%s%s", bytes, what ? " for " : "", what ? what : "");
   return NULL;
 }

@@ -85,8 +85,10 @@ bwt_status bwt_timescales_read(const char *run_dir, int total_steps, bwt_timesca
   for (char *line = text; s == BWT_STATUS_OK && *line;) {
     char *end = strchr(line, '\n');
     if (end) *end = 0;
+    long failures = bwt_alloc_failures();
     cJSON *o = cJSON_Parse(line);
     if (o) parse_line(t, o, lines);
+    else if (bwt_alloc_failures() != failures) s = bwt_fail(BWT_STATUS_NOMEM, "out of memory reading %s", path);
     cJSON_Delete(o);
     line = end ? end + 1 : line + strlen(line);
   }

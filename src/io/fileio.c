@@ -5,11 +5,13 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/fault.h"
@@ -171,6 +173,27 @@ static void remove_stale_temporaries(const char *dir) {
   closedir(d);
 }
 
+/* The pid in a lock file: fixed width, so a holder writes it in one pwrite over the last holder's,
+ * with no moment at which the file is empty. */
+#define PID_FIELD 24
+
+/* A lock's holder as a message wants it: the pid in the file once it names a live process (a new
+ * holder may not have written its own yet: wait a little), else "?". */
+static void lock_holder(int fd, char *pid, size_t cap) {
+  for (int tries = 0; tries < 50; tries++) {
+    char buf[PID_FIELD + 1] = "";
+    ssize_t r = pread(fd, buf, PID_FIELD, 0);
+    buf[r > 0 ? r : 0] = '\0';
+    long v = strtol(buf, NULL, 10);
+    if (v > 0 && (kill((pid_t)v, 0) == 0 || errno == EPERM)) {
+      snprintf(pid, cap, "%ld", v);
+      return;
+    }
+    nanosleep(&(struct timespec){0, 10000000}, NULL);
+  }
+  snprintf(pid, cap, "?");
+}
+
 bwt_status bwt_dir_lock(const char *dir, int *fd_out) {
   *fd_out = -1;
   char path[4096];
@@ -180,18 +203,15 @@ bwt_status bwt_dir_lock(const char *dir, int *fd_out) {
   BWT_TRY(open_regular(path, O_RDWR | O_CREAT, &fd, &st));
   if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
     int err = errno;
-    char pid[32] = "";
-    ssize_t r = pread(fd, pid, sizeof pid - 1, 0);
+    char pid[32];
+    if (err == EWOULDBLOCK) lock_holder(fd, pid, sizeof pid);
     close(fd);
     if (err != EWOULDBLOCK) return bwt_fail(BWT_STATUS_IO, "cannot lock %s: %s", path, strerror(err));
-    pid[r > 0 ? r : 0] = '\0';
-    pid[strcspn(pid, "\n")] = '\0';
-    return bwt_fail(BWT_STATUS_IO, "%s is in use by pid %s (another bwt is writing it; wait for it or use another directory)",
-                    dir, *pid ? pid : "?");
+    return bwt_fail(BWT_STATUS_IO, "%s is in use by pid %s (another bwt is writing it; wait for it or use another directory)", dir, pid);
   }
-  char pid[32];
-  int len = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
-  int written = ftruncate(fd, 0) == 0 && pwrite(fd, pid, (size_t)len, 0) == len;
+  char pid[PID_FIELD + 1];
+  snprintf(pid, sizeof pid, "%-*ld\n", PID_FIELD - 1, (long)getpid());
+  int written = pwrite(fd, pid, PID_FIELD, 0) == PID_FIELD;
   (void)written; /* the pid is for messages only */
   remove_stale_temporaries(dir);
   *fd_out = fd;

@@ -247,7 +247,9 @@ static bwt_status parse(bwt_st_file *f, size_t len) {
   if (hlen > len - 8) return bwt_fail(BWT_STATUS_FORMAT, "%s: truncated: header of %llu bytes but the file has %zu after the length", p, (unsigned long long)hlen, len - 8);
   const char *text = (const char *)raw + 8, *end = NULL;
   if (hlen < 2 || text[0] != '{') return bwt_fail(BWT_STATUS_FORMAT, "%s: header is not a JSON object (not a safetensors file?)", p);
+  long failures = bwt_alloc_failures();
   f->header = cJSON_ParseWithLengthOpts(text, (size_t)hlen, &end, 0);
+  if (!f->header && bwt_alloc_failures() != failures) return bwt_fail(BWT_STATUS_NOMEM, "out of memory parsing the header of %s", p);
   if (!cJSON_IsObject(f->header)) return bwt_fail(BWT_STATUS_FORMAT, "%s: header is not a JSON object (not a safetensors file?)", p);
   for (; end < text + hlen; end++) /* only the format's padding may follow the object */
     if (*end != ' ') return bwt_fail(BWT_STATUS_FORMAT, "%s: the header has bytes after its JSON object (damaged file or wrong header length?)", p);

@@ -7,31 +7,13 @@
 
 #include <cjson/cJSON.h>
 
-/* Adds item to obj under key; deletes item and returns 0 if it or the addition failed. */
-static int add(cJSON *obj, const char *key, cJSON *item) {
-  if (!item) return 0;
-  if (!cJSON_AddItemToObject(obj, key, item)) {
-    cJSON_Delete(item);
-    return 0;
-  }
-  return 1;
-}
-
-/* Appends item to the array arr; deletes item and returns 0 if it or the addition failed. */
-static int push(cJSON *arr, cJSON *item) {
-  if (!item) return 0;
-  if (!cJSON_AddItemToArray(arr, item)) {
-    cJSON_Delete(item);
-    return 0;
-  }
-  return 1;
-}
+#include "bwt/report.h"
 
 /* An array of n numbers, or NULL if out of memory. */
 static cJSON *int_array(const int32_t *x, int n) {
   cJSON *a = cJSON_CreateArray();
   for (int i = 0; a && i < n; i++) {
-    if (!push(a, cJSON_CreateNumber((double)x[i]))) {
+    if (!bwt_json_push(a, cJSON_CreateNumber((double)x[i]))) {
       cJSON_Delete(a);
       return NULL;
     }
@@ -44,26 +26,26 @@ static cJSON *sequence_json(const bwt_task *task, const bwt_batch *batch, const 
   int T = batch->T, N = batch->n_sup, K = batch->n_classes, D = batch->input_dim;
   cJSON *o = cJSON_CreateObject();
   if (!o) return NULL;
-  int ok = add(o, "index", cJSON_CreateNumber(index)) && add(o, "seed", cJSON_CreateString(seed)) &&
-           add(o, "stream", cJSON_CreateNumber(index)) && add(o, "task", cJSON_CreateString(task->cfg.name));
+  int ok = bwt_json_add(o, "index", cJSON_CreateNumber(index)) && bwt_json_add(o, "seed", cJSON_CreateString(seed)) &&
+           bwt_json_add(o, "stream", cJSON_CreateNumber(index)) && bwt_json_add(o, "task", cJSON_CreateString(task->cfg.name));
   if (ok && task->vocab > 0) {
-    ok = add(o, "tokens", int_array(batch->tokens + (size_t)b * T, T));
+    ok = bwt_json_add(o, "tokens", int_array(batch->tokens + (size_t)b * T, T));
   } else if (ok) {
     cJSON *rows = cJSON_CreateArray();
-    ok = add(o, "inputs", rows);
+    ok = bwt_json_add(o, "inputs", rows);
     for (int t = 0; ok && t < T; t++)
-      ok = push(rows, cJSON_CreateFloatArray(batch->inputs + ((size_t)b * T + t) * D, D));
+      ok = bwt_json_push(rows, cJSON_CreateFloatArray(batch->inputs + ((size_t)b * T + t) * D, D));
   }
   cJSON *sup = ok ? cJSON_CreateArray() : NULL;
-  ok = ok && add(o, "supervised", sup);
+  ok = ok && bwt_json_add(o, "supervised", sup);
   for (int j = 0; ok && j < N; j++) {
     size_t r = (size_t)b * N + j;
     const double *q = batch->posterior + r * K;
     cJSON *e = cJSON_CreateObject();
-    ok = push(sup, e) && add(e, "pos", cJSON_CreateNumber(batch->sup_pos[r])) &&
-         add(e, "target", cJSON_CreateNumber(batch->target[r])) &&
-         add(e, "posterior", cJSON_CreateDoubleArray(q, K)) &&
-         add(e, "entropy_bits", cJSON_CreateNumber(bwt_entropy_bits(q, K)));
+    ok = bwt_json_push(sup, e) && bwt_json_add(e, "pos", cJSON_CreateNumber(batch->sup_pos[r])) &&
+         bwt_json_add(e, "target", cJSON_CreateNumber(batch->target[r])) &&
+         bwt_json_add(e, "posterior", cJSON_CreateDoubleArray(q, K)) &&
+         bwt_json_add(e, "entropy_bits", cJSON_CreateNumber(bwt_entropy_bits(q, K)));
   }
   if (!ok) {
     cJSON_Delete(o);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "attention_log.h"
+#include "bwt/report.h"
 
 static const char *const parts[4] = {"q", "k", "v", "o"};
 
@@ -38,20 +39,24 @@ static double norm(const float *x, size_t n) {
 
 cJSON *attention_log_json(const bwt_model *m, const float *prev) {
   cJSON *a = cJSON_CreateArray();
-  for (int l = 0; a && l < m->cfg.n_layers; l++) {
+  int ok = a != NULL;
+  for (int l = 0; ok && l < m->cfg.n_layers; l++) {
     cJSON *o = cJSON_CreateObject(), *g = cJSON_AddObjectToObject(o, "grad"), *u = cJSON_AddObjectToObject(o, "update");
-    cJSON_AddNumberToObject(o, "layer", l);
+    ok = g && u && cJSON_AddNumberToObject(o, "layer", l);
     for (int p = 0; p < 4; p++) {
       const bwt_tensor_desc *d = attn_tensor(m, l, p);
       const float *w = m->params + d->offset;
       double dw = 0;
       for (size_t i = 0; i < d->size; i++) dw += ((double)w[i] - prev[i]) * ((double)w[i] - prev[i]);
       double wn = norm(w, d->size);
-      cJSON_AddNumberToObject(g, parts[p], norm(m->grads + d->offset, d->size));
-      cJSON_AddNumberToObject(u, parts[p], wn > 0 ? sqrt(dw) / wn : 0); /* |ΔW| / |W| */
+      ok = ok && cJSON_AddNumberToObject(g, parts[p], norm(m->grads + d->offset, d->size)) &&
+           cJSON_AddNumberToObject(u, parts[p], wn > 0 ? sqrt(dw) / wn : 0); /* |ΔW| / |W| */
       prev += d->size;
     }
-    cJSON_AddItemToArray(a, o);
+    if (ok) ok = bwt_json_push(a, o);
+    else cJSON_Delete(o);
   }
-  return a;
+  if (ok) return a;
+  cJSON_Delete(a);
+  return NULL;
 }

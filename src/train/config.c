@@ -206,7 +206,9 @@ static uint64_t get_u64(reader *r, const cJSON *o, const char *sec, const char *
 bwt_status bwt_run_config_from_json(bwt_run_config *cfg, const char *json, const char *what) {
   bwt_alloc_hooks_install();
   memset(cfg, 0, sizeof *cfg);
+  long failures = bwt_alloc_failures();
   cJSON *root = cJSON_Parse(json);
+  if (!root && bwt_alloc_failures() != failures) return bwt_fail(BWT_STATUS_NOMEM, "out of memory parsing the config of %s", what);
   if (!root || !cJSON_IsObject(root)) {
     cJSON_Delete(root);
     return bwt_fail(BWT_STATUS_FORMAT, "%s: the config is not a JSON object", what);

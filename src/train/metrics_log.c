@@ -80,7 +80,12 @@ bwt_status metrics_log_repair(const char *dir, int step, char *notes, size_t cap
     size_t len = nl ? (size_t)(nl - line) : n - at;
     line_no++;
     at += len + (nl ? 1 : 0);
+    long failures = bwt_alloc_failures();
     cJSON *o = memchr(line, '\0', len) ? NULL : cJSON_ParseWithLength(line, len);
+    if (!o && bwt_alloc_failures() != failures) { /* not damage: memory; the log stays as it is */
+      free(text);
+      return bwt_fail(BWT_STATUS_NOMEM, "out of memory reading %s", path);
+    }
     const cJSON *st = cJSON_GetObjectItemCaseSensitive(o, "step");
     int is_final = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "final"));
     int is_eval = cJSON_GetObjectItemCaseSensitive(o, "eval") != NULL;

@@ -33,9 +33,7 @@ bwt_status bwt_run_dir_prepare(const char *dir) {
   return BWT_STATUS_OK;
 }
 
-/* Takes dir for tr: its lock (kept until bwt_trainer_free), and for a fresh run a directory that
- * holds no run yet. */
-static bwt_status take_dir(bwt_trainer *tr, const char *dir) {
+bwt_status bwt_trainer_take_dir(bwt_trainer *tr, const char *dir) {
   if (tr->lock_fd >= 0) return BWT_STATUS_OK;
   if (!tr->resumed) BWT_TRY(bwt_mkdir_p(dir));
   BWT_TRY(bwt_dir_lock(dir, &tr->lock_fd));
@@ -73,7 +71,7 @@ static bwt_status evaluate_and_log(bwt_trainer *tr, metrics_log *log, bwt_eval_r
   int ok = cJSON_AddNumberToObject(o, "step", tr->step) && (!final || cJSON_AddBoolToObject(o, "final", 1)) &&
            cJSON_AddNumberToObject(o, "elapsed_s", start - t0) &&
            cJSON_AddNumberToObject(o, "train_s", start - t0 - *eval_s) &&
-           cJSON_AddItemToObject(o, "eval", bwt_metrics_to_json(&r->overall)) &&
+           bwt_json_add(o, "eval", bwt_metrics_to_json(&r->overall)) &&
            cJSON_AddNumberToObject(o, "entropy_mae_curves", r->entropy_mae_curves);
   *eval_s += now_s() - start;
   return metrics_log_append(log, o, ok);
@@ -102,7 +100,7 @@ static cJSON *step_line(const bwt_trainer *tr, const bwt_progress *p, const floa
            cJSON_AddNumberToObject(o, "grad_norm", p->grad_norm) && cJSON_AddNumberToObject(o, "lr", p->lr) &&
            cJSON_AddNumberToObject(o, "tokens_per_s", p->tokens_per_s) &&
            cJSON_AddNumberToObject(o, "elapsed_s", p->elapsed_s) &&
-           (!prev || cJSON_AddItemToObject(o, "attention", attention_log_json(tr->model, prev)));
+           (!prev || bwt_json_add(o, "attention", attention_log_json(tr->model, prev)));
   if (!ok) cJSON_Delete(o);
   return ok ? o : NULL;
 }
@@ -110,7 +108,7 @@ static cJSON *step_line(const bwt_trainer *tr, const bwt_progress *p, const floa
 bwt_status bwt_train_run(bwt_trainer *tr, const char *dir, bwt_progress_fn progress, void *ctx) {
   const bwt_train_config *c = &tr->cfg.train;
   char path[4096];
-  BWT_TRY(take_dir(tr, dir));
+  BWT_TRY(bwt_trainer_take_dir(tr, dir));
   char *config = bwt_run_config_to_json(&tr->cfg);
   path_in(path, sizeof path, dir, "config.json");
   bwt_status s = config ? bwt_write_file_atomic(path, config, strlen(config)) : bwt_fail(BWT_STATUS_NOMEM, "out of memory writing %s", path);
@@ -140,33 +138,41 @@ bwt_status bwt_train_run(bwt_trainer *tr, const char *dir, bwt_progress_fn progr
   size_t n_prev = attention_log_floats(tr->model);
   if (s == BWT_STATUS_OK && n_prev && !(prev = bwt_calloc(n_prev, sizeof(float), "timescales log"))) s = BWT_STATUS_NOMEM;
   /* A stop requested before the loop (a Ctrl-C during start-up) is kept: the run saves its step. */
+  int saved_at = tr->resumed ? tr->step : -1; /* the step of the checkpoint on disk */
   while (s == BWT_STATUS_OK && tr->step < stop_at && !bwt_stop_requested()) {
     double loss, gnorm, lr;
     /* Lines follow the run's own schedule, never where a run happens to stop: a run stopped and
-     * resumed writes the same lines as one that was not. */
+     * resumed writes the same lines as one that was not. A step's line comes before its evaluation,
+     * so a stop during the evaluation (which the resume makes up) loses no line. */
     int logged = (tr->step + 1) % c->log_every == 0 || tr->step + 1 == c->steps;
     if (prev && logged) attention_log_save(tr->model, prev);
     s = bwt_trainer_step(tr, &loss, &gnorm, &lr);
     if (s != BWT_STATUS_OK) break;
+    double t = now_s();
+    bwt_progress p = {tr->step, c->steps, loss, gnorm, lr, 0, t - t0, 0, NULL};
+    p.tokens_per_s = t > t_last ? (double)(tr->step - step_last) * tokens_per_step / (t - t_last) : 0;
+    p.eta_s = (t - t0) / (tr->step - start) * (c->steps - tr->step);
+    if (logged) s = metrics_log_append(&log, step_line(tr, &p, prev), 1);
     int evaluated = eval_due(c, tr->step);
-    if (evaluated) s = evaluate_and_log(tr, &log, &r, t0, &eval_s, 0);
+    if (s == BWT_STATUS_OK && evaluated) {
+      s = evaluate_and_log(tr, &log, &r, t0, &eval_s, 0);
+      p.eval = &r;
+    }
     if (s == BWT_STATUS_OK && (logged || tr->step == stop_at || evaluated)) {
-      double t = now_s();
-      bwt_progress p = {tr->step, c->steps, loss, gnorm, lr, 0, t - t0, 0, evaluated ? &r : NULL};
-      p.tokens_per_s = t > t_last ? (double)(tr->step - step_last) * tokens_per_step / (t - t_last) : 0;
-      p.eta_s = (t - t0) / (tr->step - start) * (c->steps - tr->step);
       t_last = t;
       step_last = tr->step;
-      if (logged) s = metrics_log_append(&log, step_line(tr, &p, prev), 1);
       if (progress) progress(ctx, &p);
     }
-    if (s == BWT_STATUS_OK && c->ckpt_every > 0 && tr->step % c->ckpt_every == 0) s = save_checkpoint(tr, dir, &log);
+    if (s == BWT_STATUS_OK && c->ckpt_every > 0 && tr->step % c->ckpt_every == 0) {
+      s = save_checkpoint(tr, dir, &log);
+      saved_at = tr->step;
+    }
     if (s == BWT_STATUS_OK && bwt_snapshot_due(c, tr->step)) s = save_snapshot(tr, dir);
   }
-  /* Whatever stopped the loop, the last good state is saved (unless a write itself failed): a
-   * diverged step leaves the weights as they were, a stop during an evaluation leaves a step whose
-   * evaluation the resume makes up. A resumed run that took no step has its checkpoint already. */
-  if ((s == BWT_STATUS_OK || s == BWT_STATUS_NUMERIC || s == BWT_STATUS_STOPPED) && (tr->step != start || !tr->resumed)) {
+  /* Whatever stopped the loop, the last good state is saved (unless a write itself failed, or it is
+   * on disk already): a diverged step leaves the weights as they were, a stop during an evaluation
+   * leaves a step whose evaluation the resume makes up. */
+  if ((s == BWT_STATUS_OK || s == BWT_STATUS_NUMERIC || s == BWT_STATUS_STOPPED) && saved_at != tr->step) {
     char why[512];
     snprintf(why, sizeof why, "%s", bwt_last_error());
     bwt_status cs = save_checkpoint(tr, dir, &log);
