@@ -17,34 +17,13 @@
 #include "reproduce.h"
 
 #define MAX_SEEDS 100
-#define MAX_ARGS 96
-
-/* Splits flags (space-separated, no quoting) into argv after argv[0] = command. */
-static int split_flags(char *buf, size_t cap, const char *flags, char **argv, const char *command) {
-  snprintf(buf, cap, "%s", flags);
-  int argc = 0;
-  argv[argc++] = (char *)command;
-  for (char *tok = strtok(buf, " "); tok && argc < MAX_ARGS - 1; tok = strtok(NULL, " ")) argv[argc++] = tok;
-  argv[argc] = NULL;
-  return argc;
-}
-
 /* The run config of a cell's flags plus `extra`, checked as bwt train checks it. */
 static int parse_cell(const char *flags, const char *extra, run_options *o) {
-  char buf[2048], all[2048];
+  char all[2048];
   snprintf(all, sizeof all, "%s %s", flags, extra);
-  char *argv[MAX_ARGS];
-  int argc = split_flags(buf, sizeof buf, all, argv, "reproduce");
   run_options_default(o);
-  cli_option opts[64];
-  int n = task_options(opts, o);
-  n += model_options(opts + n, o);
-  n += train_options(opts + n, o);
-  cli_spec spec = {"reproduce", "", "", opts, n, 0, 0};
-  int rc, npos;
-  if (run_options_preset(o, argc, argv, "reproduce")) return 2;
-  if ((rc = cli_parse(&spec, argc, argv, NULL, &npos)) || (rc = run_options_finish(o, "reproduce"))) return rc;
-  return 0;
+  int rc = run_options_parse_flags(o, all, "reproduce");
+  return rc ? rc : run_options_finish(o, "reproduce");
 }
 
 /* A fresh run of the cell's flags plus `extra` into dir. */
@@ -61,11 +40,11 @@ static int start_run(const char *flags, const char *extra, const char *dir, cons
 }
 
 /* --dry-run: every cell's configuration, checked, and nothing trained. */
-static int dry_run(const repro_grid *g, int paper) {
+static int dry_run(const repro_grid *g, repro_preset preset) {
   for (int i = 0; i < g->n_cells; i++) {
     const repro_cell *c = &g->cells[i];
     run_options o;
-    int rc = parse_cell(paper ? c->paper : c->quick, "", &o);
+    int rc = parse_cell(c->flags[preset], "", &o);
     if (rc) return rc;
     bwt_model *m = NULL;
     if (bwt_model_create(&m, &o.cfg.model, 1) != BWT_STATUS_OK) return cli_error("reproduce");
@@ -94,14 +73,11 @@ static int resume_run(const char *dir, const char *label, int threads) {
 
 /* Evaluates dir's checkpoint with the task overrides in eval_flags into path. */
 static int extra_eval(const char *dir, const char *eval_flags, const char *path) {
-  char buf[512], *argv[MAX_ARGS], ckpt[4200];
-  int argc = split_flags(buf, sizeof buf, eval_flags, argv, "reproduce");
+  char ckpt[4200];
   run_options given;
   task_overrides_init(&given);
-  cli_option opts[64];
-  int n = task_options(opts, &given), rc, npos;
-  cli_spec spec = {"reproduce", "", "", opts, n, 0, 0};
-  if ((rc = cli_parse(&spec, argc, argv, NULL, &npos))) return rc;
+  int rc = run_options_parse_flags(&given, eval_flags, "reproduce");
+  if (rc) return rc;
   snprintf(ckpt, sizeof ckpt, "%s/checkpoint.safetensors", dir);
   bwt_run_config cfg;
   bwt_model *model = NULL;
@@ -112,7 +88,7 @@ static int extra_eval(const char *dir, const char *eval_flags, const char *path)
   bwt_eval_result r;
   memset(&r, 0, sizeof r);
   bwt_status s = bwt_task_create(&task, &cfg.task);
-  if (s == BWT_STATUS_OK) s = bwt_evaluate(model, task, cfg.train.eval_seed, cfg.train.eval_seqs, 256, &r);
+  if (s == BWT_STATUS_OK) s = bwt_evaluate(model, task, cfg.train.eval_seed, cfg.train.eval_seqs, cfg.train.batch, &r);
   if (s == BWT_STATUS_OK) s = bwt_eval_write_json(path, &r);
   bwt_eval_result_free(&r);
   bwt_task_free(task);
@@ -126,7 +102,7 @@ static void eval_path(char *buf, size_t cap, const char *dir, int e) {
 }
 
 /* One cell and seed: skipped when done, resumed when a checkpoint exists, else started. */
-static int run_cell(const repro_cell *c, int paper, int seed, const char *out, int steps, int threads) {
+static int run_cell(const repro_cell *c, repro_preset preset, int seed, const char *out, int steps, int threads) {
   char dir[4096], marker[4200], path[4200], extra[256];
   snprintf(dir, sizeof dir, "%s/%s/seed%d", out, c->name, seed);
   snprintf(marker, sizeof marker, "%s/done", dir);
@@ -142,7 +118,7 @@ static int run_cell(const repro_cell *c, int paper, int seed, const char *out, i
     int n = snprintf(extra, sizeof extra, "--seed %d --threads %d", seed, threads);
     if (steps > 0) snprintf(extra + n, sizeof extra - n, " --steps %d --warmup %d --ckpt-every 0", steps, steps / 10);
     fprintf(stderr, "%s seed %d: training into %s\n", c->name, seed, dir);
-    rc = start_run(paper ? c->paper : c->quick, extra, dir, c->name);
+    rc = start_run(c->flags[preset], extra, dir, c->name);
   }
   if (rc) return rc;
   for (int e = 1; e < REPRO_MAX_EVALS && c->evals[e].label; e++) {
@@ -198,7 +174,7 @@ static void fmt_stat(char *buf, size_t cap, stat s, double scale, int digits) {
   else snprintf(buf, cap, "%.*f ± %.*f", digits, s.mean * scale, digits, s.half * scale);
 }
 
-static int write_tables(const repro_grid *g, const char *out, int n_seeds, int paper) {
+static int write_tables(const repro_grid *g, const char *out, int n_seeds, repro_preset preset) {
   char md_path[4200], csv_path[4200];
   snprintf(md_path, sizeof md_path, "%s/results.md", out);
   snprintf(csv_path, sizeof csv_path, "%s/results.csv", out);
@@ -209,7 +185,7 @@ static int write_tables(const repro_grid *g, const char *out, int n_seeds, int p
 #define CSV(...) (clen += (size_t)snprintf(csv + clen, clen < cap ? cap - clen : 0, __VA_ARGS__))
   MD("# bwt reproduce %s (--preset %s, %d seeds)\n\n%s.\nEntropy MAE and KL(q||p) in bits against the exact posterior; "
      "mean ± half-width of the 95%% interval over seeds (Student t). Runs: %s/<cell>/seed<k>/.\n\n",
-     g->name, paper ? "paper" : "quick", n_seeds, g->summary, out);
+     g->name, repro_preset_names[preset], n_seeds, g->summary, out);
   MD("| experiment | model / evaluation | seeds | entropy MAE | KL | accuracy | papers report |\n|---|---|---|---|---|---|---|\n");
   CSV("experiment,row,seeds,entropy_mae_mean,entropy_mae_ci95,kl_bits_mean,kl_bits_ci95,accuracy_mean,accuracy_ci95,reported\n");
   for (int i = 0; i < g->n_cells; i++) {
@@ -244,10 +220,10 @@ static int write_tables(const repro_grid *g, const char *out, int n_seeds, int p
 }
 
 int cmd_reproduce(int argc, char **argv) {
-  char preset[OPT_STRING_MAX] = "quick", out[OPT_STRING_MAX] = "";
+  char preset_name[OPT_STRING_MAX] = "cpu", out[OPT_STRING_MAX] = "";
   int seeds = 3, threads = 0, steps = 0, dry = 0;
   cli_option opts[] = {
-      {"preset", OPT_STRING, preset, "quick (small models, 3000 steps: under 30 min on 2 cores) | paper (the papers' sizes)"},
+      {"preset", OPT_STRING, preset_name, "cpu (the papers' accuracy on 2 cores: each transformer cell within an hour) | quick (small models, 3000 steps: under 30 min on 2 cores) | paper (the papers' sizes)"},
       {"seeds", OPT_INT, &seeds, "seeds 1..N per cell"},
       {"out", OPT_STRING, out, "directory of the runs and tables (default runs/reproduce/NAME-PRESET)"},
       {"steps", OPT_INT, &steps, "override every cell's steps (0 = the grid's; for trying the pipeline)"},
@@ -270,27 +246,27 @@ int cmd_reproduce(int argc, char **argv) {
     fprintf(stderr, "bwt reproduce: unknown grid '%s' (known: paper1, boundary)\n", pos[0]);
     return 2;
   }
-  int paper = strcmp(preset, "paper") == 0;
-  if (!paper && strcmp(preset, "quick") != 0) {
-    fprintf(stderr, "bwt reproduce: unknown preset '%s' (known: quick, paper)\n", preset);
+  int preset = repro_preset_parse(preset_name);
+  if (preset < 0) {
+    fprintf(stderr, "bwt reproduce: unknown preset '%s' (known: cpu, quick, paper)\n", preset_name);
     return 2;
   }
   if (seeds < 1 || seeds > MAX_SEEDS || steps < 0 || threads < 0) {
     fprintf(stderr, "bwt reproduce: --seeds must be in 1..%d, --steps and --threads >= 0\n", MAX_SEEDS);
     return 2;
   }
-  if (dry) return dry_run(g, paper);
-  if (!*out) snprintf(out, sizeof out, "runs/reproduce/%.64s-%s", g->name, paper ? "paper" : "quick");
+  if (dry) return dry_run(g, (repro_preset)preset);
+  if (!*out) snprintf(out, sizeof out, "runs/reproduce/%.64s-%s", g->name, repro_preset_names[preset]);
   if (bwt_mkdir_p(out) != BWT_STATUS_OK) return cli_error("reproduce");
   progress_catch_interrupt();
   int total = g->n_cells * seeds, k = 0;
   for (int s = 1; s <= seeds; s++) /* seed-major: a partial run already has every cell once */
     for (int i = 0; i < g->n_cells; i++) {
       fprintf(stderr, "[%d/%d] ", ++k, total);
-      if ((rc = run_cell(&g->cells[i], paper, s, out, steps, threads))) {
+      if ((rc = run_cell(&g->cells[i], (repro_preset)preset, s, out, steps, threads))) {
         if (rc == 130) fprintf(stderr, "bwt reproduce: interrupted; run the same command again to resume\n");
         return rc;
       }
     }
-  return write_tables(g, out, seeds, paper);
+  return write_tables(g, out, seeds, (repro_preset)preset);
 }

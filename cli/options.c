@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "bwt/fileio.h"
+#include "reproduce.h"
 
 /* strtol and friends skip leading blanks and take a sign: a number must start with a digit (or a
  * minus sign where negatives are allowed), so " -1" is no seed. */
@@ -229,7 +230,7 @@ int model_options(cli_option *opts, run_options *o) {
 int train_options(cli_option *opts, run_options *o) {
   bwt_train_config *t = &o->cfg.train;
   int n = 0;
-  opts[n++] = (cli_option){"preset", OPT_STRING, o->preset, "none | paper (d 192, 6 layers, 6 heads, batch 256, 50k steps, warmup 2000); explicit flags override it"};
+  opts[n++] = (cli_option){"preset", OPT_STRING, o->preset, "none | cpu | quick | paper: the recipe bwt reproduce trains this task and --arch with (cli/reproduce_grids.c); explicit flags override it"};
   opts[n++] = (cli_option){"steps", OPT_INT, &t->steps, "optimisation steps"};
   opts[n++] = (cli_option){"batch", OPT_INT, &t->batch, "sequences per step"};
   opts[n++] = (cli_option){"lr", OPT_DOUBLE, &t->lr, "peak learning rate (AdamW)"};
@@ -255,25 +256,54 @@ int train_options(cli_option *opts, run_options *o) {
   return n;
 }
 
-int run_options_preset(run_options *o, int argc, char **argv, const char *command) {
-  const char *name = NULL;
-  for (int i = 1; i < argc; i++) {
-    if (strcmp(argv[i], "--preset") == 0 && i + 1 < argc) name = argv[i + 1];
-    else if (strncmp(argv[i], "--preset=", 9) == 0) name = argv[i] + 9;
-  }
-  if (!name || strcmp(name, "none") == 0) return 0;
-  if (strcmp(name, "paper") != 0) {
-    fprintf(stderr, "bwt %s: unknown preset '%s' (known: none, paper)\n", command, name);
+#define MAX_FLAG_ARGS 96
+
+int run_options_parse_flags(run_options *o, const char *flags, const char *command) {
+  char buf[2048], *argv[MAX_FLAG_ARGS];
+  if (snprintf(buf, sizeof buf, "%s", flags) >= (int)sizeof buf) {
+    fprintf(stderr, "bwt %s: flags too long: %.80s...\n", command, flags);
     return 2;
   }
-  /* The reference bijection recipe (SPEC.md §3): d 192, 6 layers, 6 heads, lr 3e-4, wd 0.1,
-   * batch 256, warmup 2000, 50k steps, clip 1. */
-  bwt_model_config *m = &o->cfg.model;
-  bwt_train_config *t = &o->cfg.train;
-  m->d_model = 192, m->n_layers = 6, m->n_heads = 6;
-  t->lr = 3e-4, t->weight_decay = 0.1, t->batch = 256, t->warmup = 2000, t->steps = 50000, t->clip = 1.0;
-  t->ckpt_every = 1000, t->eval_every = 5000;
-  return 0;
+  int argc = 0;
+  argv[argc++] = (char *)command;
+  for (char *tok = strtok(buf, " "); tok && argc < MAX_FLAG_ARGS - 1; tok = strtok(NULL, " ")) argv[argc++] = tok;
+  argv[argc] = NULL;
+  cli_option opts[64];
+  int n = task_options(opts, o), npos;
+  n += model_options(opts + n, o);
+  n += train_options(opts + n, o);
+  cli_spec spec = {command, "", "", opts, n, 0, 0};
+  return cli_parse(&spec, argc, argv, NULL, &npos);
+}
+
+/* The value of the option --name in argv (either "--name V" or "--name=V"), or fallback. */
+static const char *argv_value(int argc, char **argv, const char *name, const char *fallback) {
+  size_t len = strlen(name);
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    if (strncmp(a, "--", 2) != 0 || strncmp(a + 2, name, len) != 0) continue;
+    if (a[2 + len] == '\0' && i + 1 < argc) return argv[i + 1];
+    if (a[2 + len] == '=') return a + 3 + len;
+  }
+  return fallback;
+}
+
+int run_options_preset(run_options *o, int argc, char **argv, const char *command) {
+  const char *name = argv_value(argc, argv, "preset", "none");
+  if (strcmp(name, "none") == 0) return 0;
+  int preset = repro_preset_parse(name);
+  if (preset < 0) {
+    fprintf(stderr, "bwt %s: unknown preset '%s' (known: none, cpu, quick, paper)\n", command, name);
+    return 2;
+  }
+  /* The recipe of the reproduce grid's cell for this task and architecture (cli/reproduce_grids.c). */
+  const char *task = argv_value(argc, argv, "task", "bijection"), *arch = argv_value(argc, argv, "arch", "transformer");
+  const repro_cell *cell = repro_find_cell((repro_preset)preset, task, arch);
+  if (!cell) {
+    fprintf(stderr, "bwt %s: preset %s has no recipe for --task %s with --arch %s\n", command, name, task, arch);
+    return 2;
+  }
+  return run_options_parse_flags(o, cell->flags[preset], command);
 }
 
 int run_options_finish(run_options *o, const char *command) {

@@ -57,8 +57,11 @@ void run_options_default(run_options *o);
 int task_options(cli_option *opts, run_options *o);
 int model_options(cli_option *opts, run_options *o);
 int train_options(cli_option *opts, run_options *o);
-/* Applies --preset before the other flags are parsed (so explicit flags override it). Returns 0, or 2
+/* Parses flags (space-separated task, model and train options, no quoting) into o. Returns 0, or 2
  * after printing an error. */
+int run_options_parse_flags(run_options *o, const char *flags, const char *command);
+/* Applies --preset before the other flags are parsed (so explicit flags override it): the flags of
+ * the reproduce grid's cell for the --task and --arch given. Returns 0, or 2 after printing an error. */
 int run_options_preset(run_options *o, int argc, char **argv, const char *command);
 /* Resolves names (arch, norm) and sizes derived from the task; prints an error and returns 2 if the
  * configuration is impossible. */

@@ -6,6 +6,13 @@
 
 #define REPRO_MAX_EVALS 3
 
+/* The recipes a cell can be trained with: cpu (the default: the papers' accuracy on a 2-core CPU,
+ * from the search in experiments/), quick (small models, minutes) and paper (the papers' sizes). */
+typedef enum { REPRO_CPU, REPRO_QUICK, REPRO_PAPER, REPRO_N_PRESETS } repro_preset;
+extern const char *const repro_preset_names[REPRO_N_PRESETS];
+/* The preset named s, or -1. */
+int repro_preset_parse(const char *s);
+
 typedef struct {
   const char *eval_flags; /* task overrides for this evaluation ("" = as trained), e.g. "--K 50" */
   const char *label;      /* the row's name in the table, e.g. "K=50" */
@@ -15,8 +22,7 @@ typedef struct {
 typedef struct {
   const char *experiment; /* the table's group, e.g. "bijection V=20" */
   const char *name;       /* directory of its runs, e.g. "bijection_transformer" */
-  const char *quick;      /* bwt train flags, --preset quick */
-  const char *paper;      /* bwt train flags, --preset paper */
+  const char *flags[REPRO_N_PRESETS]; /* bwt train flags per preset */
   repro_eval evals[REPRO_MAX_EVALS];
 } repro_cell;
 
@@ -26,6 +32,10 @@ typedef struct {
   const repro_cell *cells;
   int n_cells;
 } repro_grid;
+
+/* The first cell of any grid whose flags for `preset` train task `task` with arch `arch` (bwt train
+ * --preset takes its recipe from there), or NULL. */
+const repro_cell *repro_find_cell(repro_preset preset, const char *task, const char *arch);
 
 /* The grids by name (paper1, boundary); NULL for an unknown name. */
 const repro_grid *repro_find_grid(const char *name);

@@ -48,6 +48,7 @@ expect 2 "steps must be in \\[1, 1e+09\\] (got 0)" -- train --steps 0 --out "$tm
 expect 2 "unknown architecture 'cnn'" -- train --arch cnn
 expect 2 "unknown norm 'batch'" -- train --norm batch
 expect 2 "unknown preset 'huge'" -- train --preset huge
+expect 2 "preset cpu has no recipe for --task sticky" -- train --preset cpu --task sticky
 expect 2 "unknown task 'maze'" -- train --task maze --out "$tmp/never"
 expect 2 "S (states) must be in 2..20" -- train --task hmm --S 1 --out "$tmp/never"
 expect 2 "K (observations) must be in" -- sample --task hmm --K 0
@@ -82,7 +83,7 @@ checks=$((checks + 1))
 [ "$(grep -c 'done, skipped' "$tmp/err")" = 6 ] || { echo "FAIL: rerun did not skip"; cat "$tmp/err"; failures=$((failures + 1)); }
 # Every cell of every grid and preset is a valid configuration.
 for grid in paper1 boundary; do
-  for preset in quick paper; do
+  for preset in cpu quick paper; do
     ok reproduce $grid --preset $preset --dry-run
   done
 done
