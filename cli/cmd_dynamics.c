@@ -327,7 +327,7 @@ static int detect(int argc, char **argv) {
       {"out", OPT_STRING, out, "output directory (default RUN_DIR/dynamics)"},
       {"no-figures", OPT_FLAG, &no_figures, "write the JSON only"},
       {"layer", OPT_INT, &o.layer, "block traced (-1 = the last)"},
-      {"seqs", OPT_INT, &o.n_seqs, "input sequences (rounded up to whole batches)"},
+      {"seqs", OPT_INT, &o.n_seqs, "held-out input sequences"},
       {"batch", OPT_INT, &o.batch, "sequences per forward pass"},
       {"seed", OPT_U64, &o.seed, "input stream seed"},
       {"min-map", OPT_DOUBLE, &o.min_map, "leave out rows whose posterior gives their hypothesis less than this"},

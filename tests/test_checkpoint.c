@@ -11,19 +11,8 @@
 #include "testutil.h"
 
 static bwt_run_config tiny_config(void) {
-  bwt_run_config c;
-  memset(&c, 0, sizeof c);
-  assert_int_equal(bwt_task_config_default(&c.task, "bijection"), BWT_STATUS_OK);
-  c.task.V = 4;
-  c.task.L = 3;
-  bwt_train_config_default(&c.train);
+  bwt_run_config c = test_bijection_config(4, 8, 2, 2);
   c.train.seed = 18446744073709551557ULL; /* a seed above 2^53 survives the JSON round trip */
-  bwt_task *task = NULL;
-  assert_int_equal(bwt_task_create(&task, &c.task), BWT_STATUS_OK);
-  bwt_model_config_default(&c.model, BWT_ARCH_TRANSFORMER, task);
-  c.model.d_model = 8;
-  c.model.n_heads = 2;
-  bwt_task_free(task);
   return c;
 }
 

@@ -62,12 +62,7 @@ static void clear_error(void) { bwt_fail(BWT_STATUS_OK, "%s", ""); }
 /* A bijection run (V 5, L 4) with a small transformer and one thread, so the n-th operation is
  * always the same one. */
 static bwt_run_config tiny_config(int d_model, int steps, int ckpt_every, int log_every) {
-  bwt_run_config c;
-  memset(&c, 0, sizeof c);
-  assert_int_equal(bwt_task_config_default(&c.task, "bijection"), BWT_STATUS_OK);
-  c.task.V = 5;
-  c.task.L = 4;
-  bwt_train_config_default(&c.train);
+  bwt_run_config c = test_bijection_config(5, d_model, 2, 1);
   c.train.steps = steps;
   c.train.batch = 4;
   c.train.warmup = 2;
@@ -77,13 +72,6 @@ static bwt_run_config tiny_config(int d_model, int steps, int ckpt_every, int lo
   c.train.ckpt_every = ckpt_every;
   c.train.log_every = log_every;
   c.train.threads = 1;
-  bwt_task *task = NULL;
-  assert_int_equal(bwt_task_create(&task, &c.task), BWT_STATUS_OK);
-  bwt_model_config_default(&c.model, BWT_ARCH_TRANSFORMER, task);
-  c.model.d_model = d_model;
-  c.model.n_heads = 2;
-  c.model.n_layers = 1;
-  bwt_task_free(task);
   return c;
 }
 

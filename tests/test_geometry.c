@@ -16,19 +16,9 @@
 
 /* A bijection V=5, L=4 and a 2-layer, 2-head transformer of width 16 (random weights, seed 7). */
 static bwt_run_config tiny_config(void) {
-  bwt_run_config c;
-  memset(&c, 0, sizeof c);
-  assert_int_equal(bwt_task_config_default(&c.task, "bijection"), BWT_STATUS_OK);
-  c.task.V = 5;
-  c.task.L = 4;
-  bwt_train_config_default(&c.train);
+  bwt_run_config c = test_bijection_config(5, 16, 2, 2);
   c.train.steps = 60, c.train.batch = 16, c.train.warmup = 2, c.train.lr = 3e-3;
   c.train.eval_seqs = 64, c.train.ckpt_every = 0, c.train.log_every = 20, c.train.seed = 7;
-  bwt_task *task = NULL;
-  assert_int_equal(bwt_task_create(&task, &c.task), BWT_STATUS_OK);
-  bwt_model_config_default(&c.model, BWT_ARCH_TRANSFORMER, task);
-  c.model.d_model = 16, c.model.n_layers = 2, c.model.n_heads = 2;
-  bwt_task_free(task);
   return c;
 }
 

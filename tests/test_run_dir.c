@@ -15,20 +15,10 @@
 #include "testutil.h"
 
 static bwt_run_config tiny(int steps) {
-  bwt_run_config c;
-  memset(&c, 0, sizeof c);
-  assert_int_equal(bwt_task_config_default(&c.task, "bijection"), BWT_STATUS_OK);
-  c.task.V = 5;
-  c.task.L = 4;
-  bwt_train_config_default(&c.train);
+  bwt_run_config c = test_bijection_config(5, 8, 2, 2);
   c.train.steps = steps, c.train.batch = 8, c.train.warmup = 2, c.train.lr = 3e-3;
   c.train.eval_seqs = 32, c.train.ckpt_every = 5, c.train.log_every = 2, c.train.eval_every = 10;
   c.train.threads = 1;
-  bwt_task *task = NULL;
-  assert_int_equal(bwt_task_create(&task, &c.task), BWT_STATUS_OK);
-  bwt_model_config_default(&c.model, BWT_ARCH_TRANSFORMER, task);
-  c.model.d_model = 8, c.model.n_heads = 2;
-  bwt_task_free(task);
   return c;
 }
 

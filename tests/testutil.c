@@ -51,3 +51,18 @@ int test_count_temporaries(const char *path) {
   closedir(d);
   return n;
 }
+
+bwt_run_config test_bijection_config(int V, int d_model, int n_heads, int n_layers) {
+  bwt_run_config c;
+  memset(&c, 0, sizeof c);
+  assert_int_equal(bwt_task_config_default(&c.task, "bijection"), BWT_STATUS_OK);
+  c.task.V = V;
+  c.task.L = V - 1;
+  bwt_train_config_default(&c.train);
+  bwt_task *task = NULL;
+  assert_int_equal(bwt_task_create(&task, &c.task), BWT_STATUS_OK);
+  bwt_model_config_default(&c.model, BWT_ARCH_TRANSFORMER, task);
+  c.model.d_model = d_model, c.model.n_heads = n_heads, c.model.n_layers = n_layers;
+  bwt_task_free(task);
+  return c;
+}

@@ -8,6 +8,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "bwt/train.h"
+
 /* A fresh, empty directory for this test named `name` under $BWT_TEST_TMP (or /tmp). The returned
  * string is static storage, valid until the next call. */
 const char *test_tmpdir(const char *name);
@@ -16,6 +18,9 @@ void test_fill_uniform(float *x, size_t n, float lo, float hi, uint64_t seed);
 /* max_i |a_i − b_i| / max(|b_i|, floor): the relative error with an absolute floor. */
 double test_max_rel_err(const float *a, const float *b, size_t n, double floor);
 
+/* A run config of the bijection V, L = V − 1, and a transformer of width d_model with n_heads heads
+ * and n_layers blocks, everything else at its default: tests set the recipe they need. */
+bwt_run_config test_bijection_config(int V, int d_model, int n_heads, int n_layers);
 /* Temporary files a write of `path` would leave beside it ("<path>.tmp.XXXXXX"). */
 int test_count_temporaries(const char *path);
 
