@@ -252,6 +252,7 @@ int train_options(cli_option *opts, run_options *o) {
   opts[n++] = (cli_option){"lr-v-mult", OPT_DOUBLE, &t->lr_v_mult, "learning-rate multiplier of the attention value projections (Paper II's EM-like schedule: 10)"};
   opts[n++] = (cli_option){"snapshots", OPT_INT, &t->snapshots, "weights-only snapshots at N log-spaced steps (for bwt geometry --series)"};
   opts[n++] = (cli_option){"log-every", OPT_INT, &t->log_every, "log a metrics line every N steps"};
+  opts[n++] = (cli_option){"init-from", OPT_STRING, t->init_from, "start from this checkpoint's (or run directory's) weights: a curriculum's next stage; the model must match"};
   opts[n++] = (cli_option){"threads", OPT_INT, &t->threads, "threads (0 = OMP_NUM_THREADS or all cores); results are bit-identical for equal thread counts"};
   return n;
 }
@@ -308,6 +309,16 @@ int run_options_preset(run_options *o, int argc, char **argv, const char *comman
 
 int run_options_finish(run_options *o, const char *command) {
   bwt_model_config *m = &o->cfg.model;
+  bwt_train_config *t = &o->cfg.train;
+  if (t->init_from[0]) { /* a run directory stands for its checkpoint */
+    char path[4096], dir[4096];
+    checkpoint_path(path, dir, sizeof path, t->init_from);
+    if (strlen(path) >= sizeof t->init_from) {
+      fprintf(stderr, "bwt %s: --init-from path too long\n", command);
+      return 2;
+    }
+    snprintf(t->init_from, sizeof t->init_from, "%s", path);
+  }
   if (bwt_arch_parse(o->arch, &m->arch) != BWT_STATUS_OK) return cli_error(command) + 1;
   if (strcmp(o->norm, "auto") == 0) m->norm = m->arch == BWT_ARCH_TRANSFORMER ? BWT_NORM_RMS : BWT_NORM_LAYER;
   else if (bwt_norm_parse(o->norm, &m->norm) != BWT_STATUS_OK) return cli_error(command) + 1;

@@ -275,6 +275,35 @@ static void test_bad_run_config(void **state) {
   bwt_trainer_free(tr);
 }
 
+/* --init-from: a run starts from another run's weights (a curriculum's next stage: another task
+ * setting, the same model), with fresh optimiser state; a model that does not match is refused. */
+static void test_init_from(void **state) {
+  bwt_run_config c = small_config(BWT_ARCH_TRANSFORMER, 5, 6);
+  c.train.threads = 1;
+  char first[1024], path[1100];
+  snprintf(first, sizeof first, "%s", test_tmpdir("init_from"));
+  run_to(&c, first, 0);
+  snprintf(path, sizeof path, "%s/checkpoint.safetensors", first);
+  bwt_run_config src_cfg;
+  bwt_model *src = NULL;
+  int step;
+  assert_int_equal(bwt_checkpoint_load(path, &src_cfg, &src, NULL, NULL, &step), BWT_STATUS_OK);
+  bwt_run_config next = c;
+  next.task.L = 3; /* another setting of the task: the model is the same */
+  assert_true(strlen(path) < sizeof next.train.init_from);
+  memcpy(next.train.init_from, path, strlen(path) + 1);
+  bwt_trainer *tr = NULL;
+  assert_int_equal(bwt_trainer_create(&tr, &next), BWT_STATUS_OK);
+  assert_memory_equal(tr->model->params, src->params, sizeof(float) * src->n_params);
+  for (size_t i = 0; i < tr->model->n_params; i++) assert_true(tr->adam_m[i] == 0 && tr->adam_v[i] == 0);
+  bwt_trainer_free(tr);
+  next.model.d_model = 8; /* another model */
+  assert_int_equal(bwt_trainer_create(&tr, &next), BWT_STATUS_ARG);
+  assert_non_null(strstr(bwt_last_error(), "--init-from"));
+  assert_null(tr);
+  bwt_model_free(src);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_schedule),
@@ -285,10 +314,12 @@ int main(void) {
       cmocka_unit_test(test_long_end_to_end_recall_and_modular),
       cmocka_unit_test(test_loss_horizon),
       cmocka_unit_test(test_bad_run_config),
+      cmocka_unit_test(test_init_from),
   };
   /* BWT_TEST_SKIP (a cmocka glob) leaves tests out: the sanitizer run in .ci/run skips the two
-   * longest learning runs, which the Release run covers. */
-  const char *skip = getenv("BWT_TEST_SKIP");
+   * longest learning runs, which the Release run covers. BWT_TEST_ONLY runs only the matching ones. */
+  const char *skip = getenv("BWT_TEST_SKIP"), *only = getenv("BWT_TEST_ONLY");
   if (skip && *skip) cmocka_set_skip_filter(skip);
+  if (only && *only) cmocka_set_test_filter(only);
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

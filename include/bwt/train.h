@@ -37,6 +37,9 @@ typedef struct {
                           (0 = none; see bwt_snapshot_due) */
   int log_every;       /* metrics.jsonl / progress line every this many steps */
   int threads;         /* OpenMP and OpenBLAS threads; 0 = leave as the environment says */
+  char init_from[512]; /* a checkpoint whose weights the run starts from instead of fresh ones (a
+                          curriculum's next stage, a fine-tune): its model must have the same tensors;
+                          the optimiser state and schedule start afresh. "" = fresh weights */
 } bwt_train_config;
 
 /* A whole run: what config.json holds. */

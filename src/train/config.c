@@ -145,6 +145,7 @@ char *bwt_run_config_to_json(const bwt_run_config *cfg) {
   ok &= !!cJSON_AddNumberToObject(train, "lr_v_mult", t->lr_v_mult);
   ok &= !!cJSON_AddNumberToObject(train, "log_every", t->log_every);
   ok &= !!cJSON_AddNumberToObject(train, "threads", t->threads);
+  if (t->init_from[0]) ok &= !!cJSON_AddStringToObject(train, "init_from", t->init_from);
   char *s = ok ? cJSON_Print(root) : NULL;
   cJSON_Delete(root);
   if (!s) bwt_fail(BWT_STATUS_NOMEM, "out of memory formatting a run config");
@@ -282,6 +283,13 @@ bwt_status bwt_run_config_from_json(bwt_run_config *cfg, const char *json, const
     if (cJSON_GetObjectItemCaseSensitive(train, "lr_v_mult")) t->lr_v_mult = get_num(&r, train, "train", "lr_v_mult");
     t->log_every = get_int(&r, train, "train", "log_every");
     t->threads = get_int(&r, train, "train", "threads");
+    if (cJSON_GetObjectItemCaseSensitive(train, "init_from")) { /* runs that started from fresh weights have none */
+      const char *from = get_str(&r, train, "train", "init_from");
+      if (strlen(from) >= sizeof t->init_from && r.status == BWT_STATUS_OK)
+        r.status = bwt_fail(BWT_STATUS_FORMAT, "%s: config train.init_from is too long", what);
+      else
+        memcpy(t->init_from, from, strlen(from) + 1);
+    }
   }
   cJSON_Delete(root);
   char why[512];

@@ -5,10 +5,31 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bwt/checkpoint.h"
 #include "bwt/fileio.h"
 #include "bwt/kernels.h"
 #include "bwt/rng.h"
 #include "optim.h"
+
+/* Copies the weights of the checkpoint at path into m, which must have the same tensors. */
+static bwt_status start_from(bwt_model *m, const char *path) {
+  bwt_run_config c;
+  bwt_model *from = NULL;
+  int step;
+  BWT_TRY(bwt_checkpoint_load(path, &c, &from, NULL, NULL, &step));
+  bwt_status s = from->n_tensors == m->n_tensors && from->n_params == m->n_params ? BWT_STATUS_OK
+                 : bwt_fail(BWT_STATUS_ARG, "--init-from %s: its model has %zu parameters in %d tensors, this run's %zu in %d",
+                            path, from->n_params, from->n_tensors, m->n_params, m->n_tensors);
+  for (int i = 0; s == BWT_STATUS_OK && i < m->n_tensors; i++) {
+    const bwt_tensor_desc *a = &m->tensors[i], *b = &from->tensors[i];
+    if (strcmp(a->name, b->name) != 0 || a->ndim != b->ndim || a->shape[0] != b->shape[0] || a->shape[1] != b->shape[1])
+      s = bwt_fail(BWT_STATUS_ARG, "--init-from %s: its tensor %s does not match this run's %s (change only the task's settings, not the model's)",
+                   path, b->name, a->name);
+  }
+  if (s == BWT_STATUS_OK) memcpy(m->params, from->params, sizeof(float) * m->n_params);
+  bwt_model_free(from);
+  return s;
+}
 
 bwt_status bwt_trainer_create(bwt_trainer **out, const bwt_run_config *cfg) {
   *out = NULL;
@@ -21,6 +42,7 @@ bwt_status bwt_trainer_create(bwt_trainer **out, const bwt_run_config *cfg) {
   if (s == BWT_STATUS_OK) s = bwt_task_create(&tr->task, &cfg->task);
   if (s == BWT_STATUS_OK) s = bwt_model_create(&tr->model, &cfg->model, cfg->train.seed);
   if (s == BWT_STATUS_OK) s = bwt_model_check_task(tr->model, tr->task);
+  if (s == BWT_STATUS_OK && cfg->train.init_from[0]) s = start_from(tr->model, cfg->train.init_from);
   if (s == BWT_STATUS_OK) s = bwt_batch_alloc(&tr->batch, tr->task, cfg->train.batch);
   if (s == BWT_STATUS_OK) {
     size_t P = tr->model->n_params, MK = (size_t)cfg->train.batch * tr->task->n_sup * tr->task->n_classes;
