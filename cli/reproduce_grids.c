@@ -28,7 +28,7 @@
 /* The cpu preset: the reference script's transformer, AdamW without weight decay, cosine to 0. */
 #define CPU_T "--init torch --tied-head --no-attn-bias"
 #define CPU_RUN "--weight-decay 0 --min-lr-frac 0 --warmup 1000 --batch 64 --eval-seqs 2000 --ckpt-every 2000"
-#define CPU_BIJECTION "--task bijection " SMALL_T " " CPU_T " " CPU_RUN " --lr 1e-3 --steps 40000 --eval-every 5000"
+#define CPU_BIJECTION "--task bijection " SMALL_T " " CPU_T " " CPU_RUN " --lr 1e-3 --steps 100000 --eval-every 10000"
 #define CPU_HMM "--task hmm --K 20 --soft-targets --positions sinusoidal --init torch --no-attn-bias " CPU_RUN
 #define CPU_FLAT "--init torch " CPU_RUN " --lr 1e-3 --steps 3000"
 #define HMM_EVALS(model, k20, k30, k50) \
