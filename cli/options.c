@@ -222,7 +222,7 @@ int model_options(cli_option *opts, run_options *o) {
   opts[n++] = (cli_option){"no-attn-bias", OPT_FLAG, &o->no_attn_bias, "transformer: Q, K, V, O projections without biases (as the reference's)"};
   opts[n++] = (cli_option){"init", OPT_STRING, o->init, "bwt (N(0, 0.02), GPT-2's) | torch (PyTorch's defaults, as the reference scripts)"};
   opts[n++] = (cli_option){"window", OPT_INT, &m->window, "window_mlp: tokens seen (0 = whole sequence)"};
-  opts[n++] = (cli_option){"positions", OPT_STRING, o->positions, "learned | sinusoidal (fixed, any length: for evaluating longer sequences)"};
+  opts[n++] = (cli_option){"positions", OPT_STRING, o->positions, "learned | sinusoidal (fixed, any length) | none (any length; the causal mask lets a model count): the last two for evaluating longer sequences"};
   opts[n++] = (cli_option){"max-T", OPT_INT, &o->max_T, "learned positions to allocate (0 = the task's length); rows past the training length stay untrained"};
   return n;
 }

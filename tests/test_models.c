@@ -168,6 +168,70 @@ static void test_sinusoidal_positions(void **state) {
   bwt_model_free(m);
 }
 
+/* No positions (the causal mask alone) and attention without biases: no pos_emb and no attention
+ * bias tensors, gradients right, and the position table is zeros of any length. */
+static void test_no_positions_no_attention_bias(void **state) {
+  bwt_model_config c = {BWT_ARCH_TRANSFORMER, V, K, T, 8, 2, 2, BWT_NORM_RMS, 0, 3, BWT_POS_NONE, 0, BWT_INIT_TORCH, 0};
+  bwt_model *m = NULL;
+  assert_int_equal(bwt_model_create(&m, &c, 11), BWT_STATUS_OK);
+  assert_null(bwt_model_find_tensor(m, "pos_emb"));
+  assert_null(bwt_model_find_tensor(m, "blocks.0.attn.wq.bias"));
+  assert_null(bwt_model_find_tensor(m, "blocks.1.attn.wo.bias"));
+  assert_non_null(bwt_model_find_tensor(m, "blocks.1.mlp.fc2.bias"));
+  test_fill_uniform(m->params, m->n_params, -0.6f, 0.6f, 3);
+  check(m, 1, 1e-2);
+  const float *pe = model_positions(m, 0, 50);
+  assert_non_null(pe);
+  for (int i = 0; i < 50 * 8; i++) assert_true(pe[i] == 0.0f);
+  bwt_model_free(m);
+}
+
+/* The two initialisation schemes draw what they claim: torch's N(0, 1) embeddings and U(±1/√fan_in)
+ * linear weights and biases; bwt's N(0, 0.02) with the residual writers at 0.02/√(2·n_layers) and
+ * zero biases. Checked by the range and the sample moments of wide tensors (5σ of the estimate). */
+static void test_init_schemes(void **state) {
+  enum { W = 64 };
+  for (int scheme = 0; scheme < 2; scheme++) {
+    bwt_model_config c = {BWT_ARCH_TRANSFORMER, 200, 200, T, W, 2, 4, BWT_NORM_RMS, 0, 3, BWT_POS_LEARNED, 0,
+                          scheme ? BWT_INIT_TORCH : BWT_INIT_BWT, 1};
+    bwt_model *m = NULL;
+    assert_int_equal(bwt_model_create(&m, &c, 5), BWT_STATUS_OK);
+    const struct {
+      const char *name;
+      double torch_bound, torch_std, bwt_std; /* bound 0: normal; std 0 with bwt: all zero */
+    } expect[] = {
+        {"tok_emb", 0, 1.0, 0.02},
+        {"pos_emb", 0, 1.0, 0.02},
+        {"blocks.0.attn.wq.weight", 1 / sqrt(W), 0, 0.02},
+        {"blocks.1.attn.wo.weight", 1 / sqrt(W), 0, 0.02 / sqrt(4.0)},
+        {"blocks.0.mlp.fc2.weight", 1 / sqrt(4.0 * W), 0, 0.02 / sqrt(4.0)},
+        {"blocks.0.mlp.fc1.bias", 1 / sqrt(W), 0, 0},
+        {"blocks.1.mlp.fc2.bias", 1 / sqrt(4.0 * W), 0, 0},
+        {"head.weight", 1 / sqrt(W), 0, 0.02},
+    };
+    for (size_t i = 0; i < sizeof expect / sizeof expect[0]; i++) {
+      const bwt_tensor_desc *d = bwt_model_find_tensor(m, expect[i].name);
+      assert_non_null(d);
+      const float *w = m->params + d->offset;
+      double sum = 0, sq = 0, mx = 0;
+      for (size_t j = 0; j < d->size; j++) sum += w[j], sq += (double)w[j] * w[j], mx = fmax(mx, fabs(w[j]));
+      double n = (double)d->size, mean = sum / n, var = sq / n - mean * mean;
+      double bound = scheme ? expect[i].torch_bound : 0;
+      double std = scheme ? (bound > 0 ? bound / sqrt(3.0) : expect[i].torch_std) : expect[i].bwt_std;
+      if (std == 0) {
+        assert_true(mx == 0);
+        continue;
+      }
+      if (bound > 0) assert_true(mx <= bound);
+      if (fabs(sqrt(var) - std) > 5 * std / sqrt(2 * n) || fabs(mean) > 5 * std / sqrt(n))
+        fail_msg("%s init %s: mean %g, std %g, want 0 and %g", scheme ? "torch" : "bwt", expect[i].name, mean, sqrt(var), std);
+    }
+    const bwt_tensor_desc *nw = bwt_model_find_tensor(m, "norm_f.weight");
+    for (size_t j = 0; j < nw->size; j++) assert_true(m->params[nw->offset + j] == 1.0f);
+    bwt_model_free(m);
+  }
+}
+
 /* Continuous inputs (the sticky chain's kind): in_proj instead of tok_emb, gradients right. */
 static void test_continuous_inputs(void **state) {
   enum { D = 3 };
@@ -281,6 +345,8 @@ int main(void) {
       cmocka_unit_test(test_window_mlp),
       cmocka_unit_test(test_lstm),
       cmocka_unit_test(test_sinusoidal_positions),
+      cmocka_unit_test(test_no_positions_no_attention_bias),
+      cmocka_unit_test(test_init_schemes),
       cmocka_unit_test(test_continuous_inputs),
       cmocka_unit_test(test_checker_detects_wrong_gradient),
       cmocka_unit_test(test_all_heads_masked_equals_attention_skipped),

@@ -32,9 +32,10 @@
 typedef enum { BWT_ARCH_TRANSFORMER, BWT_ARCH_MLP, BWT_ARCH_WINDOW_MLP, BWT_ARCH_LSTM } bwt_arch;
 typedef enum { BWT_NORM_RMS, BWT_NORM_LAYER } bwt_norm;
 /* Position encodings: learned rows (pos_emb, max_T of them; rows beyond the training length get
- * no gradient and keep their initial N(0, 0.02) values, shrunk by weight decay), or the fixed
- * sinusoids of Vaswani et al. (no parameters; any length). */
-typedef enum { BWT_POS_LEARNED, BWT_POS_SINUSOIDAL } bwt_positions;
+ * no gradient and keep their initial values, shrunk by weight decay), the fixed sinusoids of
+ * Vaswani et al. (no parameters; any length), or none (a causal model can still count positions
+ * through its attention; any length). */
+typedef enum { BWT_POS_LEARNED, BWT_POS_SINUSOIDAL, BWT_POS_NONE } bwt_positions;
 /* Initialisation schemes. bwt: GPT-2's (matrices and embeddings N(0, 0.02), the projections that
  * write into the residual stream N(0, 0.02/√(2·n_layers)), biases 0). torch: PyTorch's module
  * defaults, which the papers' scripts keep (embeddings N(0, 1), linear weights and biases

@@ -10,7 +10,7 @@
 
 static const char *const arch_names[] = {"transformer", "mlp", "window_mlp", "lstm"};
 static const char *const norm_names[] = {"rms", "layer"};
-static const char *const positions_names[] = {"learned", "sinusoidal"};
+static const char *const positions_names[] = {"learned", "sinusoidal", "none"};
 static const char *const init_names[] = {"bwt", "torch"};
 
 const char *bwt_init_name(bwt_init init) { return init_names[init]; }
@@ -33,9 +33,9 @@ bwt_status bwt_arch_parse(const char *s, bwt_arch *arch) {
 const char *bwt_positions_name(bwt_positions p) { return positions_names[p]; }
 
 bwt_status bwt_positions_parse(const char *s, bwt_positions *p) {
-  for (int i = 0; i < 2; i++)
+  for (int i = 0; i < 3; i++)
     if (strcmp(s, positions_names[i]) == 0) return *p = (bwt_positions)i, BWT_STATUS_OK;
-  return bwt_fail(BWT_STATUS_ARG, "unknown positions '%s' (known: learned, sinusoidal)", s);
+  return bwt_fail(BWT_STATUS_ARG, "unknown positions '%s' (known: learned, sinusoidal, none)", s);
 }
 
 bwt_status bwt_norm_parse(const char *s, bwt_norm *norm) {
@@ -64,7 +64,7 @@ void bwt_model_config_default(bwt_model_config *cfg, bwt_arch arch, const bwt_ta
 
 bwt_status bwt_model_config_check(const bwt_model_config *c) {
   if ((unsigned)c->arch > BWT_ARCH_LSTM) return bwt_fail(BWT_STATUS_ARG, "unknown architecture %d", (int)c->arch);
-  if ((unsigned)c->positions > BWT_POS_SINUSOIDAL) return bwt_fail(BWT_STATUS_ARG, "unknown positions %d", (int)c->positions);
+  if ((unsigned)c->positions > BWT_POS_NONE) return bwt_fail(BWT_STATUS_ARG, "unknown positions %d", (int)c->positions);
   if ((unsigned)c->norm > BWT_NORM_LAYER) return bwt_fail(BWT_STATUS_ARG, "unknown norm %d", (int)c->norm);
   if ((unsigned)c->init > BWT_INIT_TORCH) return bwt_fail(BWT_STATUS_ARG, "unknown init %d", (int)c->init);
   if (c->input_dim > 0) {
@@ -138,10 +138,10 @@ const float *model_positions(bwt_model *m, size_t wpe, int T) {
   model_impl *impl = m->impl;
   int C = m->cfg.d_model;
   if (T > impl->sin_rows) {
-    float *table = bwt_calloc((size_t)T * C, sizeof(float), "sinusoidal positions");
+    float *table = bwt_calloc((size_t)T * C, sizeof(float), "position table");
     if (!table) return NULL;
-    /* PE[t, 2i] = sin(t / 10000^(2i/C)), PE[t, 2i+1] = cos(the same angle), in double. */
-    for (int t = 0; t < T; t++)
+    /* PE[t, 2i] = sin(t / 10000^(2i/C)), PE[t, 2i+1] = cos(the same angle), in double; zeros for none. */
+    for (int t = 0; t < T && m->cfg.positions == BWT_POS_SINUSOIDAL; t++)
       for (int i = 0; i < C; i++) {
         double angle = t / pow(10000.0, (double)(i / 2 * 2) / C);
         table[(size_t)t * C + i] = (float)(i % 2 ? cos(angle) : sin(angle));

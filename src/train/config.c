@@ -238,7 +238,7 @@ bwt_status bwt_run_config_from_json(bwt_run_config *cfg, const char *json, const
     const cJSON *positions = cJSON_GetObjectItemCaseSensitive(model, "positions");
     if (positions && r.status == BWT_STATUS_OK &&
         (!cJSON_IsString(positions) || bwt_positions_parse(positions->valuestring, &mc->positions) != BWT_STATUS_OK))
-      r.status = bwt_fail(BWT_STATUS_FORMAT, "%s: config model.positions must be \"learned\" or \"sinusoidal\"", what);
+      r.status = bwt_fail(BWT_STATUS_FORMAT, "%s: config model.positions must be \"learned\", \"sinusoidal\" or \"none\"", what);
     mc->d_model = get_int(&r, model, "model", "d_model");
     mc->n_layers = get_int(&r, model, "model", "n_layers");
     mc->n_heads = get_int(&r, model, "model", "n_heads");
