@@ -133,7 +133,10 @@ perl -pe 's/(n_layers\\":)\\t1,/${1}9e9,/; s/"bwt_crc32"/"no_crc_32"/' "$ck" >"$
 expect 1 "n_layers is not an integer in the range of int" -- eval "$tmp/layers.safetensors"
 # A resumed run takes a new learning rate, recorded in config.json and the log.
 ok train "${small[@]}" --steps 12 --ckpt-every 4 --out "$tmp/lr" --stop-after 4
-ok train --resume "$tmp/lr" --lr 5e-4
+ok train --resume "$tmp/lr" --lr 5e-4 --stop-after 4
+check "--resume --lr is in the checkpoint at once (a stop before the next one keeps it)" \
+  grep -aq 'lr\\":\\t0.0005' "$tmp/lr/checkpoint.safetensors"
+ok train --resume "$tmp/lr"
 check "--resume --lr is recorded in config.json" grep -q '"lr":	0.0005' "$tmp/lr/config.json"
 check "--resume --lr is recorded in metrics.jsonl" grep -q '"lr_changed_from":0.001,"lr_changed_to":0.0005' "$tmp/lr/metrics.jsonl"
 

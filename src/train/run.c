@@ -123,11 +123,13 @@ bwt_status bwt_train_run(bwt_trainer *tr, const char *dir, bwt_progress_fn progr
   long tokens_per_step = (long)tr->batch.B * tr->batch.T;
   bwt_eval_result r;
   memset(&r, 0, sizeof r);
-  if (tr->lr_before > 0) { /* a resume with a new learning rate: the log records the change */
+  int saved_at = tr->resumed ? tr->step : -1; /* the step of the checkpoint on disk */
+  if (tr->lr_before > 0) { /* a resume with a new learning rate: the log and the checkpoint record it */
     cJSON *o = cJSON_CreateObject();
     int ok = cJSON_AddNumberToObject(o, "step", tr->step) && cJSON_AddNumberToObject(o, "lr_changed_from", tr->lr_before) &&
              cJSON_AddNumberToObject(o, "lr_changed_to", c->lr);
     s = metrics_log_append(&log, o, ok);
+    if (s == BWT_STATUS_OK) s = save_checkpoint(tr, dir, &log);
     tr->lr_before = 0;
   }
   /* A periodic evaluation that a stop cut short is made up before going on. */
@@ -138,7 +140,6 @@ bwt_status bwt_train_run(bwt_trainer *tr, const char *dir, bwt_progress_fn progr
   size_t n_prev = attention_log_floats(tr->model);
   if (s == BWT_STATUS_OK && n_prev && !(prev = bwt_calloc(n_prev, sizeof(float), "timescales log"))) s = BWT_STATUS_NOMEM;
   /* A stop requested before the loop (a Ctrl-C during start-up) is kept: the run saves its step. */
-  int saved_at = tr->resumed ? tr->step : -1; /* the step of the checkpoint on disk */
   while (s == BWT_STATUS_OK && tr->step < stop_at && !bwt_stop_requested()) {
     double loss, gnorm, lr;
     /* Lines follow the run's own schedule, never where a run happens to stop: a run stopped and
