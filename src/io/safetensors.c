@@ -42,9 +42,11 @@ static uint32_t checksum_more(uint32_t crc, const char *text) {
   return (uint32_t)crc32(crc, (const Bytef *)text, (uInt)strlen(text) + 1);
 }
 
-/* Bytes of the tensors in file order: the data is laid out by descending dtype size and then in the
- * given order, so that every tensor is aligned for its dtype without any gap (readers such as
- * Hugging Face's require the tensors to tile the buffer exactly). */
+static size_t tensor_bytes(const bwt_st_tensor *t) { return element_count(t->ndim, t->shape) * bwt_dtype_size(t->dtype); }
+
+/* The order of the tensors' bytes in the file: by descending dtype size, then as given, so that every
+ * tensor is aligned for its dtype without any gap (readers such as Hugging Face's require the
+ * tensors to tile the buffer exactly). */
 static int file_order_cmp(const void *a, const void *b) {
   const bwt_st_tensor *const *x = a, *const *y = b;
   size_t sx = bwt_dtype_size((*x)->dtype), sy = bwt_dtype_size((*y)->dtype);
@@ -64,12 +66,12 @@ bwt_status bwt_safetensors_write(const char *path, const bwt_st_tensor *tensors,
   size_t off = 0;
   for (int i = 0; i < n_tensors; i++) {
     begin[order[i] - tensors] = off;
-    off += element_count(order[i]->ndim, order[i]->shape) * bwt_dtype_size(order[i]->dtype);
+    off += tensor_bytes(order[i]);
   }
   size_t data_len = off;
   uint32_t crc = (uint32_t)crc32(0L, Z_NULL, 0);
   for (int i = 0; i < n_tensors; i++)
-    crc = checksum_data(crc, order[i]->data, element_count(order[i]->ndim, order[i]->shape) * bwt_dtype_size(order[i]->dtype));
+    crc = checksum_data(crc, order[i]->data, tensor_bytes(order[i]));
   /* ok: every cJSON allocation succeeded (a header missing a field must never be written). */
   cJSON *h = cJSON_CreateObject();
   cJSON *meta = cJSON_AddObjectToObject(h, "__metadata__");
@@ -83,7 +85,7 @@ bwt_status bwt_safetensors_write(const char *path, const bwt_st_tensor *tensors,
   ok = ok && cJSON_AddStringToObject(meta, BWT_ST_CHECKSUM_KEY, hex);
   for (int i = 0; ok && i < n_tensors; i++) {
     const bwt_st_tensor *t = &tensors[i];
-    size_t bytes = element_count(t->ndim, t->shape) * bwt_dtype_size(t->dtype);
+    size_t bytes = tensor_bytes(t);
     cJSON *e = cJSON_AddObjectToObject(h, t->name);
     ok = e && cJSON_AddStringToObject(e, "dtype", bwt_dtype_name(t->dtype));
     cJSON *shape = ok ? cJSON_AddArrayToObject(e, "shape") : NULL;
@@ -107,10 +109,8 @@ bwt_status bwt_safetensors_write(const char *path, const bwt_st_tensor *tensors,
       for (int i = 0; i < 8; i++) buf[i] = (unsigned char)((uint64_t)hlen >> (8 * i));
       memcpy(buf + 8, json, jlen);
       memset(buf + 8 + jlen, ' ', hlen - jlen); /* header padded with spaces, as the format allows */
-      for (int i = 0; i < n_tensors; i++) {
-        size_t bytes = element_count(tensors[i].ndim, tensors[i].shape) * bwt_dtype_size(tensors[i].dtype);
-        if (bytes) memcpy(buf + 8 + hlen + begin[i], tensors[i].data, bytes);
-      }
+      for (int i = 0; i < n_tensors; i++)
+        if (tensor_bytes(&tensors[i])) memcpy(buf + 8 + hlen + begin[i], tensors[i].data, tensor_bytes(&tensors[i]));
     }
   }
   free(json);
