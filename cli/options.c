@@ -317,7 +317,7 @@ int run_options_finish(run_options *o, const char *command) {
       fprintf(stderr, "bwt %s: --init-from path too long\n", command);
       return 2;
     }
-    snprintf(t->init_from, sizeof t->init_from, "%s", path);
+    memcpy(t->init_from, path, strlen(path) + 1);
   }
   if (bwt_arch_parse(o->arch, &m->arch) != BWT_STATUS_OK) return cli_error(command) + 1;
   if (strcmp(o->norm, "auto") == 0) m->norm = m->arch == BWT_ARCH_TRANSFORMER ? BWT_NORM_RMS : BWT_NORM_LAYER;
