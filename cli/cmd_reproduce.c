@@ -26,6 +26,26 @@ static int parse_cell(const char *flags, const char *extra, run_options *o) {
   return rc ? rc : run_options_finish(o, "reproduce");
 }
 
+/* The cell's flags for `preset` with each "@CELL" replaced by that cell's run of this seed, out/CELL/seedN;
+ * 2 with a message when they do not fit. */
+static int resolve_flags(const repro_cell *c, repro_preset preset, const char *out, int seed, char *buf, size_t cap) {
+  size_t len = 0;
+  for (const char *f = c->flags[preset]; *f && len < cap; f++)
+    if (*f == '@') {
+      size_t name = strcspn(f + 1, " ");
+      len += (size_t)snprintf(buf + len, cap - len, "%s/%.*s/seed%d", out, (int)name, f + 1, seed);
+      f += name;
+    } else {
+      buf[len++] = *f;
+    }
+  if (len >= cap) {
+    fprintf(stderr, "bwt reproduce: cell %s: flags too long\n", c->name);
+    return 2;
+  }
+  buf[len] = '\0';
+  return 0;
+}
+
 /* A fresh run of the cell's flags plus `extra` into dir. */
 static int start_run(const char *flags, const char *extra, const char *dir, const char *label) {
   run_options o;
@@ -40,18 +60,22 @@ static int start_run(const char *flags, const char *extra, const char *dir, cons
 }
 
 /* --dry-run: every cell's configuration, checked, and nothing trained. */
-static int dry_run(const repro_grid *g, repro_preset preset) {
+static int dry_run(const repro_grid *g, repro_preset preset, const char *out) {
   for (int i = 0; i < g->n_cells; i++) {
     const repro_cell *c = &g->cells[i];
+    if (!c->flags[preset]) continue;
     run_options o;
-    int rc = parse_cell(c->flags[preset], "", &o);
+    char flags[2048];
+    int rc = resolve_flags(c, preset, out, 1, flags, sizeof flags);
+    if (!rc) rc = parse_cell(flags, "", &o);
     if (rc) return rc;
     bwt_model *m = NULL;
     if (bwt_model_create(&m, &o.cfg.model, 1) != BWT_STATUS_OK) return cli_error("reproduce");
     char task[128];
-    printf("%-22s %-34s %-11s d %-3d layers %d  %8zu params  %6d steps  batch %d\n", c->name,
+    printf("%-22s %-34s %-11s d %-3d layers %d  %8zu params  %6d steps  batch %d%s%s\n", c->name,
            bwt_task_config_describe(&o.cfg.task, task, sizeof task), bwt_arch_name(o.cfg.model.arch),
-           o.cfg.model.d_model, o.cfg.model.n_layers, m->n_params, o.cfg.train.steps, o.cfg.train.batch);
+           o.cfg.model.d_model, o.cfg.model.n_layers, m->n_params, o.cfg.train.steps, o.cfg.train.batch,
+           *o.cfg.train.init_from ? "  from " : "", o.cfg.train.init_from);
     bwt_model_free(m);
   }
   return 0;
@@ -103,7 +127,7 @@ static void eval_path(char *buf, size_t cap, const char *dir, int e) {
 
 /* One cell and seed: skipped when done, resumed when a checkpoint exists, else started. */
 static int run_cell(const repro_cell *c, repro_preset preset, int seed, const char *out, int steps, int threads) {
-  char dir[4096], marker[4200], path[4200], extra[256];
+  char dir[4096], marker[4200], path[4200], extra[256], flags[2048];
   snprintf(dir, sizeof dir, "%s/%s/seed%d", out, c->name, seed);
   snprintf(marker, sizeof marker, "%s/done", dir);
   if (bwt_path_exists(marker)) {
@@ -118,7 +142,8 @@ static int run_cell(const repro_cell *c, repro_preset preset, int seed, const ch
     int n = snprintf(extra, sizeof extra, "--seed %d --threads %d", seed, threads);
     if (steps > 0) snprintf(extra + n, sizeof extra - n, " --steps %d --warmup %d --ckpt-every 0", steps, steps / 10);
     fprintf(stderr, "%s seed %d: training into %s\n", c->name, seed, dir);
-    rc = start_run(c->flags[preset], extra, dir, c->name);
+    rc = resolve_flags(c, preset, out, seed, flags, sizeof flags);
+    if (!rc) rc = start_run(flags, extra, dir, c->name);
   }
   if (rc) return rc;
   for (int e = 1; e < REPRO_MAX_EVALS && c->evals[e].label; e++) {
@@ -190,6 +215,7 @@ static int write_tables(const repro_grid *g, const char *out, int n_seeds, repro
   CSV("experiment,row,seeds,entropy_mae_mean,entropy_mae_ci95,kl_bits_mean,kl_bits_ci95,accuracy_mean,accuracy_ci95,reported\n");
   for (int i = 0; i < g->n_cells; i++) {
     const repro_cell *c = &g->cells[i];
+    if (!c->flags[preset]) continue;
     for (int e = 0; e < REPRO_MAX_EVALS && c->evals[e].label; e++) {
       double mae[MAX_SEEDS], kl[MAX_SEEDS], acc[MAX_SEEDS];
       for (int s = 0; s < n_seeds; s++) {
@@ -255,14 +281,16 @@ int cmd_reproduce(int argc, char **argv) {
     fprintf(stderr, "bwt reproduce: --seeds must be in 1..%d, --steps and --threads >= 0\n", MAX_SEEDS);
     return 2;
   }
-  if (dry) return dry_run(g, (repro_preset)preset);
   if (!*out) snprintf(out, sizeof out, "runs/reproduce/%.64s-%s", g->name, repro_preset_names[preset]);
+  if (dry) return dry_run(g, (repro_preset)preset, out);
   if (bwt_mkdir_p(out) != BWT_STATUS_OK) return cli_error("reproduce");
   progress_catch_interrupt();
-  int total = g->n_cells * seeds, k = 0;
+  int cells = 0, k = 0;
+  for (int i = 0; i < g->n_cells; i++) cells += g->cells[i].flags[preset] != NULL;
   for (int s = 1; s <= seeds; s++) /* seed-major: a partial run already has every cell once */
     for (int i = 0; i < g->n_cells; i++) {
-      fprintf(stderr, "[%d/%d] ", ++k, total);
+      if (!g->cells[i].flags[preset]) continue;
+      fprintf(stderr, "[%d/%d] ", ++k, cells * seeds);
       if ((rc = run_cell(&g->cells[i], (repro_preset)preset, s, out, steps, threads))) {
         if (rc == 130) fprintf(stderr, "bwt reproduce: interrupted; run the same command again to resume\n");
         return rc;

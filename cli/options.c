@@ -304,6 +304,11 @@ int run_options_preset(run_options *o, int argc, char **argv, const char *comman
     fprintf(stderr, "bwt %s: preset %s has no recipe for --task %s with --arch %s\n", command, name, task, arch);
     return 2;
   }
+  if (strchr(cell->flags[preset], '@')) {
+    fprintf(stderr, "bwt %s: preset %s trains --task %s with --arch %s through a curriculum of runs: bwt reproduce runs it (cell %s)\n",
+            command, name, task, arch, cell->name);
+    return 2;
+  }
   return run_options_parse_flags(o, cell->flags[preset], command);
 }
 

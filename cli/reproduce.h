@@ -22,8 +22,11 @@ typedef struct {
 typedef struct {
   const char *experiment; /* the table's group, e.g. "bijection V=20" */
   const char *name;       /* directory of its runs, e.g. "bijection_transformer" */
-  const char *flags[REPRO_N_PRESETS]; /* bwt train flags per preset */
+  /* bwt train flags per preset; NULL where the cell is not part of the preset. "--init-from @CELL"
+   * starts from the same seed's run of an earlier cell of the grid (a curriculum). */
+  const char *flags[REPRO_N_PRESETS];
   repro_eval evals[REPRO_MAX_EVALS];
+  int stage; /* a curriculum stage: it prepares a later cell and is no recipe of its own */
 } repro_cell;
 
 typedef struct {
@@ -33,8 +36,8 @@ typedef struct {
   int n_cells;
 } repro_grid;
 
-/* The first cell of any grid whose flags for `preset` train task `task` with arch `arch` (bwt train
- * --preset takes its recipe from there), or NULL. */
+/* The first cell of any grid, not a curriculum stage, whose flags for `preset` train task `task`
+ * with arch `arch` (bwt train --preset takes its recipe from there), or NULL. */
 const repro_cell *repro_find_cell(repro_preset preset, const char *task, const char *arch);
 
 /* The grids by name (paper1, boundary); NULL for an unknown name. */
