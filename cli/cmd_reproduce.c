@@ -17,9 +17,10 @@
 #include "reproduce.h"
 
 #define MAX_SEEDS 100
+#define REPRO_FLAGS_MAX 2048 /* a cell's flags with its "@CELL" references resolved */
 /* The run config of a cell's flags plus `extra`, checked as bwt train checks it. */
 static int parse_cell(const char *flags, const char *extra, run_options *o) {
-  char all[2048];
+  char all[REPRO_FLAGS_MAX + 512];
   snprintf(all, sizeof all, "%s %s", flags, extra);
   run_options_default(o);
   int rc = run_options_parse_flags(o, all, "reproduce");
@@ -65,7 +66,7 @@ static int dry_run(const repro_grid *g, repro_preset preset, const char *out) {
     const repro_cell *c = &g->cells[i];
     if (!c->flags[preset]) continue;
     run_options o;
-    char flags[2048];
+    char flags[REPRO_FLAGS_MAX];
     int rc = resolve_flags(c, preset, out, 1, flags, sizeof flags);
     if (!rc) rc = parse_cell(flags, "", &o);
     if (rc) return rc;
@@ -127,7 +128,7 @@ static void eval_path(char *buf, size_t cap, const char *dir, int e) {
 
 /* One cell and seed: skipped when done, resumed when a checkpoint exists, else started. */
 static int run_cell(const repro_cell *c, repro_preset preset, int seed, const char *out, int steps, int threads) {
-  char dir[4096], marker[4200], path[4200], extra[256], flags[2048];
+  char dir[4096], marker[4200], path[4200], extra[256], flags[REPRO_FLAGS_MAX];
   snprintf(dir, sizeof dir, "%s/%s/seed%d", out, c->name, seed);
   snprintf(marker, sizeof marker, "%s/done", dir);
   if (bwt_path_exists(marker)) {

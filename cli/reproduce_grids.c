@@ -63,7 +63,7 @@ static const repro_cell paper1[] = {
       "--task bijection --arch window_mlp --d-model 192 --layers 9 " PAPER},
      {{"", "context-window MLP", ""}}},
     {"HMM S=5 O=5, trained at K=20", "hmm_transformer",
-     {CPU_HMM " --d-model 64 --layers 4 --heads 4 --lr 1e-3 --steps 20000 --eval-every 5000", HMM " " SMALL_T " " QUICK,
+     {CPU_HMM " --d-model 64 --layers 4 --heads 4 --lr 1e-3 --steps 40000 --eval-every 4000", HMM " " SMALL_T " " QUICK,
       HMM " --d-model 256 --layers 9 --heads 8 --steps 50000 --batch 64 --lr 3e-4 --warmup 1000 --eval-seqs 2000"},
      HMM_EVALS("transformer", "7.5e-5 per position (v3: 0.049)", "≈0.012", "≈0.029")},
     {"HMM S=5 O=5, trained at K=20", "hmm_lstm",

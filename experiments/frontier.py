@@ -6,12 +6,15 @@ kept by experiments/run.sh) and writes
   experiments/frontier.csv           task, run, step, train_s, entropy_mae, entropy_mae_renorm, kl_bits, accuracy
   experiments/frontier_TASK.png/.svg one line per run (through build/plot_curves)
 and prints, per run, its best evaluation and the training time at which it first met the task's
-target (experiments/README.md lists the targets). Run names start with the task's prefix.
+target (experiments/README.md lists the targets). Run names start with the task's prefix. A
+curriculum's stages are runs named BASE_p<pairs> (experiments/curriculum_recall.sh): the frontier
+shows the last stage only, its times counted from the start of the first.
 
     /usr/bin/python3 experiments/frontier.py
 """
 import json
 import os
+import re
 import subprocess
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -33,21 +36,37 @@ def task_of(name):
     return None
 
 
+def read_curve(path):
+    curve = []
+    for line in open(path):
+        o = json.loads(line)
+        e = o["eval"]
+        curve.append((o["step"], o.get("train_s", o.get("elapsed_s", 0.0)), e["entropy_mae"], e["entropy_mae_renorm"],
+                      e["kl_bits"], e.get("accuracy")))
+    return curve
+
+
+def curriculum(names, name):
+    """(is an earlier stage, seconds of the earlier stages) of run `name`."""
+    m = re.match(r"(.*)_p(\d+)$", name)
+    if not m:
+        return False, 0.0
+    stages = sorted((int(re.match(r".*_p(\d+)$", n).group(1)), n) for n in names if re.match(re.escape(m.group(1)) + r"_p\d+$", n))
+    earlier = [n for p, n in stages if p < int(m.group(2))]
+    if int(m.group(2)) < stages[-1][0]:
+        return True, 0.0
+    return False, sum(read_curve(os.path.join(HERE, "recipes", n, "evals.jsonl"))[-1][1] for n in earlier)
+
+
 def main():
     rows, by_task = [], {}
     recipes = os.path.join(HERE, "recipes")
-    for name in sorted(os.listdir(recipes)):
-        path = os.path.join(recipes, name, "evals.jsonl")
+    names = sorted(n for n in os.listdir(recipes) if os.path.exists(os.path.join(recipes, n, "evals.jsonl")))
+    for name in names:
         prefix = task_of(name)
-        if not prefix or not os.path.exists(path):
-            continue
-        curve = []
-        for line in open(path):
-            o = json.loads(line)
-            e = o["eval"]
-            curve.append((o["step"], o.get("train_s", o.get("elapsed_s", 0.0)), e["entropy_mae"], e["entropy_mae_renorm"],
-                          e["kl_bits"], e.get("accuracy")))
-        if not curve:
+        stage, offset = curriculum(names, name)
+        curve = [(p[0], p[1] + offset) + p[2:] for p in read_curve(os.path.join(recipes, name, "evals.jsonl"))]
+        if not prefix or stage or not curve:
             continue
         by_task.setdefault(prefix, []).append((name, curve))
         rows += [(prefix, name) + p for p in curve]
