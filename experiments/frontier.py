@@ -89,7 +89,7 @@ def main():
                 for p in curve:
                     if p[col] is not None:
                         f.write("%s,%.3f,%.6g\n" % (name, max(p[1], 1e-3), p[col] if lower else 1 - p[col] + 1e-6))
-        ylabel = "entropy MAE (bits)" if lower else "error rate (1 - accuracy)"
+        ylabel = "entropy MAE (bits)" if lower else "error rate (1 - accuracy; 0 drawn at 1e-6)"
         subprocess.run([os.path.join(ROOT, "build", "plot_curves"), csv, os.path.join(HERE, "frontier_%s" % prefix),
                         label + ": recipe search", "training wall time (s, 1 thread beside other work)", ylabel,
                         "--log-x", "--log-y"], check=True, stdout=subprocess.DEVNULL)
