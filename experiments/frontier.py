@@ -36,13 +36,27 @@ def task_of(name):
     return None
 
 
+def resumed_at(path):
+    """The steps at which the run's train.log says it was resumed."""
+    log = os.path.join(os.path.dirname(path), "train.log")
+    text = open(log, errors="replace").read() if os.path.exists(log) else ""
+    return [int(m) for m in re.findall(r"resuming \S+ at step (\d+)", text)]
+
+
 def read_curve(path):
-    curve = []
+    """(step, train_s, entropy_mae, entropy_mae_renorm, kl_bits, accuracy) per evaluation. train_s counts
+    from the start of each invocation, so after a resume from step c the earlier invocation's time at c
+    is added: interpolated between its last two evaluations (its lines past c were dropped)."""
+    curve, offset, resumes = [], 0.0, resumed_at(path)
     for line in open(path):
         o = json.loads(line)
         e = o["eval"]
-        curve.append((o["step"], o.get("train_s", o.get("elapsed_s", 0.0)), e["entropy_mae"], e["entropy_mae_renorm"],
-                      e["kl_bits"], e.get("accuracy")))
+        t = o.get("train_s", o.get("elapsed_s", 0.0))
+        if curve and t + offset < curve[-1][1] and resumes:
+            c = resumes.pop(0)
+            (s0, t0), (s1, t1) = (curve[-2][:2] if len(curve) > 1 else (0, 0.0)), curve[-1][:2]
+            offset = t1 + (c - s1) * (t1 - t0) / (s1 - s0)
+        curve.append((o["step"], t + offset, e["entropy_mae"], e["entropy_mae_renorm"], e["kl_bits"], e.get("accuracy")))
     return curve
 
 
