@@ -250,7 +250,7 @@ int cmd_reproduce(int argc, char **argv) {
   char preset_name[OPT_STRING_MAX] = "cpu", out[OPT_STRING_MAX] = "";
   int seeds = 3, threads = 0, steps = 0, dry = 0;
   cli_option opts[] = {
-      {"preset", OPT_STRING, preset_name, "cpu (the papers' accuracy on 2 cores: each transformer cell within an hour) | quick (small models, 3000 steps: under 30 min on 2 cores) | paper (the papers' sizes)"},
+      {"preset", OPT_STRING, preset_name, "cpu (the papers' accuracy on a 2-core CPU: 0.5-2 hours per transformer cell) | quick (small models, 3000 steps: under 30 min on 2 cores) | paper (the papers' sizes)"},
       {"seeds", OPT_INT, &seeds, "seeds 1..N per cell"},
       {"out", OPT_STRING, out, "directory of the runs and tables (default runs/reproduce/NAME-PRESET)"},
       {"steps", OPT_INT, &steps, "override every cell's steps (0 = the grid's; for trying the pipeline)"},

@@ -2,9 +2,10 @@
  * `bwt train --preset`: each cell's flags per preset.
  *
  * --preset cpu (the default) is the recipe search's result (experiments/README.md): the papers'
- * accuracy on a 2-core machine, each transformer cell within an hour for one seed. Its transformers
- * are the papers' own script's model (tied head, no attention biases, PyTorch's initialisation)
- * trained without weight decay: decay biases the bijection's posterior entropy upwards (it keeps the
+ * accuracy on a 2-core machine, 0.5-2 hours per transformer cell and seed there. Its transformers
+ * are the papers' own script's model (no attention biases, PyTorch's initialisation; the
+ * bijection's head tied to the embedding), recall is trained through a curriculum of runs, and all
+ * train without weight decay: decay biases the bijection's posterior entropy upwards (it keeps the
  * logits of revealed values from going far enough down), which set a floor of 0.027 bits under the
  * authors' recipe. --preset quick fits a 2-core machine in under 30 minutes with 3 seeds: small models
  * (d 64), 3000 steps (1500 for the flat baselines, which reach their plateau early). --preset paper
