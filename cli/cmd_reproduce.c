@@ -30,6 +30,10 @@ static int parse_cell(const char *flags, const char *extra, run_options *o) {
 /* The cell's flags for `preset` with each "@CELL" replaced by that cell's run of this seed, out/CELL/seedN;
  * 2 with a message when they do not fit. */
 static int resolve_flags(const repro_cell *c, repro_preset preset, const char *out, int seed, char *buf, size_t cap) {
+  if (strchr(c->flags[preset], '@') && strpbrk(out, " \t\n")) { /* flags are split at white space */
+    fprintf(stderr, "bwt reproduce: cell %s starts from another cell's run, so --out must not contain white space\n", c->name);
+    return 2;
+  }
   size_t len = 0;
   for (const char *f = c->flags[preset]; *f && len < cap; f++)
     if (*f == '@') {

@@ -91,11 +91,13 @@ checks=$((checks + 1))
 "$bwt" reproduce paper1 --preset paper --dry-run | grep -q "hmm_transformer .*d 256 .*layers 9 .*50000 steps" ||
   { echo "FAIL: paper preset of hmm_transformer"; failures=$((failures + 1)); }
 # The cpu preset's recall curriculum: stage cells of the cpu preset only, each started from the last.
+checks=$((checks + 2))
 "$bwt" reproduce paper1 --dry-run --out R | grep -q "^recall_transformer .*pairs=64 .* from R/recall_transformer_p32/seed1/checkpoint.safetensors$" ||
   { echo "FAIL: the recall cell does not start from its last stage"; failures=$((failures + 1)); }
 "$bwt" reproduce paper1 --preset quick --dry-run | grep -q "recall_transformer_p" &&
   { echo "FAIL: the quick preset lists the cpu curriculum's stages"; failures=$((failures + 1)); }
 expect 2 "through a curriculum of runs: bwt reproduce runs it (cell recall_transformer)" -- train --preset cpu --task recall
+expect 2 "cell recall_transformer_p16 starts from another cell's run, so --out must not contain white space" -- reproduce paper1 --dry-run --out "a b"
 expect 2 "unknown grid 'nope'" -- reproduce nope
 expect 2 "unknown preset 'huge'" -- reproduce paper1 --preset huge
 # Ctrl-C stops with a checkpoint and exit 130; the same command resumes that run.
