@@ -297,10 +297,20 @@ static void test_init_from(void **state) {
   assert_memory_equal(tr->model->params, src->params, sizeof(float) * src->n_params);
   for (size_t i = 0; i < tr->model->n_params; i++) assert_true(tr->adam_m[i] == 0 && tr->adam_v[i] == 0);
   bwt_trainer_free(tr);
+  bwt_run_config stage = next;
   next.model.d_model = 8; /* another model */
   assert_int_equal(bwt_trainer_create(&tr, &next), BWT_STATUS_ARG);
   assert_non_null(strstr(bwt_last_error(), "--init-from"));
   assert_null(tr);
+  /* A stage stopped and resumed after its source is gone: the resume reads its own checkpoint only. */
+  char second[1024];
+  snprintf(second, sizeof second, "%s", test_tmpdir("init_from_next"));
+  run_to(&stage, second, 2);
+  assert_int_equal(remove(path), 0);
+  assert_int_equal(bwt_trainer_resume(&tr, second), BWT_STATUS_OK);
+  assert_string_equal(tr->cfg.train.init_from, stage.train.init_from);
+  assert_int_equal(bwt_train_run(tr, second, NULL, NULL), BWT_STATUS_OK);
+  bwt_trainer_free(tr);
   bwt_model_free(src);
 }
 

@@ -218,9 +218,13 @@ bwt_status bwt_trainer_resume(bwt_trainer **out, const char *dir) {
   int step = 0;
   bwt_status s = bwt_checkpoint_load(path, &cfg, &model, &am, &av, &step);
   bwt_trainer *tr = NULL;
-  if (s == BWT_STATUS_OK) s = bwt_trainer_create(&tr, &cfg);
+  /* The weights come from the checkpoint: a run started --init-from another needs that one no more. */
+  bwt_run_config fresh = cfg;
+  fresh.train.init_from[0] = '\0';
+  if (s == BWT_STATUS_OK) s = bwt_trainer_create(&tr, &fresh);
   if (s == BWT_STATUS_OK) {
     size_t P = model->n_params;
+    memcpy(tr->cfg.train.init_from, cfg.train.init_from, sizeof cfg.train.init_from);
     memcpy(tr->model->params, model->params, sizeof(float) * P);
     memcpy(tr->adam_m, am, sizeof(float) * P);
     memcpy(tr->adam_v, av, sizeof(float) * P);
