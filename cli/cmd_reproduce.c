@@ -77,7 +77,7 @@ static int dry_run(const repro_grid *g, repro_preset preset, const char *out) {
     bwt_model *m = NULL;
     if (bwt_model_create(&m, &o.cfg.model, 1) != BWT_STATUS_OK) return cli_error("reproduce");
     char task[128];
-    printf("%-22s %-34s %-11s d %-3d layers %d  %8zu params  %6d steps  batch %d%s%s\n", c->name,
+    printf("%-23s %-34s %-11s d %-3d layers %d  %8zu params  %6d steps  batch %d%s%s\n", c->name,
            bwt_task_config_describe(&o.cfg.task, task, sizeof task), bwt_arch_name(o.cfg.model.arch),
            o.cfg.model.d_model, o.cfg.model.n_layers, m->n_params, o.cfg.train.steps, o.cfg.train.batch,
            *o.cfg.train.init_from ? "  from " : "", o.cfg.train.init_from);

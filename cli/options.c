@@ -244,6 +244,8 @@ int train_options(cli_option *opts, run_options *o) {
   opts[n++] = (cli_option){"clip", OPT_DOUBLE, &t->clip, "global gradient-norm clip (0 = off)"};
   opts[n++] = (cli_option){"soft-targets", OPT_FLAG, &t->soft_targets, "train against the exact posterior instead of sampled targets"};
   opts[n++] = (cli_option){"loss-horizon", OPT_INT, &t->loss_horizon, "train only on the first N supervised positions (0 = all); evaluation uses all"};
+  opts[n++] = (cli_option){"position-jitter", OPT_INT, &t->position_jitter, "shift each training sequence's positions by a uniform 0..N (0 = off), so that longer sequences' positions are seen in training; evaluation never shifts; learned positions need --max-T >= length + N"};
+  opts[n++] = (cli_option){"position-jitter-from", OPT_INT, &t->position_jitter_from, "--position-jitter shifts positions from this one on; those before it (a fixed header: the HMM's 53 tokens) keep their place"};
   opts[n++] = (cli_option){"seed", OPT_U64, &t->seed, "seed of the weights and the training batches"};
   opts[n++] = (cli_option){"eval-seed", OPT_U64, &t->eval_seed, "seed of the held-out evaluation stream"};
   opts[n++] = (cli_option){"eval-every", OPT_INT, &t->eval_every, "evaluate every N steps (0 = at the end only)"};

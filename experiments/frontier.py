@@ -8,7 +8,9 @@ kept by experiments/run.sh) and writes
 and prints, per run, its best evaluation and the training time at which it first met the task's
 target (experiments/README.md lists the targets). Run names start with the task's prefix. A
 curriculum's stages are runs named BASE_p<pairs> (experiments/curriculum_recall.sh): the frontier
-shows the last stage only, its times counted from the start of the first.
+shows the last stage only, its times counted from the start of the first. A run started from
+another run's weights on the same task (train.init_from, a second run of one recipe) continues that
+run's curve: its steps and times count on from the end of the first.
 
     /usr/bin/python3 experiments/frontier.py
 """
@@ -72,6 +74,31 @@ def curriculum(names, name):
     return False, sum(read_curve(os.path.join(HERE, "recipes", n, "evals.jsonl"))[-1][1] for n in earlier)
 
 
+def continued_from(recipes, name):
+    """The run this one was started from (train.init_from) if that run is in recipes/ with the same task."""
+    cfg_path = os.path.join(recipes, name, "config.json")
+    if not os.path.exists(cfg_path):
+        return None
+    cfg = json.load(open(cfg_path))
+    src = cfg["train"].get("init_from", "")
+    parent = os.path.basename(os.path.dirname(src) if src.endswith(".safetensors") else src.rstrip("/"))
+    parent_cfg = os.path.join(recipes, parent, "config.json")
+    if not src or not os.path.exists(parent_cfg) or json.load(open(parent_cfg))["task"] != cfg["task"]:
+        return None
+    return parent
+
+
+def full_curve(recipes, name):
+    """The run's curve, after the curves of the runs it continues (steps and times added on)."""
+    curve = read_curve(os.path.join(recipes, name, "evals.jsonl"))
+    parent = continued_from(recipes, name)
+    if not parent:
+        return curve
+    before = full_curve(recipes, parent)
+    s0, t0 = before[-1][:2]
+    return before + [(p[0] + s0, p[1] + t0) + p[2:] for p in curve]
+
+
 def main():
     rows, by_task = [], {}
     recipes = os.path.join(HERE, "recipes")
@@ -79,7 +106,7 @@ def main():
     for name in names:
         prefix = task_of(name)
         stage, offset = curriculum(names, name)
-        curve = [(p[0], p[1] + offset) + p[2:] for p in read_curve(os.path.join(recipes, name, "evals.jsonl"))]
+        curve = [(p[0], p[1] + offset) + p[2:] for p in full_curve(recipes, name)]
         if not prefix or stage or not curve:
             continue
         by_task.setdefault(prefix, []).append((name, curve))

@@ -70,17 +70,18 @@ expect 1 "already holds a run" -- train --V 4 --L 3 --steps 4 --out "$tmp/run"
 expect 2 "cannot be changed" -- train --resume "$tmp/run" --batch 3
 expect 1 "holds no checkpoint" -- train --resume "$tmp/nothing"
 ok eval "$tmp/run" --eval-seqs 16 --json "$tmp/eval.json" --csv "$tmp/eval.csv"
-# bwt reproduce: a tiny grid, then a rerun that skips every finished run and rewrites the tables.
+# bwt reproduce: a tiny grid (the cpu preset: each modular cell is two runs), then a rerun that skips every
+# finished run and rewrites the tables.
 ok reproduce boundary --steps 12 --seeds 2 --out "$tmp/rep"
 for f in results.md results.csv modular_opaque/seed2/eval.json modular_opaque/seed2/done; do
   checks=$((checks + 1))
   [ -s "$tmp/rep/$f" ] || { echo "FAIL: reproduce wrote no $f"; failures=$((failures + 1)); }
 done
 checks=$((checks + 1))
-[ "$(grep -c '^"modular' "$tmp/rep/results.csv")" = 3 ] || { echo "FAIL: results.csv rows"; cat "$tmp/rep/results.csv"; failures=$((failures + 1)); }
+[ "$(grep -c '^"modular' "$tmp/rep/results.csv")" = 6 ] || { echo "FAIL: results.csv rows"; cat "$tmp/rep/results.csv"; failures=$((failures + 1)); }
 ok reproduce boundary --steps 12 --seeds 2 --out "$tmp/rep"
 checks=$((checks + 1))
-[ "$(grep -c 'done, skipped' "$tmp/err")" = 6 ] || { echo "FAIL: rerun did not skip"; cat "$tmp/err"; failures=$((failures + 1)); }
+[ "$(grep -c 'done, skipped' "$tmp/err")" = 12 ] || { echo "FAIL: rerun did not skip"; cat "$tmp/err"; failures=$((failures + 1)); }
 # Every cell of every grid and preset is a valid configuration.
 for grid in paper1 boundary; do
   for preset in cpu quick paper; do
@@ -104,11 +105,11 @@ expect 2 "unknown preset 'huge'" -- reproduce paper1 --preset huge
 checks=$((checks + 1))
 timeout --preserve-status -s INT 2 "$bwt" reproduce boundary --steps 1000000 --seeds 1 --out "$tmp/rep_int" >/dev/null 2>"$tmp/err"
 rc=$?
-[ "$rc" = 130 ] && [ -s "$tmp/rep_int/modular_integer/seed1/checkpoint.safetensors" ] ||
+[ "$rc" = 130 ] && [ -s "$tmp/rep_int/modular_integer_stage1/seed1/checkpoint.safetensors" ] ||
   { echo "FAIL: interrupted reproduce: exit $rc"; cat "$tmp/err"; failures=$((failures + 1)); }
 checks=$((checks + 1))
 timeout --preserve-status -s INT 2 "$bwt" reproduce boundary --steps 1000000 --seeds 1 --out "$tmp/rep_int" >/dev/null 2>"$tmp/err"
-grep -q "resuming .*modular_integer/seed1 at step [1-9]" "$tmp/err" || { echo "FAIL: reproduce did not resume"; cat "$tmp/err"; failures=$((failures + 1)); }
+grep -q "resuming .*modular_integer_stage1/seed1 at step [1-9]" "$tmp/err" || { echo "FAIL: reproduce did not resume"; cat "$tmp/err"; failures=$((failures + 1)); }
 
 # The HMM task end to end through the command line: a run, its eval, a resume.
 ok train --task hmm --K 4 --steps 4 --batch 4 --d-model 8 --heads 2 --layers 1 --eval-seqs 8 --stop-after 2 --out "$tmp/hmm"
@@ -126,6 +127,13 @@ ok eval "$tmp/hmm_sin" --K 9 --eval-seqs 8 --per-position
 checks=$((checks + 1))
 grep -q "on hmm S=5 O=5 K=9" "$tmp/out" && [ "$(grep -c '^ *8 ' "$tmp/out")" = 1 ] ||
   { echo "FAIL: sinusoidal eval at K=9"; cat "$tmp/out"; failures=$((failures + 1)); }
+expect 1 "needs --max-T >= 81" -- train --task hmm --K 4 --position-jitter 20 --max-T 80 --out "$tmp/never"
+expect 2 "the model has none" -- train --task hmm --K 4 --position-jitter 20 --positions none --out "$tmp/never"
+expect 2 "position-jitter must be in" -- train --task hmm --K 4 --position-jitter -1 --out "$tmp/never"
+ok train --task hmm --K 4 --steps 2 --batch 4 --d-model 8 --heads 2 --layers 1 --eval-seqs 8 --max-T 80 --position-jitter 19 --position-jitter-from 53 --out "$tmp/hmm_jitter"
+checks=$((checks + 1))
+grep -q '"position_jitter":.*19' "$tmp/hmm_jitter/config.json" && grep -q '"position_jitter_from":.*53' "$tmp/hmm_jitter/config.json" ||
+  { echo "FAIL: position_jitter in config.json"; failures=$((failures + 1)); }
 ok train --task hmm --K 4 --steps 2 --batch 4 --d-model 8 --heads 2 --layers 1 --eval-seqs 8 --max-T 80 --out "$tmp/hmm_long"
 ok eval "$tmp/hmm_long" --K 8 --eval-seqs 8
 checks=$((checks + 1))

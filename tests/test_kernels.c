@@ -281,16 +281,43 @@ static void test_embedding_grad(void **state) {
   fd_ctx c = {.op = OP_EMBEDDING, .B = B, .T = T, .C = C, .ints = tok, .out = dzeros(B * T * C),
               .R = widen(R, B * T * C), .nout = B * T * C,
               .x = {widen(wte, V * C), widen(wpe, MAXT * C)}};
-  bwt_embedding_forward(out, tok, wte, wpe, B, T, C);
+  bwt_embedding_forward(out, tok, wte, wpe, NULL, 0, B, T, C);
   check_forward("embedding", &c, out, 1e-6);
   float *dwte = fzeros(V * C), *dwpe = fzeros(MAXT * C);
-  bwt_embedding_backward(dwte, dwpe, R, tok, B, T, C);
+  bwt_embedding_backward(dwte, dwpe, R, tok, NULL, 0, B, T, C);
   check_grad("embedding dwte", &c, c.x[0], dwte, V * C);
   check_grad("embedding dwpe", &c, c.x[1], dwpe, MAXT * C); /* rows T.. stay 0 */
   /* No positions: out is the token rows alone. */
-  bwt_embedding_forward(out, tok, wte, NULL, B, T, C);
+  bwt_embedding_forward(out, tok, wte, NULL, NULL, 0, B, T, C);
   for (int bt = 0; bt < B * T; bt++)
     assert_memory_equal(out + bt * C, wte + tok[bt] * C, sizeof(float) * C);
+}
+
+/* Shifted positions (the trainer's --position-jitter): sequence b reads row t for t < from and
+ * t + offset[b] after; each row of dwpe sums the batch in order, so it equals the plain loop exactly. */
+static void test_embedding_offsets(void **state) {
+  enum { B = 3, T = 4, C = 3, V = 5, MAXT = 7 };
+  const int32_t tok[B * T] = {0, 2, 2, 4, 2, 0, 1, 0, 3, 3, 1, 4}, offset[B] = {0, 3, 2};
+  float *wte = frand(V * C, -1, 1, 5), *wpe = frand(MAXT * C, -1, 1, 6);
+  float *R = frand(B * T * C, -1, 1, 7), *out = fzeros(B * T * C);
+  for (int from = 0; from <= 2; from += 2) {
+    bwt_embedding_forward(out, tok, wte, wpe, offset, from, B, T, C);
+    float *dwte = fzeros(V * C), *dwpe = fzeros(MAXT * C), *want = fzeros(MAXT * C);
+    bwt_embedding_backward(dwte, dwpe, R, tok, offset, from, B, T, C);
+    for (int b = 0; b < B; b++)
+      for (int t = 0; t < T; t++)
+        for (int c = 0; c < C; c++) {
+          int bt = b * T + t, row = t < from ? t : t + offset[b];
+          assert_float_equal(out[bt * C + c], wte[tok[bt] * C + c] + wpe[row * C + c], 0);
+          want[row * C + c] += R[bt * C + c];
+        }
+    assert_memory_equal(dwpe, want, sizeof(float) * MAXT * C);
+    assert_true(dwpe[6 * C] == R[(1 * T + 3) * C]); /* row 6: the last position of sequence 1 only */
+    /* Row 1: sequence 0 alone when everything shifts; every sequence when the first two stay. */
+    float row1 = from ? R[1 * C] + R[(T + 1) * C] + R[(2 * T + 1) * C] : R[1 * C];
+    assert_true(dwpe[1 * C] == row1);
+  }
+  (void)state;
 }
 
 static void test_rmsnorm_grad(void **state) {
@@ -462,7 +489,7 @@ static void emb_run(float *g[3], int big) {
   dims d = dims_of(big);
   int32_t *tok = zalloc(sizeof(int32_t) * d.B * d.T);
   for (int i = 0; i < d.B * d.T; i++) tok[i] = (i * 5 + i / 3) % 7; /* with repeats */
-  bwt_embedding_backward(g[0], g[1], frand(d.B * d.T * d.C, -1, 1, 33), tok, d.B, d.T, d.C);
+  bwt_embedding_backward(g[0], g[1], frand(d.B * d.T * d.C, -1, 1, 33), tok, NULL, 0, d.B, d.T, d.C);
 }
 static size_t rms_size(int i, int big) { /* dinp, dweight */
   dims d = dims_of(big);
@@ -768,6 +795,7 @@ int main(void) {
       cmocka_unit_test_teardown(test_matmul_grad, release_scratch),
       cmocka_unit_test_teardown(test_fd_checker_detects_errors, release_scratch),
       cmocka_unit_test_teardown(test_embedding_grad, release_scratch),
+      cmocka_unit_test_teardown(test_embedding_offsets, release_scratch),
       cmocka_unit_test_teardown(test_rmsnorm_grad, release_scratch),
       cmocka_unit_test_teardown(test_layernorm_grad, release_scratch),
       cmocka_unit_test_teardown(test_gelu_grad, release_scratch),

@@ -168,6 +168,54 @@ static void test_sinusoidal_positions(void **state) {
   bwt_model_free(m);
 }
 
+/* Shifted positions (--position-jitter): gradients right with learned and sinusoidal positions; a
+ * sequence shifted by o gives the logits of the same weights with pos_emb rows o.. moved to 0..;
+ * a shift past the learned rows is refused. */
+static void test_position_offsets(void **state) {
+  int32_t offset[B] = {0, 3, 1};
+  fixture f;
+  make_batch(&f);
+  f.batch.pos_offset = offset;
+  const bwt_positions kinds[] = {BWT_POS_LEARNED, BWT_POS_SINUSOIDAL};
+  for (int k = 0; k < 4; k++) { /* both kinds, everything shifted, then the first 2 positions kept */
+    f.batch.pos_offset_from = k < 2 ? 0 : 2;
+    bwt_model_config c = {BWT_ARCH_TRANSFORMER, V, K, T + 3, 8, 2, 2, BWT_NORM_RMS, 0, 3, kinds[k % 2], 0, BWT_INIT_BWT, 1};
+    bwt_model *m = NULL;
+    assert_int_equal(bwt_model_create(&m, &c, 11), BWT_STATUS_OK);
+    test_fill_uniform(m->params, m->n_params, -0.6f, 0.6f, 3);
+    const char *name = "";
+    double err = fd_check(m, &f, 1, &name);
+    print_message("  %s positions shifted from %d: worst relative gradient error %.2e (%s)\n", bwt_positions_name(kinds[k % 2]),
+                  f.batch.pos_offset_from, err, name);
+    assert_true(err < 1e-2);
+    bwt_model_free(m);
+  }
+  f.batch.pos_offset_from = 0;
+  bwt_model_config c = {BWT_ARCH_TRANSFORMER, V, K, T + 3, 8, 2, 2, BWT_NORM_RMS, 0, 3, BWT_POS_LEARNED, 0, BWT_INIT_BWT, 1};
+  bwt_model *m = NULL, *moved = NULL;
+  assert_int_equal(bwt_model_create(&m, &c, 11), BWT_STATUS_OK);
+  assert_int_equal(bwt_model_create(&moved, &c, 11), BWT_STATUS_OK);
+  const float *logits = NULL;
+  assert_int_equal(bwt_model_forward(m, &f.batch, &logits), BWT_STATUS_OK);
+  float shifted[B * NSUP * K];
+  memcpy(shifted, logits, sizeof shifted);
+  const bwt_tensor_desc *pe = bwt_model_find_tensor(m, "pos_emb");
+  assert_non_null(pe);
+  fixture g;
+  make_batch(&g); /* the same sequences, unshifted */
+  for (int b = 0; b < B; b++) {
+    memcpy(moved->params + pe->offset, m->params + pe->offset + (size_t)offset[b] * 8, sizeof(float) * T * 8);
+    assert_int_equal(bwt_model_forward(moved, &g.batch, &logits), BWT_STATUS_OK);
+    assert_memory_equal(logits + b * NSUP * K, shifted + b * NSUP * K, sizeof(float) * NSUP * K);
+  }
+  offset[2] = 4; /* rows up to T + 3: one past the model's */
+  assert_int_equal(bwt_model_forward(m, &f.batch, &logits), BWT_STATUS_ARG);
+  assert_non_null(strstr(bwt_last_error(), "shifted by 4"));
+  bwt_model_free(m);
+  bwt_model_free(moved);
+  (void)state;
+}
+
 /* No positions (the causal mask alone) and attention without biases: no pos_emb and no attention
  * bias tensors, gradients right, and the position table is zeros of any length. */
 static void test_no_positions_no_attention_bias(void **state) {
@@ -345,6 +393,7 @@ int main(void) {
       cmocka_unit_test(test_window_mlp),
       cmocka_unit_test(test_lstm),
       cmocka_unit_test(test_sinusoidal_positions),
+      cmocka_unit_test(test_position_offsets),
       cmocka_unit_test(test_no_positions_no_attention_bias),
       cmocka_unit_test(test_init_schemes),
       cmocka_unit_test(test_continuous_inputs),

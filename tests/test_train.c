@@ -314,6 +314,60 @@ static void test_init_from(void **state) {
   bwt_model_free(src);
 }
 
+/* --position-jitter: each step's offsets lie in 0..N, differ between sequences, leave the sequences
+ * those of an unshifted run, survive a stop and resume bit for bit, and are refused where they
+ * cannot apply (learned rows too few, no positions). */
+static void test_position_jitter(void **state) {
+  bwt_run_config plain = small_config(BWT_ARCH_TRANSFORMER, 5, 12), c = plain;
+  c.train.position_jitter = 6;
+  c.train.position_jitter_from = 1; /* the first key keeps position 0 */
+  c.model.max_T = 15; /* T = 2L − 1 = 7, plus the jitter, with room */
+  plain.model.max_T = c.model.max_T;
+  bwt_trainer *tr = NULL, *ref = NULL;
+  assert_int_equal(bwt_trainer_create(&tr, &c), BWT_STATUS_OK);
+  assert_int_equal(bwt_trainer_create(&ref, &plain), BWT_STATUS_OK);
+  assert_null(ref->batch.pos_offset);
+  assert_int_equal(tr->batch.pos_offset_from, 1);
+  double loss, norm, lr;
+  int seen[7] = {0};
+  for (int step = 0; step < 3; step++) {
+    assert_int_equal(bwt_trainer_step(tr, &loss, &norm, &lr), BWT_STATUS_OK);
+    assert_int_equal(bwt_trainer_step(ref, &loss, &norm, &lr), BWT_STATUS_OK);
+    assert_memory_equal(tr->batch.tokens, ref->batch.tokens, sizeof(int32_t) * tr->batch.B * tr->batch.T);
+    for (int b = 0; b < tr->batch.B; b++) {
+      int o = tr->batch.pos_offset[b];
+      assert_true(o >= 0 && o <= 6);
+      seen[o]++;
+    }
+  }
+  int distinct = 0;
+  for (int o = 0; o <= 6; o++) distinct += seen[o] > 0;
+  assert_true(distinct >= 5); /* 48 draws of 7 values */
+  bwt_trainer_free(ref);
+  bwt_trainer_free(tr);
+
+  char a[1024], r[1024], pa[1100], pr[1100];
+  snprintf(a, sizeof a, "%s", test_tmpdir("jitter_a"));
+  snprintf(r, sizeof r, "%s", test_tmpdir("jitter_resume"));
+  run_to(&c, a, 0);
+  run_to(&c, r, 5);
+  assert_int_equal(bwt_trainer_resume(&tr, r), BWT_STATUS_OK);
+  assert_int_equal(tr->cfg.train.position_jitter, 6);
+  assert_int_equal(tr->cfg.train.position_jitter_from, 1);
+  assert_int_equal(bwt_train_run(tr, r, NULL, NULL), BWT_STATUS_OK);
+  bwt_trainer_free(tr);
+  snprintf(pa, sizeof pa, "%s/checkpoint.safetensors", a);
+  snprintf(pr, sizeof pr, "%s/checkpoint.safetensors", r);
+  assert_same_file(pa, pr);
+
+  c.model.max_T = 12; /* 7 + 6 > 12 */
+  assert_int_equal(bwt_trainer_create(&tr, &c), BWT_STATUS_ARG);
+  assert_non_null(strstr(bwt_last_error(), "--max-T >= 13"));
+  c.model.positions = BWT_POS_NONE;
+  assert_int_equal(bwt_trainer_create(&tr, &c), BWT_STATUS_ARG);
+  assert_non_null(strstr(bwt_last_error(), "position-jitter"));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_schedule),
@@ -325,6 +379,7 @@ int main(void) {
       cmocka_unit_test(test_loss_horizon),
       cmocka_unit_test(test_bad_run_config),
       cmocka_unit_test(test_init_from),
+      cmocka_unit_test(test_position_jitter),
   };
   /* BWT_TEST_SKIP (a cmocka glob) leaves tests out: the sanitizer run in .ci/run skips the two
    * longest learning runs, which the Release run covers. BWT_TEST_ONLY runs only the matching ones. */

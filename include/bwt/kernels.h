@@ -25,11 +25,13 @@ void bwt_matmul_forward_naive(float *out, const float *inp, const float *weight,
 void bwt_matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout,
                          const float *inp, const float *weight, int N, int IC, int OC);
 
-/* out(B,T,C) = wte[tokens[b,t]] + wpe[t]; wte (V,C), wpe (maxT,C); wpe may be NULL (no positions). */
+/* out(B,T,C) = wte[tokens[b,t]] + wpe[row]; wte (V,C), wpe (maxT,C); wpe may be NULL (no positions).
+ * row = t, or t + offset[b] for t >= from when offset (B) is given: the training's position jitter
+ * shifts each sequence after its first `from` tokens. */
 void bwt_embedding_forward(float *out, const int32_t *tokens, const float *wte, const float *wpe,
-                           int B, int T, int C);
+                           const int32_t *offset, int from, int B, int T, int C);
 void bwt_embedding_backward(float *dwte, float *dwpe, const float *dout, const int32_t *tokens,
-                            int B, int T, int C);
+                            const int32_t *offset, int from, int B, int T, int C);
 
 /* RMSNorm (eps 1e-5): out = inp / sqrt(mean(inp²) + eps) * weight; rstd(N) is saved. */
 void bwt_rmsnorm_forward(float *out, float *rstd, const float *inp, const float *weight, int N,

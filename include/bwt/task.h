@@ -25,6 +25,10 @@ typedef struct {
   int32_t *sup_pos;  /* (B,N) position of each supervised row, increasing within a sequence */
   int32_t *target;   /* (B,N) sampled target class (the hard label) */
   double *posterior; /* (B,N,K) exact posterior; each row sums to 1 */
+  int32_t *pos_offset; /* (B) sequence b's tokens from pos_offset_from on are embedded at positions
+                          shifted by pos_offset[b] (NULL = none): the trainer's --position-jitter;
+                          tasks never set it */
+  int pos_offset_from;
 } bwt_batch;
 
 /* The configuration of every task, flat, so that it is one JSON object and one set of flags.

@@ -28,6 +28,12 @@ typedef struct {
   int soft_targets;    /* cross-entropy against the exact posterior instead of the sampled target */
   int loss_horizon;    /* train only on the first this many supervised positions (0 = all); */
                        /* evaluation always uses every position */
+  int position_jitter; /* each training sequence is embedded at positions shifted by a uniform
+                          0..position_jitter drawn from its batch's seed (0 = off), so that a model
+                          trained on short sequences has seen the positions of longer ones;
+                          evaluation never shifts */
+  int position_jitter_from; /* the first position shifted: those before it (a task's fixed header,
+                               the HMM's 53 tokens) keep their place */
   uint64_t seed;       /* weights and training batches */
   uint64_t eval_seed;  /* the held-out evaluation stream */
   int eval_every;      /* evaluate every this many steps (0 = only at the end) */

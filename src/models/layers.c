@@ -91,15 +91,23 @@ void input_declare(bwt_model *m, input_params *p) {
 }
 
 bwt_status input_forward(bwt_model *m, const input_params *p, float *x, const bwt_batch *batch) {
-  int B = batch->B, T = batch->T, C = m->cfg.d_model;
-  const float *pe = model_positions(m, p->wpe, T);
+  int B = batch->B, T = batch->T, C = m->cfg.d_model, rows = T;
+  const int32_t *off = batch->pos_offset;
+  for (int b = 0; off && b < B; b++)
+    if (off[b] + T > rows) rows = off[b] + T;
+  const float *pe = model_positions(m, p->wpe, rows);
   if (!pe) return BWT_STATUS_NOMEM;
   if (m->cfg.input_dim == 0) {
-    bwt_embedding_forward(x, batch->tokens, P(p->wte), pe, B, T, C);
+    bwt_embedding_forward(x, batch->tokens, P(p->wte), pe, off, batch->pos_offset_from, B, T, C);
     return BWT_STATUS_OK;
   }
   bwt_matmul_forward(x, batch->inputs, P(p->w_in), P(p->b_in), B * T, m->cfg.input_dim, C);
-  for (int b = 0; b < B; b++) bwt_add_inplace(x + (size_t)b * T * C, pe, (size_t)T * C);
+  for (int b = 0; b < B; b++) { /* positions 0..from-1 in place, the rest shifted */
+    int from = off && batch->pos_offset_from < T ? batch->pos_offset_from : T;
+    float *xb = x + (size_t)b * T * C;
+    bwt_add_inplace(xb, pe, (size_t)from * C);
+    if (from < T) bwt_add_inplace(xb + (size_t)from * C, pe + (size_t)(from + off[b]) * C, (size_t)(T - from) * C);
+  }
   return BWT_STATUS_OK;
 }
 
@@ -107,11 +115,11 @@ void input_backward(bwt_model *m, const input_params *p, const float *dx, const 
   int B = batch->B, T = batch->T, C = m->cfg.d_model;
   float *gpe = model_position_grads(m, p->wpe);
   if (m->cfg.input_dim == 0) {
-    bwt_embedding_backward(G(p->wte), gpe, dx, batch->tokens, B, T, C);
+    bwt_embedding_backward(G(p->wte), gpe, dx, batch->tokens, batch->pos_offset, batch->pos_offset_from, B, T, C);
     return;
   }
   bwt_matmul_backward(NULL, G(p->w_in), G(p->b_in), dx, batch->inputs, P(p->w_in), B * T, m->cfg.input_dim, C);
-  bwt_embedding_backward(NULL, gpe, dx, NULL, B, T, C); /* positions only */
+  bwt_embedding_backward(NULL, gpe, dx, NULL, batch->pos_offset, batch->pos_offset_from, B, T, C); /* positions only */
 }
 
 void gather_rows(float *out, const float *x, const bwt_batch *batch, int C) {

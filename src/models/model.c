@@ -298,6 +298,15 @@ static bwt_status check_batch(const bwt_model *m, const bwt_batch *batch) {
   }
   if (m->cfg.positions == BWT_POS_LEARNED && batch->T > m->cfg.max_T)
     return bwt_fail(BWT_STATUS_ARG, "model: sequences of length %d, but the model has learned positions for %d (train with --max-T, or --positions sinusoidal)", batch->T, m->cfg.max_T);
+  if (batch->pos_offset && batch->pos_offset_from < 0)
+    return bwt_fail(BWT_STATUS_ARG, "model: positions shifted from %d, which is negative", batch->pos_offset_from);
+  for (int b = 0; batch->pos_offset && b < batch->B; b++) {
+    int off = batch->pos_offset[b];
+    if (off < 0 || off > (1 << 20))
+      return bwt_fail(BWT_STATUS_ARG, "model: position offset %d of sequence %d is outside 0..2^20", off, b);
+    if (m->cfg.positions == BWT_POS_LEARNED && off + batch->T > m->cfg.max_T)
+      return bwt_fail(BWT_STATUS_ARG, "model: sequence %d shifted by %d needs positions up to %d, but the model has learned positions for %d (train with --max-T)", b, off, off + batch->T - 1, m->cfg.max_T);
+  }
   if (batch->n_classes != m->cfg.n_classes) return bwt_fail(BWT_STATUS_ARG, "model: batch has %d classes, the model %d", batch->n_classes, m->cfg.n_classes);
   size_t n = m->cfg.input_dim > 0 ? 0 : (size_t)batch->B * batch->T;
   for (size_t i = 0; i < n; i++)

@@ -201,6 +201,8 @@ void bwt_batch_free(bwt_batch *batch) {
   free(batch->sup_pos);
   free(batch->target);
   free(batch->posterior);
+  free(batch->pos_offset);
+  batch->pos_offset = NULL;
   batch->tokens = NULL;
   batch->inputs = NULL;
   batch->sup_pos = NULL;

@@ -60,6 +60,8 @@ static const train_range train_ranges[] = {
     D(eps, "eps", 0, 1, 1, 0),
     D(clip, "clip", 0, 1e12, 0, 0),
     I(loss_horizon, "loss-horizon", 0, 1e9),
+    I(position_jitter, "position-jitter", 0, 1 << 20),
+    I(position_jitter_from, "position-jitter-from", 0, 1 << 20),
     I(eval_every, "eval-every", 0, 1e9),
     I(eval_seqs, "eval-seqs", 1, 1e8),
     I(ckpt_every, "ckpt-every", 0, 1e9),
@@ -86,6 +88,8 @@ bwt_status bwt_run_config_check(const bwt_run_config *cfg) {
     return bwt_fail(BWT_STATUS_ARG, "lr x weight-decay must be below 1, or decay flips the weights' sign (got %g x %g)", t->lr, t->weight_decay);
   if (t->soft_targets != 0 && t->soft_targets != 1) return bwt_fail(BWT_STATUS_ARG, "soft_targets must be true or false");
   if (t->decay_all != 0 && t->decay_all != 1) return bwt_fail(BWT_STATUS_ARG, "decay must be matrices or all");
+  if (t->position_jitter > 0 && cfg->model.positions == BWT_POS_NONE)
+    return bwt_fail(BWT_STATUS_ARG, "position-jitter shifts positions, and the model has none (--positions learned or sinusoidal)");
   return BWT_STATUS_OK;
 }
 
@@ -137,6 +141,8 @@ char *bwt_run_config_to_json(const bwt_run_config *cfg) {
   ok &= !!cJSON_AddNumberToObject(train, "clip", t->clip);
   ok &= !!cJSON_AddBoolToObject(train, "soft_targets", t->soft_targets);
   ok &= !!cJSON_AddNumberToObject(train, "loss_horizon", t->loss_horizon);
+  ok &= !!cJSON_AddNumberToObject(train, "position_jitter", t->position_jitter);
+  ok &= !!cJSON_AddNumberToObject(train, "position_jitter_from", t->position_jitter_from);
   ok &= add_u64(train, "seed", t->seed) && add_u64(train, "eval_seed", t->eval_seed);
   ok &= !!cJSON_AddNumberToObject(train, "eval_every", t->eval_every);
   ok &= !!cJSON_AddNumberToObject(train, "eval_seqs", t->eval_seqs);
@@ -272,6 +278,11 @@ bwt_status bwt_run_config_from_json(bwt_run_config *cfg, const char *json, const
     t->soft_targets = get_bool(&r, train, "train", "soft_targets");
     /* Runs written before the horizon existed have none: every position is trained. */
     if (cJSON_GetObjectItemCaseSensitive(train, "loss_horizon")) t->loss_horizon = get_int(&r, train, "train", "loss_horizon");
+    /* Runs written before the jitter existed have none. */
+    if (cJSON_GetObjectItemCaseSensitive(train, "position_jitter"))
+      t->position_jitter = get_int(&r, train, "train", "position_jitter");
+    if (cJSON_GetObjectItemCaseSensitive(train, "position_jitter_from"))
+      t->position_jitter_from = get_int(&r, train, "train", "position_jitter_from");
     t->seed = get_u64(&r, train, "train", "seed");
     t->eval_seed = get_u64(&r, train, "train", "eval_seed");
     t->eval_every = get_int(&r, train, "train", "eval_every");

@@ -11,6 +11,9 @@
 #include "bwt/rng.h"
 #include "optim.h"
 
+/* Mixed into a batch's seed to draw its position offsets ("jitter" in ASCII). */
+#define JITTER_SEED_TAG 0x6a6974746572ULL
+
 /* Copies the weights of the checkpoint at path into m, which must have the same tensors. */
 static bwt_status start_from(bwt_model *m, const char *path) {
   bwt_run_config c;
@@ -44,6 +47,15 @@ bwt_status bwt_trainer_create(bwt_trainer **out, const bwt_run_config *cfg) {
   if (s == BWT_STATUS_OK) s = bwt_model_check_task(tr->model, tr->task);
   if (s == BWT_STATUS_OK && cfg->train.init_from[0]) s = start_from(tr->model, cfg->train.init_from);
   if (s == BWT_STATUS_OK) s = bwt_batch_alloc(&tr->batch, tr->task, cfg->train.batch);
+  int jitter = cfg->train.position_jitter;
+  if (s == BWT_STATUS_OK && jitter > 0) {
+    if (cfg->model.positions == BWT_POS_LEARNED && tr->task->seq_len + jitter > cfg->model.max_T)
+      s = bwt_fail(BWT_STATUS_ARG, "--position-jitter %d with learned positions needs --max-T >= %d (the task's length %d + the jitter; the model has %d)",
+                   jitter, tr->task->seq_len + jitter, tr->task->seq_len, cfg->model.max_T);
+    else if (!(tr->batch.pos_offset = bwt_calloc((size_t)cfg->train.batch, sizeof(int32_t), "position offsets")))
+      s = BWT_STATUS_NOMEM;
+    tr->batch.pos_offset_from = cfg->train.position_jitter_from;
+  }
   if (s == BWT_STATUS_OK) {
     size_t P = tr->model->n_params, MK = (size_t)cfg->train.batch * tr->task->n_sup * tr->task->n_classes;
     tr->adam_m = bwt_calloc(P, sizeof(float), "optimiser state");
@@ -81,7 +93,13 @@ bwt_status bwt_trainer_step(bwt_trainer *tr, double *loss, double *grad_norm, do
   bwt_model *m = tr->model;
   bwt_batch *b = &tr->batch;
   int M = b->B * b->n_sup, K = b->n_classes;
-  BWT_TRY(bwt_task_sample(tr->task, bwt_train_batch_seed(c->seed, tr->step + 1), b));
+  uint64_t batch_seed = bwt_train_batch_seed(c->seed, tr->step + 1);
+  BWT_TRY(bwt_task_sample(tr->task, batch_seed, b));
+  if (b->pos_offset) { /* its own stream of the batch's seed: the sequences stay those of an unshifted run */
+    bwt_rng rng;
+    bwt_rng_seed(&rng, bwt_hash2(batch_seed, JITTER_SEED_TAG), 0);
+    for (int i = 0; i < b->B; i++) b->pos_offset[i] = (int32_t)bwt_rng_below(&rng, (uint32_t)c->position_jitter + 1);
+  }
   const float *logits = NULL;
   BWT_TRY(bwt_model_forward(m, b, &logits));
   bwt_softmax_forward(tr->probs, logits, M, K);

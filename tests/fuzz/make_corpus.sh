@@ -24,7 +24,7 @@ bij=(--task bijection --V 4 --L 3)
 runs=(
   "transformer|${bij[*]} --d-model 8 --heads 2 --layers 1 --snapshots 3"
   "transformer_tied_layer|${bij[*]} --d-model 8 --heads 2 --layers 1 --tied-head --norm layer --no-attn-bias --init torch"
-  "transformer_sinusoidal|--task bijection --V 3 --L 2 --query --with-replacement --d-model 4 --heads 1 --layers 2 --positions sinusoidal --soft-targets --decay all --lr-v-mult 10 --loss-horizon 1"
+  "transformer_sinusoidal|--task bijection --V 3 --L 2 --query --with-replacement --d-model 4 --heads 1 --layers 2 --positions sinusoidal --soft-targets --decay all --lr-v-mult 10 --loss-horizon 1 --position-jitter 2 --position-jitter-from 1"
   "transformer_hmm|--task hmm --S 2 --O 2 --K 3 --d-model 8 --heads 2 --layers 1"
   "lstm|${bij[*]} --arch lstm --d-model 4 --layers 1"
   "lstm_sticky|--task sticky --chain-len 4 --arch lstm --d-model 4 --layers 1"
@@ -49,7 +49,7 @@ cp "$out/checkpoint/lstm.safetensors" "$out/checkpoint/lstm_nocrc.safetensors" "
 
 # Old configs: runs written before the optional fields existed (the reader's defaults). Only lines
 # that are not last in their object go, so the JSON stays valid.
-grep -Ev '"(input_dim|positions|init|attn_bias|decay|loss_horizon|snapshots|lr_v_mult)":' \
+grep -Ev '"(input_dim|positions|init|attn_bias|decay|loss_horizon|position_jitter|position_jitter_from|snapshots|lr_v_mult)":' \
   "$out/config/transformer.json" >"$out/config/old_fields.json"
 
 # Hand-made safetensors: st NAME HEADER DATA writes the 8-byte little-endian length, the header
