@@ -103,7 +103,7 @@ static int verify(int argc, char **argv) {
   bwt_dynamics_check c[256];
   bwt_status s = model->cfg.n_layers <= 256 ? bwt_task_create(&task, &cfg.task)
                                             : bwt_fail(BWT_STATUS_ARG, "more than 256 blocks");
-  if (s == BWT_STATUS_OK) s = bwt_dynamics_verify(model, task, seed, batches, batch, c);
+  if (s == BWT_STATUS_OK) s = bwt_dynamics_verify(model, task, NULL, seed, batches, batch, c);
   int failed = 0;
   if (s == BWT_STATUS_OK) {
     printf("%s, step %d: %d batches of %d sequences, every head of every block\n", path, step, batches, batch);

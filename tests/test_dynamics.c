@@ -47,9 +47,10 @@ static bwt_model *tiny_model(bwt_task **task, int layers) {
 static void test_verify_random_models(void **state) {
   bwt_task *task;
   bwt_model *m = tiny_model(&task, 3);
-  m->head_mask[4] = 0.5f; /* a partly masked head: u carries the mask */
+  float mask[3 * 3] = {1, 1, 1, 1, 0.5f, 1, 1, 1, 1}; /* (layers, heads) */ /* a partly masked head: u carries the mask */
+  const bwt_forward_options opt = {mask, NULL, NULL};
   bwt_dynamics_check c[3];
-  assert_int_equal(bwt_dynamics_verify(m, task, 3, 2, 8, c), BWT_STATUS_OK);
+  assert_int_equal(bwt_dynamics_verify(m, task, &opt, 3, 2, 8, c), BWT_STATUS_OK);
   for (int l = 0; l < 3; l++) {
     double rs = c[l].score_max_abs / c[l].score_scale, rv = c[l].value_max_abs / c[l].value_scale;
     print_message("  block %d: routing law max |diff| %.2e (scale %.2e), values %.2e (scale %.2e)\n", l,

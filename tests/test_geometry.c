@@ -48,7 +48,7 @@ static void test_capture_matches_forward(void **state) {
   memcpy(plain, lp, sizeof(float) * M * K);
   bwt_capture cap;
   const float *lc;
-  assert_int_equal(bwt_model_capture(m, &b, BWT_CAPTURE_ALL, &cap, &lc), BWT_STATUS_OK);
+  assert_int_equal(bwt_model_capture(m, &b, NULL, BWT_CAPTURE_ALL, &cap, &lc), BWT_STATUS_OK);
   assert_memory_equal(plain, lc, sizeof(float) * M * K); /* bit-identical logits */
 
   /* The embedding rows are token + position at the supervised positions, exactly. */
@@ -91,12 +91,13 @@ static void test_capture_matches_forward(void **state) {
   bwt_capture_free(&cap);
 
   /* Asking for one point allocates only it; a bypassed attention branch reads NAN. */
-  m->skip_attn[0] = 1;
-  assert_int_equal(bwt_model_capture(m, &b, BWT_CAPTURE_KEYS, &cap, NULL), BWT_STATUS_OK);
+  const uint8_t skip_first[2] = {1, 0};
+  const bwt_forward_options first_off = {NULL, skip_first, NULL};
+  assert_int_equal(bwt_model_capture(m, &b, &first_off, BWT_CAPTURE_KEYS, &cap, NULL), BWT_STATUS_OK);
   assert_null(cap.queries);
   assert_true(isnan(cap.keys[0]) && !isnan(cap.keys[(size_t)b.B * T * C]));
   bwt_capture_free(&cap);
-  assert_int_equal(bwt_model_capture(m, &b, 1u << 12, &cap, NULL), BWT_STATUS_ARG);
+  assert_int_equal(bwt_model_capture(m, &b, NULL, 1u << 12, &cap, NULL), BWT_STATUS_ARG);
   bwt_capture_free(&cap);
   free(plain);
   bwt_batch_free(&b);
@@ -112,7 +113,7 @@ static void test_capture_needs_transformer(void **state) {
   bwt_batch b;
   make(&c, &task, &m, &b, 2);
   bwt_capture cap;
-  assert_int_equal(bwt_model_capture(m, &b, BWT_CAPTURE_ALL, &cap, NULL), BWT_STATUS_ARG);
+  assert_int_equal(bwt_model_capture(m, &b, NULL, BWT_CAPTURE_ALL, &cap, NULL), BWT_STATUS_ARG);
   print_message("  %s\n", bwt_last_error());
   bwt_capture_free(&cap);
   bwt_batch_free(&b);
@@ -234,32 +235,31 @@ static void test_ablation(void **state) {
   int M = b.B * b.n_sup, K = task->n_classes;
   const float *l1;
   float *masked = malloc(sizeof(float) * M * K);
-  m->head_mask[2] = m->head_mask[3] = 0; /* both heads of block 1 */
-  assert_int_equal(bwt_model_forward(m, &b, &l1), BWT_STATUS_OK);
+  float mask[4] = {1, 1, 0, 0}; /* both heads of block 1 */
+  uint8_t skip_attn[2] = {0, 1}, skip_mlp[2] = {0, 0};
+  const bwt_forward_options heads = {mask, NULL, NULL}, branches = {NULL, skip_attn, skip_mlp};
+  assert_int_equal(bwt_model_forward_with(m, &b, &heads, &l1), BWT_STATUS_OK);
   memcpy(masked, l1, sizeof(float) * M * K);
-  m->head_mask[2] = m->head_mask[3] = 1;
-  m->skip_attn[1] = 1;
-  assert_int_equal(bwt_model_forward(m, &b, &l1), BWT_STATUS_OK);
+  assert_int_equal(bwt_model_forward_with(m, &b, &branches, &l1), BWT_STATUS_OK);
   assert_memory_equal(masked, l1, sizeof(float) * M * K);
-  m->skip_attn[1] = 0;
   /* Block 0 has an O bias: masking its heads keeps the bias, so it differs from the bypass. */
-  m->head_mask[0] = m->head_mask[1] = 0;
-  assert_int_equal(bwt_model_forward(m, &b, &l1), BWT_STATUS_OK);
+  mask[0] = mask[1] = 0, mask[2] = mask[3] = 1;
+  assert_int_equal(bwt_model_forward_with(m, &b, &heads, &l1), BWT_STATUS_OK);
   memcpy(masked, l1, sizeof(float) * M * K);
-  m->head_mask[0] = m->head_mask[1] = 1;
-  m->skip_attn[0] = 1;
-  assert_int_equal(bwt_model_forward(m, &b, &l1), BWT_STATUS_OK);
+  skip_attn[0] = 1, skip_attn[1] = 0;
+  assert_int_equal(bwt_model_forward_with(m, &b, &branches, &l1), BWT_STATUS_OK);
   assert_true(memcmp(masked, l1, sizeof(float) * M * K) != 0);
-  m->skip_attn[0] = 0;
+  skip_attn[0] = 0;
 
   bwt_ablation a;
   assert_int_equal(bwt_ablate(m, task, 5, 40, 16, &a, NULL, NULL), BWT_STATUS_OK);
-  for (int i = 0; i < 4; i++) assert_true(m->head_mask[i] == 1);
-  assert_true(!m->skip_attn[0] && !m->skip_attn[1] && !m->skip_mlp[0] && !m->skip_mlp[1]);
   bwt_eval_result r;
-  m->skip_mlp[1] = 1;
-  assert_int_equal(bwt_evaluate(m, task, 5, 40, 16, &r), BWT_STATUS_OK);
-  m->skip_mlp[1] = 0;
+  assert_int_equal(bwt_evaluate(m, task, 5, 40, 16, &r), BWT_STATUS_OK); /* the model is left intact */
+  assert_true(r.overall.entropy_mae == a.base_mae);
+  bwt_eval_result_free(&r);
+  skip_mlp[1] = 1;
+  assert_int_equal(bwt_evaluate_with(m, task, &branches, 5, 40, 16, &r), BWT_STATUS_OK);
+  skip_mlp[1] = 0;
   double want = r.overall.entropy_mae - a.base_mae, got = a.branch_dmae[1 * BWT_ABLATE_BRANCHES + BWT_ABLATE_MLP];
   print_message("  MLP of block 1 removed: dMAE %.9g (ablate) vs %.9g (direct)\n", got, want);
   assert_true(fabs(got - want) < 1e-12);

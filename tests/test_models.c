@@ -38,9 +38,12 @@ static void make_batch(fixture *f) {
 
 /* Mean cross-entropy from the logits in double (so finite differences see no float rounding of
  * the loss itself); soft targets when soft != 0. */
+/* The forward options of the model under test (NULL: the intact model). */
+static const bwt_forward_options *opts;
+
 static double loss_of(bwt_model *m, const fixture *f, int soft) {
   const float *logits = NULL;
-  assert_int_equal(bwt_model_forward(m, &f->batch, &logits), BWT_STATUS_OK);
+  assert_int_equal(bwt_model_forward_with(m, &f->batch, opts, &logits), BWT_STATUS_OK);
   double total = 0;
   for (int r = 0; r < B * NSUP; r++) {
     double mx = -INFINITY, z = 0;
@@ -59,7 +62,7 @@ static void analytic_grad(bwt_model *m, const fixture *f, int soft) {
   const float *logits = NULL;
   int M = B * NSUP;
   float probs[B * NSUP * K], dlogits[B * NSUP * K];
-  assert_int_equal(bwt_model_forward(m, &f->batch, &logits), BWT_STATUS_OK);
+  assert_int_equal(bwt_model_forward_with(m, &f->batch, opts, &logits), BWT_STATUS_OK);
   bwt_softmax_forward(probs, logits, M, K);
   memset(dlogits, 0, sizeof dlogits);
   bwt_xent_backward(dlogits, probs, f->target, soft ? f->posterior : NULL, 1.0f / M, M, K);
@@ -122,12 +125,14 @@ static void test_transformer_rms_untied(void **state) {
 
 static void test_transformer_layernorm_tied_ablated(void **state) {
   bwt_model *m = make_model(BWT_ARCH_TRANSFORMER, BWT_NORM_LAYER, 1);
-  m->head_mask[1] = 0.5f; /* layer 0, head 1 */
-  m->head_mask[2] = 0.0f; /* layer 1, head 0 */
+  float mask[2 * 2] = {1, 0.5f, 0, 1}; /* layer 0 head 1 halved, layer 1 head 0 removed */
+  uint8_t skip_attn[2] = {0, 1}, skip_mlp[2] = {1, 0};
+  bwt_forward_options masked = {mask, NULL, NULL}, both = {mask, skip_attn, skip_mlp};
+  opts = &masked;
   check(m, 1, 1e-2);
-  m->skip_mlp[0] = 1;
-  m->skip_attn[1] = 1;
+  opts = &both;
   check(m, 0, 1e-2);
+  opts = NULL;
   bwt_model_free(m);
 }
 
@@ -351,11 +356,12 @@ static void test_all_heads_masked_equals_attention_skipped(void **state) {
   memset(b->params + bo->offset, 0, sizeof(float) * bo->size);
   fixture f;
   make_batch(&f);
-  a->head_mask[2] = a->head_mask[3] = 0.0f;
-  b->skip_attn[1] = 1;
+  float mask[2 * 2] = {1, 1, 0, 0};
+  uint8_t skip[2] = {0, 1};
+  const bwt_forward_options heads_off = {mask, NULL, NULL}, attn_off = {NULL, skip, NULL};
   const float *la = NULL, *lb = NULL;
-  assert_int_equal(bwt_model_forward(a, &f.batch, &la), BWT_STATUS_OK);
-  assert_int_equal(bwt_model_forward(b, &f.batch, &lb), BWT_STATUS_OK);
+  assert_int_equal(bwt_model_forward_with(a, &f.batch, &heads_off, &la), BWT_STATUS_OK);
+  assert_int_equal(bwt_model_forward_with(b, &f.batch, &attn_off, &lb), BWT_STATUS_OK);
   assert_true(test_max_rel_err(la, lb, B * NSUP * K, 1e-3) < 1e-5);
   bwt_model_free(a);
   bwt_model_free(b);
@@ -385,6 +391,57 @@ static void test_parameter_count_reference_size(void **state) {
   bwt_model_free(m);
 }
 
+/* Every tensor of every architecture has a role, and the role lookup finds the tensors the
+ * checkpoint names say they are; the architecture table answers for capabilities. */
+static void test_roles_and_arch_table(void **state) {
+  (void)state;
+  char buf[128];
+  assert_string_equal(bwt_arch_list(BWT_CAP_CONTINUOUS_INPUT, " or ", buf, sizeof buf), "transformer or lstm");
+  assert_string_equal(bwt_arch_list(BWT_CAP_ATTENTION, ", ", buf, sizeof buf), "transformer");
+  assert_string_equal(bwt_arch_list(0, ", ", buf, sizeof buf), "transformer, mlp, window_mlp, lstm");
+  assert_null(bwt_arch_info_of(BWT_ARCH_COUNT));
+  assert_false(bwt_arch_has(BWT_ARCH_COUNT, 0));
+  for (int a = 0; a < BWT_ARCH_COUNT; a++) {
+    bwt_arch arch;
+    assert_int_equal(bwt_arch_parse(bwt_arch_name((bwt_arch)a), &arch), BWT_STATUS_OK);
+    assert_int_equal(arch, a);
+    bwt_model *m = make_model((bwt_arch)a, BWT_NORM_LAYER, 0);
+    assert_int_equal(bwt_model_has(m, BWT_CAP_ATTENTION), a == BWT_ARCH_TRANSFORMER);
+    for (int i = 0; i < m->n_tensors; i++) {
+      const bwt_tensor_desc *d = &m->tensors[i];
+      assert_true((unsigned)d->role < BWT_ROLE_COUNT);
+      assert_ptr_equal(bwt_model_tensor(m, d->role, d->layer, d->bias), d); /* (role, layer, bias) is unique */
+      assert_int_equal(d->bias, strstr(d->name, "bias") != NULL);
+    }
+    bwt_model_free(m);
+  }
+  bwt_model *m = make_model(BWT_ARCH_TRANSFORMER, BWT_NORM_LAYER, 0);
+  const char *expect[][2] = {{"blocks.1.attn.wv.weight", "attn_v"}, {"blocks.0.attn.wk.bias", "attn_k"},
+                             {"blocks.1.norm1.bias", "attn_norm"},  {"blocks.0.mlp.fc2.weight", "mlp_out"},
+                             {"head.weight", "head"},               {"tok_emb", "token_embedding"}};
+  for (size_t i = 0; i < sizeof expect / sizeof expect[0]; i++) {
+    const bwt_tensor_desc *d = bwt_model_find_tensor(m, expect[i][0]);
+    assert_non_null(d);
+    assert_string_equal(bwt_tensor_role_name(d->role), expect[i][1]);
+  }
+  assert_string_equal(bwt_model_tensor(m, BWT_ROLE_ATTN_V, 1, 0)->name, "blocks.1.attn.wv.weight");
+  assert_null(bwt_model_tensor(m, BWT_ROLE_ATTN_V, 2, 0)); /* no block 2 */
+  assert_null(bwt_model_tensor(m, BWT_ROLE_RECURRENT_IN, 0, 0));
+  bwt_model_free(m);
+  m = make_model(BWT_ARCH_MLP, BWT_NORM_LAYER, 0); /* ablations need attention */
+  fixture f;
+  make_batch(&f);
+  const uint8_t skip[2] = {1, 0};
+  const bwt_forward_options off = {NULL, skip, NULL};
+  const float *logits;
+  assert_int_equal(bwt_model_forward_with(m, &f.batch, &off, &logits), BWT_STATUS_ARG);
+  bwt_model_free(m);
+  m = make_model(BWT_ARCH_TRANSFORMER, BWT_NORM_RMS, 1);
+  assert_null(bwt_model_tensor(m, BWT_ROLE_HEAD, -1, 0)); /* tied to tok_emb */
+  assert_null(bwt_model_tensor(m, BWT_ROLE_ATTN_NORM, 0, 1)); /* RMSNorm has no shift */
+  bwt_model_free(m);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_transformer_rms_untied),
@@ -401,6 +458,7 @@ int main(void) {
       cmocka_unit_test(test_all_heads_masked_equals_attention_skipped),
       cmocka_unit_test(test_bad_configs),
       cmocka_unit_test(test_parameter_count_reference_size),
+      cmocka_unit_test(test_roles_and_arch_table),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

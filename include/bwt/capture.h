@@ -6,7 +6,7 @@
  * Row-wise points are taken at the supervised rows (M = B·n_sup, row b·n_sup + j for position
  * sup_pos[b·n_sup + j]), the rows the readout and the exact posteriors refer to; keys and values at
  * every position, since every supervised query attends over them. A block whose attention branch is
- * switched off (skip_attn) has NAN in its normed input, queries, keys, values, scores and weights.
+ * switched off (bwt_forward_options.skip_attn) has NAN in its normed input, queries, keys, values, scores and weights.
  * Letters: L layers, B batch, T positions, n = n_sup, C width, NH heads (head h owns channels
  * [h·hs, (h+1)·hs)). */
 #ifndef BWT_CAPTURE_H
@@ -35,10 +35,10 @@ typedef struct {
 } bwt_capture;
 
 /* Runs the forward pass on batch (transformer models only) and fills *cap with the requested points
- * (a mask of bwt_capture_point). *logits, if not NULL, gets the forward's logits as
+ * (a mask of bwt_capture_point), with the forward options opt (NULL: none). *logits, if not NULL, gets the forward's logits as
  * bwt_model_forward would. Free with bwt_capture_free, also after a failure. */
-bwt_status bwt_model_capture(bwt_model *model, const bwt_batch *batch, unsigned points,
-                             bwt_capture *cap, const float **logits);
+bwt_status bwt_model_capture(bwt_model *model, const bwt_batch *batch, const bwt_forward_options *opt,
+                             unsigned points, bwt_capture *cap, const float **logits);
 void bwt_capture_free(bwt_capture *cap);
 
 #endif

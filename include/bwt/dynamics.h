@@ -47,8 +47,9 @@ bwt_status bwt_dynamics_check_trace(const bwt_attention_trace *t, bwt_dynamics_c
 
 /* On n_batches real batches of the task (stream seed, batch sequences each): forward, the
  * cross-entropy gradient against the sampled targets, and a traced backward for every block;
- * per_layer (n_layers) gets each block's largest deviations. */
-bwt_status bwt_dynamics_verify(bwt_model *model, const bwt_task *task, uint64_t seed, int n_batches,
-                               int batch, bwt_dynamics_check *per_layer);
+ * per_layer (n_layers) gets each block's largest deviations. The forward options opt (NULL: none)
+ * apply; a block whose attention they switch off is left out. */
+bwt_status bwt_dynamics_verify(bwt_model *model, const bwt_task *task, const bwt_forward_options *opt,
+                               uint64_t seed, int n_batches, int batch, bwt_dynamics_check *per_layer);
 
 #endif

@@ -47,6 +47,9 @@ void bwt_eval_acc_free(bwt_eval_acc *acc);
  * bwt_request_stop. */
 bwt_status bwt_evaluate(bwt_model *model, const bwt_task *task, uint64_t eval_seed, int n_seqs,
                         int batch_size, bwt_eval_result *out);
+/* The same with forward options (ablations; NULL: none). */
+bwt_status bwt_evaluate_with(bwt_model *model, const bwt_task *task, const bwt_forward_options *opt,
+                             uint64_t eval_seed, int n_seqs, int batch_size, bwt_eval_result *out);
 void bwt_eval_result_free(bwt_eval_result *r);
 
 /* The held-out stream: held-out sequence j of eval_seed is sequence j of the task stream

@@ -29,8 +29,29 @@
 #include "bwt/status.h"
 #include "bwt/task.h"
 
-typedef enum { BWT_ARCH_TRANSFORMER, BWT_ARCH_MLP, BWT_ARCH_WINDOW_MLP, BWT_ARCH_LSTM } bwt_arch;
+typedef enum { BWT_ARCH_TRANSFORMER, BWT_ARCH_MLP, BWT_ARCH_WINDOW_MLP, BWT_ARCH_LSTM, BWT_ARCH_COUNT } bwt_arch;
 typedef enum { BWT_NORM_RMS, BWT_NORM_LAYER } bwt_norm;
+
+/* What an architecture can do. Code outside src/models asks for capabilities (bwt_model_has),
+ * never for an architecture: a new architecture with attention gets the geometry for free. */
+typedef enum {
+  BWT_CAP_ATTENTION = 1 << 0,        /* causal multi-head attention: heads, Q/K/V/O, ablations, key frames */
+  BWT_CAP_CAPTURE = 1 << 1,          /* the capture points of bwt_model_capture (bwt/capture.h) */
+  BWT_CAP_TRACE = 1 << 2,            /* bwt_model_backward_traced (bwt/dynamics.h) */
+  BWT_CAP_RECURRENT = 1 << 3,        /* a state carried along the sequence */
+  BWT_CAP_CONTINUOUS_INPUT = 1 << 4, /* takes input vectors (input_dim > 0) as well as tokens */
+  BWT_CAP_WINDOW = 1 << 5,           /* sees the last `window` tokens, concatenated */
+  BWT_CAP_CONTEXT = 1 << 6           /* its output can depend on earlier positions */
+} bwt_arch_cap;
+
+/* One row of the architecture table (src/models/model.c). */
+typedef struct {
+  const char *name;    /* --arch and config.json's "arch" */
+  const char *summary; /* one line for --help */
+  unsigned caps;       /* bwt_arch_cap bits */
+  int default_layers;
+  bwt_norm default_norm; /* the reference's: RMSNorm for the transformer, LayerNorm for the baselines */
+} bwt_arch_info;
 /* Position encodings: learned rows (pos_emb, max_T of them; rows beyond the training length get
  * no gradient and keep their initial values, shrunk by weight decay), the fixed sinusoids of
  * Vaswani et al. (no parameters; any length), or none (a causal model can still count positions
@@ -61,6 +82,28 @@ typedef struct {
 
 #define BWT_TENSOR_NAME_MAX 48
 
+/* What a tensor is for, whatever the architecture calls it: code finds tensors by role and layer
+ * (bwt_model_tensor), never by name; optimiser groups (learning-rate multipliers, decay) are per role. */
+typedef enum {
+  BWT_ROLE_TOKEN_EMBEDDING,  /* tok_emb (V, C) */
+  BWT_ROLE_INPUT_PROJ,       /* in_proj (C, input_dim): continuous inputs */
+  BWT_ROLE_POSITION,         /* pos_emb (max_T, C): learned positions */
+  BWT_ROLE_WINDOW_PROJ,      /* window_mlp's projection of the concatenated window */
+  BWT_ROLE_ATTN_NORM,        /* a block's norm before attention */
+  BWT_ROLE_ATTN_Q,           /* W_Q (C, C) */
+  BWT_ROLE_ATTN_K,           /* W_K */
+  BWT_ROLE_ATTN_V,           /* W_V */
+  BWT_ROLE_ATTN_O,           /* W_O, writes into the residual stream */
+  BWT_ROLE_MLP_NORM,         /* a block's norm before its MLP */
+  BWT_ROLE_MLP_IN,           /* fc1 (4C, C) */
+  BWT_ROLE_MLP_OUT,          /* fc2 (C, 4C), writes into the residual stream */
+  BWT_ROLE_RECURRENT_IN,     /* LSTM weight_ih / bias_ih (4C, C) */
+  BWT_ROLE_RECURRENT_HIDDEN, /* LSTM weight_hh / bias_hh */
+  BWT_ROLE_FINAL_NORM,       /* norm_f */
+  BWT_ROLE_HEAD,             /* the readout (K, C); absent when tied to the token embedding */
+  BWT_ROLE_COUNT
+} bwt_tensor_role;
+
 typedef struct {
   char name[BWT_TENSOR_NAME_MAX]; /* checkpoint name, e.g. "blocks.0.attn.wq.weight" */
   int ndim;                       /* 1 or 2 */
@@ -68,6 +111,9 @@ typedef struct {
   size_t offset; /* into the parameter (and gradient) arena, in floats */
   size_t size;   /* elements */
   int decay;     /* AdamW weight decay applies (2-D tensors: embeddings, projections, head) */
+  bwt_tensor_role role;
+  int layer; /* the block (or LSTM layer) it belongs to; −1 outside the blocks */
+  int bias;  /* 1 for the bias (or LayerNorm shift) of its role, 0 for the weight */
 } bwt_tensor_desc;
 
 typedef struct bwt_model {
@@ -77,14 +123,18 @@ typedef struct bwt_model {
   size_t n_params;
   float *params; /* (n_params) */
   float *grads;  /* (n_params) */
-  /* Ablation switches (transformer): head_mask (n_layers, n_heads) multiplies each head's attention
-   * weights (1 = intact, 0 = head removed); skip_attn / skip_mlp (n_layers) remove a block's
-   * attention or MLP branch from the residual stream; both skipped = the block bypassed. */
-  float *head_mask;
-  uint8_t *skip_attn;
-  uint8_t *skip_mlp;
   void *impl; /* architecture-private: offsets, activations */
 } bwt_model;
+
+/* What a forward pass runs with besides its batch; all NULL (or no options) is the intact model.
+ * Ablations need BWT_CAP_ATTENTION. The arrays are the caller's and must stay valid until the
+ * backward of that forward, which uses the same options. */
+typedef struct {
+  const float *head_mask;   /* (n_layers, n_heads) multiplies each head's attention weights
+                               (1 = intact, 0 = the head removed); NULL: every head intact */
+  const uint8_t *skip_attn; /* (n_layers) 1 removes the block's attention branch; NULL: none */
+  const uint8_t *skip_mlp;  /* (n_layers) 1 removes its MLP branch (both: the block bypassed) */
+} bwt_forward_options;
 
 /* Fills cfg with the defaults for arch sized for task (vocab, classes, positions). */
 void bwt_model_config_default(bwt_model_config *cfg, bwt_arch arch, const bwt_task *task);
@@ -102,11 +152,28 @@ bwt_status bwt_model_check_task(const bwt_model *model, const bwt_task *task);
 
 /* Forward pass; *logits points to model-owned (B·n_sup, K) storage valid until the next forward. */
 bwt_status bwt_model_forward(bwt_model *model, const bwt_batch *batch, const float **logits);
+/* The same with options (NULL: none). */
+bwt_status bwt_model_forward_with(bwt_model *model, const bwt_batch *batch, const bwt_forward_options *opt,
+                                  const float **logits);
 /* Backward of the forward just run on the same batch: accumulates into model->grads. */
 bwt_status bwt_model_backward(bwt_model *model, const bwt_batch *batch, const float *dlogits);
 void bwt_model_zero_grad(bwt_model *model);
 const bwt_tensor_desc *bwt_model_find_tensor(const bwt_model *model, const char *name);
+/* The weight (bias 0) or bias (bias 1) of role at layer (−1 for tensors outside the blocks), or
+ * NULL if the model has none. */
+const bwt_tensor_desc *bwt_model_tensor(const bwt_model *model, bwt_tensor_role role, int layer, int bias);
+/* The parameters of a tensor the model has (NULL for NULL). */
+float *bwt_model_params_of(const bwt_model *model, const bwt_tensor_desc *tensor);
+const char *bwt_tensor_role_name(bwt_tensor_role role);
 
+/* The architecture table's row for arch (NULL if arch is not one). */
+const bwt_arch_info *bwt_arch_info_of(bwt_arch arch);
+/* Whether arch (the model's architecture) has every capability in caps. */
+int bwt_arch_has(bwt_arch arch, unsigned caps);
+static inline int bwt_model_has(const bwt_model *model, unsigned caps) { return bwt_arch_has(model->cfg.arch, caps); }
+/* The names of the architectures with every capability in caps, joined by sep ("transformer or
+ * lstm"), into buf; returns buf. */
+const char *bwt_arch_list(unsigned caps, const char *sep, char *buf, size_t cap);
 const char *bwt_arch_name(bwt_arch arch);
 bwt_status bwt_arch_parse(const char *s, bwt_arch *arch);
 const char *bwt_norm_name(bwt_norm norm);

@@ -84,6 +84,9 @@ struct bwt_task {
   int n_classes;    /* K: size of the model's readout */
   int answer_lo;    /* [answer_lo, answer_hi): the classes that can be answers (for the */
   int answer_hi;    /*   renormalised entropy variant); the whole range if all can */
+  int hyp_lo;       /* [hyp_lo, hyp_lo + n_hyp): the input tokens that stand for the task's */
+  int n_hyp;        /*   hypotheses (the key frames' tokens); n_hyp 0 if none. A task that sets
+                         none gets its answer slice when its readout is its vocabulary */
   void *impl;
 };
 

@@ -215,7 +215,7 @@ void bwt_detect_result_free(bwt_detect_result *r) {
 
 bwt_status bwt_detect(bwt_model *m, const bwt_task *task, const bwt_detector_options *opt, bwt_detect_result *out) {
   bwt_detector_options o = *opt;
-  if (m->cfg.arch != BWT_ARCH_TRANSFORMER || task->vocab == 0)
+  if (!bwt_model_has(m, BWT_CAP_ATTENTION | BWT_CAP_CAPTURE | BWT_CAP_TRACE) || task->vocab == 0)
     return bwt_fail(BWT_STATUS_ARG, "the detector needs a transformer on a token task");
   if (o.layer < 0) o.layer = m->cfg.n_layers - 1;
   if (o.layer >= m->cfg.n_layers || o.n_seqs < 1 || o.batch < 1 || o.subsamples < 1 || o.subsample_rows < 2)

@@ -88,8 +88,8 @@ static void merge(bwt_dynamics_check *into, const bwt_dynamics_check *c) {
   into->value_scale = fmax(into->value_scale, c->value_scale);
 }
 
-bwt_status bwt_dynamics_verify(bwt_model *m, const bwt_task *task, uint64_t seed, int n_batches, int batch,
-                               bwt_dynamics_check *per_layer) {
+bwt_status bwt_dynamics_verify(bwt_model *m, const bwt_task *task, const bwt_forward_options *opt, uint64_t seed,
+                               int n_batches, int batch, bwt_dynamics_check *per_layer) {
   if (n_batches < 1 || batch < 1) return bwt_fail(BWT_STATUS_ARG, "verify needs at least one batch of one sequence");
   BWT_TRY(bwt_model_check_task(m, task));
   int L = m->cfg.n_layers, K = task->n_classes;
@@ -105,9 +105,9 @@ bwt_status bwt_dynamics_verify(bwt_model *m, const bwt_task *task, uint64_t seed
   for (int i = 0; s == BWT_STATUS_OK && i < n_batches; i++) {
     s = bwt_task_sample(task, seed + (uint64_t)i, &b);
     for (int l = 0; s == BWT_STATUS_OK && l < L; l++) {
-      if (m->skip_attn[l]) continue;
+      if (opt && opt->skip_attn && opt->skip_attn[l]) continue;
       const float *logits = NULL;
-      s = bwt_model_forward(m, &b, &logits);
+      s = bwt_model_forward_with(m, &b, opt, &logits);
       if (s != BWT_STATUS_OK) break;
       bwt_softmax_forward(probs, logits, (int)M, K);
       memset(dlogits, 0, sizeof(float) * M * K);

@@ -165,6 +165,11 @@ bwt_status bwt_eval_sample(const bwt_task *task, uint64_t eval_seed, long first,
 
 bwt_status bwt_evaluate(bwt_model *model, const bwt_task *task, uint64_t eval_seed, int n_seqs,
                         int batch_size, bwt_eval_result *out) {
+  return bwt_evaluate_with(model, task, NULL, eval_seed, n_seqs, batch_size, out);
+}
+
+bwt_status bwt_evaluate_with(bwt_model *model, const bwt_task *task, const bwt_forward_options *opt,
+                             uint64_t eval_seed, int n_seqs, int batch_size, bwt_eval_result *out) {
   if (n_seqs < 1 || batch_size < 1) return bwt_fail(BWT_STATUS_ARG, "evaluation needs at least one sequence (got %d, batch %d)", n_seqs, batch_size);
   BWT_TRY(bwt_model_check_task(model, task));
   bwt_eval_acc *acc = NULL;
@@ -182,7 +187,7 @@ bwt_status bwt_evaluate(bwt_model *model, const bwt_task *task, uint64_t eval_se
     batch.B = n_seqs - done < B ? n_seqs - done : B; /* the last batch: only the sequences left */
     const float *logits = NULL;
     s = bwt_eval_sample(task, eval_seed, done, &batch);
-    if (s == BWT_STATUS_OK) s = bwt_model_forward(model, &batch, &logits);
+    if (s == BWT_STATUS_OK) s = bwt_model_forward_with(model, &batch, opt, &logits);
     if (s == BWT_STATUS_OK) s = bwt_eval_add(acc, logits, &batch);
     batch.B = full_B;
   }

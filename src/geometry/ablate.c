@@ -1,4 +1,4 @@
-/* bwt_ablate: one held-out evaluation per removed component, through the model's own switches. */
+/* bwt_ablate: one held-out evaluation per removed component, through the forward's ablation options. */
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
@@ -20,11 +20,11 @@ void bwt_ablation_free(bwt_ablation *a) {
   memset(a, 0, sizeof *a);
 }
 
-static bwt_status evaluate(bwt_model *m, const bwt_task *task, uint64_t seed, int n_seqs, int batch,
-                           double *mae, double *kl) {
+static bwt_status evaluate(bwt_model *m, const bwt_task *task, const bwt_forward_options *opt, uint64_t seed,
+                           int n_seqs, int batch, double *mae, double *kl) {
   bwt_eval_result r;
   memset(&r, 0, sizeof r);
-  bwt_status s = bwt_evaluate(m, task, seed, n_seqs, batch, &r);
+  bwt_status s = bwt_evaluate_with(m, task, opt, seed, n_seqs, batch, &r);
   if (s == BWT_STATUS_OK) *mae = r.overall.entropy_mae, *kl = r.overall.kl_bits;
   bwt_eval_result_free(&r);
   return s;
@@ -58,7 +58,7 @@ static bwt_status concentration(bwt_ablation *a) {
 bwt_status bwt_ablate(bwt_model *m, const bwt_task *task, uint64_t seed, int n_seqs, int batch,
                       bwt_ablation *a, void (*progress)(void *ctx, int i, int n), void *ctx) {
   memset(a, 0, sizeof *a);
-  if (m->cfg.arch != BWT_ARCH_TRANSFORMER)
+  if (!bwt_model_has(m, BWT_CAP_ATTENTION))
     return bwt_fail(BWT_STATUS_ARG, "ablations need a transformer (this model is %s)", bwt_arch_name(m->cfg.arch));
   int L = m->cfg.n_layers, NH = m->cfg.n_heads, total = 1 + L * NH + L * BWT_ABLATE_BRANCHES, done = 0;
   a->L = L, a->NH = NH;
@@ -66,32 +66,35 @@ bwt_status bwt_ablate(bwt_model *m, const bwt_task *task, uint64_t seed, int n_s
   a->head_dkl = bwt_calloc((size_t)L * NH, sizeof(double), "ablation");
   a->branch_dmae = bwt_calloc((size_t)L * BWT_ABLATE_BRANCHES, sizeof(double), "ablation");
   a->branch_dkl = bwt_calloc((size_t)L * BWT_ABLATE_BRANCHES, sizeof(double), "ablation");
-  if (!a->head_dmae || !a->head_dkl || !a->branch_dmae || !a->branch_dkl) {
+  float *mask = bwt_calloc((size_t)L * NH, sizeof(float), "ablation");
+  uint8_t *skip = bwt_calloc(2 * (size_t)L, 1, "ablation"); /* attention, then MLP switches */
+  if (!a->head_dmae || !a->head_dkl || !a->branch_dmae || !a->branch_dkl || !mask || !skip) {
+    free(mask), free(skip);
     bwt_ablation_free(a);
     return BWT_STATUS_NOMEM;
   }
-  bwt_status s = evaluate(m, task, seed, n_seqs, batch, &a->base_mae, &a->base_kl);
+  for (int i = 0; i < L * NH; i++) mask[i] = 1.0f;
+  bwt_status s = evaluate(m, task, NULL, seed, n_seqs, batch, &a->base_mae, &a->base_kl);
   if (progress && s == BWT_STATUS_OK) progress(ctx, ++done, total);
   double mae = NAN, kl = NAN;
+  const bwt_forward_options heads = {mask, NULL, NULL}, branches = {NULL, skip, skip + L};
   for (int i = 0; s == BWT_STATUS_OK && i < L * NH; i++) {
-    float kept = m->head_mask[i];
-    m->head_mask[i] = 0;
-    s = evaluate(m, task, seed, n_seqs, batch, &mae, &kl);
-    m->head_mask[i] = kept;
+    mask[i] = 0;
+    s = evaluate(m, task, &heads, seed, n_seqs, batch, &mae, &kl);
+    mask[i] = 1.0f;
     a->head_dmae[i] = mae - a->base_mae, a->head_dkl[i] = kl - a->base_kl;
     if (progress && s == BWT_STATUS_OK) progress(ctx, ++done, total);
   }
   for (int l = 0; s == BWT_STATUS_OK && l < L; l++)
     for (int b = 0; s == BWT_STATUS_OK && b < BWT_ABLATE_BRANCHES; b++) {
-      uint8_t attn = m->skip_attn[l], mlp = m->skip_mlp[l];
-      if (b != BWT_ABLATE_MLP) m->skip_attn[l] = 1;
-      if (b != BWT_ABLATE_ATTN) m->skip_mlp[l] = 1;
-      s = evaluate(m, task, seed, n_seqs, batch, &mae, &kl);
-      m->skip_attn[l] = attn, m->skip_mlp[l] = mlp;
+      skip[l] = b != BWT_ABLATE_MLP, skip[L + l] = b != BWT_ABLATE_ATTN;
+      s = evaluate(m, task, &branches, seed, n_seqs, batch, &mae, &kl);
+      skip[l] = skip[L + l] = 0;
       a->branch_dmae[l * BWT_ABLATE_BRANCHES + b] = mae - a->base_mae;
       a->branch_dkl[l * BWT_ABLATE_BRANCHES + b] = kl - a->base_kl;
       if (progress && s == BWT_STATUS_OK) progress(ctx, ++done, total);
     }
+  free(mask), free(skip);
   if (s == BWT_STATUS_OK) s = concentration(a);
   if (s != BWT_STATUS_OK) bwt_ablation_free(a);
   return s;

@@ -140,7 +140,7 @@ bwt_status bwt_geometry_compute(bwt_model *model, const bwt_model *init, const b
                                 const bwt_geometry_options *opt, bwt_geometry *g) {
   memset(g, 0, sizeof *g);
   const bwt_model_config *mc = &model->cfg;
-  if (mc->arch != BWT_ARCH_TRANSFORMER)
+  if (!bwt_arch_has(mc->arch, BWT_CAP_ATTENTION | BWT_CAP_CAPTURE))
     return bwt_fail(BWT_STATUS_ARG, "geometry needs a transformer (this model is %s)", bwt_arch_name(mc->arch));
   if (opt->n_seqs < 2 || opt->batch < 1 || !(opt->ridge >= 0))
     return bwt_fail(BWT_STATUS_ARG, "geometry needs at least 2 sequences, a batch >= 1 and a ridge >= 0");
@@ -197,7 +197,7 @@ bwt_status bwt_geometry_compute(bwt_model *model, const bwt_model *init, const b
     int keep = opt->n_seqs - done < B ? opt->n_seqs - done : B, full_B = b.B;
     b.B = keep;
     s = bwt_eval_sample(task, opt->seed, done, &b);
-    if (s == BWT_STATUS_OK) s = bwt_model_capture(model, &b, points, &cap, &logits);
+    if (s == BWT_STATUS_OK) s = bwt_model_capture(model, &b, NULL, points, &cap, &logits);
     if (s == BWT_STATUS_OK) s = bwt_eval_add(acc, logits, &b);
     b.B = full_B;
     if (s != BWT_STATUS_OK) break;

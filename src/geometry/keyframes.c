@@ -1,45 +1,28 @@
 /* Key frames (SPEC.md §5): the keys a block gives the task's hypothesis tokens, read straight from
  * the weights, k_v = W_K · Norm_l(emb[v]) without the bias (a shared offset would make every pair
  * look aligned). */
-#include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "bwt/geometry.h"
 #include "bwt/kernels.h"
 
 int bwt_geometry_hypotheses(const bwt_task *task, int *lo) {
-  *lo = 0;
-  if (task->vocab == 0) return 0; /* continuous inputs: no token embeddings */
-  if (strcmp(task->cfg.name, "hmm") == 0) {
-    *lo = task->vocab - task->cfg.O; /* the observation symbols */
-    return task->cfg.O;
-  }
-  if (task->n_classes != task->vocab) return 0;
-  *lo = task->answer_lo;
-  return task->answer_hi - task->answer_lo;
+  *lo = task->hyp_lo;
+  return task->vocab > 0 ? task->n_hyp : 0; /* continuous inputs: no token embeddings */
 }
 
-static const float *tensor(const bwt_model *m, const char *name) {
-  const bwt_tensor_desc *d = bwt_model_find_tensor(m, name);
-  return d ? m->params + d->offset : NULL;
-}
 
 bwt_status bwt_geometry_keys(const bwt_model *m, int l, int lo, int n_hyp, float *keys) {
   const bwt_model_config *c = &m->cfg;
-  if (c->arch != BWT_ARCH_TRANSFORMER || c->input_dim > 0)
+  if (!bwt_model_has(m, BWT_CAP_ATTENTION) || c->input_dim > 0)
     return bwt_fail(BWT_STATUS_ARG, "key frames need a transformer with a token embedding");
   if (l < 0 || l >= c->n_layers || lo < 0 || n_hyp < 1 || lo + n_hyp > c->vocab)
     return bwt_fail(BWT_STATUS_ARG, "key frames: block %d or tokens %d..%d out of range", l, lo, lo + n_hyp - 1);
   int C = c->d_model;
-  char name[BWT_TENSOR_NAME_MAX];
-  snprintf(name, sizeof name, "blocks.%d.norm1.weight", l);
-  const float *nw = tensor(m, name);
-  snprintf(name, sizeof name, "blocks.%d.norm1.bias", l);
-  const float *nb = tensor(m, name);
-  snprintf(name, sizeof name, "blocks.%d.attn.wk.weight", l);
-  const float *wk = tensor(m, name);
-  const float *emb = tensor(m, "tok_emb");
+  const float *nw = bwt_model_params_of(m, bwt_model_tensor(m, BWT_ROLE_ATTN_NORM, l, 0));
+  const float *nb = bwt_model_params_of(m, bwt_model_tensor(m, BWT_ROLE_ATTN_NORM, l, 1));
+  const float *wk = bwt_model_params_of(m, bwt_model_tensor(m, BWT_ROLE_ATTN_K, l, 0));
+  const float *emb = bwt_model_params_of(m, bwt_model_tensor(m, BWT_ROLE_TOKEN_EMBEDDING, -1, 0));
   if (!nw || !wk || !emb || (c->norm == BWT_NORM_LAYER && !nb))
     return bwt_fail(BWT_STATUS_FORMAT, "key frames: the model lacks block %d's norm or key weights", l);
   float *normed = bwt_calloc((size_t)n_hyp * C, sizeof(float), "key frames");

@@ -77,7 +77,7 @@ static bwt_status measure(bwt_model *model, const bwt_task *task, const bwt_batc
   out->mae = g.entropy_mae, out->kl = g.kl_bits, out->align = fabs(g.final.spearman);
   int L = g.L, NH = g.NH, C = g.C, hs = C / NH, lo = g.hyp_lo, n_hyp = g.n_hyp;
   bwt_geometry_free(&g);
-  BWT_TRY(bwt_model_capture(model, fixed, BWT_CAPTURE_ATTENTION | BWT_CAPTURE_VALUES, &out->cap, NULL));
+  BWT_TRY(bwt_model_capture(model, fixed, NULL, BWT_CAPTURE_ATTENTION | BWT_CAPTURE_VALUES, &out->cap, NULL));
   if (n_hyp < 2) return BWT_STATUS_OK;
   out->basis = bwt_calloc((size_t)L * NH, sizeof(double *), "key bases");
   float *keys = bwt_calloc((size_t)n_hyp * C, sizeof(float), "key bases");

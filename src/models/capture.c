@@ -4,16 +4,16 @@
 
 #include "model_internal.h"
 
-bwt_status bwt_model_capture(bwt_model *m, const bwt_batch *batch, unsigned points, bwt_capture *cap,
-                             const float **logits) {
+bwt_status bwt_model_capture(bwt_model *m, const bwt_batch *batch, const bwt_forward_options *opt, unsigned points,
+                             bwt_capture *cap, const float **logits) {
   memset(cap, 0, sizeof *cap);
   const model_impl *impl = m->impl;
-  if (!impl->ops->capture)
+  if (!bwt_model_has(m, BWT_CAP_CAPTURE) || !impl->ops->capture)
     return bwt_fail(BWT_STATUS_ARG, "capture points need a transformer (this model is %s)",
                     bwt_arch_name(m->cfg.arch));
   if (points & ~(unsigned)BWT_CAPTURE_ALL) return bwt_fail(BWT_STATUS_ARG, "unknown capture point in mask 0x%x", points);
   const float *out = NULL;
-  BWT_TRY(bwt_model_forward(m, batch, &out));
+  BWT_TRY(bwt_model_forward_with(m, batch, opt, &out));
   if (logits) *logits = out;
   int L = m->cfg.n_layers, C = m->cfg.d_model, NH = m->cfg.n_heads;
   *cap = (bwt_capture){points, L, batch->B, batch->T, batch->n_sup, C, NH,
@@ -53,11 +53,11 @@ bwt_status bwt_model_backward_traced(bwt_model *m, const bwt_batch *batch, const
                                      bwt_attention_trace *tr) {
   memset(tr, 0, sizeof *tr);
   const bwt_model_config *c = &m->cfg;
-  if (c->arch != BWT_ARCH_TRANSFORMER)
+  if (!bwt_model_has(m, BWT_CAP_TRACE))
     return bwt_fail(BWT_STATUS_ARG, "attention traces need a transformer (this model is %s)", bwt_arch_name(c->arch));
   if (layer < 0 || layer >= c->n_layers)
     return bwt_fail(BWT_STATUS_ARG, "no block %d to trace (the model has %d)", layer, c->n_layers);
-  if (m->skip_attn[layer]) return bwt_fail(BWT_STATUS_ARG, "block %d's attention is switched off", layer);
+  if (model_skip_attn(m, layer)) return bwt_fail(BWT_STATUS_ARG, "block %d's attention is switched off", layer);
   int last = layer + 1 == c->n_layers, nq = last ? batch->n_sup : batch->T;
   *tr = (bwt_attention_trace){layer, batch->B, batch->T, c->d_model, c->n_heads, nq, last ? batch->sup_pos : NULL,
                               NULL, NULL, NULL, NULL, NULL};
@@ -69,11 +69,7 @@ bwt_status bwt_model_backward_traced(bwt_model *m, const bwt_batch *batch, const
   tr->v = bwt_calloc(NC, sizeof(float), "attention trace");
   tr->dv = bwt_calloc(NC, sizeof(float), "attention trace");
   if (!tr->u || !tr->att || !tr->dscore || !tr->v || !tr->dv) return BWT_STATUS_NOMEM;
-  model_impl *impl = m->impl;
-  impl->trace = tr;
-  bwt_status s = bwt_model_backward(m, batch, dlogits);
-  impl->trace = NULL;
-  return s;
+  return ((model_impl *)m->impl)->ops->backward(m, batch, dlogits, tr);
 }
 
 void bwt_attention_trace_free(bwt_attention_trace *tr) {

@@ -15,13 +15,13 @@ static const char *join(char *name, const char *prefix, const char *suffix) {
 }
 #define G(off) (m->grads + (off))
 
-void norm_declare(bwt_model *m, norm_params *p, const char *prefix) {
+void norm_declare(bwt_model *m, norm_params *p, const char *prefix, tensor_id id) {
   char name[2 * BWT_TENSOR_NAME_MAX]; /* room for gcc's truncation analysis; names are checked on entry */
   int C = m->cfg.d_model;
-  p->weight = model_add_tensor(m, join(name, prefix, "weight"), 1, C, 0, INIT_ONES);
+  p->weight = model_add_tensor(m, join(name, prefix, "weight"), id, 1, C, 0, INIT_ONES);
   p->bias = 0;
   if (m->cfg.norm == BWT_NORM_LAYER) {
-    p->bias = model_add_tensor(m, join(name, prefix, "bias"), 1, C, 0, INIT_ZEROS);
+    p->bias = model_add_tensor(m, join(name, prefix, "bias"), id, 1, C, 0, INIT_ZEROS);
   }
 }
 
@@ -44,14 +44,15 @@ void norm_backward(bwt_model *m, const norm_params *p, const norm_acts *a, float
     bwt_rmsnorm_backward(dinp, G(p->weight), dout, inp, P(p->weight), a->rstd, N, C);
 }
 
-void ffn_declare(bwt_model *m, ffn_params *p, const char *prefix) {
+void ffn_declare(bwt_model *m, ffn_params *p, const char *prefix, int layer) {
   char name[2 * BWT_TENSOR_NAME_MAX]; /* room for gcc's truncation analysis; names are checked on entry */
   int C = m->cfg.d_model, H = 4 * C;
-  norm_declare(m, &p->norm, join(name, prefix, "norm"));
-  p->fc1_w = model_add_tensor(m, join(name, prefix, "fc1.weight"), 2, H, C, INIT_WEIGHT);
-  p->fc1_b = model_add_bias(m, join(name, prefix, "fc1.bias"), H, C);
-  p->fc2_w = model_add_tensor(m, join(name, prefix, "fc2.weight"), 2, C, H, INIT_WEIGHT_RESIDUAL);
-  p->fc2_b = model_add_bias(m, join(name, prefix, "fc2.bias"), C, H);
+  tensor_id in = TENSOR_ID(BWT_ROLE_MLP_IN, layer), out = TENSOR_ID(BWT_ROLE_MLP_OUT, layer);
+  norm_declare(m, &p->norm, join(name, prefix, "norm"), TENSOR_ID(BWT_ROLE_MLP_NORM, layer));
+  p->fc1_w = model_add_tensor(m, join(name, prefix, "fc1.weight"), in, 2, H, C, INIT_WEIGHT);
+  p->fc1_b = model_add_bias(m, join(name, prefix, "fc1.bias"), in, H, C);
+  p->fc2_w = model_add_tensor(m, join(name, prefix, "fc2.weight"), out, 2, C, H, INIT_WEIGHT_RESIDUAL);
+  p->fc2_b = model_add_bias(m, join(name, prefix, "fc2.bias"), out, C, H);
 }
 
 void ffn_forward(const bwt_model *m, const ffn_params *p, const ffn_acts *a, float *out,
@@ -82,10 +83,11 @@ void input_declare(bwt_model *m, input_params *p) {
   const bwt_model_config *c = &m->cfg;
   memset(p, 0, sizeof *p);
   if (c->input_dim > 0) {
-    p->w_in = model_add_tensor(m, "in_proj.weight", 2, c->d_model, c->input_dim, INIT_WEIGHT);
-    p->b_in = model_add_bias(m, "in_proj.bias", c->d_model, c->input_dim);
+    tensor_id in = TENSOR_ID(BWT_ROLE_INPUT_PROJ, -1);
+    p->w_in = model_add_tensor(m, "in_proj.weight", in, 2, c->d_model, c->input_dim, INIT_WEIGHT);
+    p->b_in = model_add_bias(m, "in_proj.bias", in, c->d_model, c->input_dim);
   } else {
-    p->wte = model_add_tensor(m, "tok_emb", 2, c->vocab, c->d_model, INIT_EMBEDDING);
+    p->wte = model_add_tensor(m, "tok_emb", TENSOR_ID(BWT_ROLE_TOKEN_EMBEDDING, -1), 2, c->vocab, c->d_model, INIT_EMBEDDING);
   }
   p->wpe = model_declare_positions(m);
 }
@@ -139,9 +141,10 @@ void scatter_rows_add(float *dx, const float *dout, const bwt_batch *batch, int 
 }
 
 void readout_declare(bwt_model *m, readout_params *p, size_t wte) {
-  norm_declare(m, &p->norm, "norm_f");
+  norm_declare(m, &p->norm, "norm_f", TENSOR_ID(BWT_ROLE_FINAL_NORM, -1));
   p->head = m->cfg.tied_head ? wte
-                             : model_add_tensor(m, "head.weight", 2, m->cfg.n_classes, m->cfg.d_model, INIT_WEIGHT);
+                             : model_add_tensor(m, "head.weight", TENSOR_ID(BWT_ROLE_HEAD, -1), 2, m->cfg.n_classes,
+                                                m->cfg.d_model, INIT_WEIGHT);
 }
 
 size_t readout_floats(const bwt_model_config *c, int M) {

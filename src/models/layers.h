@@ -18,7 +18,7 @@ typedef struct {
   float *rstd; /* (N) */
 } norm_acts;
 
-void norm_declare(bwt_model *m, norm_params *p, const char *prefix);
+void norm_declare(bwt_model *m, norm_params *p, const char *prefix, tensor_id id);
 void norm_forward(const bwt_model *m, const norm_params *p, const norm_acts *a, const float *inp,
                   int N);
 /* dinp(N,C) += ∂/∂inp; parameter gradients accumulate into m->grads. */
@@ -42,7 +42,7 @@ typedef struct {
   float *dpre;    /* (N,H) */
 } ffn_scratch;
 
-void ffn_declare(bwt_model *m, ffn_params *p, const char *prefix);
+void ffn_declare(bwt_model *m, ffn_params *p, const char *prefix, int layer);
 /* out(N,C) = x + fc2(gelu(fc1(norm(x)))); out may not alias x. */
 void ffn_forward(const bwt_model *m, const ffn_params *p, const ffn_acts *a, float *out,
                  const float *x, int N);

@@ -45,13 +45,13 @@ static bwt_status build(bwt_model *m) {
   char name[2 * BWT_TENSOR_NAME_MAX];
   for (int l = 0; l < c->n_layers; l++) {
     lstm_layer *y = &t->layers[l];
-#define ADD(field, what, ndim, d0, d1)                           \
-  snprintf(name, sizeof name, "lstm.%s_l%d", what, l);           \
-  y->field = model_add_tensor(m, name, ndim, d0, d1, INIT_UNIFORM_HIDDEN)
-    ADD(w_ih, "weight_ih", 2, 4 * C, C);
-    ADD(w_hh, "weight_hh", 2, 4 * C, C);
-    ADD(b_ih, "bias_ih", 1, 4 * C, 0);
-    ADD(b_hh, "bias_hh", 1, 4 * C, 0);
+#define ADD(field, what, role, ndim, d0, d1)                   \
+  snprintf(name, sizeof name, "lstm.%s_l%d", what, l);         \
+  y->field = model_add_tensor(m, name, TENSOR_ID(role, l), ndim, d0, d1, INIT_UNIFORM_HIDDEN)
+    ADD(w_ih, "weight_ih", BWT_ROLE_RECURRENT_IN, 2, 4 * C, C);
+    ADD(w_hh, "weight_hh", BWT_ROLE_RECURRENT_HIDDEN, 2, 4 * C, C);
+    ADD(b_ih, "bias_ih", BWT_ROLE_RECURRENT_IN, 1, 4 * C, 0);
+    ADD(b_hh, "bias_hh", BWT_ROLE_RECURRENT_HIDDEN, 1, 4 * C, 0);
 #undef ADD
   }
   readout_declare(m, &t->readout, t->in.wte);
@@ -113,7 +113,8 @@ static bwt_status forward(bwt_model *m, const bwt_batch *batch, const float **lo
   return BWT_STATUS_OK;
 }
 
-static bwt_status backward(bwt_model *m, const bwt_batch *batch, const float *dlogits) {
+static bwt_status backward(bwt_model *m, const bwt_batch *batch, const float *dlogits, bwt_attention_trace *trace) {
+  (void)trace; /* no attention */
   const bwt_model_config *c = &m->cfg;
   lstm *t = model_arch(m);
   int B = batch->B, T = batch->T, N = B * T, M = B * batch->n_sup, C = c->d_model;

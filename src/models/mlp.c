@@ -27,7 +27,7 @@ typedef struct {
   ffn_scratch ffn_s;
 } mlp;
 
-static int is_window(const bwt_model *m) { return m->cfg.arch == BWT_ARCH_WINDOW_MLP; }
+static int is_window(const bwt_model *m) { return bwt_model_has(m, BWT_CAP_WINDOW); }
 
 static bwt_status build(bwt_model *m) {
   const bwt_model_config *c = &m->cfg;
@@ -38,16 +38,17 @@ static bwt_status build(bwt_model *m) {
   t->acts = bwt_calloc(c->n_layers, sizeof *t->acts, "mlp blocks");
   if (!t->blocks || !t->acts) return BWT_STATUS_NOMEM;
   int C = c->d_model;
-  t->wte = model_add_tensor(m, "tok_emb", 2, c->vocab, C, INIT_EMBEDDING);
+  t->wte = model_add_tensor(m, "tok_emb", TENSOR_ID(BWT_ROLE_TOKEN_EMBEDDING, -1), 2, c->vocab, C, INIT_EMBEDDING);
   t->wpe = model_declare_positions(m);
   if (is_window(m)) {
-    t->win_w = model_add_tensor(m, "window.weight", 2, C, c->window * C, INIT_WEIGHT);
-    t->win_b = model_add_bias(m, "window.bias", C, c->window * C);
+    tensor_id win = TENSOR_ID(BWT_ROLE_WINDOW_PROJ, -1);
+    t->win_w = model_add_tensor(m, "window.weight", win, 2, C, c->window * C, INIT_WEIGHT);
+    t->win_b = model_add_bias(m, "window.bias", win, C, c->window * C);
   }
   char name[2 * BWT_TENSOR_NAME_MAX]; /* room for gcc's truncation analysis; names are checked on entry */
   for (int l = 0; l < c->n_layers; l++) {
     snprintf(name, sizeof name, "blocks.%d.mlp", l);
-    ffn_declare(m, &t->blocks[l], name);
+    ffn_declare(m, &t->blocks[l], name, l);
   }
   readout_declare(m, &t->readout, t->wte);
   return BWT_STATUS_OK;
@@ -63,7 +64,7 @@ static void destroy(bwt_model *m) {
 
 static size_t carve(mlp *t, const bwt_model_config *c, float *base, int M) {
   size_t off = 0, C = c->d_model, H = 4 * C, L = c->n_layers;
-  size_t W = c->arch == BWT_ARCH_WINDOW_MLP ? (size_t)c->window * C : 0;
+  size_t W = bwt_arch_has(c->arch, BWT_CAP_WINDOW) ? (size_t)c->window * C : 0;
 #define TAKE(ptr, n) (ptr = base ? base + off : NULL, off += (n))
   TAKE(t->u, M * W);
   TAKE(t->du, M * W);
@@ -145,7 +146,8 @@ static bwt_status forward(bwt_model *m, const bwt_batch *batch, const float **lo
   return BWT_STATUS_OK;
 }
 
-static bwt_status backward(bwt_model *m, const bwt_batch *batch, const float *dlogits) {
+static bwt_status backward(bwt_model *m, const bwt_batch *batch, const float *dlogits, bwt_attention_trace *trace) {
+  (void)trace; /* no attention */
   const bwt_model_config *c = &m->cfg;
   mlp *t = model_arch(m);
   int M = batch->B * batch->n_sup, C = c->d_model;

@@ -8,40 +8,90 @@
 #include "bwt/kernels.h"
 #include "model_internal.h"
 
-static const char *const arch_names[] = {"transformer", "mlp", "window_mlp", "lstm"};
+/* The architectures: one row each, with the operations behind bwt_model_*. */
+typedef struct {
+  bwt_arch_info info;
+  const model_arch_ops *ops;
+} arch_entry;
+
+#define ATTENTION_CAPS (BWT_CAP_ATTENTION | BWT_CAP_CAPTURE | BWT_CAP_TRACE | BWT_CAP_CONTINUOUS_INPUT | BWT_CAP_CONTEXT)
+static const arch_entry arch_table[] = {
+    [BWT_ARCH_TRANSFORMER] = {{"transformer", "transformer", ATTENTION_CAPS, 2, BWT_NORM_RMS}, &transformer_ops},
+    [BWT_ARCH_MLP] = {{"mlp", "mlp (context-free)", 0, 4, BWT_NORM_LAYER}, &mlp_ops},
+    [BWT_ARCH_WINDOW_MLP] = {{"window_mlp", "window_mlp", BWT_CAP_WINDOW | BWT_CAP_CONTEXT, 4, BWT_NORM_LAYER}, &mlp_ops},
+    [BWT_ARCH_LSTM] = {{"lstm", "lstm", BWT_CAP_RECURRENT | BWT_CAP_CONTINUOUS_INPUT | BWT_CAP_CONTEXT, 2, BWT_NORM_LAYER}, &lstm_ops},
+};
+_Static_assert(sizeof arch_table / sizeof arch_table[0] == BWT_ARCH_COUNT, "one row per architecture");
+
 static const char *const norm_names[] = {"rms", "layer"};
 static const char *const positions_names[] = {"learned", "sinusoidal", "none"};
 static const char *const init_names[] = {"bwt", "torch"};
+#define COUNT(a) ((int)(sizeof a / sizeof a[0]))
+_Static_assert(COUNT(norm_names) == BWT_NORM_LAYER + 1, "one name per norm");
+_Static_assert(COUNT(positions_names) == BWT_POS_NONE + 1, "one name per position encoding");
+_Static_assert(COUNT(init_names) == BWT_INIT_TORCH + 1, "one name per initialisation");
 
+/* Finds s among n names (name(i) gives the i-th); fails naming the known ones. */
+static bwt_status parse_name(const char *s, int n, const char *(*name)(int), const char *what, int *out) {
+  char known[256] = "";
+  for (int i = 0; i < n; i++) {
+    if (strcmp(s, name(i)) == 0) return *out = i, BWT_STATUS_OK;
+    size_t len = strlen(known);
+    snprintf(known + len, sizeof known - len, "%s%s", i ? ", " : "", name(i));
+  }
+  return bwt_fail(BWT_STATUS_ARG, "unknown %s '%s' (known: %s)", what, s, known);
+}
+
+static const char *arch_at(int i) { return arch_table[i].info.name; }
+static const char *norm_at(int i) { return norm_names[i]; }
+static const char *positions_at(int i) { return positions_names[i]; }
+static const char *init_at(int i) { return init_names[i]; }
+
+const bwt_arch_info *bwt_arch_info_of(bwt_arch arch) {
+  return (unsigned)arch < BWT_ARCH_COUNT ? &arch_table[arch].info : NULL;
+}
+
+int bwt_arch_has(bwt_arch arch, unsigned caps) {
+  const bwt_arch_info *a = bwt_arch_info_of(arch);
+  return a && (a->caps & caps) == caps;
+}
+
+const char *bwt_arch_list(unsigned caps, const char *sep, char *buf, size_t cap) {
+  size_t len = 0;
+  buf[0] = '\0';
+  for (int i = 0; i < BWT_ARCH_COUNT; i++)
+    if ((arch_table[i].info.caps & caps) == caps && len < cap)
+      len += (size_t)snprintf(buf + len, cap - len, "%s%s", len ? sep : "", arch_table[i].info.name);
+  return buf;
+}
+
+const char *bwt_arch_name(bwt_arch arch) { return arch_table[arch].info.name; }
+const char *bwt_norm_name(bwt_norm norm) { return norm_names[norm]; }
+const char *bwt_positions_name(bwt_positions p) { return positions_names[p]; }
 const char *bwt_init_name(bwt_init init) { return init_names[init]; }
 
-bwt_status bwt_init_parse(const char *s, bwt_init *init) {
-  for (int i = 0; i < 2; i++)
-    if (strcmp(s, init_names[i]) == 0) return *init = (bwt_init)i, BWT_STATUS_OK;
-  return bwt_fail(BWT_STATUS_ARG, "unknown init '%s' (known: bwt, torch)", s);
-}
-
-const char *bwt_arch_name(bwt_arch arch) { return arch_names[arch]; }
-const char *bwt_norm_name(bwt_norm norm) { return norm_names[norm]; }
-
 bwt_status bwt_arch_parse(const char *s, bwt_arch *arch) {
-  for (int i = 0; i < 4; i++)
-    if (strcmp(s, arch_names[i]) == 0) return *arch = (bwt_arch)i, BWT_STATUS_OK;
-  return bwt_fail(BWT_STATUS_ARG, "unknown architecture '%s' (known: transformer, mlp, window_mlp, lstm)", s);
-}
-
-const char *bwt_positions_name(bwt_positions p) { return positions_names[p]; }
-
-bwt_status bwt_positions_parse(const char *s, bwt_positions *p) {
-  for (int i = 0; i < 3; i++)
-    if (strcmp(s, positions_names[i]) == 0) return *p = (bwt_positions)i, BWT_STATUS_OK;
-  return bwt_fail(BWT_STATUS_ARG, "unknown positions '%s' (known: learned, sinusoidal, none)", s);
+  int i;
+  BWT_TRY(parse_name(s, BWT_ARCH_COUNT, arch_at, "architecture", &i));
+  return *arch = (bwt_arch)i, BWT_STATUS_OK;
 }
 
 bwt_status bwt_norm_parse(const char *s, bwt_norm *norm) {
-  for (int i = 0; i < 2; i++)
-    if (strcmp(s, norm_names[i]) == 0) return *norm = (bwt_norm)i, BWT_STATUS_OK;
-  return bwt_fail(BWT_STATUS_ARG, "unknown norm '%s' (known: rms, layer)", s);
+  int i;
+  BWT_TRY(parse_name(s, COUNT(norm_names), norm_at, "norm", &i));
+  return *norm = (bwt_norm)i, BWT_STATUS_OK;
+}
+
+bwt_status bwt_positions_parse(const char *s, bwt_positions *p) {
+  int i;
+  BWT_TRY(parse_name(s, COUNT(positions_names), positions_at, "positions", &i));
+  return *p = (bwt_positions)i, BWT_STATUS_OK;
+}
+
+bwt_status bwt_init_parse(const char *s, bwt_init *init) {
+  int i;
+  BWT_TRY(parse_name(s, COUNT(init_names), init_at, "init", &i));
+  return *init = (bwt_init)i, BWT_STATUS_OK;
 }
 
 void bwt_model_config_default(bwt_model_config *cfg, bwt_arch arch, const bwt_task *task) {
@@ -52,10 +102,9 @@ void bwt_model_config_default(bwt_model_config *cfg, bwt_arch arch, const bwt_ta
   cfg->n_classes = task->n_classes;
   cfg->max_T = task->seq_len;
   cfg->d_model = 64;
-  cfg->n_layers = arch == BWT_ARCH_TRANSFORMER || arch == BWT_ARCH_LSTM ? 2 : 4;
+  cfg->n_layers = arch_table[arch].info.default_layers;
   cfg->n_heads = 4;
-  /* The reference transformer uses RMSNorm; the reference MLP control uses LayerNorm. */
-  cfg->norm = arch == BWT_ARCH_TRANSFORMER ? BWT_NORM_RMS : BWT_NORM_LAYER;
+  cfg->norm = arch_table[arch].info.default_norm;
   cfg->tied_head = 0;
   cfg->window = task->seq_len;
   cfg->init = BWT_INIT_BWT;
@@ -63,14 +112,16 @@ void bwt_model_config_default(bwt_model_config *cfg, bwt_arch arch, const bwt_ta
 }
 
 bwt_status bwt_model_config_check(const bwt_model_config *c) {
-  if ((unsigned)c->arch > BWT_ARCH_LSTM) return bwt_fail(BWT_STATUS_ARG, "unknown architecture %d", (int)c->arch);
+  if ((unsigned)c->arch >= BWT_ARCH_COUNT) return bwt_fail(BWT_STATUS_ARG, "unknown architecture %d", (int)c->arch);
   if ((unsigned)c->positions > BWT_POS_NONE) return bwt_fail(BWT_STATUS_ARG, "unknown positions %d", (int)c->positions);
   if ((unsigned)c->norm > BWT_NORM_LAYER) return bwt_fail(BWT_STATUS_ARG, "unknown norm %d", (int)c->norm);
   if ((unsigned)c->init > BWT_INIT_TORCH) return bwt_fail(BWT_STATUS_ARG, "unknown init %d", (int)c->init);
   if (c->input_dim > 0) {
     if (c->vocab != 0) return bwt_fail(BWT_STATUS_ARG, "model: continuous inputs (input_dim %d) take no vocabulary (got vocab %d)", c->input_dim, c->vocab);
-    if (c->arch != BWT_ARCH_TRANSFORMER && c->arch != BWT_ARCH_LSTM)
-      return bwt_fail(BWT_STATUS_ARG, "model: continuous inputs need --arch transformer or lstm (%s takes tokens)", bwt_arch_name(c->arch));
+    char archs[128];
+    if (!bwt_arch_has(c->arch, BWT_CAP_CONTINUOUS_INPUT))
+      return bwt_fail(BWT_STATUS_ARG, "model: continuous inputs need --arch %s (%s takes tokens)",
+                      bwt_arch_list(BWT_CAP_CONTINUOUS_INPUT, " or ", archs, sizeof archs), bwt_arch_name(c->arch));
     if (c->tied_head) return bwt_fail(BWT_STATUS_ARG, "model: a tied head needs token inputs");
   } else if (c->vocab < 1) {
     return bwt_fail(BWT_STATUS_ARG, "model: vocab must be >= 1 (got %d)", c->vocab);
@@ -83,18 +134,18 @@ bwt_status bwt_model_config_check(const bwt_model_config *c) {
     return bwt_fail(BWT_STATUS_ARG, "model: tied_head and attn_bias must be true or false");
   if (c->d_model < 1 || c->d_model > 16384) return bwt_fail(BWT_STATUS_ARG, "model: d_model must be in 1..16384 (got %d)", c->d_model);
   if (c->n_layers < 1 || c->n_layers > 1000) return bwt_fail(BWT_STATUS_ARG, "model: layers must be in 1..1000 (got %d)", c->n_layers);
-  if (c->arch == BWT_ARCH_TRANSFORMER) {
+  if (bwt_arch_has(c->arch, BWT_CAP_ATTENTION)) {
     if (c->n_heads < 1 || c->n_heads > c->d_model) return bwt_fail(BWT_STATUS_ARG, "model: heads must be in 1..d_model (got %d)", c->n_heads);
     if (c->d_model % c->n_heads) return bwt_fail(BWT_STATUS_ARG, "model: heads (%d) must divide d_model (%d)", c->n_heads, c->d_model);
   }
   if (c->tied_head && c->n_classes != c->vocab)
     return bwt_fail(BWT_STATUS_ARG, "model: a tied head needs n_classes == vocab (%d != %d)", c->n_classes, c->vocab);
-  if (c->arch == BWT_ARCH_WINDOW_MLP && (c->window < 1 || c->window > c->max_T))
+  if (bwt_arch_has(c->arch, BWT_CAP_WINDOW) && (c->window < 1 || c->window > c->max_T))
     return bwt_fail(BWT_STATUS_ARG, "model: window must be in 1..%d (got %d)", c->max_T, c->window);
   return BWT_STATUS_OK;
 }
 
-size_t model_add_tensor(bwt_model *m, const char *name, int ndim, int d0, int d1, tensor_init init) {
+size_t model_add_tensor(bwt_model *m, const char *name, tensor_id id, int ndim, int d0, int d1, tensor_init init) {
   model_impl *impl = m->impl;
   if (m->n_tensors == impl->cap) {
     /* The table grows during build only; a failed grow is reported by bwt_model_create. */
@@ -116,13 +167,16 @@ size_t model_add_tensor(bwt_model *m, const char *name, int ndim, int d0, int d1
   t->size = (size_t)d0 * (ndim == 2 ? (size_t)d1 : 1);
   t->offset = m->n_params;
   t->decay = ndim == 2;
+  t->role = id.role;
+  t->layer = id.layer;
+  t->bias = ndim == 1 && init != INIT_ONES;
   impl->init[m->n_tensors++] = (tensor_start){init, ndim == 2 ? d1 : 0};
   m->n_params += t->size;
   return t->offset;
 }
 
-size_t model_add_bias(bwt_model *m, const char *name, int n, int fan_in) {
-  size_t off = model_add_tensor(m, name, 1, n, 0, INIT_BIAS);
+size_t model_add_bias(bwt_model *m, const char *name, tensor_id id, int n, int fan_in) {
+  size_t off = model_add_tensor(m, name, id, 1, n, 0, INIT_BIAS);
   model_impl *impl = m->impl;
   if (!impl->table_oom) impl->init[m->n_tensors - 1].fan_in = fan_in;
   return off;
@@ -130,7 +184,7 @@ size_t model_add_bias(bwt_model *m, const char *name, int n, int fan_in) {
 
 size_t model_declare_positions(bwt_model *m) {
   if (m->cfg.positions != BWT_POS_LEARNED) return 0;
-  return model_add_tensor(m, "pos_emb", 2, m->cfg.max_T, m->cfg.d_model, INIT_EMBEDDING);
+  return model_add_tensor(m, "pos_emb", TENSOR_ID(BWT_ROLE_POSITION, -1), 2, m->cfg.max_T, m->cfg.d_model, INIT_EMBEDDING);
 }
 
 const float *model_positions(bwt_model *m, size_t wpe, int T) {
@@ -219,9 +273,7 @@ static bwt_status build_table(bwt_model **out, const bwt_model_config *cfg) {
   if (!m || !impl) return free(m), free(impl), BWT_STATUS_NOMEM;
   m->cfg = *cfg;
   m->impl = impl;
-  impl->ops = cfg->arch == BWT_ARCH_TRANSFORMER ? &transformer_ops
-              : cfg->arch == BWT_ARCH_LSTM      ? &lstm_ops
-                                                : &mlp_ops;
+  impl->ops = arch_table[cfg->arch].ops;
   bwt_status s = impl->ops->build(m);
   if (s == BWT_STATUS_OK && impl->table_oom) s = bwt_fail(BWT_STATUS_NOMEM, "cannot build the tensor table (out of memory, or a name over %d characters)", BWT_TENSOR_NAME_MAX - 1);
   if (s != BWT_STATUS_OK) {
@@ -243,17 +295,12 @@ bwt_status bwt_model_count_params(const bwt_model_config *cfg, size_t *n_params)
 bwt_status bwt_model_create(bwt_model **out, const bwt_model_config *cfg, uint64_t seed) {
   bwt_model *m = NULL;
   BWT_TRY(build_table(&m, cfg));
-  int L = cfg->n_layers, NH = cfg->arch == BWT_ARCH_TRANSFORMER ? cfg->n_heads : 1;
   m->params = bwt_calloc(m->n_params, sizeof(float), "parameters");
   m->grads = bwt_calloc(m->n_params, sizeof(float), "gradients");
-  m->head_mask = bwt_calloc((size_t)L * NH, sizeof(float), "head mask");
-  m->skip_attn = bwt_calloc(L, 1, "block switches");
-  m->skip_mlp = bwt_calloc(L, 1, "block switches");
-  if (!m->params || !m->grads || !m->head_mask || !m->skip_attn || !m->skip_mlp) {
+  if (!m->params || !m->grads) {
     bwt_model_free(m);
     return BWT_STATUS_NOMEM;
   }
-  for (int i = 0; i < L * NH; i++) m->head_mask[i] = 1.0f;
   init_weights(m, seed);
   *out = m;
   return BWT_STATUS_OK;
@@ -271,9 +318,6 @@ void bwt_model_free(bwt_model *m) {
   free(m->tensors);
   free(m->params);
   free(m->grads);
-  free(m->head_mask);
-  free(m->skip_attn);
-  free(m->skip_mlp);
   free(m);
 }
 
@@ -315,13 +359,23 @@ static bwt_status check_batch(const bwt_model *m, const bwt_batch *batch) {
   return BWT_STATUS_OK;
 }
 
-bwt_status bwt_model_forward(bwt_model *m, const bwt_batch *batch, const float **logits) {
+bwt_status bwt_model_forward_with(bwt_model *m, const bwt_batch *batch, const bwt_forward_options *opt,
+                                  const float **logits) {
   BWT_TRY(check_batch(m, batch));
-  return ((model_impl *)m->impl)->ops->forward(m, batch, logits);
+  model_impl *impl = m->impl;
+  bwt_forward_options o = opt ? *opt : (bwt_forward_options){NULL, NULL, NULL};
+  if ((o.head_mask || o.skip_attn || o.skip_mlp) && !bwt_model_has(m, BWT_CAP_ATTENTION))
+    return bwt_fail(BWT_STATUS_ARG, "ablations need a transformer (this model is %s)", bwt_arch_name(m->cfg.arch));
+  impl->fwd = o;
+  return impl->ops->forward(m, batch, logits);
+}
+
+bwt_status bwt_model_forward(bwt_model *m, const bwt_batch *batch, const float **logits) {
+  return bwt_model_forward_with(m, batch, NULL, logits);
 }
 
 bwt_status bwt_model_backward(bwt_model *m, const bwt_batch *batch, const float *dlogits) {
-  return ((model_impl *)m->impl)->ops->backward(m, batch, dlogits);
+  return ((model_impl *)m->impl)->ops->backward(m, batch, dlogits, NULL);
 }
 
 void bwt_model_zero_grad(bwt_model *m) { bwt_zero(m->grads, m->n_params); }
@@ -331,3 +385,27 @@ const bwt_tensor_desc *bwt_model_find_tensor(const bwt_model *m, const char *nam
     if (strcmp(m->tensors[i].name, name) == 0) return &m->tensors[i];
   return NULL;
 }
+
+const bwt_tensor_desc *bwt_model_tensor(const bwt_model *m, bwt_tensor_role role, int layer, int bias) {
+  for (int i = 0; i < m->n_tensors; i++) {
+    const bwt_tensor_desc *t = &m->tensors[i];
+    if (t->role == role && t->layer == layer && t->bias == !!bias) return t;
+  }
+  return NULL;
+}
+
+float *bwt_model_params_of(const bwt_model *m, const bwt_tensor_desc *t) { return t ? m->params + t->offset : NULL; }
+
+static const char *const role_names[] = {
+    [BWT_ROLE_TOKEN_EMBEDDING] = "token_embedding", [BWT_ROLE_INPUT_PROJ] = "input_proj",
+    [BWT_ROLE_POSITION] = "position",               [BWT_ROLE_WINDOW_PROJ] = "window_proj",
+    [BWT_ROLE_ATTN_NORM] = "attn_norm",             [BWT_ROLE_ATTN_Q] = "attn_q",
+    [BWT_ROLE_ATTN_K] = "attn_k",                   [BWT_ROLE_ATTN_V] = "attn_v",
+    [BWT_ROLE_ATTN_O] = "attn_o",                   [BWT_ROLE_MLP_NORM] = "mlp_norm",
+    [BWT_ROLE_MLP_IN] = "mlp_in",                   [BWT_ROLE_MLP_OUT] = "mlp_out",
+    [BWT_ROLE_RECURRENT_IN] = "recurrent_in",       [BWT_ROLE_RECURRENT_HIDDEN] = "recurrent_hidden",
+    [BWT_ROLE_FINAL_NORM] = "final_norm",           [BWT_ROLE_HEAD] = "head",
+};
+_Static_assert(COUNT(role_names) == BWT_ROLE_COUNT, "one name per role");
+
+const char *bwt_tensor_role_name(bwt_tensor_role role) { return (unsigned)role < BWT_ROLE_COUNT ? role_names[role] : "unknown"; }

@@ -30,8 +30,10 @@ typedef struct {
 typedef struct {
   /* Declares the tensors (model_add_tensor) and allocates the architecture's private state. */
   bwt_status (*build)(bwt_model *m);
+  /* The forward's options are in model_impl.fwd (model_head_mask, model_skip_attn, model_skip_mlp). */
   bwt_status (*forward)(bwt_model *m, const bwt_batch *batch, const float **logits);
-  bwt_status (*backward)(bwt_model *m, const bwt_batch *batch, const float *dlogits);
+  /* trace (NULL: none) records block trace->layer's attention (bwt_model_backward_traced). */
+  bwt_status (*backward)(bwt_model *m, const bwt_batch *batch, const float *dlogits, bwt_attention_trace *trace);
   void (*destroy)(bwt_model *m);
   /* Copies the capture points of the forward just run (NULL: the architecture has none). */
   bwt_status (*capture)(const bwt_model *m, const bwt_batch *batch, bwt_capture *cap);
@@ -44,19 +46,26 @@ typedef struct {
   int table_oom;     /* a model_add_tensor ran out of memory */
   void *arch;        /* the architecture's own state */
   float *sinusoids;  /* (sin_rows, C) the fixed position table, when positions are sinusoidal */
-  bwt_attention_trace *trace; /* set during bwt_model_backward_traced: the block to record */
   int sin_rows;
+  bwt_forward_options fwd; /* the options of the forward just run, for its backward */
 } model_impl;
 
 extern const model_arch_ops transformer_ops;
 extern const model_arch_ops mlp_ops; /* both the context-free and the window MLP */
 extern const model_arch_ops lstm_ops;
 
+/* A tensor's role and block (−1 outside the blocks). */
+typedef struct {
+  bwt_tensor_role role;
+  int layer;
+} tensor_id;
+#define TENSOR_ID(role, layer) ((tensor_id){(role), (layer)})
+
 /* Appends a tensor to the table and returns its offset in the arenas. Shape (d0) or (d0, d1); a
- * weight's fan_in is d1. */
-size_t model_add_tensor(bwt_model *m, const char *name, int ndim, int d0, int d1, tensor_init init);
+ * weight's fan_in is d1. A 1-D tensor other than a norm's weight is its role's bias. */
+size_t model_add_tensor(bwt_model *m, const char *name, tensor_id id, int ndim, int d0, int d1, tensor_init init);
 /* Appends the bias (n) of a linear layer with fan_in inputs. */
-size_t model_add_bias(bwt_model *m, const char *name, int n, int fan_in);
+size_t model_add_bias(bwt_model *m, const char *name, tensor_id id, int n, int fan_in);
 /* The parameters at an offset, or NULL for NO_TENSOR (an optional bias that is absent). */
 static inline float *model_param(const bwt_model *m, size_t off) { return off == NO_TENSOR ? NULL : m->params + off; }
 static inline float *model_grad(const bwt_model *m, size_t off) { return off == NO_TENSOR ? NULL : m->grads + off; }
@@ -67,6 +76,19 @@ size_t model_declare_positions(bwt_model *m);
 const float *model_positions(bwt_model *m, size_t wpe, int T);
 /* Where the position rows' gradients go: the learned table's, or NULL for sinusoids. */
 float *model_position_grads(bwt_model *m, size_t wpe);
+/* The forward options of block l: its heads' mask (NULL: intact) and whether its branches are off. */
+static inline const float *model_head_mask(const bwt_model *m, int l) {
+  const float *mask = ((const model_impl *)m->impl)->fwd.head_mask;
+  return mask ? mask + (size_t)l * m->cfg.n_heads : NULL;
+}
+static inline int model_skip_attn(const bwt_model *m, int l) {
+  const uint8_t *s = ((const model_impl *)m->impl)->fwd.skip_attn;
+  return s && s[l];
+}
+static inline int model_skip_mlp(const bwt_model *m, int l) {
+  const uint8_t *s = ((const model_impl *)m->impl)->fwd.skip_mlp;
+  return s && s[l];
+}
 /* The architecture's private state. */
 static inline void *model_arch(const bwt_model *m) { return ((model_impl *)m->impl)->arch; }
 

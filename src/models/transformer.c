@@ -62,20 +62,20 @@ static bwt_status build(bwt_model *m) {
   char name[2 * BWT_TENSOR_NAME_MAX]; /* room for gcc's truncation analysis; names are checked on entry */
   for (int l = 0; l < c->n_layers; l++) {
     block_params *b = &t->blocks[l];
-#define ADD(weight, bias, suffix, init)                               \
-  snprintf(name, sizeof name, "blocks.%d.attn.%s.weight", l, suffix); \
-  b->weight = model_add_tensor(m, name, 2, C, C, init);               \
-  snprintf(name, sizeof name, "blocks.%d.attn.%s.bias", l, suffix);   \
-  b->bias = c->attn_bias ? model_add_bias(m, name, C, C) : NO_TENSOR
+#define ADD(weight, bias, suffix, role, init)                          \
+  snprintf(name, sizeof name, "blocks.%d.attn.%s.weight", l, suffix);  \
+  b->weight = model_add_tensor(m, name, TENSOR_ID(role, l), 2, C, C, init); \
+  snprintf(name, sizeof name, "blocks.%d.attn.%s.bias", l, suffix);    \
+  b->bias = c->attn_bias ? model_add_bias(m, name, TENSOR_ID(role, l), C, C) : NO_TENSOR
     snprintf(name, sizeof name, "blocks.%d.norm1", l);
-    norm_declare(m, &b->ln1, name);
-    ADD(wq, bq, "wq", INIT_WEIGHT);
-    ADD(wk, bk, "wk", INIT_WEIGHT);
-    ADD(wv, bv, "wv", INIT_WEIGHT);
-    ADD(wo, bo, "wo", INIT_WEIGHT_RESIDUAL);
+    norm_declare(m, &b->ln1, name, TENSOR_ID(BWT_ROLE_ATTN_NORM, l));
+    ADD(wq, bq, "wq", BWT_ROLE_ATTN_Q, INIT_WEIGHT);
+    ADD(wk, bk, "wk", BWT_ROLE_ATTN_K, INIT_WEIGHT);
+    ADD(wv, bv, "wv", BWT_ROLE_ATTN_V, INIT_WEIGHT);
+    ADD(wo, bo, "wo", BWT_ROLE_ATTN_O, INIT_WEIGHT_RESIDUAL);
 #undef ADD
     snprintf(name, sizeof name, "blocks.%d.mlp", l);
-    ffn_declare(m, &b->ffn, name);
+    ffn_declare(m, &b->ffn, name, l);
   }
   readout_declare(m, &t->readout, t->in.wte);
   return BWT_STATUS_OK;
@@ -151,7 +151,7 @@ static bwt_status block_forward(bwt_model *m, int l, const float *x, float *xout
     gather_rows(t->xs, x, batch, C);
     xr = t->xs;
   }
-  if (m->skip_attn[l]) {
+  if (model_skip_attn(m, l)) {
     memcpy(a->xmid, xr, sizeof(float) * R * C);
   } else {
     norm_forward(m, &p->ln1, &a->ln1, x, N);
@@ -164,11 +164,11 @@ static bwt_status block_forward(bwt_model *m, int l, const float *x, float *xout
     bwt_matmul_forward(a->k, a->ln1.out, P(p->wk), model_param(m, p->bk), N, C, C);
     bwt_matmul_forward(a->v, a->ln1.out, P(p->wv), model_param(m, p->bv), N, C, C);
     BWT_TRY(bwt_attention_forward(a->atty, a->att, a->q, a->k, a->v,
-                                  m->head_mask + (size_t)l * c->n_heads, B, T, C, c->n_heads, nq, qpos));
+                                  model_head_mask(m, l), B, T, C, c->n_heads, nq, qpos));
     bwt_matmul_forward(a->xmid, a->atty, P(p->wo), model_param(m, p->bo), R, C, C);
     bwt_add_inplace(a->xmid, xr, (size_t)R * C);
   }
-  if (m->skip_mlp[l])
+  if (model_skip_mlp(m, l))
     memcpy(xout, a->xmid, sizeof(float) * R * C);
   else
     ffn_forward(m, &p->ffn, &a->ffn, xout, a->xmid, R);
@@ -193,12 +193,12 @@ static bwt_status forward(bwt_model *m, const bwt_batch *batch, const float **lo
 }
 
 /* Copies block l's attention into the trace (bwt/dynamics.h): u is the gradient of the masked
- * output, so the head mask multiplies it. */
+ * output, so the head mask (NULL: 1) multiplies it. */
 static void record_trace(bwt_attention_trace *tr, const float *datty, const float *att, const float *v,
                          const float *dv, const float *mask, int R, int NH, size_t n_att, size_t NC) {
   int hs = tr->C / NH;
   for (size_t r = 0; r < (size_t)R; r++)
-    for (int i = 0; i < tr->C; i++) tr->u[r * tr->C + i] = mask[i / hs] * datty[r * tr->C + i];
+    for (int i = 0; i < tr->C; i++) tr->u[r * tr->C + i] = (mask ? mask[i / hs] : 1.0f) * datty[r * tr->C + i];
   memcpy(tr->att, att, sizeof(float) * n_att);
   memcpy(tr->v, v, sizeof(float) * NC);
   memcpy(tr->dv, dv, sizeof(float) * NC);
@@ -207,7 +207,7 @@ static void record_trace(bwt_attention_trace *tr, const float *datty, const floa
 /* Backward of block l. On entry the gradient of its output is in t->dx (N,C), or for the last
  * block in t->dxs (M,C); on return t->dx holds the gradient of its input x (N,C). */
 static bwt_status block_backward(bwt_model *m, int l, const float *x, const bwt_batch *batch,
-                                 int sparse) {
+                                 int sparse, bwt_attention_trace *trace) {
   const bwt_model_config *c = &m->cfg;
   transformer *t = model_arch(m);
   const block_params *p = &t->blocks[l];
@@ -218,12 +218,12 @@ static bwt_status block_backward(bwt_model *m, int l, const float *x, const bwt_
   size_t NC = (size_t)N * C, RC = (size_t)R * C;
   float *dr = sparse ? t->dxs : t->dx; /* ∂L/∂(output rows), then ∂L/∂xmid */
 
-  if (!m->skip_mlp[l]) ffn_backward(m, &p->ffn, &a->ffn, &t->ffn_s, dr, a->xmid, R);
+  if (!model_skip_mlp(m, l)) ffn_backward(m, &p->ffn, &a->ffn, &t->ffn_s, dr, a->xmid, R);
   if (sparse) { /* the residual path from the gathered rows */
     bwt_zero(t->dx, NC);
     scatter_rows_add(t->dx, dr, batch, C);
   }
-  if (m->skip_attn[l]) return BWT_STATUS_OK;
+  if (model_skip_attn(m, l)) return BWT_STATUS_OK;
   float *dln = t->ffn_s.dnorm; /* reused: the MLP branch is done with it */
   bwt_zero(t->datty, RC);
   bwt_zero(t->dq, RC);
@@ -231,9 +231,8 @@ static bwt_status block_backward(bwt_model *m, int l, const float *x, const bwt_
   bwt_zero(t->dv, NC);
   bwt_zero(dln, NC);
   bwt_matmul_backward(t->datty, G(p->wo), model_grad(m, p->bo), dr, a->atty, P(p->wo), R, C, C);
-  bwt_attention_trace *trace = ((model_impl *)m->impl)->trace;
   if (trace && trace->layer != l) trace = NULL;
-  const float *mask = m->head_mask + (size_t)l * c->n_heads;
+  const float *mask = model_head_mask(m, l);
   BWT_TRY(bwt_attention_backward(t->dq, t->dk, t->dv, t->datty, a->att, a->q, a->k, a->v, mask, B, T, C,
                                  c->n_heads, nq, qpos, trace ? trace->dscore : NULL));
   if (trace) record_trace(trace, t->datty, a->att, a->v, t->dv, mask, R, c->n_heads, (size_t)B * c->n_heads * nq * T, NC);
@@ -250,7 +249,7 @@ static bwt_status block_backward(bwt_model *m, int l, const float *x, const bwt_
   return BWT_STATUS_OK;
 }
 
-static bwt_status backward(bwt_model *m, const bwt_batch *batch, const float *dlogits) {
+static bwt_status backward(bwt_model *m, const bwt_batch *batch, const float *dlogits, bwt_attention_trace *trace) {
   const bwt_model_config *c = &m->cfg;
   transformer *t = model_arch(m);
   int B = batch->B, T = batch->T, N = B * T, M = B * batch->n_sup, C = c->d_model, L = c->n_layers;
@@ -258,7 +257,7 @@ static bwt_status backward(bwt_model *m, const bwt_batch *batch, const float *dl
   memset(t->dxs, 0, sizeof(float) * (size_t)M * C);
   readout_backward(m, &t->readout, &t->ro, t->dxs, t->out, dlogits, M);
   for (int l = L - 1; l >= 0; l--)
-    BWT_TRY(block_backward(m, l, t->x + (size_t)l * N * C, batch, l + 1 == L));
+    BWT_TRY(block_backward(m, l, t->x + (size_t)l * N * C, batch, l + 1 == L, trace));
   input_backward(m, &t->in, t->dx, batch);
   return BWT_STATUS_OK;
 }
@@ -301,7 +300,7 @@ static bwt_status capture(const bwt_model *m, const bwt_batch *batch, bwt_captur
     float *ks = cap->keys ? cap->keys + l * NC : NULL, *vs = cap->values ? cap->values + l * NC : NULL;
     float *sc = cap->scores ? cap->scores + l * per_layer_att : NULL;
     float *at = cap->attention ? cap->attention + l * per_layer_att : NULL;
-    if (m->skip_attn[l]) { /* the branch was not computed */
+    if (model_skip_attn(m, l)) { /* the branch was not computed */
       float *all[] = {ni, qs, ks, vs, sc, at};
       size_t len[] = {MC, MC, NC, NC, per_layer_att, per_layer_att};
       for (int i = 0; i < 6; i++)

@@ -136,6 +136,8 @@ bwt_status bwt_hmm_create(bwt_task **out, const bwt_task_config *cfg) {
   t->n_classes = cfg->S;
   t->answer_lo = 0;
   t->answer_hi = cfg->S;
+  t->hyp_lo = HMM_TOK_SYMBOL; /* the observation symbols */
+  t->n_hyp = cfg->O;
   *out = t;
   return BWT_STATUS_OK;
 }

@@ -131,7 +131,10 @@ bwt_status bwt_task_create(bwt_task **out, const bwt_task_config *cfg) {
   if (!e)
     return bwt_fail(BWT_STATUS_ARG, "unknown task '%.*s' (known: %s)", (int)sizeof cfg->name, cfg->name,
                     known_names(known, sizeof known));
-  return e->create(out, cfg);
+  BWT_TRY(e->create(out, cfg));
+  bwt_task *t = *out;
+  if (t->n_hyp == 0 && t->vocab > 0 && t->n_classes == t->vocab) t->hyp_lo = t->answer_lo, t->n_hyp = t->answer_hi - t->answer_lo;
+  return BWT_STATUS_OK;
 }
 
 void bwt_task_free(bwt_task *task) {

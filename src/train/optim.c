@@ -1,6 +1,6 @@
 /* Learning-rate schedule, global-norm clipping and the AdamW step over the descriptor table. */
 #include <math.h>
-#include <string.h>
+#include <stddef.h>
 
 #include "bwt/kernels.h"
 #include "optim.h"
@@ -31,6 +31,19 @@ double optim_clip(bwt_model *m, double clip) {
   return norm;
 }
 
+/* Parameter groups: the roles whose learning rate is scaled by a setting (Paper II's EM-like
+ * schedule speeds up W_V and its bias by lr_v_mult). */
+static const struct {
+  bwt_tensor_role role;
+  size_t lr_mult; /* offset of a double in bwt_train_config */
+} lr_groups[] = {{BWT_ROLE_ATTN_V, offsetof(bwt_train_config, lr_v_mult)}};
+
+static double lr_for(const bwt_train_config *c, const bwt_tensor_desc *d, double lr) {
+  for (size_t g = 0; g < sizeof lr_groups / sizeof lr_groups[0]; g++)
+    if (d->role == lr_groups[g].role) return lr * *(const double *)((const char *)c + lr_groups[g].lr_mult);
+  return lr;
+}
+
 /* Elements per work item of the AdamW step. The step is element-wise, so splitting tensors into
  * items changes no result; it lets the small tensors of a small model share the threads. */
 #define ADAM_CHUNK 4096
@@ -49,7 +62,7 @@ void optim_adamw(bwt_model *m, float *adam_m, float *adam_v, const bwt_train_con
     const bwt_tensor_desc *d = &m->tensors[i];
     size_t off = d->offset + (size_t)(k - first) * ADAM_CHUNK;
     size_t len = d->offset + d->size - off < ADAM_CHUNK ? d->offset + d->size - off : ADAM_CHUNK;
-    double lr_t = strstr(d->name, ".attn.wv.") ? lr * c->lr_v_mult : lr; /* the EM-like schedule */
+    double lr_t = lr_for(c, d, lr);
     bwt_adamw_update(m->params + off, m->grads + off, adam_m + off, adam_v + off, len, (float)lr_t,
                      (float)c->beta1, (float)c->beta2, (float)c->eps,
                      d->decay || c->decay_all ? (float)c->weight_decay : 0.0f, t);

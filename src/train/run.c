@@ -8,11 +8,11 @@
 
 #include <cjson/cJSON.h>
 
-#include "attention_log.h"
 #include "bwt/checkpoint.h"
 #include "bwt/fileio.h"
 #include "bwt/report.h"
 #include "metrics_log.h"
+#include "train_observer.h"
 
 static double now_s(void) {
   struct timespec ts;
@@ -92,15 +92,20 @@ bwt_status bwt_trainer_set_lr(bwt_trainer *tr, double lr) {
   return BWT_STATUS_OK;
 }
 
-/* The log line of a step: loss, gradient norm, learning rate, speed, and for transformers the
- * attention's gradient norms and update rates (prev: the weights before the step). */
-static cJSON *step_line(const bwt_trainer *tr, const bwt_progress *p, const float *prev) {
+/* The instruments of every run, each one field of the logged steps' lines. */
+static const train_observer *const observers[] = {&attention_observer};
+#define N_OBSERVERS (sizeof observers / sizeof observers[0])
+
+/* The log line of a step: loss, gradient norm, learning rate, speed, and each observer's field
+ * (state: the observers' states, NULL for one with nothing to observe). */
+static cJSON *step_line(const bwt_trainer *tr, const bwt_progress *p, void *const *state) {
   cJSON *o = cJSON_CreateObject();
   int ok = cJSON_AddNumberToObject(o, "step", tr->step) && cJSON_AddNumberToObject(o, "loss", p->loss) &&
            cJSON_AddNumberToObject(o, "grad_norm", p->grad_norm) && cJSON_AddNumberToObject(o, "lr", p->lr) &&
            cJSON_AddNumberToObject(o, "tokens_per_s", p->tokens_per_s) &&
-           cJSON_AddNumberToObject(o, "elapsed_s", p->elapsed_s) &&
-           (!prev || bwt_json_add(o, "attention", attention_log_json(tr->model, prev)));
+           cJSON_AddNumberToObject(o, "elapsed_s", p->elapsed_s);
+  for (size_t i = 0; ok && i < N_OBSERVERS; i++)
+    if (state[i]) ok = bwt_json_add(o, observers[i]->key, observers[i]->after_step(state[i], tr->model));
   if (!ok) cJSON_Delete(o);
   return ok ? o : NULL;
 }
@@ -135,10 +140,8 @@ bwt_status bwt_train_run(bwt_trainer *tr, const char *dir, bwt_progress_fn progr
   /* A periodic evaluation that a stop cut short is made up before going on. */
   if (s == BWT_STATUS_OK && tr->resumed && !tr->eval_logged && eval_due(c, tr->step))
     s = evaluate_and_log(tr, &log, &r, t0, &eval_s, 0);
-  /* The attention weights before each logged step, for the timescales log. */
-  float *prev = NULL;
-  size_t n_prev = attention_log_floats(tr->model);
-  if (s == BWT_STATUS_OK && n_prev && !(prev = bwt_calloc(n_prev, sizeof(float), "timescales log"))) s = BWT_STATUS_NOMEM;
+  void *state[N_OBSERVERS] = {NULL};
+  for (size_t i = 0; s == BWT_STATUS_OK && i < N_OBSERVERS; i++) s = observers[i]->open(tr->model, &state[i]);
   /* A stop requested before the loop (a Ctrl-C during start-up) is kept: the run saves its step. */
   while (s == BWT_STATUS_OK && tr->step < stop_at && !bwt_stop_requested()) {
     double loss, gnorm, lr;
@@ -146,14 +149,15 @@ bwt_status bwt_train_run(bwt_trainer *tr, const char *dir, bwt_progress_fn progr
      * resumed writes the same lines as one that was not. A step's line comes before its evaluation,
      * so a stop during the evaluation (which the resume makes up) loses no line. */
     int logged = (tr->step + 1) % c->log_every == 0 || tr->step + 1 == c->steps;
-    if (prev && logged) attention_log_save(tr->model, prev);
+    for (size_t i = 0; logged && i < N_OBSERVERS; i++)
+      if (state[i]) observers[i]->before_step(state[i], tr->model);
     s = bwt_trainer_step(tr, &loss, &gnorm, &lr);
     if (s != BWT_STATUS_OK) break;
     double t = now_s();
     bwt_progress p = {tr->step, c->steps, loss, gnorm, lr, 0, t - t0, 0, NULL};
     p.tokens_per_s = t > t_last ? (double)(tr->step - step_last) * tokens_per_step / (t - t_last) : 0;
     p.eta_s = (t - t0) / (tr->step - start) * (c->steps - tr->step);
-    if (logged) s = metrics_log_append(&log, step_line(tr, &p, prev), 1);
+    if (logged) s = metrics_log_append(&log, step_line(tr, &p, state), 1);
     int evaluated = eval_due(c, tr->step);
     if (s == BWT_STATUS_OK && evaluated) {
       s = evaluate_and_log(tr, &log, &r, t0, &eval_s, 0);
@@ -199,7 +203,8 @@ bwt_status bwt_train_run(bwt_trainer *tr, const char *dir, bwt_progress_fn progr
   }
   bwt_eval_result_free(&r);
   metrics_log_close(&log);
-  free(prev);
+  for (size_t i = 0; i < N_OBSERVERS; i++)
+    if (state[i]) observers[i]->close(state[i]);
   return s;
 }
 
