@@ -14,6 +14,9 @@ bwt_status bwt_write_file_atomic(const char *path, const void *data, size_t n);
 /* Reads a whole regular file into a NUL-terminated malloc'd buffer (*n excludes the NUL). Anything
  * else (a FIFO, a device, a directory) is refused at once with a message. */
 bwt_status bwt_read_file(const char *path, char **data, size_t *n);
+/* Opens a regular file for reading (as bwt_read_file refuses anything else, with the same
+ * messages); *size is its size when opened. The caller closes *fd. */
+bwt_status bwt_open_read(const char *path, int *fd, size_t *size);
 /* Opens (creating) a regular file for appending; refuses anything else. */
 bwt_status bwt_open_append(const char *path, int *fd);
 /* Writes all n bytes to fd (path names it in messages). */

@@ -125,6 +125,14 @@ bwt_status bwt_read_file(const char *path, char **data, size_t *n) {
   return BWT_STATUS_OK;
 }
 
+bwt_status bwt_open_read(const char *path, int *fd, size_t *size) {
+  struct stat st;
+  *size = 0;
+  BWT_TRY(open_regular(path, O_RDONLY, fd, &st));
+  *size = (size_t)st.st_size;
+  return BWT_STATUS_OK;
+}
+
 bwt_status bwt_open_append(const char *path, int *fd) {
   struct stat st;
   return open_regular(path, O_WRONLY | O_APPEND | O_CREAT, fd, &st);

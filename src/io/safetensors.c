@@ -1,5 +1,8 @@
 /* safetensors reader and writer (format: 8-byte little-endian header length, JSON header, raw
- * little-endian tensor bytes). Every offset and shape read from a file is checked before use. */
+ * little-endian tensor bytes). Every offset and shape read from a file is checked before use. Files
+ * are mapped, not read: only the header is parsed at open, and a tensor's pages are touched when it
+ * is fetched. (Sharded models: safetensors_model.c.) */
+#define _DEFAULT_SOURCE /* madvise, MADV_DONTNEED */
 #include "bwt/safetensors.h"
 
 #include <errno.h>
@@ -7,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 #include <zlib.h>
@@ -15,8 +20,8 @@
 
 #define HEADER_MAX (100u << 20)
 
-static const char *const dtype_names[] = {"F32", "F64", "I32", "I64"};
-static const size_t dtype_sizes[] = {4, 8, 4, 8};
+static const char *const dtype_names[BWT_DTYPE_COUNT] = {"F32", "F64", "I32", "I64", "F16", "BF16"};
+static const size_t dtype_sizes[BWT_DTYPE_COUNT] = {4, 8, 4, 8, 2, 2};
 
 size_t bwt_dtype_size(bwt_dtype d) { return dtype_sizes[d]; }
 const char *bwt_dtype_name(bwt_dtype d) { return dtype_names[d]; }
@@ -121,30 +126,73 @@ bwt_status bwt_safetensors_write(const char *path, const bwt_st_tensor *tensors,
   return s;
 }
 
+
+/* ---- conversions ---- */
+
+float bwt_f16_to_f32(uint16_t h) {
+  uint32_t sign = (uint32_t)(h >> 15) << 31, exp = (h >> 10) & 0x1fu, man = h & 0x3ffu, bits;
+  if (exp == 0) { /* zero and the subnormals, man × 2^-24: exact in float */
+    float v = (float)man * 0x1p-24f;
+    return sign ? -v : v;
+  }
+  if (exp == 31) bits = sign | 0x7f800000u | (man << 13); /* infinities, and NaNs with their payload */
+  else bits = sign | ((exp + 112) << 23) | (man << 13);   /* rebias 15 → 127 */
+  float v;
+  memcpy(&v, &bits, sizeof v);
+  return v;
+}
+
+float bwt_bf16_to_f32(uint16_t h) {
+  uint32_t bits = (uint32_t)h << 16;
+  float v;
+  memcpy(&v, &bits, sizeof v);
+  return v;
+}
+
+void bwt_half_to_f32(float *dst, const void *src, size_t n, bwt_dtype dtype) {
+  const unsigned char *p = src;
+  if (dtype == BWT_DTYPE_BF16)
+    for (size_t i = 0; i < n; i++) dst[i] = bwt_bf16_to_f32((uint16_t)(p[2 * i] | p[2 * i + 1] << 8));
+  else
+    for (size_t i = 0; i < n; i++) dst[i] = bwt_f16_to_f32((uint16_t)(p[2 * i] | p[2 * i + 1] << 8));
+}
+
+/* ---- reading ---- */
+
 typedef struct {
   const char *name;
   bwt_dtype dtype;
   int ndim;
   int64_t shape[BWT_ST_MAX_DIMS];
   size_t begin, end;
-  int used; /* fetched by bwt_safetensors_get */
+  int used;    /* fetched by bwt_safetensors_get, _get_f32 or _read_f32 */
+  void *copy;  /* its bytes, aligned, where the file places them misaligned (made on first fetch) */
+  float *f32;  /* an F16/BF16 tensor converted by bwt_safetensors_get_f32 */
 } entry;
 
 struct bwt_st_file {
   char *path;
   cJSON *header;
-  unsigned char *buf;  /* the whole file; the tensor bytes are moved to buf + 8 once the header is parsed */
-  unsigned char *data; /* the tensor bytes, 8-byte aligned */
+  const unsigned char *bytes; /* the whole file: the map, or owned */
+  size_t len;
+  void *map;                  /* bytes when the file is mapped (unmapped at close) */
+  unsigned char *owned;       /* bytes when copied from memory (freed at close) */
+  const unsigned char *data;  /* the tensor bytes: bytes + 8 + header length */
   size_t data_len;
   entry *entries;
   int n;
 };
 
+/* Memory is given back in pieces of this size while a checksum reads a mapped file. */
+#define VERIFY_CHUNK ((size_t)8 << 20)
+
 void bwt_safetensors_close(bwt_st_file *f) {
   if (!f) return;
+  for (int i = 0; i < f->n; i++) free(f->entries[i].copy), free(f->entries[i].f32);
+  if (f->map) munmap(f->map, f->len);
+  free(f->owned);
   free(f->path);
   cJSON_Delete(f->header);
-  free(f->buf);
   free(f->entries);
   free(f);
 }
@@ -175,9 +223,11 @@ static bwt_status parse_entry(bwt_st_file *f, const cJSON *item, entry *e) {
     return bwt_fail(BWT_STATUS_FORMAT, "%s: tensor '%s' has entries besides dtype, shape and data_offsets", p, name);
   e->name = name;
   int known = 0;
-  for (int d = 0; d < 4; d++)
+  for (int d = 0; d < BWT_DTYPE_COUNT; d++)
     if (strcmp(dt->valuestring, dtype_names[d]) == 0) e->dtype = (bwt_dtype)d, known = 1;
-  if (!known) return bwt_fail(BWT_STATUS_FORMAT, "%s: tensor '%s' has unsupported dtype '%s' (bwt reads F32, F64, I32, I64)", p, name, dt->valuestring);
+  if (!known)
+    return bwt_fail(BWT_STATUS_FORMAT, "%s: tensor '%s' has unsupported dtype '%s' (bwt reads F32, F16, BF16, F64, I32, I64)",
+                    p, name, dt->valuestring);
   e->ndim = cJSON_GetArraySize(sh);
   if (e->ndim > BWT_ST_MAX_DIMS) return bwt_fail(BWT_STATUS_FORMAT, "%s: tensor '%s' has %d dimensions (at most %d)", p, name, e->ndim, BWT_ST_MAX_DIMS);
   double elems = 1;
@@ -222,10 +272,25 @@ static bwt_status check_tiling(const bwt_st_file *f) {
   return s;
 }
 
-static bwt_status check_checksum(const bwt_st_file *f, const cJSON *meta) {
+bwt_status bwt_safetensors_verify(const bwt_st_file *f) {
+  const cJSON *meta = cJSON_GetObjectItemCaseSensitive(f->header, "__metadata__");
   const cJSON *want = meta ? cJSON_GetObjectItemCaseSensitive(meta, BWT_ST_CHECKSUM_KEY) : NULL;
   if (!want) return BWT_STATUS_OK; /* written by another tool */
-  uint32_t crc = checksum_data((uint32_t)crc32(0L, Z_NULL, 0), f->data, f->data_len);
+  uint32_t crc = (uint32_t)crc32(0L, Z_NULL, 0);
+  if (f->map) {
+    /* In pieces, each dropped from this process's memory once summed (the page cache keeps it, and a
+     * later fetch pages it in again), so that checking a large file does not hold all of it. */
+    for (size_t at = (size_t)(f->data - f->bytes); at < f->len;) {
+      size_t stop = (at / VERIFY_CHUNK + 1) * VERIFY_CHUNK;
+      if (stop > f->len) stop = f->len;
+      crc = checksum_data(crc, f->bytes + at, stop - at);
+      size_t from = at / VERIFY_CHUNK * VERIFY_CHUNK; /* page-aligned: the map is */
+      madvise((unsigned char *)f->map + from, stop - from, MADV_DONTNEED);
+      at = stop;
+    }
+  } else {
+    crc = checksum_data(crc, f->data, f->data_len);
+  }
   for (const cJSON *m = meta->child; m; m = m->next)
     if (m != want) crc = checksum_more(checksum_more(crc, m->string), m->valuestring);
   char hex[16];
@@ -236,10 +301,11 @@ static bwt_status check_checksum(const bwt_st_file *f, const cJSON *meta) {
   return BWT_STATUS_OK;
 }
 
-/* Parses f->buf (len bytes, owned by f). */
-static bwt_status parse(bwt_st_file *f, size_t len) {
+/* Parses the header of f->bytes (f->len bytes); the tensor bytes are not touched. */
+static bwt_status parse(bwt_st_file *f) {
   const char *p = f->path;
-  const unsigned char *raw = f->buf;
+  const unsigned char *raw = f->bytes;
+  size_t len = f->len;
   if (len < 8) return bwt_fail(BWT_STATUS_FORMAT, "%s: truncated: %zu bytes, need at least 8", p, len);
   uint64_t hlen = 0;
   for (int i = 0; i < 8; i++) hlen |= (uint64_t)raw[i] << (8 * i);
@@ -253,11 +319,8 @@ static bwt_status parse(bwt_st_file *f, size_t len) {
   if (!cJSON_IsObject(f->header)) return bwt_fail(BWT_STATUS_FORMAT, "%s: header is not a JSON object (not a safetensors file?)", p);
   for (; end < text + hlen; end++) /* only the format's padding may follow the object */
     if (*end != ' ') return bwt_fail(BWT_STATUS_FORMAT, "%s: the header has bytes after its JSON object (damaged file or wrong header length?)", p);
-  /* The header text is parsed: move the tensor bytes down to buf + 8, which malloc aligns for every
-   * dtype, whatever the header's length. */
-  f->data_len = len - 8 - hlen;
-  f->data = f->buf + 8;
-  memmove(f->data, raw + 8 + hlen, f->data_len);
+  f->data_len = len - 8 - (size_t)hlen;
+  f->data = raw + 8 + hlen;
   const cJSON *meta = cJSON_GetObjectItemCaseSensitive(f->header, "__metadata__");
   if (meta) {
     if (!cJSON_IsObject(meta)) return bwt_fail(BWT_STATUS_FORMAT, "%s: __metadata__ is not an object", p);
@@ -275,23 +338,35 @@ static bwt_status parse(bwt_st_file *f, size_t len) {
     BWT_TRY(parse_entry(f, it, &f->entries[f->n]));
     f->n++;
   }
-  BWT_TRY(check_tiling(f));
-  return check_checksum(f, meta);
+  return check_tiling(f);
 }
 
-static bwt_status open_buffer(bwt_st_file **out, unsigned char *buf, size_t len, const char *name) {
+/* A file struct for name over bytes (len); owned, if not NULL, is freed with it (and on failure). */
+static bwt_status file_new(bwt_st_file **out, const char *name, const unsigned char *bytes, size_t len,
+                           void *map, unsigned char *owned) {
+  static const unsigned char empty[8];
   *out = NULL;
-  bwt_alloc_hooks_install();
   bwt_st_file *f = bwt_calloc(1, sizeof *f, name);
   char *path = bwt_malloc(strlen(name) + 1, name);
   if (!f || !path) {
-    free(buf), free(f), free(path);
+    if (map) munmap(map, len);
+    free(owned), free(f), free(path);
     return BWT_STATUS_NOMEM;
   }
   strcpy(path, name);
   f->path = path;
-  f->buf = buf;
-  bwt_status s = parse(f, len);
+  f->bytes = bytes ? bytes : empty;
+  f->len = len;
+  f->map = map;
+  f->owned = owned;
+  *out = f;
+  return BWT_STATUS_OK;
+}
+
+/* Parses f (and checks its checksum if verify); on failure closes it. */
+static bwt_status finish_open(bwt_st_file **out, bwt_st_file *f, int verify) {
+  bwt_status s = parse(f);
+  if (s == BWT_STATUS_OK && verify) s = bwt_safetensors_verify(f);
   if (s != BWT_STATUS_OK) {
     bwt_safetensors_close(f);
     return s;
@@ -300,21 +375,43 @@ static bwt_status open_buffer(bwt_st_file **out, unsigned char *buf, size_t len,
   return BWT_STATUS_OK;
 }
 
-bwt_status bwt_safetensors_open(bwt_st_file **out, const char *path) {
+static bwt_status open_mapped(bwt_st_file **out, const char *path, int verify) {
   *out = NULL;
-  char *raw = NULL;
-  size_t len = 0;
-  BWT_TRY(bwt_read_file(path, &raw, &len));
-  return open_buffer(out, (unsigned char *)raw, len, path);
+  bwt_alloc_hooks_install();
+  int fd;
+  size_t len;
+  BWT_TRY(bwt_open_read(path, &fd, &len));
+  void *map = NULL;
+  if (len > 0) { /* mmap refuses a length of 0; an empty file is refused by parse as truncated */
+    map = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (map == MAP_FAILED) {
+      int err = errno;
+      close(fd);
+      return bwt_fail(BWT_STATUS_IO, "cannot map %s: %s", path, strerror(err));
+    }
+  }
+  close(fd); /* the map keeps the file */
+  bwt_st_file *f;
+  BWT_TRY(file_new(&f, path, map, len, map, NULL));
+  return finish_open(out, f, verify);
 }
+
+bwt_status bwt_safetensors_open(bwt_st_file **out, const char *path) { return open_mapped(out, path, 1); }
+
+bwt_status bwt_safetensors_open_lazy(bwt_st_file **out, const char *path) { return open_mapped(out, path, 0); }
 
 bwt_status bwt_safetensors_open_memory(bwt_st_file **out, const void *bytes, size_t len, const char *name) {
   *out = NULL;
+  bwt_alloc_hooks_install();
   unsigned char *buf = bwt_malloc(len ? len : 1, name);
   if (!buf) return BWT_STATUS_NOMEM;
   if (len) memcpy(buf, bytes, len);
-  return open_buffer(out, buf, len, name);
+  bwt_st_file *f;
+  BWT_TRY(file_new(&f, name, buf, len, NULL, buf));
+  return finish_open(out, f, 1);
 }
+
+const char *bwt_safetensors_path(const bwt_st_file *f) { return f->path; }
 
 const char *bwt_safetensors_meta(const bwt_st_file *f, const char *key) {
   const cJSON *meta = cJSON_GetObjectItemCaseSensitive(f->header, "__metadata__");
@@ -332,6 +429,28 @@ const char *bwt_safetensors_unused(const bwt_st_file *f) {
   return NULL;
 }
 
+static bwt_st_info info_of(const entry *e) {
+  bwt_st_info info = {e->name, e->dtype, e->ndim, {0}, element_count(e->ndim, e->shape), e->end - e->begin, e->begin};
+  memcpy(info.shape, e->shape, sizeof e->shape);
+  return info;
+}
+
+bwt_st_info bwt_safetensors_info_at(const bwt_st_file *f, int i) { return info_of(&f->entries[i]); }
+
+/* The entry called name: f's own allocation, so fetches may keep their bookkeeping in it. */
+static entry *find(const bwt_st_file *f, const char *name) {
+  for (int i = 0; i < f->n; i++)
+    if (strcmp(f->entries[i].name, name) == 0) return &f->entries[i];
+  return NULL;
+}
+
+bwt_status bwt_safetensors_info(const bwt_st_file *f, const char *name, bwt_st_info *info) {
+  const entry *e = find(f, name);
+  if (!e) return bwt_fail(BWT_STATUS_FORMAT, "%s has no tensor '%s'", f->path, name);
+  *info = info_of(e);
+  return BWT_STATUS_OK;
+}
+
 static void shape_text(char *buf, size_t n, int ndim, const int64_t *shape) {
   size_t len = snprintf(buf, n, "[");
   for (int d = 0; d < ndim && len < n; d++)
@@ -340,25 +459,88 @@ static void shape_text(char *buf, size_t n, int ndim, const int64_t *shape) {
 }
 
 /* shape NULL skips the shape (and ndim) check. */
+static bwt_status check_shape(const bwt_st_file *f, const entry *e, int ndim, const int64_t *shape) {
+  if (!shape || (e->ndim == ndim && memcmp(e->shape, shape, sizeof(int64_t) * ndim) == 0)) return BWT_STATUS_OK;
+  char want[128], have[128];
+  shape_text(want, sizeof want, ndim, shape);
+  shape_text(have, sizeof have, e->ndim, e->shape);
+  return bwt_fail(BWT_STATUS_FORMAT, "%s: tensor '%s' has shape %s, expected %s", f->path, e->name, have, want);
+}
+
+/* A tensor's bytes, aligned for its dtype: in the file where they are, else copied once. */
+static bwt_status entry_bytes(const bwt_st_file *f, entry *e, const void **out) {
+  const unsigned char *p = f->data + e->begin;
+  if ((uintptr_t)p % bwt_dtype_size(e->dtype) == 0) {
+    *out = p;
+    return BWT_STATUS_OK;
+  }
+  if (!e->copy) {
+    e->copy = bwt_malloc(e->end - e->begin, f->path);
+    if (!e->copy) return BWT_STATUS_NOMEM;
+    memcpy(e->copy, p, e->end - e->begin);
+  }
+  *out = e->copy;
+  return BWT_STATUS_OK;
+}
+
 bwt_status bwt_safetensors_get(const bwt_st_file *f, const char *name, bwt_dtype dtype, int ndim,
                                const int64_t *shape, const void **data) {
   *data = NULL;
-  for (int i = 0; i < f->n; i++) {
-    const entry *e = &f->entries[i];
-    if (strcmp(e->name, name) != 0) continue;
-    if (e->dtype != dtype)
-      return bwt_fail(BWT_STATUS_FORMAT, "%s: tensor '%s' is %s, expected %s", f->path, name, bwt_dtype_name(e->dtype), bwt_dtype_name(dtype));
-    if (shape && (e->ndim != ndim || memcmp(e->shape, shape, sizeof(int64_t) * ndim) != 0)) {
-      char want[128], have[128];
-      shape_text(want, sizeof want, ndim, shape);
-      shape_text(have, sizeof have, e->ndim, e->shape);
-      return bwt_fail(BWT_STATUS_FORMAT, "%s: tensor '%s' has shape %s, expected %s", f->path, name, have, want);
+  entry *e = find(f, name);
+  if (!e) return bwt_fail(BWT_STATUS_FORMAT, "%s has no tensor '%s'", f->path, name);
+  if (e->dtype != dtype)
+    return bwt_fail(BWT_STATUS_FORMAT, "%s: tensor '%s' is %s, expected %s", f->path, name, bwt_dtype_name(e->dtype), bwt_dtype_name(dtype));
+  BWT_TRY(check_shape(f, e, ndim, shape));
+  BWT_TRY(entry_bytes(f, e, data));
+  e->used = 1;
+  return BWT_STATUS_OK;
+}
+
+/* The float tensor called name, of this shape (NULL: any). */
+static bwt_status find_float(const bwt_st_file *f, const char *name, int ndim, const int64_t *shape, entry **out) {
+  entry *e = find(f, name);
+  if (!e) return bwt_fail(BWT_STATUS_FORMAT, "%s has no tensor '%s'", f->path, name);
+  if (e->dtype != BWT_DTYPE_F32 && e->dtype != BWT_DTYPE_F16 && e->dtype != BWT_DTYPE_BF16)
+    return bwt_fail(BWT_STATUS_FORMAT, "%s: tensor '%s' is %s, expected a float tensor (F32, F16 or BF16)", f->path, name, bwt_dtype_name(e->dtype));
+  BWT_TRY(check_shape(f, e, ndim, shape));
+  *out = e;
+  return BWT_STATUS_OK;
+}
+
+bwt_status bwt_safetensors_get_f32(const bwt_st_file *f, const char *name, int ndim, const int64_t *shape,
+                                   const float **data) {
+  *data = NULL;
+  entry *e;
+  BWT_TRY(find_float(f, name, ndim, shape, &e));
+  if (e->dtype == BWT_DTYPE_F32) {
+    const void *p;
+    BWT_TRY(entry_bytes(f, e, &p));
+    *data = p;
+  } else {
+    size_t n = element_count(e->ndim, e->shape);
+    if (!e->f32) {
+      e->f32 = bwt_malloc(n * sizeof(float), f->path);
+      if (!e->f32) return BWT_STATUS_NOMEM;
+      bwt_half_to_f32(e->f32, f->data + e->begin, n, e->dtype);
     }
-    if (e->begin % bwt_dtype_size(dtype))
-      return bwt_fail(BWT_STATUS_FORMAT, "%s: tensor '%s' starts at byte %zu, not aligned for %s", f->path, name, e->begin, bwt_dtype_name(dtype));
-    ((entry *)e)->used = 1; /* f's own allocation: the flag is bookkeeping, not content */
-    *data = f->data + e->begin;
-    return BWT_STATUS_OK;
+    *data = e->f32;
   }
-  return bwt_fail(BWT_STATUS_FORMAT, "%s has no tensor '%s'", f->path, name);
+  e->used = 1;
+  return BWT_STATUS_OK;
+}
+
+bwt_status bwt_safetensors_read_f32(const bwt_st_file *f, const char *name, int ndim, const int64_t *shape,
+                                    float *dst, size_t n) {
+  entry *e;
+  BWT_TRY(find_float(f, name, ndim, shape, &e));
+  size_t have = element_count(e->ndim, e->shape);
+  if (have != n)
+    return bwt_fail(BWT_STATUS_ARG, "%s: tensor '%s' has %zu elements but the buffer given for it holds %zu", f->path, name, have, n);
+  if (e->dtype == BWT_DTYPE_F32) {
+    if (n) memcpy(dst, f->data + e->begin, n * sizeof(float));
+  } else {
+    bwt_half_to_f32(dst, f->data + e->begin, n, e->dtype);
+  }
+  e->used = 1;
+  return BWT_STATUS_OK;
 }
