@@ -78,9 +78,12 @@ int run_options_check_given(const cli_spec *spec, const run_options *o, const ch
 void task_overrides_init(run_options *given);
 int task_overrides_apply(bwt_task_config *cfg, const bwt_task_config *given, const char *command);
 
-/* The checkpoint named by a command-line argument: the file itself if it ends in .safetensors,
- * else RUN_DIR/checkpoint.safetensors. dir gets the run directory (the file's directory). */
+/* The checkpoint named by a command-line argument (bwt_run_paths). */
 void checkpoint_path(char *path, char *dir, size_t cap, const char *arg);
+
+/* The option group every subcommand shares: --threads, declared here once (help NULL: "threads
+ * (0 = environment)"). */
+cli_option threads_option(int *threads, const char *help);
 
 /* The directory a command writes into: out if given, else RUN_DIR/sub. */
 void output_dir(char *outdir, size_t cap, const char *out, const char *run_dir, const char *sub);
