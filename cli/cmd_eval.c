@@ -34,7 +34,7 @@ int cmd_eval(int argc, char **argv) {
   char json[OPT_STRING_MAX] = "", csv[OPT_STRING_MAX] = "";
   run_options given; /* only its task part: the overrides */
   task_overrides_init(&given);
-  cli_option opts[64] = {
+  cli_option opts[RUN_OPTIONS_MAX] = {
       {"eval-seqs", OPT_INT, &eval_seqs, "held-out sequences (0 = the run's eval-seqs)"},
       {"eval-seed", OPT_U64, &eval_seed, "held-out stream seed (0 = the run's eval-seed)"},
       {"batch", OPT_INT, &batch, "sequences per forward pass (0 = the run's batch; speed and memory only: the sequences scored do not change)"},

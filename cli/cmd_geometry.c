@@ -140,7 +140,7 @@ int cmd_geometry(int argc, char **argv) {
   char path[4096], dir[4096], outdir[4096 + 16];
   if (series) {
     if (bwt_set_threads(threads) != BWT_STATUS_OK) return cli_error("geometry");
-    checkpoint_path(path, dir, sizeof path, pos[0]);
+    bwt_run_paths(pos[0], path, dir, sizeof path);
     output_dir(outdir, sizeof outdir, out, dir, "geometry");
     return run_series(dir, outdir, &o, !no_figures);
   }

@@ -136,8 +136,6 @@ void cli_usage(FILE *f, const cli_spec *spec) {
   fprintf(f, "  %-22s %s\n", "--help", "show this text");
 }
 
-void checkpoint_path(char *path, char *dir, size_t cap, const char *arg) { bwt_run_paths(arg, path, dir, cap); }
-
 cli_option threads_option(int *threads, const char *help) {
   return (cli_option){"threads", OPT_INT, threads, help ? help : "threads (0 = environment)"};
 }
@@ -162,7 +160,8 @@ int cli_error(const char *command) {
   return 1;
 }
 
-/* The command-line text of a named setting (ENUM rows, parsed by run_options_finish). */
+/* The command-line text of an ENUM row with a flag, parsed by run_options_finish (which has its
+ * own rules: --norm auto, --decay's message); a new ENUM flag needs its text here and there. */
 static char *enum_text(run_options *o, const bwt_setting *s) {
   static const struct {
     const char *key;
@@ -224,9 +223,20 @@ int model_options(cli_option *opts, run_options *o) {
   return n;
 }
 
+/* "none<sep>cpu<sep>quick<sep>paper": the presets' names (cli/reproduce_grids.c) into buf. */
+static const char *preset_names(char *buf, size_t cap, const char *sep) {
+  size_t n = (size_t)snprintf(buf, cap, "none");
+  for (int i = 0; i < REPRO_N_PRESETS && n < cap; i++) n += (size_t)snprintf(buf + n, cap - n, "%s%s", sep, repro_preset_names[i]);
+  return buf;
+}
+
 int train_options(cli_option *opts, run_options *o) {
+  static char help[256];
+  char names[64];
+  snprintf(help, sizeof help, "%s: the recipe bwt reproduce trains this task and --arch with (cli/reproduce_grids.c); explicit flags override it",
+           preset_names(names, sizeof names, " | "));
   int n = 0;
-  opts[n++] = (cli_option){"preset", OPT_STRING, o->preset, "none | cpu | quick | paper: the recipe bwt reproduce trains this task and --arch with (cli/reproduce_grids.c); explicit flags override it"};
+  opts[n++] = (cli_option){"preset", OPT_STRING, o->preset, help};
   return n + setting_options(opts + n, o, "train");
 }
 
@@ -242,7 +252,7 @@ int run_options_parse_flags(run_options *o, const char *flags, const char *comma
   argv[argc++] = (char *)command;
   for (char *tok = strtok(buf, " "); tok && argc < MAX_FLAG_ARGS - 1; tok = strtok(NULL, " ")) argv[argc++] = tok;
   argv[argc] = NULL;
-  cli_option opts[64];
+  cli_option opts[RUN_OPTIONS_MAX];
   int n = task_options(opts, o), npos;
   n += model_options(opts + n, o);
   n += train_options(opts + n, o);
@@ -267,7 +277,8 @@ int run_options_preset(run_options *o, int argc, char **argv, const char *comman
   if (strcmp(name, "none") == 0) return 0;
   int preset = repro_preset_parse(name);
   if (preset < 0) {
-    fprintf(stderr, "bwt %s: unknown preset '%s' (known: none, cpu, quick, paper)\n", command, name);
+    char names[64];
+    fprintf(stderr, "bwt %s: unknown preset '%s' (known: %s)\n", command, name, preset_names(names, sizeof names, ", "));
     return 2;
   }
   /* The recipe of the reproduce grid's cell for this task and architecture (cli/reproduce_grids.c). */
@@ -290,7 +301,7 @@ int run_options_finish(run_options *o, const char *command) {
   bwt_train_config *t = &o->cfg.train;
   if (t->init_from[0]) { /* a run directory stands for its checkpoint */
     char path[4096], dir[4096];
-    checkpoint_path(path, dir, sizeof path, t->init_from);
+    bwt_run_paths(t->init_from, path, dir, sizeof path);
     if (strlen(path) >= sizeof t->init_from) {
       fprintf(stderr, "bwt %s: --init-from path too long\n", command);
       return 2;

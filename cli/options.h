@@ -52,6 +52,10 @@ typedef struct {
   int max_T; /* 0: the task's length */
 } run_options;
 
+/* Room for every option of a subcommand: the task, model and train groups and its own
+ * (tests/test_settings.c checks the groups leave room for a subcommand's own 16). */
+#define RUN_OPTIONS_MAX 128
+
 void run_options_default(run_options *o);
 /* Appends the task options (n written) to opts. */
 int task_options(cli_option *opts, run_options *o);
@@ -77,9 +81,6 @@ int run_options_check_given(const cli_spec *spec, const run_options *o, const ch
  * different --task. */
 void task_overrides_init(run_options *given);
 int task_overrides_apply(bwt_task_config *cfg, const bwt_task_config *given, const char *command);
-
-/* The checkpoint named by a command-line argument (bwt_run_paths). */
-void checkpoint_path(char *path, char *dir, size_t cap, const char *arg);
 
 /* The option group every subcommand shares: --threads, declared here once (help NULL: "threads
  * (0 = environment)"). */
