@@ -39,7 +39,7 @@ int cmd_ablate(int argc, char **argv) {
       {"seed", OPT_U64, &seed, "held-out stream seed"},
       {"out", OPT_STRING, out, "output directory (default RUN_DIR/ablate)"},
       {"no-figures", OPT_FLAG, &no_figures, "write JSON and CSV only"},
-      {"threads", OPT_INT, &threads, "threads (0 = environment)"},
+      threads_option(&threads, NULL),
   };
   cli_spec spec = {"ablate", "CHECKPOINT|RUN_DIR [options]",
                    "Removes one component of a transformer at a time: each head (its attention weights masked),\n"
@@ -54,20 +54,13 @@ int cmd_ablate(int argc, char **argv) {
     fprintf(stderr, "bwt ablate: --seqs and --batch must be >= 1, --threads >= 0\n");
     return 2;
   }
-  if (bwt_set_threads(threads) != BWT_STATUS_OK) return cli_error("ablate");
-  char path[4096], dir[4096];
-  checkpoint_path(path, dir, sizeof path, pos[0]);
+  bwt_run run;
+  if (bwt_run_open(&run, pos[0], threads, 0) != BWT_STATUS_OK) return cli_error("ablate");
   char outdir[4096 + 16];
-  output_dir(outdir, sizeof outdir, out, dir, "ablate");
-  bwt_run_config cfg;
-  bwt_model *model = NULL;
-  bwt_task *task = NULL;
-  int step = 0;
-  if (bwt_checkpoint_load(path, &cfg, &model, NULL, NULL, &step) != BWT_STATUS_OK) return cli_error("ablate");
+  output_dir(outdir, sizeof outdir, out, run.dir, "ablate");
   bwt_ablation a;
   memset(&a, 0, sizeof a);
-  bwt_status s = bwt_task_create(&task, &cfg.task);
-  if (s == BWT_STATUS_OK) s = bwt_ablate(model, task, seed, n_seqs, batch, &a, progress, NULL);
+  bwt_status s = bwt_ablate(run.model, run.task, seed, n_seqs, batch, &a, progress, NULL);
   char file[4096 + 32];
   if (s == BWT_STATUS_OK) {
     print_ablation(&a);
@@ -81,7 +74,6 @@ int cmd_ablate(int argc, char **argv) {
   if (s == BWT_STATUS_OK) printf("wrote %s/ablation.json, ablation.csv%s\n", outdir, no_figures ? "" : " and ablation.{png,svg}");
   rc = s == BWT_STATUS_OK ? 0 : cli_error("ablate");
   bwt_ablation_free(&a);
-  bwt_task_free(task);
-  bwt_model_free(model);
+  bwt_run_close(&run);
   return rc;
 }

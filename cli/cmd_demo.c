@@ -71,7 +71,7 @@ int cmd_demo(int argc, char **argv) {
       {"soft-targets", OPT_FLAG, &soft, "train against the exact posterior (faster, tighter) instead of sampled tokens"},
       {"seed", OPT_U64, &seed, "seed of weights and batches"},
       {"eval-seqs", OPT_INT, &eval_seqs, "held-out sequences for the final table"},
-      {"threads", OPT_INT, &threads, "threads (0 = environment)"},
+      threads_option(&threads, NULL),
   };
   cli_spec spec = {"demo", "[options]",
                    "The main job: trains a transformer and the context-free MLP (the papers' control) on\n"

@@ -79,7 +79,7 @@ static int verify(int argc, char **argv) {
       {"batch", OPT_INT, &batch, "sequences per batch"},
       {"seed", OPT_U64, &seed, "batch stream seed"},
       {"tol", OPT_DOUBLE, &tol, "largest deviation allowed, relative to the block's largest gradient"},
-      {"threads", OPT_INT, &threads, "threads (0 = environment)"},
+      threads_option(&threads, NULL),
   };
   cli_spec spec = {"dynamics verify", "CHECKPOINT|RUN_DIR [options]",
                    "Checks the routing law and the responsibility-weighted value gradient against the real\n"
@@ -92,21 +92,15 @@ static int verify(int argc, char **argv) {
     fprintf(stderr, "bwt dynamics verify: --batches and --batch must be >= 1, --tol > 0, --threads >= 0\n");
     return 2;
   }
-  if (bwt_set_threads(threads) != BWT_STATUS_OK) return cli_error("dynamics verify");
-  char path[4096], dir[4096];
-  checkpoint_path(path, dir, sizeof path, pos[0]);
-  bwt_run_config cfg;
-  bwt_model *model = NULL;
-  bwt_task *task = NULL;
-  int step = 0;
-  if (bwt_checkpoint_load(path, &cfg, &model, NULL, NULL, &step) != BWT_STATUS_OK) return cli_error("dynamics verify");
+  bwt_run run;
+  if (bwt_run_open(&run, pos[0], threads, BWT_RUN_NO_TASK) != BWT_STATUS_OK) return cli_error("dynamics verify");
+  const bwt_model *model = run.model;
   bwt_dynamics_check c[256];
-  bwt_status s = model->cfg.n_layers <= 256 ? bwt_task_create(&task, &cfg.task)
-                                            : bwt_fail(BWT_STATUS_ARG, "more than 256 blocks");
-  if (s == BWT_STATUS_OK) s = bwt_dynamics_verify(model, task, NULL, seed, batches, batch, c);
+  bwt_status s = model->cfg.n_layers <= 256 ? bwt_run_create_task(&run) : bwt_fail(BWT_STATUS_ARG, "more than 256 blocks");
+  if (s == BWT_STATUS_OK) s = bwt_dynamics_verify(run.model, run.task, NULL, seed, batches, batch, c);
   int failed = 0;
   if (s == BWT_STATUS_OK) {
-    printf("%s, step %d: %d batches of %d sequences, every head of every block\n", path, step, batches, batch);
+    printf("%s, step %d: %d batches of %d sequences, every head of every block\n", run.path, run.step, batches, batch);
     printf("%6s %14s %14s %10s %14s %14s %10s\n", "block", "routing |diff|", "max |dL/ds|", "relative",
            "values |diff|", "max |dL/dv|", "relative");
     for (int l = 0; l < model->cfg.n_layers; l++) {
@@ -121,8 +115,7 @@ static int verify(int argc, char **argv) {
     if (*json) s = write_verify_json(json, c, model->cfg.n_layers);
   }
   rc = s != BWT_STATUS_OK ? cli_error("dynamics verify") : failed;
-  bwt_task_free(task);
-  bwt_model_free(model);
+  bwt_run_close(&run);
   return rc;
 }
 
@@ -169,7 +162,7 @@ static int sh_parse(sh_options *o, int argc, char **argv, const char *name, cons
       {"seeds", OPT_STRING, o->seeds_text, "seeds, comma-separated (each gives a sequence and a start)"},
       {"out", OPT_STRING, o->out, "output directory"},
       {"no-figures", OPT_FLAG, &o->no_figures, "write the JSON only"},
-      {"threads", OPT_INT, &o->threads, "threads (0 = environment)"},
+      threads_option(&o->threads, NULL),
       {"routing", OPT_STRING, o->routing, "routing mode of both arms: gradient, frozen, no-baseline, uniform"},
   };
   char command[64];
@@ -267,7 +260,7 @@ static int timescales(int argc, char **argv) {
   cli_option opts[] = {
       {"out", OPT_STRING, out, "output directory (default RUN_DIR/dynamics)"},
       {"no-figures", OPT_FLAG, &no_figures, "write the JSON only"},
-      {"threads", OPT_INT, &threads, "threads (0 = environment)"},
+      threads_option(&threads, NULL),
   };
   cli_spec spec = {"dynamics timescales", "RUN_DIR [options]",
                    "Routing vs content timescales of a transformer run (see bwt dynamics --help).", opts,
@@ -279,15 +272,13 @@ static int timescales(int argc, char **argv) {
     fprintf(stderr, "bwt dynamics timescales: --threads must be >= 0\n");
     return 2;
   }
-  if (bwt_set_threads(threads) != BWT_STATUS_OK) return cli_error("dynamics timescales");
-  char path[4096], dir[4096], outdir[4096 + 16];
-  checkpoint_path(path, dir, sizeof path, pos[0]);
+  bwt_run run;
+  if (bwt_run_open(&run, pos[0], threads, BWT_RUN_NO_TASK) != BWT_STATUS_OK) return cli_error("dynamics timescales");
+  bwt_run_close(&run); /* the configuration is all it needs */
+  const char *dir = run.dir;
+  const bwt_run_config cfg = run.cfg;
+  char outdir[4096 + 16];
   output_dir(outdir, sizeof outdir, out, dir, "dynamics");
-  bwt_run_config cfg;
-  bwt_model *model = NULL;
-  int step = 0;
-  if (bwt_checkpoint_load(path, &cfg, &model, NULL, NULL, &step) != BWT_STATUS_OK) return cli_error("dynamics timescales");
-  bwt_model_free(model);
   bwt_timescales t;
   if (bwt_timescales_read(dir, cfg.train.steps, &t) != BWT_STATUS_OK) return cli_error("dynamics timescales");
   printf("%s: %d logged steps of %d; medians of the ratios over the logged steps\n", dir, t.n, cfg.train.steps);
@@ -334,7 +325,7 @@ static int detect(int argc, char **argv) {
       {"threshold", OPT_DOUBLE, &o.threshold, "the detector fires when the silhouette exceeds this"},
       {"subsamples", OPT_INT, &o.subsamples, "subsamples for the firing rates"},
       {"subsample-rows", OPT_INT, &o.subsample_rows, "rows per subsample"},
-      {"threads", OPT_INT, &threads, "threads (0 = environment)"},
+      threads_option(&threads, NULL),
   };
   cli_spec spec = {"dynamics detect", "CHECKPOINT|RUN_DIR [options]",
                    "The geometry detector of seed 000 with its controls (see bwt dynamics --help).", opts,
@@ -346,22 +337,16 @@ static int detect(int argc, char **argv) {
     fprintf(stderr, "bwt dynamics detect: --threads must be >= 0\n");
     return 2;
   }
-  if (bwt_set_threads(threads) != BWT_STATUS_OK) return cli_error("dynamics detect");
-  char path[4096], dir[4096], outdir[4096 + 16];
-  checkpoint_path(path, dir, sizeof path, pos[0]);
-  output_dir(outdir, sizeof outdir, out, dir, "dynamics");
-  bwt_run_config cfg;
-  bwt_model *model = NULL;
-  bwt_task *task = NULL;
-  int step = 0;
-  if (bwt_checkpoint_load(path, &cfg, &model, NULL, NULL, &step) != BWT_STATUS_OK) return cli_error("dynamics detect");
+  bwt_run run;
+  if (bwt_run_open(&run, pos[0], threads, 0) != BWT_STATUS_OK) return cli_error("dynamics detect");
+  char outdir[4096 + 16];
+  output_dir(outdir, sizeof outdir, out, run.dir, "dynamics");
   bwt_detect_result r[BWT_DETECT_N];
   memset(r, 0, sizeof r);
-  bwt_status s = bwt_task_create(&task, &cfg.task);
-  if (s == BWT_STATUS_OK) s = bwt_detect(model, task, &o, r);
+  bwt_status s = bwt_detect(run.model, run.task, &o, r);
   if (s == BWT_STATUS_OK) {
     printf("%s, step %d: block %d, %d sequences; fires when the silhouette exceeds %g (%d subsamples of %d rows)\n",
-           path, step, o.layer < 0 ? model->cfg.n_layers - 1 : o.layer, o.n_seqs, o.threshold, o.subsamples,
+           run.path, run.step, o.layer < 0 ? run.model->cfg.n_layers - 1 : o.layer, o.n_seqs, o.threshold, o.subsamples,
            o.subsample_rows);
     printf("%16s %7s %9s %11s %22s %10s\n", "inputs", "rows", "clusters", "silhouette", "r(confidence, -error)",
            "fire rate");
@@ -376,10 +361,16 @@ static int detect(int argc, char **argv) {
   }
   rc = s == BWT_STATUS_OK ? 0 : cli_error("dynamics detect");
   for (int k = 0; k < BWT_DETECT_N; k++) bwt_detect_result_free(&r[k]);
-  bwt_task_free(task);
-  bwt_model_free(model);
+  bwt_run_close(&run);
   return rc;
 }
+
+static const struct {
+  const char *name;
+  int (*run)(int argc, char **argv);
+} experiment_table[] = {
+    {"verify", verify}, {"em", em}, {"falsify", falsify}, {"timescales", timescales}, {"detect", detect},
+};
 
 int cmd_dynamics(int argc, char **argv) {
   if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
@@ -389,11 +380,8 @@ int cmd_dynamics(int argc, char **argv) {
             experiments);
     return argc < 2 ? 2 : 0;
   }
-  if (strcmp(argv[1], "verify") == 0) return verify(argc - 1, argv + 1);
-  if (strcmp(argv[1], "em") == 0) return em(argc - 1, argv + 1);
-  if (strcmp(argv[1], "falsify") == 0) return falsify(argc - 1, argv + 1);
-  if (strcmp(argv[1], "timescales") == 0) return timescales(argc - 1, argv + 1);
-  if (strcmp(argv[1], "detect") == 0) return detect(argc - 1, argv + 1);
+  for (size_t i = 0; i < sizeof experiment_table / sizeof *experiment_table; i++)
+    if (strcmp(argv[1], experiment_table[i].name) == 0) return experiment_table[i].run(argc - 1, argv + 1);
   fprintf(stderr, "bwt dynamics: unknown experiment '%s' (see bwt dynamics --help)\n", argv[1]);
   return 2;
 }

@@ -34,14 +34,14 @@ int cmd_eval(int argc, char **argv) {
   char json[OPT_STRING_MAX] = "", csv[OPT_STRING_MAX] = "";
   run_options given; /* only its task part: the overrides */
   task_overrides_init(&given);
-  cli_option opts[64] = {
+  cli_option opts[RUN_OPTIONS_MAX] = {
       {"eval-seqs", OPT_INT, &eval_seqs, "held-out sequences (0 = the run's eval-seqs)"},
       {"eval-seed", OPT_U64, &eval_seed, "held-out stream seed (0 = the run's eval-seed)"},
       {"batch", OPT_INT, &batch, "sequences per forward pass (0 = the run's batch; speed and memory only: the sequences scored do not change)"},
       {"per-position", OPT_FLAG, &per_position, "also print the per-position table"},
       {"json", OPT_STRING, json, "write the result as JSON to this file"},
       {"csv", OPT_STRING, csv, "write the per-position metrics as CSV to this file"},
-      {"threads", OPT_INT, &threads, "threads (-1 = the run's, 0 = environment)"},
+      threads_option(&threads, "threads (-1 = the run's, 0 = environment)"),
   };
   int n_opts = 7;
   n_opts += task_options(opts + n_opts, &given);
@@ -58,41 +58,31 @@ int cmd_eval(int argc, char **argv) {
     fprintf(stderr, "bwt eval: --eval-seqs and --batch must be >= 0, --threads in -1..1024\n");
     return 2;
   }
-  char path[4096], dir[4096];
-  checkpoint_path(path, dir, sizeof path, pos[0]);
-
-  bwt_run_config cfg;
-  bwt_model *model = NULL;
-  bwt_task *task = NULL;
-  int step = 0;
-  if (bwt_checkpoint_load(path, &cfg, &model, NULL, NULL, &step) != BWT_STATUS_OK) return cli_error("eval");
   /* By default the run's own batch and threads: then RUN/eval.json is reproduced to the bit. */
-  if (bwt_set_threads(threads >= 0 ? threads : cfg.train.threads) != BWT_STATUS_OK) {
-    bwt_model_free(model);
-    return cli_error("eval");
-  }
-  if (batch == 0) batch = cfg.train.batch;
-  if ((rc = task_overrides_apply(&cfg.task, &given.cfg.task, "eval"))) {
-    bwt_model_free(model);
+  bwt_run run;
+  if (bwt_run_open(&run, pos[0], threads, BWT_RUN_THREADS_AFTER | BWT_RUN_NO_TASK) != BWT_STATUS_OK) return cli_error("eval");
+  const bwt_run_config *cfg = &run.cfg;
+  if (batch == 0) batch = cfg->train.batch;
+  if ((rc = task_overrides_apply(&run.cfg.task, &given.cfg.task, "eval"))) {
+    bwt_run_close(&run);
     return rc;
   }
   bwt_eval_result r;
   memset(&r, 0, sizeof r);
-  bwt_status s = bwt_task_create(&task, &cfg.task);
+  bwt_status s = bwt_run_create_task(&run);
   if (s == BWT_STATUS_OK)
-    s = bwt_evaluate(model, task, eval_seed ? eval_seed : cfg.train.eval_seed,
-                     eval_seqs ? eval_seqs : cfg.train.eval_seqs, batch, &r);
+    s = bwt_evaluate(run.model, run.task, eval_seed ? eval_seed : cfg->train.eval_seed,
+                     eval_seqs ? eval_seqs : cfg->train.eval_seqs, batch, &r);
   if (s == BWT_STATUS_OK) {
     char desc[128];
-    printf("%s: %s on %s, step %d\n", path, bwt_arch_name(cfg.model.arch),
-           bwt_task_config_describe(&cfg.task, desc, sizeof desc), step);
+    printf("%s: %s on %s, step %d\n", run.path, bwt_arch_name(cfg->model.arch),
+           bwt_task_config_describe(&cfg->task, desc, sizeof desc), run.step);
     print_result(&r, per_position);
     if (*json) s = bwt_eval_write_json(json, &r);
     if (s == BWT_STATUS_OK && *csv) s = bwt_eval_write_csv(csv, &r);
   }
   rc = s == BWT_STATUS_OK ? 0 : cli_error("eval");
   bwt_eval_result_free(&r);
-  bwt_task_free(task);
-  bwt_model_free(model);
+  bwt_run_close(&run);
   return rc;
 }

@@ -119,7 +119,7 @@ int cmd_geometry(int argc, char **argv) {
       {"out", OPT_STRING, out, "output directory (default RUN_DIR/geometry)"},
       {"no-figures", OPT_FLAG, &no_figures, "write the JSON only"},
       {"series", OPT_FLAG, &series, "the frame-precision dissociation over RUN_DIR/snapshots (bwt train --snapshots N)"},
-      {"threads", OPT_INT, &threads, "threads (0 = environment)"},
+      threads_option(&threads, NULL),
   };
   cli_spec spec = {"geometry", "CHECKPOINT|RUN_DIR [options]",
                    "Measures how a transformer checkpoint does Bayesian inference, against its task's exact\n"
@@ -137,40 +137,38 @@ int cmd_geometry(int argc, char **argv) {
     fprintf(stderr, "bwt geometry: --seqs must be >= 2, --batch >= 1, --ridge >= 0, --threads >= 0\n");
     return 2;
   }
-  if (bwt_set_threads(threads) != BWT_STATUS_OK) return cli_error("geometry");
-  char path[4096], dir[4096];
-  checkpoint_path(path, dir, sizeof path, pos[0]);
-  char outdir[4096 + 16];
-  output_dir(outdir, sizeof outdir, out, dir, "geometry");
-  if (series) return run_series(dir, outdir, &o, !no_figures);
-
-  bwt_run_config cfg;
-  bwt_model *model = NULL, *init = NULL;
-  bwt_task *task = NULL;
-  int step = 0;
-  if (bwt_checkpoint_load(path, &cfg, &model, NULL, NULL, &step) != BWT_STATUS_OK) return cli_error("geometry");
+  char path[4096], dir[4096], outdir[4096 + 16];
+  if (series) {
+    if (bwt_set_threads(threads) != BWT_STATUS_OK) return cli_error("geometry");
+    bwt_run_paths(pos[0], path, dir, sizeof path);
+    output_dir(outdir, sizeof outdir, out, dir, "geometry");
+    return run_series(dir, outdir, &o, !no_figures);
+  }
+  bwt_run run;
+  if (bwt_run_open(&run, pos[0], threads, 0) != BWT_STATUS_OK) return cli_error("geometry");
+  output_dir(outdir, sizeof outdir, out, run.dir, "geometry");
+  const bwt_run_config *cfg = &run.cfg;
+  bwt_model *init = NULL;
   bwt_geometry g;
   memset(&g, 0, sizeof g);
   char desc[128];
-  bwt_status s = bwt_task_create(&task, &cfg.task);
   /* The run's own initial weights: the model created from its seed. */
-  if (s == BWT_STATUS_OK) s = bwt_model_create(&init, &cfg.model, cfg.train.seed);
+  bwt_status s = bwt_model_create(&init, &cfg->model, cfg->train.seed);
   if (s == BWT_STATUS_OK) {
-    printf("%s: %s on %s, step %d\n", path, bwt_arch_name(cfg.model.arch),
-           bwt_task_config_describe(&cfg.task, desc, sizeof desc), step);
-    s = bwt_geometry_compute(model, init, task, &o, &g);
+    printf("%s: %s on %s, step %d\n", run.path, bwt_arch_name(cfg->model.arch),
+           bwt_task_config_describe(&cfg->task, desc, sizeof desc), run.step);
+    s = bwt_geometry_compute(run.model, init, run.task, &o, &g);
   }
   if (s == BWT_STATUS_OK) {
     print_geometry(&g);
     s = write_output(outdir, "geometry.json", bwt_geometry_to_json(&g));
   }
   if (s == BWT_STATUS_OK && !no_figures) s = bwt_geometry_figures(&g, outdir);
-  if (s == BWT_STATUS_OK && !no_figures && strcmp(cfg.task.name, "hmm") == 0) s = hmm_lengths(model, &cfg, &o, outdir);
+  if (s == BWT_STATUS_OK && !no_figures && strcmp(cfg->task.name, "hmm") == 0) s = hmm_lengths(run.model, cfg, &o, outdir);
   if (s == BWT_STATUS_OK) printf("\nwrote %s/geometry.json%s\n", outdir, no_figures ? "" : " and figures");
   rc = s == BWT_STATUS_OK ? 0 : cli_error("geometry");
   bwt_geometry_free(&g);
-  bwt_task_free(task);
   bwt_model_free(init);
-  bwt_model_free(model);
+  bwt_run_close(&run);
   return rc;
 }

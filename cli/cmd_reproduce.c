@@ -108,20 +108,17 @@ static int extra_eval(const char *dir, const char *eval_flags, const char *path)
   int rc = run_options_parse_flags(&given, eval_flags, "reproduce");
   if (rc) return rc;
   snprintf(ckpt, sizeof ckpt, "%s/checkpoint.safetensors", dir);
-  bwt_run_config cfg;
-  bwt_model *model = NULL;
-  bwt_task *task = NULL;
-  int step;
-  if (bwt_checkpoint_load(ckpt, &cfg, &model, NULL, NULL, &step) != BWT_STATUS_OK) return cli_error("reproduce");
-  if ((rc = task_overrides_apply(&cfg.task, &given.cfg.task, "reproduce"))) return bwt_model_free(model), rc;
+  bwt_run run;
+  if (bwt_run_open(&run, ckpt, BWT_RUN_THREADS_KEEP, BWT_RUN_NO_TASK) != BWT_STATUS_OK) return cli_error("reproduce");
+  if ((rc = task_overrides_apply(&run.cfg.task, &given.cfg.task, "reproduce"))) return bwt_run_close(&run), rc;
+  const bwt_train_config *t = &run.cfg.train;
   bwt_eval_result r;
   memset(&r, 0, sizeof r);
-  bwt_status s = bwt_task_create(&task, &cfg.task);
-  if (s == BWT_STATUS_OK) s = bwt_evaluate(model, task, cfg.train.eval_seed, cfg.train.eval_seqs, cfg.train.batch, &r);
+  bwt_status s = bwt_run_create_task(&run);
+  if (s == BWT_STATUS_OK) s = bwt_evaluate(run.model, run.task, t->eval_seed, t->eval_seqs, t->batch, &r);
   if (s == BWT_STATUS_OK) s = bwt_eval_write_json(path, &r);
   bwt_eval_result_free(&r);
-  bwt_task_free(task);
-  bwt_model_free(model);
+  bwt_run_close(&run);
   return s == BWT_STATUS_OK ? 0 : cli_error("reproduce");
 }
 
@@ -258,7 +255,7 @@ int cmd_reproduce(int argc, char **argv) {
       {"seeds", OPT_INT, &seeds, "seeds 1..N per cell"},
       {"out", OPT_STRING, out, "directory of the runs and tables (default runs/reproduce/NAME-PRESET)"},
       {"steps", OPT_INT, &steps, "override every cell's steps (0 = the grid's; for trying the pipeline)"},
-      {"threads", OPT_INT, &threads, "threads (0 = environment)"},
+      threads_option(&threads, NULL),
       {"dry-run", OPT_FLAG, &dry, "check and list every cell's configuration; train nothing"},
   };
   char summary[1024];

@@ -17,7 +17,7 @@ int cmd_sample(int argc, char **argv) {
   int count = 10, batch = 256, held_out = 0, train_step = -1;
   uint64_t seed = 1;
   char out[OPT_STRING_MAX] = "-";
-  cli_option opts[64];
+  cli_option opts[RUN_OPTIONS_MAX];
   int n = task_options(opts, &o);
   opts[n++] = (cli_option){"n", OPT_INT, &count, "sequences to write"};
   opts[n++] = (cli_option){"seed", OPT_U64, &seed, "seed of the stream: sequence j is the rng stream (seed, j)"};

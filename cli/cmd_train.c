@@ -12,7 +12,7 @@ int cmd_train(int argc, char **argv) {
   run_options_default(&o);
   char out[OPT_STRING_MAX] = "runs/train", resume[OPT_STRING_MAX] = "";
   int stop_after = 0;
-  cli_option opts[64];
+  cli_option opts[RUN_OPTIONS_MAX];
   int n = 0;
   opts[n++] = (cli_option){"out", OPT_STRING, out, "run directory to create"};
   opts[n++] = (cli_option){"resume", OPT_STRING, resume, "continue the run in this directory (takes only --threads, --stop-after and --lr besides)"};

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -135,17 +136,8 @@ void cli_usage(FILE *f, const cli_spec *spec) {
   fprintf(f, "  %-22s %s\n", "--help", "show this text");
 }
 
-void checkpoint_path(char *path, char *dir, size_t cap, const char *arg) {
-  size_t len = strlen(arg);
-  snprintf(dir, cap, "%s", arg);
-  if (len >= 12 && strcmp(arg + len - 12, ".safetensors") == 0) {
-    snprintf(path, cap, "%s", arg);
-    char *slash = strrchr(dir, '/');
-    if (slash) *slash = 0;
-    else snprintf(dir, cap, ".");
-  } else {
-    snprintf(path, cap, "%s/checkpoint.safetensors", arg);
-  }
+cli_option threads_option(int *threads, const char *help) {
+  return (cli_option){"threads", OPT_INT, threads, help ? help : "threads (0 = environment)"};
 }
 
 void output_dir(char *outdir, size_t cap, const char *out, const char *run_dir, const char *sub) {
@@ -168,21 +160,34 @@ int cli_error(const char *command) {
   return 1;
 }
 
+/* The command-line text of an ENUM row with a flag, parsed by run_options_finish (which has its
+ * own rules: --norm auto, --decay's message); a new ENUM flag needs its text here and there. */
+static char *enum_text(run_options *o, const bwt_setting *s) {
+  static const struct {
+    const char *key;
+    size_t offset;
+  } texts[] = {
+      {"arch", offsetof(run_options, arch)},
+      {"norm", offsetof(run_options, norm)},
+      {"positions", offsetof(run_options, positions)},
+      {"init", offsetof(run_options, init)},
+      {"decay", offsetof(run_options, decay)},
+  };
+  for (size_t i = 0; i < sizeof texts / sizeof *texts; i++)
+    if (strcmp(texts[i].key, s->key) == 0) return (char *)o + texts[i].offset;
+  return NULL;
+}
+
+_Static_assert(sizeof ((bwt_train_config *)0)->init_from == OPT_STRING_MAX, "STRING rows are OPT_STRING destinations");
+
 void run_options_default(run_options *o) {
   memset(o, 0, sizeof *o);
-  bwt_task_config_default(&o->cfg.task, "bijection");
-  bwt_train_config_default(&o->cfg.train);
-  bwt_model_config *m = &o->cfg.model;
-  m->d_model = 64;
-  m->n_layers = 2;
-  m->n_heads = 4;
-  m->tied_head = 0;
-  m->window = 0;
-  strcpy(o->arch, "transformer");
-  strcpy(o->norm, "auto");
-  strcpy(o->positions, "learned");
-  strcpy(o->init, "bwt");
-  strcpy(o->decay, "matrices");
+  bwt_run_config_default(&o->cfg);
+  for (const bwt_setting *s = bwt_settings; s->key; s++) {
+    char *text = s->type == BWT_SETTING_ENUM ? enum_text(o, s) : NULL;
+    if (text) snprintf(text, OPT_STRING_MAX, "%s", s->name((int)s->def));
+  }
+  strcpy(o->norm, "auto"); /* by architecture (run_options_finish) */
   o->max_T = 0;
   strcpy(o->preset, "none");
 }
@@ -191,72 +196,48 @@ int task_options(cli_option *opts, run_options *o) {
   bwt_task_config *t = &o->cfg.task;
   int n = 0;
   opts[n++] = (cli_option){"task", OPT_STRING, t->name, "wind tunnel: bijection | hmm | modular | recall | sticky"};
-  opts[n++] = (cli_option){"V", OPT_INT, &t->V, "bijection: domain size (keys 0..V-1, values V..2V-1)"};
-  opts[n++] = (cli_option){"L", OPT_INT, &t->L, "bijection: keys shown per sequence"};
-  opts[n++] = (cli_option){"with-replacement", OPT_FLAG, &t->with_replacement, "bijection: keys drawn with replacement"};
-  opts[n++] = (cli_option){"query", OPT_FLAG, &t->query, "bijection: paired layout with a trailing query key"};
-  opts[n++] = (cli_option){"S", OPT_INT, &t->S, "hmm: hidden states (the readout's classes)"};
-  opts[n++] = (cli_option){"O", OPT_INT, &t->O, "hmm: observation symbols"};
-  opts[n++] = (cli_option){"K", OPT_INT, &t->K, "hmm: observations per sequence"};
-  opts[n++] = (cli_option){"p", OPT_INT, &t->p, "modular: the modulus"};
-  opts[n++] = (cli_option){"length", OPT_INT, &t->length, "modular: tokens per sequence"};
-  opts[n++] = (cli_option){"opaque", OPT_FLAG, &t->opaque, "modular: values relabelled per sequence, the relabelling shown first"};
-  opts[n++] = (cli_option){"pairs", OPT_INT, &t->pairs, "recall: key/value pairs shown"};
-  opts[n++] = (cli_option){"queries", OPT_INT, &t->queries, "recall: stored keys queried"};
-  opts[n++] = (cli_option){"fillers", OPT_INT, &t->fillers, "recall: filler tokens before the queries"};
-  opts[n++] = (cli_option){"key-vocab", OPT_INT, &t->key_vocab, "recall: key tokens"};
-  opts[n++] = (cli_option){"value-vocab", OPT_INT, &t->value_vocab, "recall: value tokens"};
-  opts[n++] = (cli_option){"chain-len", OPT_INT, &t->chain_len, "sticky: positions per sequence"};
+  for (const bwt_task_field *f = bwt_task_fields; f->key; f++)
+    opts[n++] = (cli_option){f->flag, f->is_bool ? OPT_FLAG : OPT_INT, bwt_task_field_int(t, f), f->help};
+  return n;
+}
+
+/* The options of the rows of `section` that have a flag. */
+static int setting_options(cli_option *opts, run_options *o, const char *section) {
+  static const opt_type types[] = {
+      [BWT_SETTING_INT] = OPT_INT,       [BWT_SETTING_BOOL] = OPT_FLAG,     [BWT_SETTING_DOUBLE] = OPT_DOUBLE,
+      [BWT_SETTING_U64] = OPT_U64,       [BWT_SETTING_STRING] = OPT_STRING, [BWT_SETTING_ENUM] = OPT_STRING,
+  };
+  int n = 0;
+  for (const bwt_setting *s = bwt_settings; s->key; s++) {
+    if (!s->flag || strcmp(s->section, section) != 0) continue;
+    void *dest = s->type == BWT_SETTING_ENUM ? (void *)enum_text(o, s) : bwt_setting_ptr(&o->cfg, s);
+    opts[n++] = (cli_option){s->flag, types[s->type], dest, s->help};
+  }
   return n;
 }
 
 int model_options(cli_option *opts, run_options *o) {
-  bwt_model_config *m = &o->cfg.model;
-  int n = 0;
-  opts[n++] = (cli_option){"arch", OPT_STRING, o->arch, "transformer | mlp (context-free) | window_mlp | lstm"};
-  opts[n++] = (cli_option){"d-model", OPT_INT, &m->d_model, "model width"};
-  opts[n++] = (cli_option){"layers", OPT_INT, &m->n_layers, "blocks"};
-  opts[n++] = (cli_option){"heads", OPT_INT, &m->n_heads, "attention heads (transformer)"};
-  opts[n++] = (cli_option){"norm", OPT_STRING, o->norm, "rms | layer | auto (rms for transformer, layer for the baselines)"};
-  opts[n++] = (cli_option){"tied-head", OPT_FLAG, &m->tied_head, "output head tied to the token embedding"};
+  int n = setting_options(opts, o, "model");
   opts[n++] = (cli_option){"no-attn-bias", OPT_FLAG, &o->no_attn_bias, "transformer: Q, K, V, O projections without biases (as the reference's)"};
-  opts[n++] = (cli_option){"init", OPT_STRING, o->init, "bwt (N(0, 0.02), GPT-2's) | torch (PyTorch's defaults, as the reference scripts)"};
-  opts[n++] = (cli_option){"window", OPT_INT, &m->window, "window_mlp: tokens seen (0 = whole sequence)"};
-  opts[n++] = (cli_option){"positions", OPT_STRING, o->positions, "learned | sinusoidal (fixed, any length) | none (any length; the causal mask lets a model count): the last two for evaluating longer sequences"};
   opts[n++] = (cli_option){"max-T", OPT_INT, &o->max_T, "learned positions to allocate (0 = the task's length); rows past the training length stay untrained"};
   return n;
 }
 
+/* "none<sep>cpu<sep>quick<sep>paper": the presets' names (cli/reproduce_grids.c) into buf. */
+static const char *preset_names(char *buf, size_t cap, const char *sep) {
+  size_t n = (size_t)snprintf(buf, cap, "none");
+  for (int i = 0; i < REPRO_N_PRESETS && n < cap; i++) n += (size_t)snprintf(buf + n, cap - n, "%s%s", sep, repro_preset_names[i]);
+  return buf;
+}
+
 int train_options(cli_option *opts, run_options *o) {
-  bwt_train_config *t = &o->cfg.train;
+  static char help[256];
+  char names[64];
+  snprintf(help, sizeof help, "%s: the recipe bwt reproduce trains this task and --arch with (cli/reproduce_grids.c); explicit flags override it",
+           preset_names(names, sizeof names, " | "));
   int n = 0;
-  opts[n++] = (cli_option){"preset", OPT_STRING, o->preset, "none | cpu | quick | paper: the recipe bwt reproduce trains this task and --arch with (cli/reproduce_grids.c); explicit flags override it"};
-  opts[n++] = (cli_option){"steps", OPT_INT, &t->steps, "optimisation steps"};
-  opts[n++] = (cli_option){"batch", OPT_INT, &t->batch, "sequences per step"};
-  opts[n++] = (cli_option){"lr", OPT_DOUBLE, &t->lr, "peak learning rate (AdamW)"};
-  opts[n++] = (cli_option){"min-lr-frac", OPT_DOUBLE, &t->min_lr_frac, "cosine decays to this fraction of lr"};
-  opts[n++] = (cli_option){"warmup", OPT_INT, &t->warmup, "linear warmup steps"};
-  opts[n++] = (cli_option){"weight-decay", OPT_DOUBLE, &t->weight_decay, "decoupled weight decay"};
-  opts[n++] = (cli_option){"decay", OPT_STRING, o->decay, "matrices (2-D tensors) | all (norms and biases too, torch.optim.AdamW's way)"};
-  opts[n++] = (cli_option){"beta1", OPT_DOUBLE, &t->beta1, "AdamW beta1"};
-  opts[n++] = (cli_option){"beta2", OPT_DOUBLE, &t->beta2, "AdamW beta2"};
-  opts[n++] = (cli_option){"eps", OPT_DOUBLE, &t->eps, "AdamW epsilon"};
-  opts[n++] = (cli_option){"clip", OPT_DOUBLE, &t->clip, "global gradient-norm clip (0 = off)"};
-  opts[n++] = (cli_option){"soft-targets", OPT_FLAG, &t->soft_targets, "train against the exact posterior instead of sampled targets"};
-  opts[n++] = (cli_option){"loss-horizon", OPT_INT, &t->loss_horizon, "train only on the first N supervised positions (0 = all); evaluation uses all"};
-  opts[n++] = (cli_option){"position-jitter", OPT_INT, &t->position_jitter, "shift each training sequence's positions by a uniform 0..N (0 = off), so that longer sequences' positions are seen in training; evaluation never shifts; learned positions need --max-T >= length + N"};
-  opts[n++] = (cli_option){"position-jitter-from", OPT_INT, &t->position_jitter_from, "--position-jitter shifts positions from this one on; those before it (a fixed header: the HMM's 53 tokens) keep their place"};
-  opts[n++] = (cli_option){"seed", OPT_U64, &t->seed, "seed of the weights and the training batches"};
-  opts[n++] = (cli_option){"eval-seed", OPT_U64, &t->eval_seed, "seed of the held-out evaluation stream"};
-  opts[n++] = (cli_option){"eval-every", OPT_INT, &t->eval_every, "evaluate every N steps (0 = at the end only)"};
-  opts[n++] = (cli_option){"eval-seqs", OPT_INT, &t->eval_seqs, "held-out sequences per evaluation"};
-  opts[n++] = (cli_option){"ckpt-every", OPT_INT, &t->ckpt_every, "checkpoint every N steps (and at the end)"};
-  opts[n++] = (cli_option){"lr-v-mult", OPT_DOUBLE, &t->lr_v_mult, "learning-rate multiplier of the attention value projections (Paper II's EM-like schedule: 10)"};
-  opts[n++] = (cli_option){"snapshots", OPT_INT, &t->snapshots, "weights-only snapshots at N log-spaced steps (for bwt geometry --series)"};
-  opts[n++] = (cli_option){"log-every", OPT_INT, &t->log_every, "log a metrics line every N steps"};
-  opts[n++] = (cli_option){"init-from", OPT_STRING, t->init_from, "start from this checkpoint's (or run directory's) weights: a curriculum's next stage; the model must match"};
-  opts[n++] = (cli_option){"threads", OPT_INT, &t->threads, "threads (0 = OMP_NUM_THREADS or all cores); results are bit-identical for equal thread counts"};
-  return n;
+  opts[n++] = (cli_option){"preset", OPT_STRING, o->preset, help};
+  return n + setting_options(opts + n, o, "train");
 }
 
 #define MAX_FLAG_ARGS 96
@@ -271,7 +252,7 @@ int run_options_parse_flags(run_options *o, const char *flags, const char *comma
   argv[argc++] = (char *)command;
   for (char *tok = strtok(buf, " "); tok && argc < MAX_FLAG_ARGS - 1; tok = strtok(NULL, " ")) argv[argc++] = tok;
   argv[argc] = NULL;
-  cli_option opts[64];
+  cli_option opts[RUN_OPTIONS_MAX];
   int n = task_options(opts, o), npos;
   n += model_options(opts + n, o);
   n += train_options(opts + n, o);
@@ -296,7 +277,8 @@ int run_options_preset(run_options *o, int argc, char **argv, const char *comman
   if (strcmp(name, "none") == 0) return 0;
   int preset = repro_preset_parse(name);
   if (preset < 0) {
-    fprintf(stderr, "bwt %s: unknown preset '%s' (known: none, cpu, quick, paper)\n", command, name);
+    char names[64];
+    fprintf(stderr, "bwt %s: unknown preset '%s' (known: %s)\n", command, name, preset_names(names, sizeof names, ", "));
     return 2;
   }
   /* The recipe of the reproduce grid's cell for this task and architecture (cli/reproduce_grids.c). */
@@ -319,7 +301,7 @@ int run_options_finish(run_options *o, const char *command) {
   bwt_train_config *t = &o->cfg.train;
   if (t->init_from[0]) { /* a run directory stands for its checkpoint */
     char path[4096], dir[4096];
-    checkpoint_path(path, dir, sizeof path, t->init_from);
+    bwt_run_paths(t->init_from, path, dir, sizeof path);
     if (strlen(path) >= sizeof t->init_from) {
       fprintf(stderr, "bwt %s: --init-from path too long\n", command);
       return 2;
@@ -327,7 +309,7 @@ int run_options_finish(run_options *o, const char *command) {
     memcpy(t->init_from, path, strlen(path) + 1);
   }
   if (bwt_arch_parse(o->arch, &m->arch) != BWT_STATUS_OK) return cli_error(command) + 1;
-  if (strcmp(o->norm, "auto") == 0) m->norm = m->arch == BWT_ARCH_TRANSFORMER ? BWT_NORM_RMS : BWT_NORM_LAYER;
+  if (strcmp(o->norm, "auto") == 0) m->norm = bwt_arch_info_of(m->arch)->default_norm;
   else if (bwt_norm_parse(o->norm, &m->norm) != BWT_STATUS_OK) return cli_error(command) + 1;
   bwt_task *task = NULL;
   if (bwt_task_create(&task, &o->cfg.task) != BWT_STATUS_OK) return cli_error(command) + 1;
@@ -392,24 +374,25 @@ int task_options_check(const cli_spec *spec, const run_options *o, const char *c
   return 0;
 }
 
-/* Options that apply to one architecture only. */
+/* Options that apply only to architectures with a capability. */
 static const struct {
   const char *option;
-  bwt_arch arch;
+  unsigned caps; /* bwt_arch_cap */
 } arch_options[] = {
-    {"heads", BWT_ARCH_TRANSFORMER},
-    {"no-attn-bias", BWT_ARCH_TRANSFORMER},
-    {"lr-v-mult", BWT_ARCH_TRANSFORMER},
-    {"window", BWT_ARCH_WINDOW_MLP},
+    {"heads", BWT_CAP_ATTENTION},
+    {"no-attn-bias", BWT_CAP_ATTENTION},
+    {"lr-v-mult", BWT_CAP_ATTENTION},
+    {"window", BWT_CAP_WINDOW},
 };
 
 int run_options_check_given(const cli_spec *spec, const run_options *o, const char *command) {
   int rc = task_options_check(spec, o, command);
   if (rc) return rc;
   for (size_t i = 0; i < sizeof arch_options / sizeof arch_options[0]; i++)
-    if (cli_given(spec, arch_options[i].option) && o->cfg.model.arch != arch_options[i].arch) {
+    if (cli_given(spec, arch_options[i].option) && !bwt_arch_has(o->cfg.model.arch, arch_options[i].caps)) {
+      char archs[128];
       fprintf(stderr, "bwt %s: --%s applies to --arch %s only, not %s\n", command, arch_options[i].option,
-              bwt_arch_name(arch_options[i].arch), bwt_arch_name(o->cfg.model.arch));
+              bwt_arch_list(arch_options[i].caps, " or ", archs, sizeof archs), bwt_arch_name(o->cfg.model.arch));
       return 2;
     }
   return 0;

@@ -52,6 +52,10 @@ typedef struct {
   int max_T; /* 0: the task's length */
 } run_options;
 
+/* Room for every option of a subcommand: the task, model and train groups and its own
+ * (tests/test_settings.c checks the groups leave room for a subcommand's own 16). */
+#define RUN_OPTIONS_MAX 128
+
 void run_options_default(run_options *o);
 /* Appends the task options (n written) to opts. */
 int task_options(cli_option *opts, run_options *o);
@@ -78,9 +82,9 @@ int run_options_check_given(const cli_spec *spec, const run_options *o, const ch
 void task_overrides_init(run_options *given);
 int task_overrides_apply(bwt_task_config *cfg, const bwt_task_config *given, const char *command);
 
-/* The checkpoint named by a command-line argument: the file itself if it ends in .safetensors,
- * else RUN_DIR/checkpoint.safetensors. dir gets the run directory (the file's directory). */
-void checkpoint_path(char *path, char *dir, size_t cap, const char *arg);
+/* The option group every subcommand shares: --threads, declared here once (help NULL: "threads
+ * (0 = environment)"). */
+cli_option threads_option(int *threads, const char *help);
 
 /* The directory a command writes into: out if given, else RUN_DIR/sub. */
 void output_dir(char *outdir, size_t cap, const char *out, const char *run_dir, const char *sub);

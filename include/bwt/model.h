@@ -47,7 +47,6 @@ typedef enum {
 /* One row of the architecture table (src/models/model.c). */
 typedef struct {
   const char *name;    /* --arch and config.json's "arch" */
-  const char *summary; /* one line for --help */
   unsigned caps;       /* bwt_arch_cap bits */
   int default_layers;
   bwt_norm default_norm; /* the reference's: RMSNorm for the transformer, LayerNorm for the baselines */

@@ -53,12 +53,15 @@ typedef struct {
   int chain_len;        /* sticky: positions per sequence (inputs shown, next symbols predicted) */
 } bwt_task_config;
 
-/* The fields of bwt_task_config each task uses, for config files and descriptions: every entry
- * names its key, its task and where its int lives; the table ends with a NULL key. */
+/* The fields of bwt_task_config each task uses, for config files, descriptions and bwt's flags:
+ * every entry names its key, its task, where its int lives, its command-line flag and help; the
+ * table ends with a NULL key. */
 typedef struct {
   const char *key, *task;
   size_t offset; /* of an int in bwt_task_config */
   int is_bool;
+  const char *flag; /* --flag */
+  const char *help;
 } bwt_task_field;
 extern const bwt_task_field bwt_task_fields[];
 int *bwt_task_field_int(bwt_task_config *cfg, const bwt_task_field *f);

@@ -55,6 +55,52 @@ typedef struct {
   bwt_train_config train;
 } bwt_run_config;
 
+/* Settings as data: one row per setting of config.json's "model" and "train" sections, from which
+ * the defaults, the range checks, config.json in both directions, and bwt train's flags and --help
+ * are generated (the "task" section is bwt_task_fields). Adding a setting is one row here (plus
+ * its field and its use). Rows are in config.json's order. */
+typedef enum {
+  BWT_SETTING_INT,    /* int */
+  BWT_SETTING_BOOL,   /* int 0/1: JSON true/false, a flag without a value */
+  BWT_SETTING_DOUBLE, /* double (finite) */
+  BWT_SETTING_U64,    /* uint64_t: a JSON decimal string (a double cannot hold 64 bits) */
+  BWT_SETTING_STRING, /* char[size] */
+  BWT_SETTING_ENUM,   /* an int-sized enum, by name in JSON and on the command line */
+} bwt_setting_type;
+
+enum {
+  BWT_SETTING_OPTIONAL = 1,   /* may be absent (files written before it existed): then `absent` */
+  BWT_SETTING_RANGE = 2,      /* checked against lo..hi (lo_open, hi_open exclude the bound) */
+  BWT_SETTING_OMIT_EMPTY = 4, /* a STRING written only when not "" */
+  BWT_SETTING_BAD_TYPE = 8,   /* ENUM: `bad` also covers a value that is not a string */
+};
+
+typedef struct {
+  const char *section; /* "model" | "train" */
+  const char *key;     /* in config.json */
+  const char *flag;    /* bwt train --flag; NULL = none (derived from the task, or a flag of its own) */
+  bwt_setting_type type;
+  size_t offset;       /* in bwt_run_config */
+  size_t size;         /* STRING: capacity, with its NUL */
+  double def;          /* default (ENUM: the value; STRING: "") */
+  double lo, hi;       /* with BWT_SETTING_RANGE */
+  int lo_open, hi_open;
+  unsigned flags;
+  double absent;       /* with BWT_SETTING_OPTIONAL: the value of a file without it */
+  const char *help;    /* --help text */
+  const char *(*name)(int v);                 /* ENUM: value -> name */
+  bwt_status (*parse)(const char *s, int *v); /* ENUM: name -> value, or a message */
+  const char *bad;     /* ENUM: config.json's message for a bad name (NULL = parse's own) */
+} bwt_setting;
+
+extern const bwt_setting bwt_settings[]; /* ends with a NULL key */
+/* Where s lives in cfg. */
+void *bwt_setting_ptr(bwt_run_config *cfg, const bwt_setting *s);
+/* The row of section.key, or NULL. */
+const bwt_setting *bwt_setting_find(const char *section, const char *key);
+/* Every row's default, and the bijection's task with its defaults. */
+void bwt_run_config_default(bwt_run_config *cfg);
+
 void bwt_train_config_default(bwt_train_config *cfg);
 /* Checks a run config for impossible values (clear message); creates nothing. */
 bwt_status bwt_run_config_check(const bwt_run_config *cfg);
@@ -136,5 +182,35 @@ bwt_status bwt_trainer_resume(bwt_trainer **out, const char *run_dir);
  * goes on with it, config.json and later checkpoints record it, and the log gets a line
  * {"step", "lr_changed_from", "lr_changed_to"}. */
 bwt_status bwt_trainer_set_lr(bwt_trainer *tr, double lr);
+
+/* An existing run opened for reading (bwt eval, geometry, ablate, dynamics): its configuration,
+ * its checkpoint's model and step, and its task. */
+typedef struct {
+  bwt_run_config cfg;
+  bwt_model *model;
+  bwt_task *task; /* NULL with BWT_RUN_NO_TASK (then bwt_run_create_task) */
+  int step;
+  char path[4096]; /* the checkpoint file */
+  char dir[4096];  /* its run directory */
+} bwt_run;
+
+/* bwt_run_open's threads: a count (>= 0: bwt_set_threads before loading), or: */
+#define BWT_RUN_THREADS_OWN (-1)  /* the run's own train.threads, after loading */
+#define BWT_RUN_THREADS_KEEP (-2) /* leave them as they are */
+/* bwt_run_open's flags. */
+enum {
+  BWT_RUN_NO_TASK = 1,       /* create no task (to change run->cfg.task first) */
+  BWT_RUN_THREADS_AFTER = 2, /* set a given thread count after loading, not before */
+};
+
+/* The checkpoint a command-line argument names: the file itself if it ends in .safetensors, else
+ * WHERE/checkpoint.safetensors; dir gets the run directory (the file's directory). */
+void bwt_run_paths(const char *where, char *path, char *dir, size_t cap);
+/* Opens the run `where` names (a run directory or a checkpoint file): sets the threads, loads the
+ * checkpoint and creates its task. On failure run holds nothing and needs no close. */
+bwt_status bwt_run_open(bwt_run *run, const char *where, int threads, unsigned flags);
+/* Creates run->task from run->cfg.task (after BWT_RUN_NO_TASK). */
+bwt_status bwt_run_create_task(bwt_run *run);
+void bwt_run_close(bwt_run *run);
 
 #endif

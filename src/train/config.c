@@ -10,78 +10,169 @@
 
 #include "bwt/train.h"
 
-void bwt_train_config_default(bwt_train_config *c) {
-  memset(c, 0, sizeof *c);
-  c->steps = 6000; /* defaults: a small transformer that learns the V=20 bijection in minutes */
-  c->batch = 64;
-  c->lr = 1e-3;
-  c->min_lr_frac = 0.1;
-  c->warmup = 300;
-  c->weight_decay = 0.1;
-  c->beta1 = 0.9;
-  c->beta2 = 0.999;
-  c->eps = 1e-8;
-  c->clip = 1.0;
-  c->soft_targets = 0;
-  c->loss_horizon = 0;
-  c->seed = 1;
-  c->eval_seed = 12345;
-  c->eval_every = 0;
-  c->eval_seqs = 2000;
-  c->ckpt_every = 500;
-  c->lr_v_mult = 1.0;
-  c->snapshots = 0;
-  c->log_every = 50;
-  c->threads = 0;
+/* Enumerations by name, for the rows. */
+static const char *arch_name(int v) { return bwt_arch_name((bwt_arch)v); }
+static const char *norm_name(int v) { return bwt_norm_name((bwt_norm)v); }
+static const char *positions_name(int v) { return bwt_positions_name((bwt_positions)v); }
+static const char *init_name(int v) { return bwt_init_name((bwt_init)v); }
+static const char *decay_name(int v) { return v ? "all" : "matrices"; }
+#define ENUM_PARSE(fn, type, parse)                 \
+  static bwt_status fn(const char *s, int *v) {     \
+    type x;                                         \
+    bwt_status st = parse(s, &x);                   \
+    if (st == BWT_STATUS_OK) *v = (int)x;           \
+    return st;                                      \
+  }
+ENUM_PARSE(arch_parse, bwt_arch, bwt_arch_parse)
+ENUM_PARSE(norm_parse, bwt_norm, bwt_norm_parse)
+ENUM_PARSE(positions_parse, bwt_positions, bwt_positions_parse)
+ENUM_PARSE(init_parse, bwt_init, bwt_init_parse)
+#undef ENUM_PARSE
+static bwt_status decay_parse(const char *s, int *v) {
+  if (strcmp(s, "matrices") == 0 || strcmp(s, "all") == 0) return *v = strcmp(s, "all") == 0, BWT_STATUS_OK;
+  return bwt_fail(BWT_STATUS_ARG, "unknown decay '%s' (known: matrices, all)", s);
+}
+_Static_assert(sizeof(bwt_arch) == sizeof(int) && sizeof(bwt_norm) == sizeof(int) &&
+                   sizeof(bwt_positions) == sizeof(int) && sizeof(bwt_init) == sizeof(int),
+               "ENUM rows are read and written as int");
+
+/* Row makers: M_ model, T_ train. A range [lo, hi]; an open bound excludes its value. */
+#define AT(sec, field) offsetof(bwt_run_config, sec.field)
+#define ROW(sec, key, flag, type, field, def, flags, absent, help) \
+  {#sec, key, flag, type, AT(sec, field), 0, def, 0, 0, 0, 0, flags, absent, help, NULL, NULL, NULL}
+#define RANGED(sec, key, flag, type, field, def, lo, hi, lo_open, hi_open, flags, absent, help) \
+  {#sec, key, flag, type, AT(sec, field), 0, def, lo, hi, lo_open, hi_open, BWT_SETTING_RANGE | (flags), absent, help, NULL, NULL, NULL}
+#define ENUM(sec, key, flag, field, def, flags, absent, fn, bad, help) \
+  {#sec, key, flag, BWT_SETTING_ENUM, AT(sec, field), 0, def, 0, 0, 0, 0, flags, absent, help, fn##_name, fn##_parse, bad}
+#define T_INT(key, flag, field, def, lo, hi, help) RANGED(train, key, flag, BWT_SETTING_INT, field, def, lo, hi, 0, 0, 0, 0, help)
+#define T_INT_NEW(key, flag, field, def, lo, hi, help) \
+  RANGED(train, key, flag, BWT_SETTING_INT, field, def, lo, hi, 0, 0, BWT_SETTING_OPTIONAL, def, help)
+#define T_DBL(key, flag, field, def, lo, hi, lo_open, hi_open, help) \
+  RANGED(train, key, flag, BWT_SETTING_DOUBLE, field, def, lo, hi, lo_open, hi_open, 0, 0, help)
+#define OPT BWT_SETTING_OPTIONAL
+const bwt_setting bwt_settings[] = {
+    /* model: the defaults are bwt train's (a small transformer that learns the V=20 bijection in
+     * minutes); vocab, n_classes, max_T and input_dim come from the task. */
+    ENUM(model, "arch", "arch", arch, BWT_ARCH_TRANSFORMER, 0, 0, arch, NULL,
+         "transformer | mlp (context-free) | window_mlp | lstm"),
+    ROW(model, "vocab", NULL, BWT_SETTING_INT, vocab, 0, 0, 0, "input tokens"),
+    ROW(model, "n_classes", NULL, BWT_SETTING_INT, n_classes, 0, 0, 0, "readout size"),
+    ROW(model, "max_T", NULL, BWT_SETTING_INT, max_T, 0, 0, 0, "learned positions"),
+    /* Runs written before sinusoids existed have no "positions": they are learned. */
+    ENUM(model, "positions", "positions", positions, BWT_POS_LEARNED, OPT | BWT_SETTING_BAD_TYPE, BWT_POS_LEARNED,
+         positions, "must be \"learned\", \"sinusoidal\" or \"none\"",
+         "learned | sinusoidal (fixed, any length) | none (any length; the causal mask lets a model count): the last two for evaluating longer sequences"),
+    /* Runs written before continuous inputs existed have no "input_dim": they take tokens. */
+    ROW(model, "input_dim", NULL, BWT_SETTING_INT, input_dim, 0, OPT, 0, "continuous input width"),
+    ROW(model, "d_model", "d-model", BWT_SETTING_INT, d_model, 64, 0, 0, "model width"),
+    ROW(model, "n_layers", "layers", BWT_SETTING_INT, n_layers, 2, 0, 0, "blocks"),
+    ROW(model, "n_heads", "heads", BWT_SETTING_INT, n_heads, 4, 0, 0, "attention heads (transformer)"),
+    ENUM(model, "norm", "norm", norm, BWT_NORM_RMS, 0, 0, norm, NULL,
+         "rms | layer | auto (rms for transformer, layer for the baselines)"),
+    ROW(model, "tied_head", "tied-head", BWT_SETTING_BOOL, tied_head, 0, 0, 0, "output head tied to the token embedding"),
+    /* Runs written before these two existed have bwt's initialisation and attention biases. */
+    ENUM(model, "init", "init", init, BWT_INIT_BWT, OPT, BWT_INIT_BWT, init, NULL,
+         "bwt (N(0, 0.02), GPT-2's) | torch (PyTorch's defaults, as the reference scripts)"),
+    ROW(model, "attn_bias", NULL, BWT_SETTING_BOOL, attn_bias, 1, OPT, 1, "transformer: Q, K, V, O projections with biases"),
+    ROW(model, "window", "window", BWT_SETTING_INT, window, 0, 0, 0, "window_mlp: tokens seen (0 = whole sequence)"),
+
+    /* train */
+    T_INT("steps", "steps", steps, 6000, 1, 1e9, "optimisation steps"),
+    T_INT("batch", "batch", batch, 64, 1, 1 << 20, "sequences per step"),
+    T_DBL("lr", "lr", lr, 1e-3, 0, 10, 1, 0, "peak learning rate (AdamW)"),
+    T_DBL("min_lr_frac", "min-lr-frac", min_lr_frac, 0.1, 0, 1, 0, 0, "cosine decays to this fraction of lr"),
+    T_INT("warmup", "warmup", warmup, 300, 0, 1e9, "linear warmup steps"),
+    T_DBL("weight_decay", "weight-decay", weight_decay, 0.1, 0, 1e3, 0, 0, "decoupled weight decay"),
+    /* Absent before it existed: matrices only. */
+    ENUM(train, "decay", "decay", decay_all, 0, OPT, 0, decay, "must be \"matrices\" or \"all\"",
+         "matrices (2-D tensors) | all (norms and biases too, torch.optim.AdamW's way)"),
+    T_DBL("beta1", "beta1", beta1, 0.9, 0, 1, 0, 1, "AdamW beta1"),
+    T_DBL("beta2", "beta2", beta2, 0.999, 0, 1, 0, 1, "AdamW beta2"),
+    T_DBL("eps", "eps", eps, 1e-8, 0, 1, 1, 0, "AdamW epsilon"),
+    T_DBL("clip", "clip", clip, 1.0, 0, 1e12, 0, 0, "global gradient-norm clip (0 = off)"),
+    ROW(train, "soft_targets", "soft-targets", BWT_SETTING_BOOL, soft_targets, 0, 0, 0,
+        "train against the exact posterior instead of sampled targets"),
+    /* Runs written before the horizon and the jitter existed have none. */
+    T_INT_NEW("loss_horizon", "loss-horizon", loss_horizon, 0, 0, 1e9,
+              "train only on the first N supervised positions (0 = all); evaluation uses all"),
+    T_INT_NEW("position_jitter", "position-jitter", position_jitter, 0, 0, 1 << 20,
+              "shift each training sequence's positions by a uniform 0..N (0 = off), so that longer sequences' positions are seen in training; evaluation never shifts; learned positions need --max-T >= length + N"),
+    T_INT_NEW("position_jitter_from", "position-jitter-from", position_jitter_from, 0, 0, 1 << 20,
+              "--position-jitter shifts positions from this one on; those before it (a fixed header: the HMM's 53 tokens) keep their place"),
+    ROW(train, "seed", "seed", BWT_SETTING_U64, seed, 1, 0, 0, "seed of the weights and the training batches"),
+    ROW(train, "eval_seed", "eval-seed", BWT_SETTING_U64, eval_seed, 12345, 0, 0, "seed of the held-out evaluation stream"),
+    T_INT("eval_every", "eval-every", eval_every, 0, 0, 1e9, "evaluate every N steps (0 = at the end only)"),
+    T_INT("eval_seqs", "eval-seqs", eval_seqs, 2000, 1, 1e8, "held-out sequences per evaluation"),
+    T_INT("ckpt_every", "ckpt-every", ckpt_every, 500, 0, 1e9, "checkpoint every N steps (and at the end)"),
+    /* Runs written before snapshots existed have none. */
+    T_INT_NEW("snapshots", "snapshots", snapshots, 0, 0, 1000,
+              "weights-only snapshots at N log-spaced steps (for bwt geometry --series)"),
+    /* Runs written before the EM-like schedule existed have none (1 = off). */
+    RANGED(train, "lr_v_mult", "lr-v-mult", BWT_SETTING_DOUBLE, lr_v_mult, 1.0, 0, 1e4, 1, 0, OPT, 1.0,
+           "learning-rate multiplier of the attention value projections (Paper II's EM-like schedule: 10)"),
+    T_INT("log_every", "log-every", log_every, 50, 1, 1e9, "log a metrics line every N steps"),
+    T_INT("threads", "threads", threads, 0, 0, 1024,
+          "threads (0 = OMP_NUM_THREADS or all cores); results are bit-identical for equal thread counts"),
+    /* Runs that started from fresh weights have none. */
+    {"train", "init_from", "init-from", BWT_SETTING_STRING, AT(train, init_from), sizeof ((bwt_train_config *)0)->init_from,
+     0, 0, 0, 0, 0, OPT | BWT_SETTING_OMIT_EMPTY, 0,
+     "start from this checkpoint's (or run directory's) weights: a curriculum's next stage; the model must match", NULL, NULL, NULL},
+    {NULL, NULL, NULL, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL},
+};
+#undef AT
+#undef ROW
+#undef RANGED
+#undef ENUM
+#undef T_INT
+#undef T_INT_NEW
+#undef T_DBL
+#undef OPT
+
+void *bwt_setting_ptr(bwt_run_config *cfg, const bwt_setting *s) { return (char *)cfg + s->offset; }
+
+const bwt_setting *bwt_setting_find(const char *section, const char *key) {
+  for (const bwt_setting *s = bwt_settings; s->key; s++)
+    if (strcmp(s->section, section) == 0 && strcmp(s->key, key) == 0) return s;
+  return NULL;
 }
 
-/* The range of every number of a training config, checked on every path in (flags, config files,
- * checkpoint metadata): an open bound excludes its value; every double must also be finite. */
-typedef struct {
-  const char *name; /* as the flag spells it */
-  size_t offset;    /* in bwt_train_config */
-  int is_int;
-  double lo, hi;
-  int lo_open, hi_open;
-} train_range;
+/* Sets the setting to v (a number; STRING: ""). */
+static void setting_set(bwt_run_config *cfg, const bwt_setting *s, double v) {
+  void *p = bwt_setting_ptr(cfg, s);
+  switch (s->type) {
+    case BWT_SETTING_INT:
+    case BWT_SETTING_BOOL:
+    case BWT_SETTING_ENUM: *(int *)p = (int)v; break;
+    case BWT_SETTING_DOUBLE: *(double *)p = v; break;
+    case BWT_SETTING_U64: *(uint64_t *)p = (uint64_t)v; break;
+    case BWT_SETTING_STRING: *(char *)p = '\0'; break;
+  }
+}
 
-#define D(field, name, lo, hi, lo_open, hi_open) {name, offsetof(bwt_train_config, field), 0, lo, hi, lo_open, hi_open}
-#define I(field, name, lo, hi) {name, offsetof(bwt_train_config, field), 1, lo, hi, 0, 0}
-static const train_range train_ranges[] = {
-    I(steps, "steps", 1, 1e9),
-    I(batch, "batch", 1, 1 << 20),
-    D(lr, "lr", 0, 10, 1, 0),
-    D(lr_v_mult, "lr-v-mult", 0, 1e4, 1, 0),
-    D(min_lr_frac, "min-lr-frac", 0, 1, 0, 0),
-    I(warmup, "warmup", 0, 1e9),
-    D(weight_decay, "weight-decay", 0, 1e3, 0, 0),
-    D(beta1, "beta1", 0, 1, 0, 1),
-    D(beta2, "beta2", 0, 1, 0, 1),
-    D(eps, "eps", 0, 1, 1, 0),
-    D(clip, "clip", 0, 1e12, 0, 0),
-    I(loss_horizon, "loss-horizon", 0, 1e9),
-    I(position_jitter, "position-jitter", 0, 1 << 20),
-    I(position_jitter_from, "position-jitter-from", 0, 1 << 20),
-    I(eval_every, "eval-every", 0, 1e9),
-    I(eval_seqs, "eval-seqs", 1, 1e8),
-    I(ckpt_every, "ckpt-every", 0, 1e9),
-    I(snapshots, "snapshots", 0, 1000),
-    I(log_every, "log-every", 1, 1e9),
-    I(threads, "threads", 0, 1024),
-};
-#undef D
-#undef I
+void bwt_run_config_default(bwt_run_config *cfg) {
+  memset(cfg, 0, sizeof *cfg);
+  bwt_task_config_default(&cfg->task, "bijection");
+  for (const bwt_setting *s = bwt_settings; s->key; s++) setting_set(cfg, s, s->def);
+}
 
+void bwt_train_config_default(bwt_train_config *c) {
+  bwt_run_config cfg;
+  bwt_run_config_default(&cfg);
+  *c = cfg.train;
+}
+
+/* The ranges of the rows, checked on every path in (flags, config files, checkpoint metadata):
+ * every double must also be finite. */
 bwt_status bwt_run_config_check(const bwt_run_config *cfg) {
   const bwt_train_config *t = &cfg->train;
   BWT_TRY(bwt_model_config_check(&cfg->model));
-  for (size_t i = 0; i < sizeof train_ranges / sizeof train_ranges[0]; i++) {
-    const train_range *r = &train_ranges[i];
-    const char *field = (const char *)t + r->offset;
-    double v = r->is_int ? *(const int *)field : *(const double *)field;
+  for (const bwt_setting *r = bwt_settings; r->key; r++) {
+    if (!(r->flags & BWT_SETTING_RANGE)) continue;
+    const void *field = bwt_setting_ptr((bwt_run_config *)cfg, r);
+    double v = r->type == BWT_SETTING_INT ? *(const int *)field : *(const double *)field;
     int ok = isfinite(v) && (r->lo_open ? v > r->lo : v >= r->lo) && (r->hi_open ? v < r->hi : v <= r->hi);
     if (!ok)
-      return bwt_fail(BWT_STATUS_ARG, "%s must be in %s%g, %g%s (got %g)", r->name, r->lo_open ? "(" : "[", r->lo, r->hi,
+      return bwt_fail(BWT_STATUS_ARG, "%s must be in %s%g, %g%s (got %g)", r->flag, r->lo_open ? "(" : "[", r->lo, r->hi,
                       r->hi_open ? ")" : "]", v);
   }
   if (t->lr * t->weight_decay >= 1)
@@ -100,6 +191,22 @@ static int add_u64(cJSON *o, const char *key, uint64_t v) {
   return cJSON_AddStringToObject(o, key, buf) != NULL;
 }
 
+/* Adds row s of cfg to o; 0 if cJSON ran out of memory. */
+static int add_setting(cJSON *o, const bwt_run_config *cfg, const bwt_setting *s) {
+  const void *p = bwt_setting_ptr((bwt_run_config *)cfg, s);
+  switch (s->type) {
+    case BWT_SETTING_INT: return !!cJSON_AddNumberToObject(o, s->key, *(const int *)p);
+    case BWT_SETTING_BOOL: return !!cJSON_AddBoolToObject(o, s->key, *(const int *)p);
+    case BWT_SETTING_DOUBLE: return !!cJSON_AddNumberToObject(o, s->key, *(const double *)p);
+    case BWT_SETTING_U64: return add_u64(o, s->key, *(const uint64_t *)p);
+    case BWT_SETTING_STRING:
+      if ((s->flags & BWT_SETTING_OMIT_EMPTY) && !*(const char *)p) return 1;
+      return !!cJSON_AddStringToObject(o, s->key, (const char *)p);
+    case BWT_SETTING_ENUM: return !!cJSON_AddStringToObject(o, s->key, s->name(*(const int *)p));
+  }
+  return 0;
+}
+
 char *bwt_run_config_to_json(const bwt_run_config *cfg) {
   bwt_alloc_hooks_install();
   cJSON *root = cJSON_CreateObject(), *task = cJSON_AddObjectToObject(root, "task");
@@ -112,46 +219,8 @@ char *bwt_run_config_to_json(const bwt_run_config *cfg) {
     int v = *bwt_task_field_int((bwt_task_config *)tc, f);
     ok &= !!(f->is_bool ? cJSON_AddBoolToObject(task, f->key, v) : cJSON_AddNumberToObject(task, f->key, v));
   }
-  const bwt_model_config *mc = &cfg->model;
-  ok &= !!cJSON_AddStringToObject(model, "arch", bwt_arch_name(mc->arch));
-  ok &= !!cJSON_AddNumberToObject(model, "vocab", mc->vocab);
-  ok &= !!cJSON_AddNumberToObject(model, "n_classes", mc->n_classes);
-  ok &= !!cJSON_AddNumberToObject(model, "max_T", mc->max_T);
-  ok &= !!cJSON_AddStringToObject(model, "positions", bwt_positions_name(mc->positions));
-  ok &= !!cJSON_AddNumberToObject(model, "input_dim", mc->input_dim);
-  ok &= !!cJSON_AddNumberToObject(model, "d_model", mc->d_model);
-  ok &= !!cJSON_AddNumberToObject(model, "n_layers", mc->n_layers);
-  ok &= !!cJSON_AddNumberToObject(model, "n_heads", mc->n_heads);
-  ok &= !!cJSON_AddStringToObject(model, "norm", bwt_norm_name(mc->norm));
-  ok &= !!cJSON_AddBoolToObject(model, "tied_head", mc->tied_head);
-  ok &= !!cJSON_AddStringToObject(model, "init", bwt_init_name(mc->init));
-  ok &= !!cJSON_AddBoolToObject(model, "attn_bias", mc->attn_bias);
-  ok &= !!cJSON_AddNumberToObject(model, "window", mc->window);
-  const bwt_train_config *t = &cfg->train;
-  ok &= !!cJSON_AddNumberToObject(train, "steps", t->steps);
-  ok &= !!cJSON_AddNumberToObject(train, "batch", t->batch);
-  ok &= !!cJSON_AddNumberToObject(train, "lr", t->lr);
-  ok &= !!cJSON_AddNumberToObject(train, "min_lr_frac", t->min_lr_frac);
-  ok &= !!cJSON_AddNumberToObject(train, "warmup", t->warmup);
-  ok &= !!cJSON_AddNumberToObject(train, "weight_decay", t->weight_decay);
-  ok &= !!cJSON_AddStringToObject(train, "decay", t->decay_all ? "all" : "matrices");
-  ok &= !!cJSON_AddNumberToObject(train, "beta1", t->beta1);
-  ok &= !!cJSON_AddNumberToObject(train, "beta2", t->beta2);
-  ok &= !!cJSON_AddNumberToObject(train, "eps", t->eps);
-  ok &= !!cJSON_AddNumberToObject(train, "clip", t->clip);
-  ok &= !!cJSON_AddBoolToObject(train, "soft_targets", t->soft_targets);
-  ok &= !!cJSON_AddNumberToObject(train, "loss_horizon", t->loss_horizon);
-  ok &= !!cJSON_AddNumberToObject(train, "position_jitter", t->position_jitter);
-  ok &= !!cJSON_AddNumberToObject(train, "position_jitter_from", t->position_jitter_from);
-  ok &= add_u64(train, "seed", t->seed) && add_u64(train, "eval_seed", t->eval_seed);
-  ok &= !!cJSON_AddNumberToObject(train, "eval_every", t->eval_every);
-  ok &= !!cJSON_AddNumberToObject(train, "eval_seqs", t->eval_seqs);
-  ok &= !!cJSON_AddNumberToObject(train, "ckpt_every", t->ckpt_every);
-  ok &= !!cJSON_AddNumberToObject(train, "snapshots", t->snapshots);
-  ok &= !!cJSON_AddNumberToObject(train, "lr_v_mult", t->lr_v_mult);
-  ok &= !!cJSON_AddNumberToObject(train, "log_every", t->log_every);
-  ok &= !!cJSON_AddNumberToObject(train, "threads", t->threads);
-  if (t->init_from[0]) ok &= !!cJSON_AddStringToObject(train, "init_from", t->init_from);
+  for (const bwt_setting *s = bwt_settings; s->key && ok; s++)
+    ok &= add_setting(strcmp(s->section, "model") == 0 ? model : train, cfg, s);
   char *s = ok ? cJSON_Print(root) : NULL;
   cJSON_Delete(root);
   if (!s) bwt_fail(BWT_STATUS_NOMEM, "out of memory formatting a run config");
@@ -210,6 +279,42 @@ static uint64_t get_u64(reader *r, const cJSON *o, const char *sec, const char *
   return (uint64_t)v;
 }
 
+/* Reads row s from o into cfg: a missing optional setting takes its `absent` value. */
+static void read_setting(reader *r, const cJSON *o, bwt_run_config *cfg, const bwt_setting *s) {
+  if ((s->flags & BWT_SETTING_OPTIONAL) && !cJSON_GetObjectItemCaseSensitive(o, s->key)) {
+    setting_set(cfg, s, s->absent);
+    return;
+  }
+  void *p = bwt_setting_ptr(cfg, s);
+  switch (s->type) {
+    case BWT_SETTING_INT: *(int *)p = get_int(r, o, s->section, s->key); break;
+    case BWT_SETTING_BOOL: *(int *)p = get_bool(r, o, s->section, s->key); break;
+    case BWT_SETTING_DOUBLE: *(double *)p = get_num(r, o, s->section, s->key); break;
+    case BWT_SETTING_U64: *(uint64_t *)p = get_u64(r, o, s->section, s->key); break;
+    case BWT_SETTING_STRING: {
+      const char *v = get_str(r, o, s->section, s->key);
+      if (strlen(v) >= s->size && r->status == BWT_STATUS_OK)
+        r->status = bwt_fail(BWT_STATUS_FORMAT, "%s: config %s.%s is too long", r->what, s->section, s->key);
+      else
+        memcpy(p, v, strlen(v) + 1);
+      break;
+    }
+    case BWT_SETTING_ENUM: {
+      const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, s->key);
+      if (r->status != BWT_STATUS_OK) break;
+      if (v && !cJSON_IsString(v) && (s->flags & BWT_SETTING_BAD_TYPE)) {
+        r->status = bwt_fail(BWT_STATUS_FORMAT, "%s: config %s.%s %s", r->what, s->section, s->key, s->bad);
+        break;
+      }
+      const char *name = get_str(r, o, s->section, s->key);
+      if (r->status == BWT_STATUS_OK && s->parse(name, (int *)p) != BWT_STATUS_OK)
+        r->status = s->bad ? bwt_fail(BWT_STATUS_FORMAT, "%s: config %s.%s %s", r->what, s->section, s->key, s->bad)
+                           : BWT_STATUS_FORMAT;
+      break;
+    }
+  }
+}
+
 bwt_status bwt_run_config_from_json(bwt_run_config *cfg, const char *json, const char *what) {
   bwt_alloc_hooks_install();
   memset(cfg, 0, sizeof *cfg);
@@ -231,76 +336,8 @@ bwt_status bwt_run_config_from_json(bwt_run_config *cfg, const char *json, const
     for (const bwt_task_field *f = bwt_task_fields; f->key && r.status == BWT_STATUS_OK; f++)
       if (strcmp(f->task, tc->name) == 0)
         *bwt_task_field_int(tc, f) = f->is_bool ? get_bool(&r, task, "task", f->key) : get_int(&r, task, "task", f->key);
-    bwt_model_config *mc = &cfg->model;
-    const char *arch = get_str(&r, model, "model", "arch"), *norm = get_str(&r, model, "model", "norm");
-    if (r.status == BWT_STATUS_OK && bwt_arch_parse(arch, &mc->arch)) r.status = BWT_STATUS_FORMAT;
-    if (r.status == BWT_STATUS_OK && bwt_norm_parse(norm, &mc->norm)) r.status = BWT_STATUS_FORMAT;
-    mc->vocab = get_int(&r, model, "model", "vocab");
-    mc->n_classes = get_int(&r, model, "model", "n_classes");
-    mc->max_T = get_int(&r, model, "model", "max_T");
-    /* Runs written before continuous inputs existed have no "input_dim": they take tokens. */
-    if (cJSON_GetObjectItemCaseSensitive(model, "input_dim")) mc->input_dim = get_int(&r, model, "model", "input_dim");
-    /* Runs written before sinusoids existed have no "positions": they are learned. */
-    const cJSON *positions = cJSON_GetObjectItemCaseSensitive(model, "positions");
-    if (positions && r.status == BWT_STATUS_OK &&
-        (!cJSON_IsString(positions) || bwt_positions_parse(positions->valuestring, &mc->positions) != BWT_STATUS_OK))
-      r.status = bwt_fail(BWT_STATUS_FORMAT, "%s: config model.positions must be \"learned\", \"sinusoidal\" or \"none\"", what);
-    mc->d_model = get_int(&r, model, "model", "d_model");
-    mc->n_layers = get_int(&r, model, "model", "n_layers");
-    mc->n_heads = get_int(&r, model, "model", "n_heads");
-    mc->tied_head = get_bool(&r, model, "model", "tied_head");
-    mc->window = get_int(&r, model, "model", "window");
-    /* Runs written before these existed have bwt's initialisation and attention biases. */
-    mc->init = BWT_INIT_BWT;
-    if (cJSON_GetObjectItemCaseSensitive(model, "init") && r.status == BWT_STATUS_OK &&
-        bwt_init_parse(get_str(&r, model, "model", "init"), &mc->init) != BWT_STATUS_OK)
-      r.status = BWT_STATUS_FORMAT;
-    mc->attn_bias = 1;
-    if (cJSON_GetObjectItemCaseSensitive(model, "attn_bias")) mc->attn_bias = get_bool(&r, model, "model", "attn_bias");
-    bwt_train_config *t = &cfg->train;
-    t->steps = get_int(&r, train, "train", "steps");
-    t->batch = get_int(&r, train, "train", "batch");
-    t->lr = get_num(&r, train, "train", "lr");
-    t->min_lr_frac = get_num(&r, train, "train", "min_lr_frac");
-    t->warmup = get_int(&r, train, "train", "warmup");
-    t->weight_decay = get_num(&r, train, "train", "weight_decay");
-    const cJSON *decay = cJSON_GetObjectItemCaseSensitive(train, "decay"); /* absent before it existed */
-    if (decay && r.status == BWT_STATUS_OK) {
-      const char *d = get_str(&r, train, "train", "decay");
-      if (strcmp(d, "all") == 0) t->decay_all = 1;
-      else if (strcmp(d, "matrices") != 0 && r.status == BWT_STATUS_OK)
-        r.status = bwt_fail(BWT_STATUS_FORMAT, "%s: config train.decay must be \"matrices\" or \"all\"", what);
-    }
-    t->beta1 = get_num(&r, train, "train", "beta1");
-    t->beta2 = get_num(&r, train, "train", "beta2");
-    t->eps = get_num(&r, train, "train", "eps");
-    t->clip = get_num(&r, train, "train", "clip");
-    t->soft_targets = get_bool(&r, train, "train", "soft_targets");
-    /* Runs written before the horizon existed have none: every position is trained. */
-    if (cJSON_GetObjectItemCaseSensitive(train, "loss_horizon")) t->loss_horizon = get_int(&r, train, "train", "loss_horizon");
-    /* Runs written before the jitter existed have none. */
-    if (cJSON_GetObjectItemCaseSensitive(train, "position_jitter"))
-      t->position_jitter = get_int(&r, train, "train", "position_jitter");
-    if (cJSON_GetObjectItemCaseSensitive(train, "position_jitter_from"))
-      t->position_jitter_from = get_int(&r, train, "train", "position_jitter_from");
-    t->seed = get_u64(&r, train, "train", "seed");
-    t->eval_seed = get_u64(&r, train, "train", "eval_seed");
-    t->eval_every = get_int(&r, train, "train", "eval_every");
-    t->eval_seqs = get_int(&r, train, "train", "eval_seqs");
-    t->ckpt_every = get_int(&r, train, "train", "ckpt_every");
-    /* Runs written before snapshots existed have none. */
-    if (cJSON_GetObjectItemCaseSensitive(train, "snapshots")) t->snapshots = get_int(&r, train, "train", "snapshots");
-    t->lr_v_mult = 1.0; /* runs written before the EM-like schedule existed have none */
-    if (cJSON_GetObjectItemCaseSensitive(train, "lr_v_mult")) t->lr_v_mult = get_num(&r, train, "train", "lr_v_mult");
-    t->log_every = get_int(&r, train, "train", "log_every");
-    t->threads = get_int(&r, train, "train", "threads");
-    if (cJSON_GetObjectItemCaseSensitive(train, "init_from")) { /* runs that started from fresh weights have none */
-      const char *from = get_str(&r, train, "train", "init_from");
-      if (strlen(from) >= sizeof t->init_from && r.status == BWT_STATUS_OK)
-        r.status = bwt_fail(BWT_STATUS_FORMAT, "%s: config train.init_from is too long", what);
-      else
-        memcpy(t->init_from, from, strlen(from) + 1);
-    }
+    for (const bwt_setting *s = bwt_settings; s->key; s++)
+      read_setting(&r, strcmp(s->section, "model") == 0 ? model : train, cfg, s);
   }
   cJSON_Delete(root);
   char why[512];
