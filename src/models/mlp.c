@@ -147,7 +147,6 @@ static bwt_status forward(bwt_model *m, const bwt_batch *batch, const float **lo
 }
 
 static bwt_status backward(bwt_model *m, const bwt_batch *batch, const float *dlogits, bwt_attention_trace *trace) {
-  (void)trace; /* no attention */
   const bwt_model_config *c = &m->cfg;
   mlp *t = model_arch(m);
   int M = batch->B * batch->n_sup, C = c->d_model;
