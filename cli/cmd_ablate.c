@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bwt/ablate.h"
+#include "bwt/lab/ablate.h"
 #include "bwt/checkpoint.h"
 #include "commands.h"
 #include "options.h"

@@ -8,7 +8,7 @@
 #include <cjson/cJSON.h>
 
 #include "bwt/fileio.h"
-#include "bwt/report.h"
+#include "io/report_json.h"
 #include "commands.h"
 #include "options.h"
 #include "progress.h"

@@ -7,12 +7,12 @@
 #include <string.h>
 
 #include "bwt/checkpoint.h"
-#include "bwt/detector.h"
-#include "bwt/dynamics.h"
+#include "bwt/lab/detector.h"
+#include "bwt/lab/dynamics.h"
 #include "bwt/fileio.h"
-#include "bwt/geometry.h"
-#include "bwt/single_head.h"
-#include "bwt/timescales.h"
+#include "bwt/lab/geometry.h"
+#include "bwt/lab/single_head.h"
+#include "bwt/lab/timescales.h"
 #include "commands.h"
 #include "options.h"
 #include "progress.h"

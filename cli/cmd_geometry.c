@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "bwt/checkpoint.h"
-#include "bwt/geometry.h"
+#include "bwt/lab/geometry.h"
 #include "commands.h"
 #include "options.h"
 #include "progress.h"

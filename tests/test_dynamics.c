@@ -5,10 +5,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bwt/detector.h"
-#include "bwt/dynamics.h"
+#include "bwt/lab/detector.h"
+#include "bwt/lab/dynamics.h"
 #include "bwt/kernels.h"
-#include "bwt/timescales.h"
+#include "bwt/lab/timescales.h"
 #include "bwt/train.h"
 #include "testutil.h"
 

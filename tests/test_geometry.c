@@ -7,10 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bwt/ablate.h"
+#include "bwt/lab/ablate.h"
 #include "bwt/capture.h"
 #include "bwt/fileio.h"
-#include "bwt/geometry.h"
+#include "bwt/lab/geometry.h"
 #include "bwt/train.h"
 #include "testutil.h"
 

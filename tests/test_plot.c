@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bwt/plot.h"
+#include "bwt/lab/plot.h"
 #include "testutil.h"
 
 enum { N = 50, NS = 200 };

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bwt/single_head.h"
+#include "bwt/lab/single_head.h"
 #include "testutil.h"
 
 static double *weight(bwt_single_head *m, int i) { return (double *)m + i; }

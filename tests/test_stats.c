@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bwt/stats.h"
+#include "bwt/lab/stats.h"
 #include "testutil.h"
 
 /* splitmix64 and Box–Muller: a fixed-seed Gaussian stream independent of the library's RNG. */

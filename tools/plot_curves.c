@@ -1,4 +1,4 @@
-/* plot_curves: line figures from a CSV, through bwt's PLplot figures (bwt/plot.h), for the scripts
+/* plot_curves: line figures from a CSV, through bwt's PLplot figures (bwt/lab/plot.h), for the scripts
  * in bench/ and experiments/ (frontiers of entropy MAE against wall time).
  *
  *   plot_curves CSV STEM TITLE XLABEL YLABEL [--log-x] [--log-y]
@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bwt/plot.h"
+#include "bwt/lab/plot.h"
 
 #define MAX_SERIES 64
 

@@ -7,10 +7,14 @@
  * sup_pos[b·n_sup + j]), the rows the readout and the exact posteriors refer to; keys and values at
  * every position, since every supervised query attends over them. A block whose attention branch is
  * switched off (bwt_forward_options.skip_attn) has NAN in its normed input, queries, keys, values, scores and weights.
+ * The traced backward (bottom) records one block's attention for the gradient-dynamics checks
+ * (bwt/lab/dynamics.h).
  * Letters: L layers, B batch, T positions, n = n_sup, C width, NH heads (head h owns channels
  * [h·hs, (h+1)·hs)). */
 #ifndef BWT_CAPTURE_H
 #define BWT_CAPTURE_H
+
+#include <stdint.h>
 
 #include "bwt/model.h"
 
@@ -40,5 +44,25 @@ typedef struct {
 bwt_status bwt_model_capture(bwt_model *model, const bwt_batch *batch, const bwt_forward_options *opt,
                              unsigned points, bwt_capture *cap, const float **logits);
 void bwt_capture_free(bwt_capture *cap);
+
+/* One block's attention during a backward pass. Query rows: nq per sequence, every position
+ * (nq = T) except in the last block, whose queries are the supervised rows (nq = n_sup, positions
+ * qpos). Head h owns channels [h·hs, (h+1)·hs). */
+typedef struct {
+  int layer, B, T, C, NH, nq;
+  const int32_t *qpos; /* (B,nq) query positions (NULL: row j is position j); the batch's */
+  float *u;            /* (B,nq,C) ∂L/∂o: the gradient reaching the attention output, head mask applied */
+  float *att;          /* (B,NH,nq,T) α (0 for the future) */
+  float *v;            /* (B,T,C) values */
+  float *dscore;       /* (B,NH,nq,T) ∂L/∂s from the backward kernel */
+  float *dv;           /* (B,T,C) ∂L/∂v from the backward kernel */
+} bwt_attention_trace;
+
+/* Backward of the forward just run on batch (transformer models), as bwt_model_backward (gradients
+ * accumulate into model->grads), recording block `layer`'s attention into *trace. Free with
+ * bwt_attention_trace_free, also after a failure. */
+bwt_status bwt_model_backward_traced(bwt_model *model, const bwt_batch *batch, const float *dlogits,
+                                     int layer, bwt_attention_trace *trace);
+void bwt_attention_trace_free(bwt_attention_trace *trace);
 
 #endif

@@ -37,7 +37,7 @@ typedef enum { BWT_NORM_RMS, BWT_NORM_LAYER } bwt_norm;
 typedef enum {
   BWT_CAP_ATTENTION = 1 << 0,        /* causal multi-head attention: heads, Q/K/V/O, ablations, key frames */
   BWT_CAP_CAPTURE = 1 << 1,          /* the capture points of bwt_model_capture (bwt/capture.h) */
-  BWT_CAP_TRACE = 1 << 2,            /* bwt_model_backward_traced (bwt/dynamics.h) */
+  BWT_CAP_TRACE = 1 << 2,            /* bwt_model_backward_traced (bwt/capture.h) */
   BWT_CAP_RECURRENT = 1 << 3,        /* a state carried along the sequence */
   BWT_CAP_CONTINUOUS_INPUT = 1 << 4, /* takes input vectors (input_dim > 0) as well as tokens */
   BWT_CAP_WINDOW = 1 << 5,           /* sees the last `window` tokens, concatenated */

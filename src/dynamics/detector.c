@@ -1,18 +1,18 @@
-/* The geometry detector with its controls (bwt/detector.h). */
+/* The geometry detector with its controls (bwt/lab/detector.h). */
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "bwt/detector.h"
+#include "bwt/lab/detector.h"
 #include "bwt/fileio.h"
-#include "bwt/plot.h"
-#include "bwt/dynamics.h"
+#include "bwt/lab/plot.h"
+#include "bwt/lab/dynamics.h"
 #include "bwt/eval.h"
 #include "bwt/kernels.h"
 #include "bwt/rng.h"
-#include "bwt/stats.h"
+#include "bwt/lab/stats.h"
 
 const char *const bwt_detect_input_names[BWT_DETECT_N] = {"real", "random_tokens", "shuffled_labels"};
 

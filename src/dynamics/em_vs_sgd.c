@@ -1,4 +1,4 @@
-/* EM vs SGD on the sticky chain (bwt_em_vs_sgd in bwt/single_head.h): two arms from identical starts
+/* EM vs SGD on the sticky chain (bwt_em_vs_sgd in bwt/lab/single_head.h): two arms from identical starts
  * per seed, the speed-up as SPEC.md §6 defines it, and a paired comparison of the final losses. */
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -7,8 +7,9 @@
 #include <string.h>
 
 #include "bwt/fileio.h"
-#include "bwt/plot.h"
-#include "bwt/single_head.h"
+#include "bwt/lab/plot.h"
+#include "bwt/lab/single_head.h"
+#include "em_config_json.h"
 #include "bwt/task.h"
 
 void bwt_em_result_free(bwt_em_result *r) {

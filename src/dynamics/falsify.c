@@ -1,4 +1,4 @@
-/* Falsification modes on the single head (bwt_falsify in bwt/single_head.h). */
+/* Falsification modes on the single head (bwt_falsify in bwt/lab/single_head.h). */
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
@@ -6,8 +6,9 @@
 #include <string.h>
 
 #include "bwt/fileio.h"
-#include "bwt/plot.h"
-#include "bwt/single_head.h"
+#include "bwt/lab/plot.h"
+#include "bwt/lab/single_head.h"
+#include "em_config_json.h"
 
 void bwt_falsify_free(bwt_falsify_result *r) {
   free(r->modes), free(r->loss), free(r->report), free(r->bayes_ce);

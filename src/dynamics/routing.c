@@ -1,10 +1,10 @@
-/* The routing law and the responsibility-weighted value gradient (bwt/dynamics.h), evaluated from
+/* The routing law and the responsibility-weighted value gradient (bwt/lab/dynamics.h), evaluated from
  * a traced backward pass and compared with the gradients the kernels computed. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "bwt/dynamics.h"
+#include "bwt/lab/dynamics.h"
 #include "bwt/kernels.h"
 
 static int query_pos(const bwt_attention_trace *t, int b, int j) { return t->qpos ? t->qpos[b * t->nq + j] : j; }

@@ -1,12 +1,12 @@
-/* The single-head model of Paper II and its full-batch trainer (bwt/single_head.h). */
+/* The single-head model of Paper II and its full-batch trainer (bwt/lab/single_head.h). */
 #include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "bwt/rng.h"
-#include "bwt/single_head.h"
-#include "bwt/stats.h"
+#include "bwt/lab/single_head.h"
+#include "bwt/lab/stats.h"
 #include "bwt/task.h"
 #include "../kernels/cpu/vecmath.h"
 

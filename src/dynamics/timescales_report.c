@@ -1,4 +1,4 @@
-/* Reading the attention timescales back from a run's training log (bwt/timescales.h). */
+/* Reading the attention timescales back from a run's training log (bwt/lab/timescales.h). */
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
@@ -6,8 +6,8 @@
 #include <string.h>
 
 #include "bwt/fileio.h"
-#include "bwt/plot.h"
-#include "bwt/timescales.h"
+#include "bwt/lab/plot.h"
+#include "bwt/lab/timescales.h"
 
 static const char *const parts[BWT_TS_PARTS] = {"q", "k", "v", "o"};
 

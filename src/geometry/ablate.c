@@ -5,10 +5,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bwt/ablate.h"
+#include "bwt/lab/ablate.h"
 #include "bwt/eval.h"
 #include "bwt/fileio.h"
-#include "bwt/plot.h"
+#include "bwt/lab/plot.h"
 
 static const char *const branch_names[BWT_ABLATE_BRANCHES] = {"attention", "mlp", "block"};
 

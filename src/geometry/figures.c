@@ -1,11 +1,11 @@
-/* The geometry figures (PNG + SVG, through bwt/plot.h). */
+/* The geometry figures (PNG + SVG, through bwt/lab/plot.h). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "bwt/fileio.h"
-#include "bwt/geometry.h"
-#include "bwt/plot.h"
+#include "bwt/lab/geometry.h"
+#include "bwt/lab/plot.h"
 
 static bwt_status stem(char *out, size_t cap, const char *dir, const char *name) {
   if ((size_t)snprintf(out, cap, "%s/%s", dir, name) >= cap) return bwt_fail(BWT_STATUS_ARG, "figure path too long: %s", dir);

@@ -6,8 +6,8 @@
 
 #include "bwt/capture.h"
 #include "bwt/eval.h"
-#include "bwt/geometry.h"
-#include "bwt/stats.h"
+#include "bwt/lab/geometry.h"
+#include "bwt/lab/stats.h"
 
 void bwt_geometry_options_default(bwt_geometry_options *o) {
   o->n_seqs = 512;

@@ -3,7 +3,7 @@
 #include <cjson/cJSON.h>
 #include <stdlib.h>
 
-#include "bwt/geometry.h"
+#include "bwt/lab/geometry.h"
 
 /* A (rows, cols) matrix as an array of rows. */
 static cJSON *matrix(const double *x, int rows, int cols) {

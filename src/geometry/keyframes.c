@@ -3,7 +3,7 @@
  * look aligned). */
 #include <stdlib.h>
 
-#include "bwt/geometry.h"
+#include "bwt/lab/geometry.h"
 #include "bwt/kernels.h"
 
 int bwt_geometry_hypotheses(const bwt_task *task, int *lo) {

@@ -10,9 +10,9 @@
 #include "bwt/checkpoint.h"
 #include "bwt/eval.h"
 #include "bwt/fileio.h"
-#include "bwt/geometry.h"
-#include "bwt/plot.h"
-#include "bwt/stats.h"
+#include "bwt/lab/geometry.h"
+#include "bwt/lab/plot.h"
+#include "bwt/lab/stats.h"
 
 const char *const bwt_series_names[BWT_SERIES_N] = {"attention_similarity", "key_subspace_overlap",
                                                     "value_similarity", "entropy_mae_bits", "kl_bits",

@@ -1,7 +1,7 @@
 /* PCA, correlations, cosine structure and linear probes (SPEC.md §5); entropies are in task.c.
  * Inputs are float; every sum is accumulated in double. Dense algebra goes through CBLAS
  * (Gram matrices) and LAPACKE (dsyevd for the covariance spectrum, dposv for ridge). */
-#include "bwt/stats.h"
+#include "bwt/lab/stats.h"
 
 #include <cblas.h>
 #include <lapacke.h>

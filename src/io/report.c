@@ -1,4 +1,5 @@
 #include "bwt/report.h"
+#include "io/report_json.h"
 
 #include <stdio.h>
 #include <stdlib.h>

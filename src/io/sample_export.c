@@ -7,7 +7,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "bwt/report.h"
+#include "io/report_json.h"
 
 /* An array of n numbers, or NULL if out of memory. */
 static cJSON *int_array(const int32_t *x, int n) {

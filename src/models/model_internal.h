@@ -4,7 +4,6 @@
 #define BWT_MODEL_INTERNAL_H
 
 #include "bwt/capture.h"
-#include "bwt/dynamics.h"
 #include "bwt/model.h"
 
 /* What a tensor is; the initialisation scheme (bwt_init) decides from it how the tensor starts

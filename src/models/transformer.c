@@ -192,7 +192,7 @@ static bwt_status forward(bwt_model *m, const bwt_batch *batch, const float **lo
   return BWT_STATUS_OK;
 }
 
-/* Copies block l's attention into the trace (bwt/dynamics.h): u is the gradient of the masked
+/* Copies block l's attention into the trace (bwt/capture.h): u is the gradient of the masked
  * output, so the head mask (NULL: 1) multiplies it. */
 static void record_trace(bwt_attention_trace *tr, const float *datty, const float *att, const float *v,
                          const float *dv, const float *mask, int R, int NH, size_t n_att, size_t NC) {

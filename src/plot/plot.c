@@ -4,7 +4,7 @@
  * Data are checked and transformed (log10 on log axes, NAN for points to skip) before PLplot is
  * started, so that drawing cannot fail half way. Labels are PLplot text: '#' starts an escape
  * (#u superscript, #d subscript, #gx Greek); write "##" for a literal '#'. */
-#include "bwt/plot.h"
+#include "bwt/lab/plot.h"
 
 #include <errno.h>
 #include <math.h>

@@ -6,7 +6,7 @@
 
 #include <stdlib.h>
 
-#include "bwt/report.h"
+#include "io/report_json.h"
 #include "train_observer.h"
 
 static const struct {

@@ -11,6 +11,7 @@
 #include "bwt/checkpoint.h"
 #include "bwt/fileio.h"
 #include "bwt/report.h"
+#include "io/report_json.h"
 #include "metrics_log.h"
 #include "train_observer.h"
 

@@ -3,8 +3,8 @@
  * each block's attention branch, its MLP branch, and the whole block (both bypassed). The masked heads'
  * output bias (the O projection's) stays, so masking every head of a block equals bypassing its
  * attention only when that bias is zero. */
-#ifndef BWT_ABLATE_H
-#define BWT_ABLATE_H
+#ifndef BWT_LAB_ABLATE_H
+#define BWT_LAB_ABLATE_H
 
 #include <stdint.h>
 

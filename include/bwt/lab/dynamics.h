@@ -2,35 +2,15 @@
  * α_ij = softmax_j(s_ij), values v_j, output o_i = Σ_j α_ij v_j and upstream gradient u_i = ∂L/∂o_i:
  *   advantage-based routing law      ∂L/∂s_ij = α_ij (b_ij − Σ_k α_ik b_ik),   b_ij = u_iᵀ v_j;
  *   responsibility-weighted values   ∂L/∂v_j  = Σ_i α_ij u_i.
- * bwt_model_backward_traced exposes u, α, v and the gradients the real backward pass computed for
+ * bwt_model_backward_traced (bwt/capture.h) exposes u, α, v and the gradients the real backward pass computed for
  * one block; the bwt_dynamics_* functions evaluate the two formulas from u, α and v and compare. */
-#ifndef BWT_DYNAMICS_H
-#define BWT_DYNAMICS_H
+#ifndef BWT_LAB_DYNAMICS_H
+#define BWT_LAB_DYNAMICS_H
 
 #include <stdint.h>
 
-#include "bwt/model.h"
+#include "bwt/capture.h"
 #include "bwt/task.h"
-
-/* One block's attention during a backward pass. Query rows: nq per sequence, every position
- * (nq = T) except in the last block, whose queries are the supervised rows (nq = n_sup, positions
- * qpos). Head h owns channels [h·hs, (h+1)·hs). */
-typedef struct {
-  int layer, B, T, C, NH, nq;
-  const int32_t *qpos; /* (B,nq) query positions (NULL: row j is position j); the batch's */
-  float *u;            /* (B,nq,C) ∂L/∂o: the gradient reaching the attention output, head mask applied */
-  float *att;          /* (B,NH,nq,T) α (0 for the future) */
-  float *v;            /* (B,T,C) values */
-  float *dscore;       /* (B,NH,nq,T) ∂L/∂s from the backward kernel */
-  float *dv;           /* (B,T,C) ∂L/∂v from the backward kernel */
-} bwt_attention_trace;
-
-/* Backward of the forward just run on batch (transformer models), as bwt_model_backward (gradients
- * accumulate into model->grads), recording block `layer`'s attention into *trace. Free with
- * bwt_attention_trace_free, also after a failure. */
-bwt_status bwt_model_backward_traced(bwt_model *model, const bwt_batch *batch, const float *dlogits,
-                                     int layer, bwt_attention_trace *trace);
-void bwt_attention_trace_free(bwt_attention_trace *trace);
 
 /* The formulas for head h of sequence b from the trace's u, α and v:
  * bmat (nq,T) b_ij = u_iᵀv_j (0 for the future), adv (nq,T) α_ij (b_ij − Σ_k α_ik b_ik), and

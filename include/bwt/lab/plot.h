@@ -6,8 +6,8 @@
  * write "##" for a literal '#'.
  *
  * PLplot keeps global state: these calls are not thread-safe (call them from one thread). */
-#ifndef BWT_PLOT_H
-#define BWT_PLOT_H
+#ifndef BWT_LAB_PLOT_H
+#define BWT_LAB_PLOT_H
 
 #include "bwt/status.h"
 

@@ -1,6 +1,6 @@
 /* The geometry detector (the measurable part of seed 000, issue 6). For a transformer checkpoint
  * and a set of inputs:
- *   1. a traced backward (bwt/dynamics.h) of one block under the cross-entropy against the inputs'
+ *   1. a traced backward (bwt/lab/dynamics.h) of one block under the cross-entropy against the inputs'
  *      targets gives each head's advantage matrix A_h (query rows × key positions);
  *   2. each supervised row j becomes a feature f_j = concat_h Σ_s A_h[j,s]·e(token_s): the advantage
  *      mass its head routes to each vocabulary token, L2-normalised;
@@ -14,8 +14,8 @@
  * model's own argmax, since such inputs have no posterior) and label-shuffled inputs (the real rows with
  * their labels permuted). The detector "fires" on a subsample of rows when its silhouette exceeds
  * threshold; the false-positive rate is how often it fires on control subsamples. */
-#ifndef BWT_DETECTOR_H
-#define BWT_DETECTOR_H
+#ifndef BWT_LAB_DETECTOR_H
+#define BWT_LAB_DETECTOR_H
 
 #include <stdint.h>
 

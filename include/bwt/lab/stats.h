@@ -1,8 +1,8 @@
 /* Statistics behind the geometry diagnostics (SPEC.md §5): PCA, correlations, cosine structure,
  * linear probes and entropies. Inputs are float activations as the models store them; sums are
  * done in double. Letters: n rows (samples), d columns (features), ld the row stride (>= d). */
-#ifndef BWT_STATS_H
-#define BWT_STATS_H
+#ifndef BWT_LAB_STATS_H
+#define BWT_LAB_STATS_H
 
 #include "bwt/status.h"
 

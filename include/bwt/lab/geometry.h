@@ -7,8 +7,8 @@
  * Tasks with continuous inputs have none (key-frame fields are then NULL). A key is
  * k_v = W_K^h · Norm_l(emb[v]) with block l's attention norm and no bias (SPEC.md §5).
  * Letters: L layers, NH heads, n supervised positions per sequence, T positions, Hy hypotheses. */
-#ifndef BWT_GEOMETRY_H
-#define BWT_GEOMETRY_H
+#ifndef BWT_LAB_GEOMETRY_H
+#define BWT_LAB_GEOMETRY_H
 
 #include <stdint.h>
 

@@ -7,8 +7,8 @@
  *   Q = X W_Q, K = X W_K (T,10); V = X W_V (T,15); s = Q Kᵀ/√10 (causal, diagonal included);
  *   α = softmax(s); O = α V; logits = O W_O (T,8); loss = mean cross-entropy (nats).
  * No biases, no positions; weights start at 0.1·N(0,1) from the seed. */
-#ifndef BWT_SINGLE_HEAD_H
-#define BWT_SINGLE_HEAD_H
+#ifndef BWT_LAB_SINGLE_HEAD_H
+#define BWT_LAB_SINGLE_HEAD_H
 
 #include <stdint.h>
 
@@ -90,14 +90,11 @@ typedef struct {
 bwt_status bwt_em_vs_sgd(const bwt_em_config *c, bwt_em_result *out, void (*progress)(void *ctx, int i, int n),
                          void *ctx);
 void bwt_em_result_free(bwt_em_result *r);
-/* The configuration as a cJSON object (for the reports of em and falsify). */
-struct cJSON *bwt_em_config_json(const bwt_em_config *c);
 /* The result as JSON (caller frees; NULL when out of memory), loss curves included. */
 char *bwt_em_to_json(const bwt_em_config *c, const bwt_em_result *r);
 /* Mean loss curves of both arms with their spread, the exact-posterior cross-entropy and the floor, as
  * dir/em_vs_sgd.{png,svg}. */
 bwt_status bwt_em_figure(const bwt_em_result *r, const char *dir);
-
 
 /* Falsification (SPEC.md §6): the same runs (lr, lr_v, seeds of c; c->routing ignored) under each
  * routing mode, to see whether the advantage term is needed for the loss, the calibration and the

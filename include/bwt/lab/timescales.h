@@ -2,8 +2,8 @@
  * (W_V, W_O), read from a run's training log. bwt train logs, at every log step and for every block,
  * the gradient norm (after clipping) and the relative update |ΔW|/|W| of the four attention matrices
  * (metrics.jsonl, "attention"). */
-#ifndef BWT_TIMESCALES_H
-#define BWT_TIMESCALES_H
+#ifndef BWT_LAB_TIMESCALES_H
+#define BWT_LAB_TIMESCALES_H
 
 #include "bwt/status.h"
 
