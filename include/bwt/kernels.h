@@ -109,4 +109,29 @@ double bwt_sumsq(const float *x, size_t n);
 void bwt_adamw_update(float *param, const float *grad, float *m, float *v, size_t n, float lr,
                       float beta1, float beta2, float eps, float weight_decay, int t);
 
+/* State-space ops of Mamba (src/kernels/cpu/ssm.c). Layout channels-last: x (B,T,D).
+ * Causal depthwise convolution with K taps, as torch's Conv1d(D, D, K, groups=D, padding=K−1)
+ * truncated to the first T steps: out[b,t,d] = bias[d] + Σ_k weight[d,k] · inp[b, t−(K−1)+k, d]
+ * (zero before the start); weight (D,K), bias (D) or NULL. */
+void bwt_conv1d_causal_forward(float *out, const float *inp, const float *weight, const float *bias, int B,
+                               int T, int D, int K);
+void bwt_conv1d_causal_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                                const float *weight, int B, int T, int D, int K);
+/* softplus(x) = log(1 + eˣ) (x for x > 20, as torch). */
+void bwt_softplus_forward(float *out, const float *inp, size_t n);
+void bwt_softplus_backward(float *dinp, const float *dout, const float *inp, size_t n);
+/* Selective scan over T steps, state size N per channel: with u, delta (B,T,D), A (D,N), Bm, Cm
+ * (B,T,N), Dskip (D) or NULL,
+ *   h_t[d,n] = exp(Δ_t[d] A[d,n]) h_{t−1}[d,n] + Δ_t[d] Bm_t[n] u_t[d]   (h_{−1} = 0),
+ *   y_t[d]   = Σ_n Cm_t[n] h_t[d,n] + Dskip[d] u_t[d].
+ * h (B,T,D,N) saves the states for the backward (and the mechanism view). */
+void bwt_selective_scan_forward(float *y, float *h, const float *u, const float *delta, const float *A,
+                                const float *Bm, const float *Cm, const float *Dskip, int B, int T, int D,
+                                int N);
+/* Backward through time; g (B,T,D,N) is scratch (it gets ∂L/∂h). Any gradient may be NULL. */
+void bwt_selective_scan_backward(float *du, float *ddelta, float *dA, float *dB, float *dC, float *dD, float *g,
+                                 const float *dy, const float *h, const float *u, const float *delta,
+                                 const float *A, const float *Bm, const float *Cm, const float *Dskip, int B,
+                                 int T, int D, int N);
+
 #endif
