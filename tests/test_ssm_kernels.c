@@ -1,4 +1,4 @@
-/* Mamba's state-space kernels (src/kernels/cpu/ssm.c): forward against a double-precision mirror
+/* Mamba's kernels (src/kernels/cpu/ssm.c, silu.c): forward against a double-precision mirror
  * written from the equations, every gradient against central differences of that mirror, and
  * bit-identical results at 1 and 2 threads (the kernels split work only over unsummed indices). */
 #include <math.h>
@@ -173,6 +173,38 @@ static void test_selective_scan(void **state) {
   for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free(all[i]);
 }
 
+/* SiLU, the gate and the decay rates, each against its double formula and central differences of
+ * it (elementwise ops: one input at a time). */
+static double silu_d(double x) { return x / (1 + exp(-x)); }
+
+static void test_silu_gate_decay(void **state) {
+  enum { n = 64 };
+  float *x = frand(n, -6, 6, 30), *z = frand(n, -6, 6, 31), *R = frand(n, -1, 1, 32);
+  float out[n], gate[n], A[n], dx[n] = {0}, dy[n] = {0}, dz[n] = {0}, dlog[n] = {0};
+  bwt_silu_forward(out, x, n);
+  bwt_silu_backward(dx, R, x, n);
+  bwt_silu_gate_forward(gate, x, z, n);
+  bwt_silu_gate_backward(dy, dz, R, x, z, n);
+  bwt_ssm_decay_forward(A, x, n);
+  bwt_ssm_decay_backward(dlog, R, A, n);
+  double worst_f = 0, worst_g = 0;
+  for (int i = 0; i < n; i++) {
+    double xi = x[i], zi = z[i], h = FD_STEP;
+    double f[3] = {silu_d(xi), xi * silu_d(zi), -exp(xi)};
+    const float *got[3] = {out, gate, A};
+    for (int k = 0; k < 3; k++) worst_f = fmax(worst_f, fabs(got[k][i] - f[k]) / fmax(fabs(f[k]), 1e-3));
+    double num[4] = {(silu_d(xi + h) - silu_d(xi - h)) / (2 * h) * R[i], silu_d(zi) * R[i],
+                     xi * (silu_d(zi + h) - silu_d(zi - h)) / (2 * h) * R[i],
+                     -(exp(xi + h) - exp(xi - h)) / (2 * h) * R[i]};
+    const float an[4] = {dx[i], dy[i], dz[i], dlog[i]};
+    for (int k = 0; k < 4; k++) worst_g = fmax(worst_g, fabs(an[k] - num[k]) / fmax(fabs(num[k]), FD_FLOOR));
+  }
+  print_message("  silu/gate/decay: fwd max rel err %.2e, fd max rel err %.2e\n", worst_f, worst_g);
+  assert_true(worst_f < 1e-5);
+  assert_true(worst_g < FD_TOL);
+  free(x), free(z), free(R);
+}
+
 /* A larger problem at 1 and at 2 threads: every output and gradient bit for bit the same. */
 static void test_thread_count_invariance(void **state) {
   enum { BB = 4, TT = 33, DD = 40, NN = 16 };
@@ -207,6 +239,7 @@ int main(void) {
       cmocka_unit_test(test_conv1d),
       cmocka_unit_test(test_softplus),
       cmocka_unit_test(test_selective_scan),
+      cmocka_unit_test(test_silu_gate_decay),
       cmocka_unit_test(test_thread_count_invariance),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -134,4 +134,15 @@ void bwt_selective_scan_backward(float *du, float *ddelta, float *dA, float *dB,
                                  const float *A, const float *Bm, const float *Cm, const float *Dskip, int B,
                                  int T, int D, int N);
 
+/* Mamba's decay rates A = −exp(A_log) (n), and dA_log += dA ⊙ A. */
+void bwt_ssm_decay_forward(float *A, const float *A_log, size_t n);
+void bwt_ssm_decay_backward(float *dA_log, const float *dA, const float *A, size_t n);
+
+/* SiLU x·σ(x) (src/kernels/cpu/silu.c), and the gate out = y · SiLU(z) (n); either gradient of the
+ * gate may be NULL. */
+void bwt_silu_forward(float *out, const float *inp, size_t n);
+void bwt_silu_backward(float *dinp, const float *dout, const float *inp, size_t n);
+void bwt_silu_gate_forward(float *out, const float *y, const float *z, size_t n);
+void bwt_silu_gate_backward(float *dy, float *dz, const float *dout, const float *y, const float *z, size_t n);
+
 #endif

@@ -154,3 +154,12 @@ void bwt_selective_scan_backward(float *du, float *ddelta, float *dA, float *dB,
     }
   }
 }
+
+void bwt_ssm_decay_forward(float *A, const float *A_log, size_t n) {
+  for (size_t i = 0; i < n; i++) A[i] = -expf(A_log[i]);
+}
+
+/* dA/dA_log = −exp(A_log) = A. */
+void bwt_ssm_decay_backward(float *dA_log, const float *dA, const float *A, size_t n) {
+  for (size_t i = 0; i < n; i++) dA_log[i] += dA[i] * A[i];
+}
