@@ -72,6 +72,11 @@ bwt_status bwt_attention_backward(float *dq, float *dk, float *dv, const float *
                                   const float *head_mask, int B, int T, int C, int NH, int nq,
                                   const int32_t *qpos, float *dscore);
 
+/* The attention's scores s = q·k/sqrt(hs), for inspection: scores (B,NH,nq,T) from q (B,nq,C) at
+ * positions qpos (B,nq) and k (B,T,C); −∞ for the future (s > the query's position). */
+void bwt_attention_scores(float *scores, const float *q, const float *k, const int32_t *qpos, int B,
+                          int T, int C, int NH, int nq);
+
 /* LSTM recurrence over T steps of B rows, time-major (row t·B + b), hidden size H, gate order
  * i, f, g, o as torch.nn.LSTM. gates (T,B,4H) holds x_t W_ihᵀ + b_ih on entry and the activated
  * gates (i, f, g, o) on return; h and c (T,B,H) get the hidden and cell states; w_hh (4H,H),
@@ -96,10 +101,44 @@ double bwt_xent_loss(const float *logits, const int32_t *targets, const double *
 void bwt_xent_backward(float *dlogits, const float *probs, const int32_t *targets,
                        const double *soft, float scale, int N, int K);
 
-/* x(n) = 0, in parallel for large n. */
+/* ---- memory: the only code that allocates, moves or writes parameter, gradient, optimiser and
+ * activation floats outside the ops above (src/kernels/cpu/memory.c). A backend owns its buffers. */
+
+/* A buffer of n floats, zeroed and 64-byte aligned; NULL (out of memory recorded, naming `what`)
+ * on failure. Counted by the fault injection as one allocation (src/core/fault.h). */
+float *bwt_buffer_alloc(size_t n, const char *what);
+/* Releases a buffer from bwt_buffer_alloc (NULL: nothing). */
+void bwt_buffer_free(float *x);
+
+/* x(n) = value; bwt_zero is value 0. In parallel for large n. */
+void bwt_fill(float *x, float value, size_t n);
 void bwt_zero(float *x, size_t n);
+/* dst(n) = src(n); the two do not overlap. */
+void bwt_copy(float *dst, const float *src, size_t n);
+
+/* out(N,C) row i = src row idx[i], or zeros where idx[i] < 0 (src has any number of rows). */
+void bwt_gather_rows(float *out, const float *src, const int32_t *idx, int N, int C);
+/* out(N,C) row i += src row idx[i] (nothing where idx[i] < 0). */
+void bwt_gather_rows_add(float *out, const float *src, const int32_t *idx, int N, int C);
+/* The backward of the gathers: dst row idx[i] += src(N,C) row i, for i in increasing order (an
+ * index may repeat: its rows add up in that order for any thread count); idx[i] < 0 is skipped. */
+void bwt_scatter_add_rows(float *dst, const float *src, const int32_t *idx, int N, int C);
+void bwt_scatter_add_rows_naive(float *dst, const float *src, const int32_t *idx, int N, int C);
+
+/* out(B,A,C) = inp(A,B,C) with the two leading axes swapped: out[b,a,:] = inp[a,b,:] (batch-major
+ * (B,T,C) to time-major (T,B,C) with A = B, B = T, and back). out and inp do not overlap. */
+void bwt_transpose(float *out, const float *inp, int A, int B, int C);
+void bwt_transpose_naive(float *out, const float *inp, int A, int B, int C);
+
+/* ---- element-wise (src/kernels/cpu/elementwise.c) ---- */
+
 /* y(n) += x(n). */
 void bwt_add_inplace(float *y, const float *x, size_t n);
+/* x(n) *= s. */
+void bwt_scale(float *x, float s, size_t n);
+/* out(N,C) = inp(N,C) with head h's channels [h·hs, (h+1)·hs) times head_mask[h] (NH heads); a
+ * copy when head_mask is NULL. */
+void bwt_scale_heads(float *out, const float *inp, const float *head_mask, int N, int C, int NH);
 
 /* Σ x² in double precision, summed in a fixed order. */
 double bwt_sumsq(const float *x, size_t n);

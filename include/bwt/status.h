@@ -37,6 +37,8 @@ const char *bwt_status_name(bwt_status s);
 void *bwt_calloc(size_t count, size_t size, const char *what);
 void *bwt_malloc(size_t size, const char *what);
 void *bwt_realloc(void *p, size_t size, const char *what);
+/* Zeroed, its address a multiple of align (a power of two); released with free(). */
+void *bwt_calloc_aligned(size_t count, size_t size, size_t align, const char *what);
 /* Allocations that failed on this thread so far: a parser that returns NULL (cJSON) can tell "out of
  * memory" from "not valid" by comparing it before and after. */
 long bwt_alloc_failures(void);

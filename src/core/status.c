@@ -3,8 +3,10 @@
 
 #include <signal.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <cjson/cJSON.h>
 
@@ -49,6 +51,14 @@ static void *out_of_memory(size_t bytes, const char *what) {
 void *bwt_calloc(size_t count, size_t size, const char *what) {
   void *p = bwt_fault_hit(BWT_FAULT_ALLOC) ? NULL : calloc(count ? count : 1, size ? size : 1);
   return p ? p : out_of_memory(count * size, what);
+}
+
+void *bwt_calloc_aligned(size_t count, size_t size, size_t align, const char *what) {
+  if (size && count > (SIZE_MAX - align) / size) return out_of_memory(SIZE_MAX, what);
+  size_t bytes = (count * size + align - 1) / align * align; /* aligned_alloc wants a multiple */
+  void *p = bwt_fault_hit(BWT_FAULT_ALLOC) ? NULL : aligned_alloc(align, bytes ? bytes : align);
+  if (!p) return out_of_memory(count * size, what);
+  return memset(p, 0, bytes);
 }
 
 void *bwt_malloc(size_t size, const char *what) {

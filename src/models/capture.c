@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bwt/kernels.h"
 #include "model_internal.h"
 
 bwt_status bwt_model_capture(bwt_model *m, const bwt_batch *batch, const bwt_forward_options *opt, unsigned points,
@@ -33,7 +34,7 @@ bwt_status bwt_model_capture(bwt_model *m, const bwt_batch *batch, const bwt_for
   };
   for (size_t i = 0; i < sizeof want / sizeof *want; i++)
     if (points & want[i].point) {
-      *want[i].dst = bwt_calloc(want[i].n, sizeof(float), "capture point");
+      *want[i].dst = bwt_buffer_alloc(want[i].n, "capture point");
       if (!*want[i].dst) return BWT_STATUS_NOMEM;
     }
   return impl->ops->capture(m, batch, cap);
@@ -43,7 +44,7 @@ void bwt_capture_free(bwt_capture *cap) {
   float **all[] = {&cap->embed, &cap->normed_in, &cap->queries, &cap->keys, &cap->values,
                    &cap->scores, &cap->attention, &cap->block_out, &cap->final_norm};
   for (size_t i = 0; i < sizeof all / sizeof *all; i++) {
-    free(*all[i]);
+    bwt_buffer_free(*all[i]);
     *all[i] = NULL;
   }
   cap->points = 0;
@@ -63,20 +64,20 @@ bwt_status bwt_model_backward_traced(bwt_model *m, const bwt_batch *batch, const
                               NULL, NULL, NULL, NULL, NULL};
   size_t rows = (size_t)batch->B * nq * c->d_model, NC = (size_t)batch->B * batch->T * c->d_model;
   size_t att = (size_t)batch->B * c->n_heads * nq * batch->T;
-  tr->u = bwt_calloc(rows, sizeof(float), "attention trace");
-  tr->att = bwt_calloc(att, sizeof(float), "attention trace");
-  tr->dscore = bwt_calloc(att, sizeof(float), "attention trace");
-  tr->v = bwt_calloc(NC, sizeof(float), "attention trace");
-  tr->dv = bwt_calloc(NC, sizeof(float), "attention trace");
+  tr->u = bwt_buffer_alloc(rows, "attention trace");
+  tr->att = bwt_buffer_alloc(att, "attention trace");
+  tr->dscore = bwt_buffer_alloc(att, "attention trace");
+  tr->v = bwt_buffer_alloc(NC, "attention trace");
+  tr->dv = bwt_buffer_alloc(NC, "attention trace");
   if (!tr->u || !tr->att || !tr->dscore || !tr->v || !tr->dv) return BWT_STATUS_NOMEM;
   return ((model_impl *)m->impl)->ops->backward(m, batch, dlogits, tr);
 }
 
 void bwt_attention_trace_free(bwt_attention_trace *tr) {
-  free(tr->u);
-  free(tr->att);
-  free(tr->dscore);
-  free(tr->v);
-  free(tr->dv);
+  bwt_buffer_free(tr->u);
+  bwt_buffer_free(tr->att);
+  bwt_buffer_free(tr->dscore);
+  bwt_buffer_free(tr->v);
+  bwt_buffer_free(tr->dv);
   memset(tr, 0, sizeof *tr);
 }

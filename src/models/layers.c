@@ -124,20 +124,11 @@ void input_backward(bwt_model *m, const input_params *p, const float *dx, const 
   bwt_embedding_backward(NULL, gpe, dx, NULL, batch->pos_offset, batch->pos_offset_from, B, T, C); /* positions only */
 }
 
-void gather_rows(float *out, const float *x, const bwt_batch *batch, int C) {
-  for (int b = 0; b < batch->B; b++)
-    for (int j = 0; j < batch->n_sup; j++) {
-      size_t row = (size_t)b * batch->T + batch->sup_pos[b * batch->n_sup + j];
-      memcpy(out + ((size_t)b * batch->n_sup + j) * C, x + row * C, sizeof(float) * C);
-    }
-}
-
-void scatter_rows_add(float *dx, const float *dout, const bwt_batch *batch, int C) {
-  for (int b = 0; b < batch->B; b++)
-    for (int j = 0; j < batch->n_sup; j++) {
-      size_t row = (size_t)b * batch->T + batch->sup_pos[b * batch->n_sup + j];
-      bwt_add_inplace(dx + row * C, dout + ((size_t)b * batch->n_sup + j) * C, C);
-    }
+void sup_rows_index(int32_t *idx, const bwt_batch *batch, int time_major) {
+  for (int r = 0; r < batch->B * batch->n_sup; r++) {
+    int b = r / batch->n_sup, pos = batch->sup_pos[r];
+    idx[r] = time_major ? pos * batch->B + b : b * batch->T + pos;
+  }
 }
 
 void readout_declare(bwt_model *m, readout_params *p, size_t wte) {
@@ -169,7 +160,7 @@ void readout_forward(const bwt_model *m, const readout_params *p, const readout_
 void readout_backward(bwt_model *m, const readout_params *p, const readout_acts *a, float *dx,
                       const float *x, const float *dlogits, int M) {
   int C = m->cfg.d_model;
-  memset(a->dh, 0, sizeof(float) * M * C);
+  bwt_zero(a->dh, (size_t)M * C);
   bwt_matmul_backward(a->dh, G(p->head), NULL, dlogits, a->norm.out, P(p->head), M, C, m->cfg.n_classes);
   norm_backward(m, &p->norm, &a->norm, dx, a->dh, x, M);
 }

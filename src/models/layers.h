@@ -90,9 +90,8 @@ bwt_status input_forward(bwt_model *m, const input_params *p, float *x, const bw
 /* dx(B,T,C) batch-major: accumulates the input layer's parameter gradients. */
 void input_backward(bwt_model *m, const input_params *p, const float *dx, const bwt_batch *batch);
 
-/* Copies the supervised rows: out(M,C)[b·n_sup+j] = x(B·T,C)[b·T + sup_pos[b·n_sup+j]]. */
-void gather_rows(float *out, const float *x, const bwt_batch *batch, int C);
-/* dx(B·T,C)[row] += dout(M,C)[m] for the same rows. */
-void scatter_rows_add(float *dx, const float *dout, const bwt_batch *batch, int C);
+/* idx(M): the row of supervised row r = b·n_sup + j in a (B·T)-row array, b·T + sup_pos[r], or
+ * with time_major sup_pos[r]·B + b; for bwt_gather_rows and its scatter-add. */
+void sup_rows_index(int32_t *idx, const bwt_batch *batch, int time_major);
 
 #endif

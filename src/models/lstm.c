@@ -4,7 +4,6 @@
  * contiguous for the recurrence (src/kernels/cpu/lstm.c). */
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "bwt/kernels.h"
 #include "layers.h"
@@ -22,6 +21,8 @@ typedef struct {
   readout_params readout;
   float *arena;
   size_t arena_cap;
+  int32_t *sup;  /* (M) the supervised rows among the time-major N (sup_rows_index) */
+  size_t sup_cap;
   float *x;      /* (n_layers+1, T, B, C): the input of each layer; x[l+1] is layer l's h */
   float *gates;  /* (n_layers, T, B, 4C) activated gates */
   float *c;      /* (n_layers, T, B, C) cell states */
@@ -61,7 +62,8 @@ static bwt_status build(bwt_model *m) {
 static void destroy(bwt_model *m) {
   lstm *t = model_arch(m);
   free(t->layers);
-  free(t->arena);
+  free(t->sup);
+  bwt_buffer_free(t->arena);
   free(t);
 }
 
@@ -83,22 +85,17 @@ static size_t carve(lstm *t, const bwt_model_config *c, float *base, int B, int 
   return off;
 }
 
-/* The time-major row of supervised row r = b·n_sup + j. */
-static size_t sup_row(const bwt_batch *batch, int r) {
-  return (size_t)batch->sup_pos[r] * batch->B + (size_t)(r / batch->n_sup);
-}
-
 static bwt_status forward(bwt_model *m, const bwt_batch *batch, const float **logits) {
   const bwt_model_config *c = &m->cfg;
   lstm *t = model_arch(m);
   int B = batch->B, T = batch->T, N = B * T, M = B * batch->n_sup, C = c->d_model;
   BWT_TRY(model_reserve(&t->arena, &t->arena_cap, carve(t, c, NULL, B, T, M), "activations"));
   carve(t, c, t->arena, B, T, M);
+  BWT_TRY(model_reserve_index(&t->sup, &t->sup_cap, (size_t)M));
+  sup_rows_index(t->sup, batch, 1);
 
   BWT_TRY(input_forward(m, &t->in, t->dxin, batch)); /* batch-major, into free scratch */
-  for (int s = 0; s < T; s++)
-    for (int b = 0; b < B; b++)
-      memcpy(t->x + ((size_t)s * B + b) * C, t->dxin + ((size_t)b * T + s) * C, sizeof(float) * C);
+  bwt_transpose(t->x, t->dxin, B, T, C);
   for (int l = 0; l < c->n_layers; l++) {
     const lstm_layer *y = &t->layers[l];
     float *gates = t->gates + (size_t)l * N * 4 * C;
@@ -107,7 +104,7 @@ static bwt_status forward(bwt_model *m, const bwt_batch *batch, const float **lo
                      P(y->b_hh), T, B, C);
   }
   const float *top = t->x + (size_t)c->n_layers * N * C;
-  for (int r = 0; r < M; r++) memcpy(t->xs + (size_t)r * C, top + sup_row(batch, r) * C, sizeof(float) * C);
+  bwt_gather_rows(t->xs, top, t->sup, M, C);
   readout_forward(m, &t->readout, &t->ro, t->xs, M);
   *logits = t->ro.logits;
   return BWT_STATUS_OK;
@@ -121,7 +118,7 @@ static bwt_status backward(bwt_model *m, const bwt_batch *batch, const float *dl
   bwt_zero(t->dxs, (size_t)M * C);
   readout_backward(m, &t->readout, &t->ro, t->dxs, t->xs, dlogits, M);
   bwt_zero(t->dx, (size_t)N * C);
-  for (int r = 0; r < M; r++) bwt_add_inplace(t->dx + sup_row(batch, r) * C, t->dxs + (size_t)r * C, C);
+  bwt_scatter_add_rows(t->dx, t->dxs, t->sup, M, C);
   for (int l = c->n_layers - 1; l >= 0; l--) {
     const lstm_layer *y = &t->layers[l];
     const float *gates = t->gates + (size_t)l * N * 4 * C, *x = t->x + (size_t)l * N * C;
@@ -135,9 +132,7 @@ static bwt_status backward(bwt_model *m, const bwt_batch *batch, const float *dl
     float *swap = t->dx;
     t->dx = t->dxin, t->dxin = swap;
   }
-  for (int s = 0; s < T; s++) /* back to batch-major for the input layer */
-    for (int b = 0; b < B; b++)
-      memcpy(t->dxin + ((size_t)b * T + s) * C, t->dx + ((size_t)s * B + b) * C, sizeof(float) * C);
+  bwt_transpose(t->dxin, t->dx, T, B, C); /* back to batch-major for the input layer */
   input_backward(m, &t->in, t->dxin, batch);
   return BWT_STATUS_OK;
 }

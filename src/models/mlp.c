@@ -5,7 +5,6 @@
  * the others would not reach the loss. */
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "bwt/kernels.h"
 #include "layers.h"
@@ -19,6 +18,10 @@ typedef struct {
   ffn_params *blocks;
   float *arena;
   size_t arena_cap;
+  int32_t *idx;      /* row indices for this batch: tok, pos, win */
+  size_t idx_cap;
+  int32_t *tok, *pos; /* (M) the token and the position of each supervised row */
+  int32_t *win;      /* (M, window) the token j back from row r's position, −1 before the start */
   float *u;          /* (M, window·C) concatenated window embeddings (window_mlp only) */
   float *x;          /* (n_layers+1, M, C) residual stream at the supervised rows */
   ffn_acts *acts;    /* (n_layers) */
@@ -58,7 +61,8 @@ static void destroy(bwt_model *m) {
   mlp *t = model_arch(m);
   free(t->blocks);
   free(t->acts);
-  free(t->arena);
+  free(t->idx);
+  bwt_buffer_free(t->arena);
   free(t);
 }
 
@@ -86,32 +90,18 @@ static size_t carve(mlp *t, const bwt_model_config *c, float *base, int M) {
   return off;
 }
 
-/* The token at position s of sequence b, and the position of supervised row r. */
-static int32_t token_at(const bwt_batch *batch, int b, int s) { return batch->tokens[b * batch->T + s]; }
-static int row_pos(const bwt_batch *batch, int r) { return batch->sup_pos[r]; }
-
-/* u[r, j·C .. (j+1)·C) = tok_emb[token at pos(r) − j], zeros before the start. */
-static void window_gather(const bwt_model *m, const mlp *t, const bwt_batch *batch) {
-  int C = m->cfg.d_model, w = m->cfg.window, M = batch->B * batch->n_sup;
+/* The rows the embedding gathers read for this batch (row r = b·n_sup + j at sup_pos[r]). */
+static bwt_status index_rows(bwt_model *m, mlp *t, const bwt_batch *batch) {
+  int M = batch->B * batch->n_sup, w = is_window(m) ? m->cfg.window : 0;
+  BWT_TRY(model_reserve_index(&t->idx, &t->idx_cap, (size_t)M * (2 + w)));
+  t->tok = t->idx, t->pos = t->idx + M, t->win = t->idx + 2 * (size_t)M;
   for (int r = 0; r < M; r++) {
-    int b = r / batch->n_sup, s = row_pos(batch, r);
-    float *row = t->u + (size_t)r * w * C;
-    for (int j = 0; j < w; j++) {
-      if (s - j < 0)
-        memset(row + (size_t)j * C, 0, sizeof(float) * C);
-      else
-        memcpy(row + (size_t)j * C, P(t->wte) + (size_t)token_at(batch, b, s - j) * C, sizeof(float) * C);
-    }
+    const int32_t *tokens = batch->tokens + (size_t)(r / batch->n_sup) * batch->T;
+    int s = t->pos[r] = batch->sup_pos[r];
+    t->tok[r] = tokens[s];
+    for (int j = 0; j < w; j++) t->win[(size_t)r * w + j] = s - j < 0 ? -1 : tokens[s - j];
   }
-}
-
-static void window_scatter(bwt_model *m, const mlp *t, const bwt_batch *batch) {
-  int C = m->cfg.d_model, w = m->cfg.window, M = batch->B * batch->n_sup;
-  for (int r = 0; r < M; r++) {
-    int b = r / batch->n_sup, s = row_pos(batch, r);
-    for (int j = 0; j < w && j <= s; j++)
-      bwt_add_inplace(G(t->wte) + (size_t)token_at(batch, b, s - j) * C, t->du + ((size_t)r * w + j) * C, C);
-  }
+  return BWT_STATUS_OK;
 }
 
 static bwt_status forward(bwt_model *m, const bwt_batch *batch, const float **logits) {
@@ -120,23 +110,18 @@ static bwt_status forward(bwt_model *m, const bwt_batch *batch, const float **lo
   int M = batch->B * batch->n_sup, C = c->d_model;
   BWT_TRY(model_reserve(&t->arena, &t->arena_cap, carve(t, c, NULL, M), "activations"));
   carve(t, c, t->arena, M);
+  BWT_TRY(index_rows(m, t, batch));
 
+  /* x = the window's projection, or the row's token embedding; then its position's row added. */
   if (is_window(m)) {
-    window_gather(m, t, batch);
+    bwt_gather_rows(t->u, P(t->wte), t->win, M * c->window, C); /* u[r, j·C ..] = tok_emb[token j back] */
     bwt_matmul_forward(t->x, t->u, P(t->win_w), P(t->win_b), M, c->window * C, C);
+  } else {
+    bwt_gather_rows(t->x, P(t->wte), t->tok, M, C);
   }
   const float *positions = model_positions(m, t->wpe, batch->T);
   if (!positions) return BWT_STATUS_NOMEM;
-  for (int r = 0; r < M; r++) {
-    float *x = t->x + (size_t)r * C;
-    const float *pe = positions + (size_t)row_pos(batch, r) * C;
-    if (is_window(m)) {
-      bwt_add_inplace(x, pe, C);
-    } else {
-      const float *te = P(t->wte) + (size_t)token_at(batch, r / batch->n_sup, row_pos(batch, r)) * C;
-      for (int i = 0; i < C; i++) x[i] = te[i] + pe[i];
-    }
-  }
+  bwt_gather_rows_add(t->x, positions, t->pos, M, C);
   for (int l = 0; l < c->n_layers; l++) {
     float *x = t->x + (size_t)l * M * C;
     ffn_forward(m, &t->blocks[l], &t->acts[l], x + (size_t)M * C, x, M);
@@ -151,24 +136,21 @@ static bwt_status backward(bwt_model *m, const bwt_batch *batch, const float *dl
   mlp *t = model_arch(m);
   int M = batch->B * batch->n_sup, C = c->d_model;
 
-  memset(t->dx, 0, sizeof(float) * M * C);
+  bwt_zero(t->dx, (size_t)M * C);
   readout_backward(m, &t->readout, &t->out, t->dx, t->x + (size_t)c->n_layers * M * C, dlogits, M);
   for (int l = c->n_layers - 1; l >= 0; l--)
     ffn_backward(m, &t->blocks[l], &t->acts[l], &t->ffn_s, t->dx, t->x + (size_t)l * M * C, M);
   if (is_window(m)) {
     size_t W = (size_t)c->window * C;
-    memset(t->du, 0, sizeof(float) * M * W);
+    bwt_zero(t->du, (size_t)M * W);
     bwt_matmul_backward(t->du, G(t->win_w), G(t->win_b), t->dx, t->u, P(t->win_w), M, (int)W, C);
-    window_scatter(m, t, batch);
+    bwt_scatter_add_rows(G(t->wte), t->du, t->win, M * c->window, C);
+  } else {
+    bwt_scatter_add_rows(G(t->wte), t->dx, t->tok, M, C);
   }
   /* Rows in order: the same sums for any thread count. */
   float *gpe = model_position_grads(m, t->wpe);
-  for (int r = 0; r < M; r++) {
-    const float *d = t->dx + (size_t)r * C;
-    if (gpe) bwt_add_inplace(gpe + (size_t)row_pos(batch, r) * C, d, C);
-    if (!is_window(m))
-      bwt_add_inplace(G(t->wte) + (size_t)token_at(batch, r / batch->n_sup, row_pos(batch, r)) * C, d, C);
-  }
+  if (gpe) bwt_scatter_add_rows(gpe, t->dx, t->pos, M, C);
   return BWT_STATUS_OK;
 }
 

@@ -192,7 +192,7 @@ const float *model_positions(bwt_model *m, size_t wpe, int T) {
   model_impl *impl = m->impl;
   int C = m->cfg.d_model;
   if (T > impl->sin_rows) {
-    float *table = bwt_calloc((size_t)T * C, sizeof(float), "position table");
+    float *table = bwt_buffer_alloc((size_t)T * C, "position table");
     if (!table) return NULL;
     /* PE[t, 2i] = sin(t / 10000^(2i/C)), PE[t, 2i+1] = cos(the same angle), in double; zeros for none. */
     for (int t = 0; t < T && m->cfg.positions == BWT_POS_SINUSOIDAL; t++)
@@ -200,7 +200,7 @@ const float *model_positions(bwt_model *m, size_t wpe, int T) {
         double angle = t / pow(10000.0, (double)(i / 2 * 2) / C);
         table[(size_t)t * C + i] = (float)(i % 2 ? cos(angle) : sin(angle));
       }
-    free(impl->sinusoids);
+    bwt_buffer_free(impl->sinusoids);
     impl->sinusoids = table;
     impl->sin_rows = T;
   }
@@ -213,10 +213,20 @@ float *model_position_grads(bwt_model *m, size_t wpe) {
 
 bwt_status model_reserve(float **buf, size_t *cap, size_t n, const char *what) {
   if (n <= *cap) return BWT_STATUS_OK;
-  free(*buf);
+  bwt_buffer_free(*buf);
   *cap = 0;
-  *buf = bwt_calloc(n, sizeof(float), what);
+  *buf = bwt_buffer_alloc(n, what);
   if (!*buf) return BWT_STATUS_NOMEM;
+  *cap = n;
+  return BWT_STATUS_OK;
+}
+
+bwt_status model_reserve_index(int32_t **idx, size_t *cap, size_t n) {
+  if (n <= *cap) return BWT_STATUS_OK;
+  free(*idx);
+  *cap = 0;
+  *idx = bwt_calloc(n, sizeof(int32_t), "row indices");
+  if (!*idx) return BWT_STATUS_NOMEM;
   *cap = n;
   return BWT_STATUS_OK;
 }
@@ -295,8 +305,8 @@ bwt_status bwt_model_count_params(const bwt_model_config *cfg, size_t *n_params)
 bwt_status bwt_model_create(bwt_model **out, const bwt_model_config *cfg, uint64_t seed) {
   bwt_model *m = NULL;
   BWT_TRY(build_table(&m, cfg));
-  m->params = bwt_calloc(m->n_params, sizeof(float), "parameters");
-  m->grads = bwt_calloc(m->n_params, sizeof(float), "gradients");
+  m->params = bwt_buffer_alloc(m->n_params, "parameters");
+  m->grads = bwt_buffer_alloc(m->n_params, "gradients");
   if (!m->params || !m->grads) {
     bwt_model_free(m);
     return BWT_STATUS_NOMEM;
@@ -312,12 +322,12 @@ void bwt_model_free(bwt_model *m) {
   if (impl) {
     if (impl->ops && impl->arch) impl->ops->destroy(m);
     free(impl->init);
-    free(impl->sinusoids);
+    bwt_buffer_free(impl->sinusoids);
     free(impl);
   }
   free(m->tensors);
-  free(m->params);
-  free(m->grads);
+  bwt_buffer_free(m->params);
+  bwt_buffer_free(m->grads);
   free(m);
 }
 

@@ -93,5 +93,7 @@ static inline void *model_arch(const bwt_model *m) { return ((model_impl *)m->im
 
 /* Grows *buf to hold n floats (kept when large enough); for activation arenas sized by batch. */
 bwt_status model_reserve(float **buf, size_t *cap, size_t n, const char *what);
+/* The same for the row indices the gathers of a batch read (host memory, rebuilt per forward). */
+bwt_status model_reserve_index(int32_t **idx, size_t *cap, size_t n);
 
 #endif

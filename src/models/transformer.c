@@ -38,6 +38,8 @@ typedef struct {
   /* Activations, carved from one arena for the current batch shape. */
   float *arena;
   size_t arena_cap;
+  int32_t *sup;     /* (M) the supervised rows among the N (sup_rows_index), for this batch */
+  size_t sup_cap;
   block_acts *acts; /* (n_layers) */
   float *x;         /* (n_layers, N, C): the residual stream entering each block */
   float *xs, *lnq;  /* (M,C): the last block's input and normed input at the supervised rows */
@@ -85,7 +87,8 @@ static void destroy(bwt_model *m) {
   transformer *t = model_arch(m);
   free(t->blocks);
   free(t->acts);
-  free(t->arena);
+  free(t->sup);
+  bwt_buffer_free(t->arena);
   free(t);
 }
 
@@ -148,16 +151,16 @@ static bwt_status block_forward(bwt_model *m, int l, const float *x, float *xout
   const int32_t *qpos = sparse ? batch->sup_pos : NULL;
   const float *xr = x; /* the residual input of the output rows */
   if (sparse) {
-    gather_rows(t->xs, x, batch, C);
+    bwt_gather_rows(t->xs, x, t->sup, R, C);
     xr = t->xs;
   }
   if (model_skip_attn(m, l)) {
-    memcpy(a->xmid, xr, sizeof(float) * R * C);
+    bwt_copy(a->xmid, xr, (size_t)R * C);
   } else {
     norm_forward(m, &p->ln1, &a->ln1, x, N);
     const float *qin = a->ln1.out;
     if (sparse) {
-      gather_rows(t->lnq, a->ln1.out, batch, C);
+      bwt_gather_rows(t->lnq, a->ln1.out, t->sup, R, C);
       qin = t->lnq;
     }
     bwt_matmul_forward(a->q, qin, P(p->wq), model_param(m, p->bq), R, C, C);
@@ -169,7 +172,7 @@ static bwt_status block_forward(bwt_model *m, int l, const float *x, float *xout
     bwt_add_inplace(a->xmid, xr, (size_t)R * C);
   }
   if (model_skip_mlp(m, l))
-    memcpy(xout, a->xmid, sizeof(float) * R * C);
+    bwt_copy(xout, a->xmid, (size_t)R * C);
   else
     ffn_forward(m, &p->ffn, &a->ffn, xout, a->xmid, R);
   return BWT_STATUS_OK;
@@ -181,6 +184,8 @@ static bwt_status forward(bwt_model *m, const bwt_batch *batch, const float **lo
   int B = batch->B, T = batch->T, N = B * T, C = c->d_model, L = c->n_layers;
   BWT_TRY(model_reserve(&t->arena, &t->arena_cap, carve(t, c, NULL, B, T, batch->n_sup), "activations"));
   carve(t, c, t->arena, B, T, batch->n_sup);
+  BWT_TRY(model_reserve_index(&t->sup, &t->sup_cap, (size_t)B * batch->n_sup));
+  sup_rows_index(t->sup, batch, 0);
 
   BWT_TRY(input_forward(m, &t->in, t->x, batch));
   for (int l = 0; l < L; l++) {
@@ -196,12 +201,10 @@ static bwt_status forward(bwt_model *m, const bwt_batch *batch, const float **lo
  * output, so the head mask (NULL: 1) multiplies it. */
 static void record_trace(bwt_attention_trace *tr, const float *datty, const float *att, const float *v,
                          const float *dv, const float *mask, int R, int NH, size_t n_att, size_t NC) {
-  int hs = tr->C / NH;
-  for (size_t r = 0; r < (size_t)R; r++)
-    for (int i = 0; i < tr->C; i++) tr->u[r * tr->C + i] = (mask ? mask[i / hs] : 1.0f) * datty[r * tr->C + i];
-  memcpy(tr->att, att, sizeof(float) * n_att);
-  memcpy(tr->v, v, sizeof(float) * NC);
-  memcpy(tr->dv, dv, sizeof(float) * NC);
+  bwt_scale_heads(tr->u, datty, mask, R, tr->C, NH);
+  bwt_copy(tr->att, att, n_att);
+  bwt_copy(tr->v, v, NC);
+  bwt_copy(tr->dv, dv, NC);
 }
 
 /* Backward of block l. On entry the gradient of its output is in t->dx (N,C), or for the last
@@ -221,7 +224,7 @@ static bwt_status block_backward(bwt_model *m, int l, const float *x, const bwt_
   if (!model_skip_mlp(m, l)) ffn_backward(m, &p->ffn, &a->ffn, &t->ffn_s, dr, a->xmid, R);
   if (sparse) { /* the residual path from the gathered rows */
     bwt_zero(t->dx, NC);
-    scatter_rows_add(t->dx, dr, batch, C);
+    bwt_scatter_add_rows(t->dx, dr, t->sup, R, C);
   }
   if (model_skip_attn(m, l)) return BWT_STATUS_OK;
   float *dln = t->ffn_s.dnorm; /* reused: the MLP branch is done with it */
@@ -237,9 +240,9 @@ static bwt_status block_backward(bwt_model *m, int l, const float *x, const bwt_
                                  c->n_heads, nq, qpos, trace ? trace->dscore : NULL));
   if (trace) record_trace(trace, t->datty, a->att, a->v, t->dv, mask, R, c->n_heads, (size_t)B * c->n_heads * nq * T, NC);
   if (sparse) {
-    memset(t->dlnq, 0, sizeof(float) * RC);
+    bwt_zero(t->dlnq, RC);
     bwt_matmul_backward(t->dlnq, G(p->wq), model_grad(m, p->bq), t->dq, t->lnq, P(p->wq), R, C, C);
-    scatter_rows_add(dln, t->dlnq, batch, C);
+    bwt_scatter_add_rows(dln, t->dlnq, t->sup, R, C);
   } else {
     bwt_matmul_backward(dln, G(p->wq), model_grad(m, p->bq), t->dq, a->ln1.out, P(p->wq), N, C, C);
   }
@@ -254,7 +257,7 @@ static bwt_status backward(bwt_model *m, const bwt_batch *batch, const float *dl
   transformer *t = model_arch(m);
   int B = batch->B, T = batch->T, N = B * T, M = B * batch->n_sup, C = c->d_model, L = c->n_layers;
 
-  memset(t->dxs, 0, sizeof(float) * (size_t)M * C);
+  bwt_zero(t->dxs, (size_t)M * C);
   readout_backward(m, &t->readout, &t->ro, t->dxs, t->out, dlogits, M);
   for (int l = L - 1; l >= 0; l--)
     BWT_TRY(block_backward(m, l, t->x + (size_t)l * N * C, batch, l + 1 == L, trace));
@@ -262,21 +265,13 @@ static bwt_status backward(bwt_model *m, const bwt_batch *batch, const float *dl
   return BWT_STATUS_OK;
 }
 
-/* Copies rows of the per-position array src (B·T rows of width w) at the supervised positions into
- * dst (M rows); with sparse set, src already holds just those rows. */
-static void copy_sup_rows(float *dst, const float *src, const bwt_batch *batch, size_t w, int sparse) {
-  if (sparse) {
-    memcpy(dst, src, sizeof(float) * (size_t)batch->B * batch->n_sup * w);
-    return;
-  }
-  for (int r = 0; r < batch->B * batch->n_sup; r++) {
-    size_t row = (size_t)(r / batch->n_sup) * batch->T + batch->sup_pos[r];
-    memcpy(dst + r * w, src + row * w, sizeof(float) * w);
-  }
-}
-
-static void fill_nan(float *x, size_t n) {
-  for (size_t i = 0; i < n; i++) x[i] = NAN;
+/* dst(M,C) = the supervised rows of src: src's rows at them (N,C), or with sparse set src already
+ * holds just those rows (M,C). */
+static void copy_sup_rows(float *dst, const float *src, const transformer *t, int M, int C, int sparse) {
+  if (sparse)
+    bwt_copy(dst, src, (size_t)M * C);
+  else
+    bwt_gather_rows(dst, src, t->sup, M, C);
 }
 
 /* The capture points from the activations of the forward just run (see bwt/capture.h). The last
@@ -285,16 +280,20 @@ static void fill_nan(float *x, size_t n) {
 static bwt_status capture(const bwt_model *m, const bwt_batch *batch, bwt_capture *cap) {
   const bwt_model_config *c = &m->cfg;
   const transformer *t = model_arch(m);
-  int B = batch->B, T = batch->T, n = batch->n_sup, C = c->d_model, L = c->n_layers, NH = c->n_heads;
-  size_t N = (size_t)B * T, M = (size_t)B * n, hs = C / NH, MC = M * C, NC = N * C;
+  int B = batch->B, T = batch->T, n = batch->n_sup, C = c->d_model, L = c->n_layers, NH = c->n_heads, M = B * n;
+  size_t N = (size_t)B * T, MC = (size_t)M * C, NC = N * C;
   size_t per_layer_att = (size_t)B * NH * n * T;
-  if (cap->embed) copy_sup_rows(cap->embed, t->x, batch, C, 0);
-  if (cap->final_norm) memcpy(cap->final_norm, t->ro.norm.out, sizeof(float) * MC);
-  for (int l = 0; l < L; l++) {
+  /* Rows of a block's weights at the supervised queries, and their queries when only scores are asked. */
+  int32_t *att_rows = cap->attention ? bwt_calloc((size_t)B * NH * n, sizeof(int32_t), "capture rows") : NULL;
+  float *qbuf = cap->scores && !cap->queries ? bwt_buffer_alloc(MC, "capture queries") : NULL;
+  bwt_status s = (cap->attention && !att_rows) || (cap->scores && !cap->queries && !qbuf) ? BWT_STATUS_NOMEM : BWT_STATUS_OK;
+  if (s == BWT_STATUS_OK && cap->embed) copy_sup_rows(cap->embed, t->x, t, M, C, 0);
+  if (s == BWT_STATUS_OK && cap->final_norm) bwt_copy(cap->final_norm, t->ro.norm.out, MC);
+  for (int l = 0; s == BWT_STATUS_OK && l < L; l++) {
     const block_acts *a = &t->acts[l];
     int sparse = l + 1 == L;
     if (cap->block_out)
-      copy_sup_rows(cap->block_out + l * MC, sparse ? t->out : t->x + (l + 1) * NC, batch, C, sparse);
+      copy_sup_rows(cap->block_out + l * MC, sparse ? t->out : t->x + (l + 1) * NC, t, M, C, sparse);
     float *ni = cap->normed_in ? cap->normed_in + l * MC : NULL;
     float *qs = cap->queries ? cap->queries + l * MC : NULL;
     float *ks = cap->keys ? cap->keys + l * NC : NULL, *vs = cap->values ? cap->values + l * NC : NULL;
@@ -304,40 +303,27 @@ static bwt_status capture(const bwt_model *m, const bwt_batch *batch, bwt_captur
       float *all[] = {ni, qs, ks, vs, sc, at};
       size_t len[] = {MC, MC, NC, NC, per_layer_att, per_layer_att};
       for (int i = 0; i < 6; i++)
-        if (all[i]) fill_nan(all[i], len[i]);
+        if (all[i]) bwt_fill(all[i], NAN, len[i]);
       continue;
     }
-    if (ni) copy_sup_rows(ni, a->ln1.out, batch, C, 0);
-    if (qs) copy_sup_rows(qs, a->q, batch, C, sparse);
-    if (ks) memcpy(ks, a->k, sizeof(float) * NC);
-    if (vs) memcpy(vs, a->v, sizeof(float) * NC);
-    int nq = sparse ? n : T; /* query rows per (sequence, head) in a->att */
-    for (int b = 0; b < B; b++)
-      for (int h = 0; h < NH; h++)
-        for (int j = 0; j < n; j++) {
-          int pos = batch->sup_pos[b * n + j];
-          size_t out_row = (((size_t)b * NH + h) * n + j) * T;
-          if (at) {
-            const float *src = a->att + (((size_t)b * NH + h) * nq + (sparse ? j : pos)) * T;
-            memcpy(at + out_row, src, sizeof(float) * T);
-          }
-          if (sc) { /* recomputed from q and k exactly as the kernel scales them */
-            const float *q = (sparse ? a->q + ((size_t)b * n + j) * C : a->q + ((size_t)b * T + pos) * C) + h * hs;
-            float scale = 1.0f / sqrtf((float)hs);
-            for (int s = 0; s < T; s++) {
-              if (s > pos) {
-                sc[out_row + s] = -INFINITY;
-                continue;
-              }
-              const float *k = a->k + ((size_t)b * T + s) * C + h * hs;
-              float dot = 0;
-              for (size_t i = 0; i < hs; i++) dot += q[i] * k[i];
-              sc[out_row + s] = dot * scale;
-            }
-          }
-        }
+    if (ni) copy_sup_rows(ni, a->ln1.out, t, M, C, 0);
+    float *q = qs ? qs : qbuf;
+    if (q) copy_sup_rows(q, a->q, t, M, C, sparse);
+    if (ks) bwt_copy(ks, a->k, NC);
+    if (vs) bwt_copy(vs, a->v, NC);
+    if (at) {
+      int nq = sparse ? n : T; /* query rows per (sequence, head) in a->att */
+      for (int b = 0; b < B; b++)
+        for (int h = 0; h < NH; h++)
+          for (int j = 0; j < n; j++)
+            att_rows[((size_t)b * NH + h) * n + j] = (int32_t)(((size_t)b * NH + h) * nq + (sparse ? j : batch->sup_pos[b * n + j]));
+      bwt_gather_rows(at, a->att, att_rows, B * NH * n, T);
+    }
+    if (sc) bwt_attention_scores(sc, q, a->k, batch->sup_pos, B, T, C, NH, n);
   }
-  return BWT_STATUS_OK;
+  free(att_rows);
+  bwt_buffer_free(qbuf);
+  return s;
 }
 
 const model_arch_ops transformer_ops = {build, forward, backward, destroy, capture};

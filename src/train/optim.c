@@ -26,7 +26,7 @@ double optim_clip(bwt_model *m, double clip) {
   double norm = sqrt(bwt_sumsq(m->grads, m->n_params));
   if (clip > 0 && norm > clip) {
     float scale = (float)(clip / (norm + 1e-6)); /* as torch.nn.utils.clip_grad_norm_ */
-    for (size_t i = 0; i < m->n_params; i++) m->grads[i] *= scale;
+    bwt_scale(m->grads, scale, m->n_params);
   }
   return norm;
 }

@@ -10,6 +10,7 @@
 
 #include "bwt/checkpoint.h"
 #include "bwt/fileio.h"
+#include "bwt/kernels.h"
 #include "bwt/report.h"
 #include "io/report_json.h"
 #include "metrics_log.h"
@@ -231,9 +232,9 @@ bwt_status bwt_trainer_resume(bwt_trainer **out, const char *dir) {
   if (s == BWT_STATUS_OK) {
     size_t P = model->n_params;
     memcpy(tr->cfg.train.init_from, cfg.train.init_from, sizeof cfg.train.init_from);
-    memcpy(tr->model->params, model->params, sizeof(float) * P);
-    memcpy(tr->adam_m, am, sizeof(float) * P);
-    memcpy(tr->adam_v, av, sizeof(float) * P);
+    bwt_copy(tr->model->params, model->params, P);
+    bwt_copy(tr->adam_m, am, P);
+    bwt_copy(tr->adam_v, av, P);
     tr->step = step;
     tr->resumed = 1;
     tr->lock_fd = lock;

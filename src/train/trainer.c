@@ -29,7 +29,7 @@ static bwt_status start_from(bwt_model *m, const char *path) {
       s = bwt_fail(BWT_STATUS_ARG, "--init-from %s: its tensor %s does not match this run's %s (change only the task's settings, not the model's)",
                    path, b->name, a->name);
   }
-  if (s == BWT_STATUS_OK) memcpy(m->params, from->params, sizeof(float) * m->n_params);
+  if (s == BWT_STATUS_OK) bwt_copy(m->params, from->params, m->n_params);
   bwt_model_free(from);
   return s;
 }
@@ -58,10 +58,10 @@ bwt_status bwt_trainer_create(bwt_trainer **out, const bwt_run_config *cfg) {
   }
   if (s == BWT_STATUS_OK) {
     size_t P = tr->model->n_params, MK = (size_t)cfg->train.batch * tr->task->n_sup * tr->task->n_classes;
-    tr->adam_m = bwt_calloc(P, sizeof(float), "optimiser state");
-    tr->adam_v = bwt_calloc(P, sizeof(float), "optimiser state");
-    tr->probs = bwt_calloc(MK, sizeof(float), "probabilities");
-    tr->dlogits = bwt_calloc(MK, sizeof(float), "logit gradients");
+    tr->adam_m = bwt_buffer_alloc(P, "optimiser state");
+    tr->adam_v = bwt_buffer_alloc(P, "optimiser state");
+    tr->probs = bwt_buffer_alloc(MK, "probabilities");
+    tr->dlogits = bwt_buffer_alloc(MK, "logit gradients");
     if (!tr->adam_m || !tr->adam_v || !tr->probs || !tr->dlogits) s = BWT_STATUS_NOMEM;
   }
   if (s != BWT_STATUS_OK) {
@@ -77,10 +77,10 @@ void bwt_trainer_free(bwt_trainer *tr) {
   bwt_task_free(tr->task);
   bwt_model_free(tr->model);
   bwt_batch_free(&tr->batch);
-  free(tr->adam_m);
-  free(tr->adam_v);
-  free(tr->probs);
-  free(tr->dlogits);
+  bwt_buffer_free(tr->adam_m);
+  bwt_buffer_free(tr->adam_v);
+  bwt_buffer_free(tr->probs);
+  bwt_buffer_free(tr->dlogits);
   bwt_eval_result_free(&tr->final);
   bwt_dir_unlock(tr->lock_fd);
   free(tr);
@@ -104,7 +104,7 @@ bwt_status bwt_trainer_step(bwt_trainer *tr, double *loss, double *grad_norm, do
   BWT_TRY(bwt_model_forward(m, b, &logits));
   bwt_softmax_forward(tr->probs, logits, M, K);
   const double *soft = c->soft_targets ? b->posterior : NULL;
-  memset(tr->dlogits, 0, sizeof(float) * (size_t)M * K);
+  bwt_zero(tr->dlogits, (size_t)M * K);
   int H = c->loss_horizon > 0 && c->loss_horizon < b->n_sup ? c->loss_horizon : b->n_sup;
   if (H == b->n_sup) {
     *loss = bwt_xent_loss(logits, b->target, soft, M, K);

@@ -240,3 +240,28 @@ bwt_status bwt_attention_backward(float *dq, float *dk, float *dv, const float *
   free(scratch);
   return BWT_STATUS_OK;
 }
+
+/* One float dot per (query, key) in channel order, then the scale: the weights' logits as the
+ * forward's scaling defines them (the capture's scores). */
+void bwt_attention_scores(float *scores, const float *q, const float *k, const int32_t *qpos, int B,
+                          int T, int C, int NH, int nq) {
+  int hs = C / NH;
+  float scale = 1.0f / sqrtf((float)hs);
+  for (int b = 0; b < B; b++)
+    for (int h = 0; h < NH; h++)
+      for (int j = 0; j < nq; j++) {
+        int pos = qpos[b * nq + j];
+        float *row = scores + (((size_t)b * NH + h) * nq + j) * T;
+        const float *qr = q + ((size_t)b * nq + j) * C + h * hs;
+        for (int s = 0; s < T; s++) {
+          if (s > pos) {
+            row[s] = -INFINITY;
+            continue;
+          }
+          const float *kr = k + ((size_t)b * T + s) * C + h * hs;
+          float dot = 0;
+          for (int i = 0; i < hs; i++) dot += qr[i] * kr[i];
+          row[s] = dot * scale;
+        }
+      }
+}

@@ -1,21 +1,26 @@
-/* Element-wise ops on flat arrays: zeroing, residual add, squared norm, AdamW. */
+/* Element-wise ops on flat arrays: residual add, scaling, squared norm, AdamW. */
 #include <math.h>
 
 #include "bwt/kernels.h"
 
 #define ELEM_OMP_MIN_WORK 32768
 
-/* x(n) = 0, the halves on both threads of a 2-core machine (a serial memset leaves the other
- * thread waiting). */
-void bwt_zero(float *x, size_t n) {
-#pragma omp parallel for schedule(static) if (n >= ELEM_OMP_MIN_WORK)
-  for (size_t i = 0; i < n; i++) x[i] = 0.0f;
-}
-
 /* y(n) += x(n). */
 void bwt_add_inplace(float *y, const float *x, size_t n) {
 #pragma omp parallel for schedule(static) if (n >= ELEM_OMP_MIN_WORK)
   for (size_t i = 0; i < n; i++) y[i] += x[i];
+}
+
+void bwt_scale(float *x, float s, size_t n) {
+#pragma omp parallel for schedule(static) if (n >= ELEM_OMP_MIN_WORK)
+  for (size_t i = 0; i < n; i++) x[i] *= s;
+}
+
+void bwt_scale_heads(float *out, const float *inp, const float *head_mask, int N, int C, int NH) {
+  int hs = C / NH;
+  size_t n = (size_t)N * C;
+#pragma omp parallel for schedule(static) if (n >= ELEM_OMP_MIN_WORK)
+  for (size_t i = 0; i < n; i++) out[i] = (head_mask ? head_mask[i % C / hs] : 1.0f) * inp[i];
 }
 
 /* Σ x(n)² in double: four interleaved partial sums combined in a fixed order, single-threaded, so
