@@ -8,7 +8,7 @@
 #include "bwt/lab/single_head.h"
 #include "bwt/lab/stats.h"
 #include "bwt/task.h"
-#include "../kernels/cpu/vecmath.h"
+#include "core/vecmath.h"
 
 static const char *const routing_names[] = {"gradient", "frozen", "no-baseline", "uniform"};
 

@@ -1,6 +1,6 @@
 /* GELU, exact erf form: gelu(x) = x Φ(x) = 0.5 x (1 + erf(x/√2)), gelu'(x) = Φ(x) + x φ(x). */
 #include "bwt/kernels.h"
-#include "vecmath.h"
+#include "core/vecmath.h"
 
 #define GELU_OMP_MIN_WORK 16384
 #define INV_SQRT2 0.70710678118654752440f

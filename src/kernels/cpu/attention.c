@@ -15,7 +15,7 @@
 #include <omp.h>
 
 #include "bwt/kernels.h"
-#include "vecmath.h"
+#include "core/vecmath.h"
 
 #define ATT_OMP_MIN_WORK 16384
 

@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "bwt/kernels.h"
-#include "vecmath.h"
+#include "core/vecmath.h"
 
 #define LSTM_OMP_MIN_WORK 16384
 

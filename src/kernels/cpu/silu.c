@@ -2,7 +2,7 @@
 #include <math.h>
 
 #include "bwt/kernels.h"
-#include "vecmath.h"
+#include "core/vecmath.h"
 
 static inline float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
 

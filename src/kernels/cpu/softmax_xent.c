@@ -2,7 +2,7 @@
 #include <math.h>
 
 #include "bwt/kernels.h"
-#include "vecmath.h"
+#include "core/vecmath.h"
 
 #define SOFTMAX_OMP_MIN_WORK 16384
 
