@@ -383,6 +383,9 @@ static const struct {
     {"no-attn-bias", BWT_CAP_ATTENTION},
     {"lr-v-mult", BWT_CAP_ATTENTION},
     {"window", BWT_CAP_WINDOW},
+    {"ssm-state", BWT_CAP_SSM},
+    {"ssm-conv", BWT_CAP_SSM},
+    {"ssm-expand", BWT_CAP_SSM},
 };
 
 int run_options_check_given(const cli_spec *spec, const run_options *o, const char *command) {

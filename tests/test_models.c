@@ -321,6 +321,24 @@ static void test_lstm(void **state) {
   bwt_model_free(m);
 }
 
+/* Mamba: every tensor's gradient (the scan's, the convolution's, the gate's) through the whole
+ * model, under both norms; and its tensors carry the reference module's names. */
+static void test_mamba(void **state) {
+  const bwt_norm norms[] = {BWT_NORM_RMS, BWT_NORM_LAYER};
+  for (int n = 0; n < 2; n++) {
+    bwt_model *m = make_model(BWT_ARCH_MAMBA, norms[n], n);
+    check(m, 0, 1e-2);
+    check(m, 1, 1e-2);
+    const bwt_tensor_desc *a = bwt_model_tensor(m, BWT_ROLE_SSM_A, 1, 0), *x = bwt_model_tensor(m, BWT_ROLE_SSM_X, 0, 0);
+    assert_string_equal(a->name, "layers.1.mixer.A_log");
+    assert_int_equal(a->shape[0], 16); /* Di = 2·8 */
+    assert_int_equal(a->shape[1], 16); /* d_state */
+    assert_false(a->decay);
+    assert_int_equal(x->shape[0], 1 + 2 * 16); /* dt_rank ⌈8/16⌉ + B + C */
+    bwt_model_free(m);
+  }
+}
+
 /* The checker must be able to fail: a backward that is 10% off in one tensor is caught. */
 static void test_checker_detects_wrong_gradient(void **state) {
   bwt_model *m = make_model(BWT_ARCH_TRANSFORMER, BWT_NORM_RMS, 0);
@@ -398,7 +416,7 @@ static void test_roles_and_arch_table(void **state) {
   char buf[128];
   assert_string_equal(bwt_arch_list(BWT_CAP_CONTINUOUS_INPUT, " or ", buf, sizeof buf), "transformer or lstm");
   assert_string_equal(bwt_arch_list(BWT_CAP_ATTENTION, ", ", buf, sizeof buf), "transformer");
-  assert_string_equal(bwt_arch_list(0, ", ", buf, sizeof buf), "transformer, mlp, window_mlp, lstm");
+  assert_string_equal(bwt_arch_list(0, ", ", buf, sizeof buf), "transformer, mlp, window_mlp, lstm, mamba");
   assert_null(bwt_arch_info_of(BWT_ARCH_COUNT));
   assert_false(bwt_arch_has(BWT_ARCH_COUNT, 0));
   for (int a = 0; a < BWT_ARCH_COUNT; a++) {
@@ -449,6 +467,7 @@ int main(void) {
       cmocka_unit_test(test_mlp),
       cmocka_unit_test(test_window_mlp),
       cmocka_unit_test(test_lstm),
+      cmocka_unit_test(test_mamba),
       cmocka_unit_test(test_sinusoidal_positions),
       cmocka_unit_test(test_position_offsets),
       cmocka_unit_test(test_no_positions_no_attention_bias),

@@ -29,7 +29,7 @@
 #include "bwt/status.h"
 #include "bwt/task.h"
 
-typedef enum { BWT_ARCH_TRANSFORMER, BWT_ARCH_MLP, BWT_ARCH_WINDOW_MLP, BWT_ARCH_LSTM, BWT_ARCH_COUNT } bwt_arch;
+typedef enum { BWT_ARCH_TRANSFORMER, BWT_ARCH_MLP, BWT_ARCH_WINDOW_MLP, BWT_ARCH_LSTM, BWT_ARCH_MAMBA, BWT_ARCH_COUNT } bwt_arch;
 typedef enum { BWT_NORM_RMS, BWT_NORM_LAYER } bwt_norm;
 
 /* What an architecture can do. Code outside src/models asks for capabilities (bwt_model_has),
@@ -41,7 +41,8 @@ typedef enum {
   BWT_CAP_RECURRENT = 1 << 3,        /* a state carried along the sequence */
   BWT_CAP_CONTINUOUS_INPUT = 1 << 4, /* takes input vectors (input_dim > 0) as well as tokens */
   BWT_CAP_WINDOW = 1 << 5,           /* sees the last `window` tokens, concatenated */
-  BWT_CAP_CONTEXT = 1 << 6           /* its output can depend on earlier positions */
+  BWT_CAP_CONTEXT = 1 << 6,          /* its output can depend on earlier positions */
+  BWT_CAP_SSM = 1 << 7               /* a selective state-space scan (Mamba): d_state, d_conv, expand */
 } bwt_arch_cap;
 
 /* One row of the architecture table (src/models/model.c). */
@@ -77,6 +78,9 @@ typedef struct {
   int input_dim; /* > 0: continuous inputs (vocab 0) through in_proj (C, input_dim) instead of tok_emb */
   bwt_init init;
   int attn_bias; /* transformer: the Q, K, V, O projections have biases (the reference's have none) */
+  int ssm_state;  /* mamba: state size per channel, d_state (0: 16) */
+  int ssm_conv;   /* mamba: causal convolution taps, d_conv (0: 4) */
+  int ssm_expand; /* mamba: inner channels per model channel, expand (0: 2) */
 } bwt_model_config;
 
 #define BWT_TENSOR_NAME_MAX 48
@@ -98,6 +102,14 @@ typedef enum {
   BWT_ROLE_MLP_OUT,          /* fc2 (C, 4C), writes into the residual stream */
   BWT_ROLE_RECURRENT_IN,     /* LSTM weight_ih / bias_ih (4C, C) */
   BWT_ROLE_RECURRENT_HIDDEN, /* LSTM weight_hh / bias_hh */
+  BWT_ROLE_SSM_NORM,         /* a Mamba block's norm */
+  BWT_ROLE_SSM_IN,           /* in_proj (2Di, C): the scan's input x and the gate z */
+  BWT_ROLE_SSM_CONV,         /* conv1d (Di, d_conv) and its bias */
+  BWT_ROLE_SSM_X,            /* x_proj (R + 2·d_state, Di): the step rank's input, B and C */
+  BWT_ROLE_SSM_DT,           /* dt_proj (Di, R) and its bias */
+  BWT_ROLE_SSM_A,            /* A_log (Di, d_state): A = −exp(A_log) */
+  BWT_ROLE_SSM_D,            /* D (Di): the skip connection */
+  BWT_ROLE_SSM_OUT,          /* out_proj (C, Di), writes into the residual stream */
   BWT_ROLE_FINAL_NORM,       /* norm_f */
   BWT_ROLE_HEAD,             /* the readout (K, C); absent when tied to the token embedding */
   BWT_ROLE_COUNT

@@ -20,6 +20,7 @@ static const arch_entry arch_table[] = {
     [BWT_ARCH_MLP] = {{"mlp", 0, 4, BWT_NORM_LAYER}, &mlp_ops},
     [BWT_ARCH_WINDOW_MLP] = {{"window_mlp", BWT_CAP_WINDOW | BWT_CAP_CONTEXT, 4, BWT_NORM_LAYER}, &mlp_ops},
     [BWT_ARCH_LSTM] = {{"lstm", BWT_CAP_RECURRENT | BWT_CAP_CONTINUOUS_INPUT | BWT_CAP_CONTEXT, 2, BWT_NORM_LAYER}, &lstm_ops},
+    [BWT_ARCH_MAMBA] = {{"mamba", BWT_CAP_RECURRENT | BWT_CAP_SSM | BWT_CAP_CONTEXT, 2, BWT_NORM_RMS}, &mamba_ops},
 };
 _Static_assert(sizeof arch_table / sizeof arch_table[0] == BWT_ARCH_COUNT, "one row per architecture");
 
@@ -140,6 +141,10 @@ bwt_status bwt_model_config_check(const bwt_model_config *c) {
   }
   if (c->tied_head && c->n_classes != c->vocab)
     return bwt_fail(BWT_STATUS_ARG, "model: a tied head needs n_classes == vocab (%d != %d)", c->n_classes, c->vocab);
+  if (bwt_arch_has(c->arch, BWT_CAP_SSM) && (c->ssm_state < 0 || c->ssm_state > 1024 || c->ssm_conv < 0 || c->ssm_conv > 64 ||
+                                              c->ssm_expand < 0 || c->ssm_expand > 16))
+    return bwt_fail(BWT_STATUS_ARG, "model: ssm_state must be in 0..1024, ssm_conv in 0..64 and ssm_expand in 0..16 (0: the default; got %d, %d, %d)",
+                    c->ssm_state, c->ssm_conv, c->ssm_expand);
   if (bwt_arch_has(c->arch, BWT_CAP_WINDOW) && (c->window < 1 || c->window > c->max_T))
     return bwt_fail(BWT_STATUS_ARG, "model: window must be in 1..%d (got %d)", c->max_T, c->window);
   return BWT_STATUS_OK;
@@ -166,7 +171,7 @@ size_t model_add_tensor(bwt_model *m, const char *name, tensor_id id, int ndim, 
   t->shape[1] = ndim == 2 ? d1 : 0;
   t->size = (size_t)d0 * (ndim == 2 ? (size_t)d1 : 1);
   t->offset = m->n_params;
-  t->decay = ndim == 2;
+  t->decay = ndim == 2 && init != INIT_SSM_A_LOG; /* Mamba's A_log is not decayed (the reference's _no_weight_decay) */
   t->role = id.role;
   t->layer = id.layer;
   t->bias = ndim == 1 && init != INIT_ONES;
@@ -232,7 +237,7 @@ bwt_status model_reserve_index(int32_t **idx, size_t *cap, size_t n) {
 }
 
 /* How a tensor of each kind starts under each scheme: N(0, std), U(−bound, bound) or a constant. */
-typedef enum { START_CONSTANT, START_NORMAL, START_UNIFORM } start_dist;
+typedef enum { START_CONSTANT, START_NORMAL, START_UNIFORM, START_A_LOG, START_DT_BIAS } start_dist;
 typedef struct {
   start_dist dist;
   float value; /* the constant, std or bound */
@@ -252,6 +257,8 @@ static start_rule start_rule_for(const bwt_model *m, const tensor_start *ts) {
     case INIT_WEIGHT_RESIDUAL: return torch ? (start_rule){START_UNIFORM, fan} : (start_rule){START_NORMAL, resid};
     case INIT_BIAS: return torch ? (start_rule){START_UNIFORM, fan} : (start_rule){START_CONSTANT, 0};
     case INIT_UNIFORM_HIDDEN: return (start_rule){START_UNIFORM, 1.0f / sqrtf((float)m->cfg.d_model)};
+    case INIT_SSM_A_LOG: return (start_rule){START_A_LOG, 0};
+    case INIT_SSM_DT_BIAS: return (start_rule){START_DT_BIAS, 0};
   }
   return (start_rule){START_CONSTANT, 0};
 }
@@ -269,6 +276,12 @@ static void init_weights(bwt_model *m, uint64_t seed) {
         case START_CONSTANT: w[j] = v; break;
         case START_NORMAL: w[j] = v * (float)bwt_rng_normal(&rng); break;
         case START_UNIFORM: w[j] = v * (float)(2.0 * bwt_rng_uniform(&rng) - 1.0); break;
+        case START_A_LOG: w[j] = (float)log(1.0 + (double)(j % (size_t)t->shape[1])); break;
+        case START_DT_BIAS: { /* Mamba's: Δ = exp(U(log 0.001, log 0.1)) ≥ 1e-4, stored as softplus⁻¹(Δ) */
+          double dt = fmax(exp(log(0.001) + bwt_rng_uniform(&rng) * (log(0.1) - log(0.001))), 1e-4);
+          w[j] = (float)(dt + log(-expm1(-dt)));
+          break;
+        }
       }
     }
   }
@@ -414,6 +427,10 @@ static const char *const role_names[] = {
     [BWT_ROLE_ATTN_O] = "attn_o",                   [BWT_ROLE_MLP_NORM] = "mlp_norm",
     [BWT_ROLE_MLP_IN] = "mlp_in",                   [BWT_ROLE_MLP_OUT] = "mlp_out",
     [BWT_ROLE_RECURRENT_IN] = "recurrent_in",       [BWT_ROLE_RECURRENT_HIDDEN] = "recurrent_hidden",
+    [BWT_ROLE_SSM_NORM] = "ssm_norm",               [BWT_ROLE_SSM_IN] = "ssm_in",
+    [BWT_ROLE_SSM_CONV] = "ssm_conv",               [BWT_ROLE_SSM_X] = "ssm_x",
+    [BWT_ROLE_SSM_DT] = "ssm_dt",                   [BWT_ROLE_SSM_A] = "ssm_a",
+    [BWT_ROLE_SSM_D] = "ssm_d",                     [BWT_ROLE_SSM_OUT] = "ssm_out",
     [BWT_ROLE_FINAL_NORM] = "final_norm",           [BWT_ROLE_HEAD] = "head",
 };
 _Static_assert(COUNT(role_names) == BWT_ROLE_COUNT, "one name per role");

@@ -15,7 +15,9 @@ typedef enum {
   INIT_WEIGHT,          /* a linear layer's weight (out, in) */
   INIT_WEIGHT_RESIDUAL, /* a linear weight that writes into the residual stream */
   INIT_BIAS,            /* a linear layer's bias */
-  INIT_UNIFORM_HIDDEN   /* LSTM weights and biases: U(−1/√C, 1/√C), torch.nn.LSTM's default, in every scheme */
+  INIT_UNIFORM_HIDDEN,  /* LSTM weights and biases: U(−1/√C, 1/√C), torch.nn.LSTM's default, in every scheme */
+  INIT_SSM_A_LOG,       /* Mamba's A_log (Di, Ns): log(1 + n) in column n (S4D-real), in every scheme */
+  INIT_SSM_DT_BIAS      /* Mamba's dt_proj bias: softplus⁻¹(Δ), Δ log-uniform in [0.001, 0.1], in every scheme */
 } tensor_init;
 
 typedef struct {
@@ -52,6 +54,7 @@ typedef struct {
 extern const model_arch_ops transformer_ops;
 extern const model_arch_ops mlp_ops; /* both the context-free and the window MLP */
 extern const model_arch_ops lstm_ops;
+extern const model_arch_ops mamba_ops;
 
 /* A tensor's role and block (−1 outside the blocks). */
 typedef struct {

@@ -54,7 +54,7 @@ const bwt_setting bwt_settings[] = {
     /* model: the defaults are bwt train's (a small transformer that learns the V=20 bijection in
      * minutes); vocab, n_classes, max_T and input_dim come from the task. */
     ENUM(model, "arch", "arch", arch, BWT_ARCH_TRANSFORMER, 0, 0, arch, NULL,
-         "transformer | mlp (context-free) | window_mlp | lstm"),
+         "transformer | mlp (context-free) | window_mlp | lstm | mamba"),
     ROW(model, "vocab", NULL, BWT_SETTING_INT, vocab, 0, 0, 0, "input tokens"),
     ROW(model, "n_classes", NULL, BWT_SETTING_INT, n_classes, 0, 0, 0, "readout size"),
     ROW(model, "max_T", NULL, BWT_SETTING_INT, max_T, 0, 0, 0, "learned positions"),
@@ -75,6 +75,10 @@ const bwt_setting bwt_settings[] = {
          "bwt (N(0, 0.02), GPT-2's) | torch (PyTorch's defaults, as the reference scripts)"),
     ROW(model, "attn_bias", NULL, BWT_SETTING_BOOL, attn_bias, 1, OPT, 1, "transformer: Q, K, V, O projections with biases"),
     ROW(model, "window", "window", BWT_SETTING_INT, window, 0, 0, 0, "window_mlp: tokens seen (0 = whole sequence)"),
+    /* Runs written before Mamba existed have none: 0 is the reference's default. */
+    ROW(model, "ssm_state", "ssm-state", BWT_SETTING_INT, ssm_state, 0, OPT, 0, "mamba: state size per channel, d_state (0 = 16)"),
+    ROW(model, "ssm_conv", "ssm-conv", BWT_SETTING_INT, ssm_conv, 0, OPT, 0, "mamba: causal convolution taps, d_conv (0 = 4)"),
+    ROW(model, "ssm_expand", "ssm-expand", BWT_SETTING_INT, ssm_expand, 0, OPT, 0, "mamba: inner channels per model channel, expand (0 = 2)"),
 
     /* train */
     T_INT("steps", "steps", steps, 6000, 1, 1e9, "optimisation steps"),

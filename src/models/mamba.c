@@ -1,0 +1,245 @@
+/* Mamba (Gu & Dao 2023), the selective state-space baseline: token (+ position) embedding, pre-norm
+ * residual blocks x += out_proj(scan(SiLU(conv1d(in_x(norm x)))) · SiLU(in_z(norm x))), final norm
+ * and head at the supervised rows. Inside a block, with Di = expand·C inner channels, state size
+ * Ns and step rank R:
+ *   (x, z) = in_proj(norm x)             in_proj (2Di, C): rows [0, Di) give x, [Di, 2Di) give z
+ *   u = SiLU(conv1d(x))                  causal depthwise, d_conv taps, with bias
+ *   (r, B, C) = x_proj(u)                x_proj (R + 2Ns, Di), rows in that order
+ *   Δ = softplus(dt_proj(r))             dt_proj (Di, R) with bias
+ *   y = scan(u, Δ, A = −exp(A_log), B, C) + D·u
+ *   out = out_proj(y · SiLU(z))          out_proj (C, Di)
+ * Tensor names follow the reference implementation's module (mamba_ssm's Mamba: in_proj, conv1d,
+ * x_proj, dt_proj, A_log, D, out_proj; "layers.{l}.mixer." and "layers.{l}.norm"); conv1d.weight
+ * is stored (Di, d_conv), torch's (Di, 1, d_conv) without its middle axis. Batch-major rows
+ * (b·T + t) throughout. */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "bwt/kernels.h"
+#include "layers.h"
+
+#define P(off) (m->params + (off))
+#define G(off) (m->grads + (off))
+
+typedef struct {
+  norm_params norm;
+  size_t in_proj, conv_w, conv_b, x_proj, dt_w, dt_b, A_log, D, out_proj;
+} mamba_layer;
+
+/* One block's saved activations (rows N = B·T). */
+typedef struct {
+  norm_acts norm;           /* (N,C) */
+  float *xi, *z;            /* (N,Di) in_proj's two halves */
+  float *xc, *u;            /* (N,Di) the convolution's output and SiLU of it */
+  float *r, *Bm, *Cm;       /* (N,R), (N,Ns), (N,Ns) x_proj's three parts */
+  float *dt, *delta;        /* (N,Di) dt_proj's output and softplus of it */
+  float *A;                 /* (Di,Ns) −exp(A_log) */
+  float *h;                 /* (N,Di,Ns) the scan's states */
+  float *y, *yg;            /* (N,Di) the scan's output and y · SiLU(z) */
+} mamba_acts;
+
+typedef struct {
+  int Di, Ns, K, R;
+  input_params in;
+  mamba_layer *layers; /* (n_layers) */
+  readout_params readout;
+  float *arena;
+  size_t arena_cap;
+  int32_t *sup; /* (M) the supervised rows among the N (sup_rows_index) */
+  size_t sup_cap;
+  float *x;            /* (n_layers+1, N, C) the residual stream before each block, and after the last */
+  mamba_acts *acts;    /* (n_layers) */
+  float *xs, *dxs;     /* (M,C) the last block's output at the supervised rows, and its gradient */
+  readout_acts ro;
+  /* backward scratch, one block at a time */
+  float *dx, *dxn;                /* (N,C) */
+  float *dxi, *dz, *dxc, *du;     /* (N,Di) */
+  float *ddt, *ddelta, *dy, *dyg; /* (N,Di) */
+  float *dr, *dB, *dC;            /* (N,R), (N,Ns), (N,Ns) */
+  float *dA;                      /* (Di,Ns) */
+  float *g;                       /* (N,Di,Ns) ∂L/∂h */
+} mamba;
+
+static bwt_status build(bwt_model *m) {
+  const bwt_model_config *c = &m->cfg;
+  mamba *t = bwt_calloc(1, sizeof *t, "mamba");
+  if (!t) return BWT_STATUS_NOMEM;
+  ((model_impl *)m->impl)->arch = t;
+  t->layers = bwt_calloc(c->n_layers, sizeof *t->layers, "mamba layers");
+  t->acts = bwt_calloc(c->n_layers, sizeof *t->acts, "mamba layers");
+  if (!t->layers || !t->acts) return BWT_STATUS_NOMEM;
+  int C = c->d_model;
+  /* The reference's defaults where the config says 0: d_state 16, d_conv 4, expand 2, dt_rank ⌈C/16⌉. */
+  t->Di = (c->ssm_expand ? c->ssm_expand : 2) * C, t->Ns = c->ssm_state ? c->ssm_state : 16;
+  t->K = c->ssm_conv ? c->ssm_conv : 4, t->R = (C + 15) / 16;
+  int Di = t->Di, Ns = t->Ns, R = t->R;
+  input_declare(m, &t->in);
+  char name[2 * BWT_TENSOR_NAME_MAX];
+  for (int l = 0; l < c->n_layers; l++) {
+    mamba_layer *y = &t->layers[l];
+    snprintf(name, sizeof name, "layers.%d.norm", l);
+    norm_declare(m, &y->norm, name, TENSOR_ID(BWT_ROLE_SSM_NORM, l));
+#define ADD(field, what, role, ndim, d0, d1, init)                        \
+  snprintf(name, sizeof name, "layers.%d.mixer.%s", l, what);             \
+  y->field = model_add_tensor(m, name, TENSOR_ID(role, l), ndim, d0, d1, init)
+    ADD(in_proj, "in_proj.weight", BWT_ROLE_SSM_IN, 2, 2 * Di, C, INIT_WEIGHT);
+    ADD(conv_w, "conv1d.weight", BWT_ROLE_SSM_CONV, 2, Di, t->K, INIT_WEIGHT);
+    snprintf(name, sizeof name, "layers.%d.mixer.conv1d.bias", l);
+    y->conv_b = model_add_bias(m, name, TENSOR_ID(BWT_ROLE_SSM_CONV, l), Di, t->K);
+    ADD(x_proj, "x_proj.weight", BWT_ROLE_SSM_X, 2, R + 2 * Ns, Di, INIT_WEIGHT);
+    ADD(dt_w, "dt_proj.weight", BWT_ROLE_SSM_DT, 2, Di, R, INIT_WEIGHT);
+    ADD(dt_b, "dt_proj.bias", BWT_ROLE_SSM_DT, 1, Di, 0, INIT_SSM_DT_BIAS);
+    ADD(A_log, "A_log", BWT_ROLE_SSM_A, 2, Di, Ns, INIT_SSM_A_LOG);
+    ADD(D, "D", BWT_ROLE_SSM_D, 1, Di, 0, INIT_ONES);
+    ADD(out_proj, "out_proj.weight", BWT_ROLE_SSM_OUT, 2, C, Di, INIT_WEIGHT_RESIDUAL);
+#undef ADD
+  }
+  readout_declare(m, &t->readout, t->in.wte);
+  return BWT_STATUS_OK;
+}
+
+static void destroy(bwt_model *m) {
+  mamba *t = model_arch(m);
+  free(t->layers);
+  free(t->acts);
+  free(t->sup);
+  bwt_buffer_free(t->arena);
+  free(t);
+}
+
+static size_t carve(mamba *t, const bwt_model_config *c, float *base, int B, int T, int M) {
+  size_t off = 0, N = (size_t)B * T, C = c->d_model, L = c->n_layers;
+  size_t Di = t->Di, Ns = t->Ns, R = t->R;
+#define TAKE(ptr, n) (ptr = base ? base + off : NULL, off += (n))
+  TAKE(t->x, (L + 1) * N * C);
+  for (size_t l = 0; l < L; l++) {
+    mamba_acts *a = &t->acts[l];
+    TAKE(a->norm.out, N * C);
+    TAKE(a->norm.mean, N);
+    TAKE(a->norm.rstd, N);
+    TAKE(a->xi, N * Di);
+    TAKE(a->z, N * Di);
+    TAKE(a->xc, N * Di);
+    TAKE(a->u, N * Di);
+    TAKE(a->r, N * R);
+    TAKE(a->Bm, N * Ns);
+    TAKE(a->Cm, N * Ns);
+    TAKE(a->dt, N * Di);
+    TAKE(a->delta, N * Di);
+    TAKE(a->A, Di * Ns);
+    TAKE(a->h, N * Di * Ns);
+    TAKE(a->y, N * Di);
+    TAKE(a->yg, N * Di);
+  }
+  TAKE(t->xs, (size_t)M * C);
+  TAKE(t->dxs, (size_t)M * C);
+  TAKE(t->dx, N * C);
+  TAKE(t->dxn, N * C);
+  TAKE(t->dxi, N * Di);
+  TAKE(t->dz, N * Di);
+  TAKE(t->dxc, N * Di);
+  TAKE(t->du, N * Di);
+  TAKE(t->ddt, N * Di);
+  TAKE(t->ddelta, N * Di);
+  TAKE(t->dy, N * Di);
+  TAKE(t->dyg, N * Di);
+  TAKE(t->dr, N * R);
+  TAKE(t->dB, N * Ns);
+  TAKE(t->dC, N * Ns);
+  TAKE(t->dA, Di * Ns);
+  TAKE(t->g, N * Di * Ns);
+  if (base) readout_carve(c, &t->ro, base + off, M);
+  off += readout_floats(c, M);
+#undef TAKE
+  return off;
+}
+
+static void block_forward(const bwt_model *m, const mamba *t, int l, int B, int T) {
+  const mamba_layer *y = &t->layers[l];
+  const mamba_acts *a = &t->acts[l];
+  int N = B * T, C = m->cfg.d_model, Di = t->Di, Ns = t->Ns, R = t->R;
+  const float *x = t->x + (size_t)l * N * C;
+  float *out = t->x + (size_t)(l + 1) * N * C;
+  norm_forward(m, &y->norm, &a->norm, x, N);
+  bwt_matmul_forward(a->xi, a->norm.out, P(y->in_proj), NULL, N, C, Di);
+  bwt_matmul_forward(a->z, a->norm.out, P(y->in_proj) + (size_t)Di * C, NULL, N, C, Di);
+  bwt_conv1d_causal_forward(a->xc, a->xi, P(y->conv_w), P(y->conv_b), B, T, Di, t->K);
+  bwt_silu_forward(a->u, a->xc, (size_t)N * Di);
+  const float *wx = P(y->x_proj);
+  bwt_matmul_forward(a->r, a->u, wx, NULL, N, Di, R);
+  bwt_matmul_forward(a->Bm, a->u, wx + (size_t)R * Di, NULL, N, Di, Ns);
+  bwt_matmul_forward(a->Cm, a->u, wx + (size_t)(R + Ns) * Di, NULL, N, Di, Ns);
+  bwt_matmul_forward(a->dt, a->r, P(y->dt_w), P(y->dt_b), N, R, Di);
+  bwt_softplus_forward(a->delta, a->dt, (size_t)N * Di);
+  bwt_ssm_decay_forward(a->A, P(y->A_log), (size_t)Di * Ns);
+  bwt_selective_scan_forward(a->y, a->h, a->u, a->delta, a->A, a->Bm, a->Cm, P(y->D), B, T, Di, Ns);
+  bwt_silu_gate_forward(a->yg, a->y, a->z, (size_t)N * Di);
+  bwt_matmul_forward(out, a->yg, P(y->out_proj), NULL, N, Di, C);
+  bwt_add_inplace(out, x, (size_t)N * C);
+}
+
+/* t->dx holds ∂L/∂(block l's output) on entry and ∂L/∂(its input) on return. */
+static void block_backward(bwt_model *m, mamba *t, int l, int B, int T) {
+  const mamba_layer *y = &t->layers[l];
+  const mamba_acts *a = &t->acts[l];
+  int N = B * T, C = m->cfg.d_model, Di = t->Di, Ns = t->Ns, R = t->R;
+  size_t NDi = (size_t)N * Di;
+  const float *x = t->x + (size_t)l * N * C, *wx = P(y->x_proj);
+  float *gx = G(y->x_proj);
+  float *scratch[] = {t->dyg, t->dy, t->dz, t->du, t->ddelta, t->ddt, t->dxc, t->dxi};
+  for (size_t i = 0; i < sizeof scratch / sizeof scratch[0]; i++) bwt_zero(scratch[i], NDi);
+  bwt_zero(t->dr, (size_t)N * R);
+  bwt_zero(t->dB, (size_t)N * Ns);
+  bwt_zero(t->dC, (size_t)N * Ns);
+  bwt_zero(t->dA, (size_t)Di * Ns);
+  bwt_zero(t->dxn, (size_t)N * C);
+
+  bwt_matmul_backward(t->dyg, G(y->out_proj), NULL, t->dx, a->yg, P(y->out_proj), N, Di, C);
+  bwt_silu_gate_backward(t->dy, t->dz, t->dyg, a->y, a->z, NDi);
+  bwt_selective_scan_backward(t->du, t->ddelta, t->dA, t->dB, t->dC, G(y->D), t->g, t->dy, a->h, a->u, a->delta,
+                              a->A, a->Bm, a->Cm, P(y->D), B, T, Di, Ns);
+  bwt_ssm_decay_backward(G(y->A_log), t->dA, a->A, (size_t)Di * Ns);
+  bwt_softplus_backward(t->ddt, t->ddelta, a->dt, NDi);
+  bwt_matmul_backward(t->dr, G(y->dt_w), G(y->dt_b), t->ddt, a->r, P(y->dt_w), N, R, Di);
+  bwt_matmul_backward(t->du, gx, NULL, t->dr, a->u, wx, N, Di, R);
+  bwt_matmul_backward(t->du, gx + (size_t)R * Di, NULL, t->dB, a->u, wx + (size_t)R * Di, N, Di, Ns);
+  bwt_matmul_backward(t->du, gx + (size_t)(R + Ns) * Di, NULL, t->dC, a->u, wx + (size_t)(R + Ns) * Di, N, Di, Ns);
+  bwt_silu_backward(t->dxc, t->du, a->xc, NDi);
+  bwt_conv1d_causal_backward(t->dxi, G(y->conv_w), G(y->conv_b), t->dxc, a->xi, P(y->conv_w), B, T, Di, t->K);
+  bwt_matmul_backward(t->dxn, G(y->in_proj), NULL, t->dxi, a->norm.out, P(y->in_proj), N, C, Di);
+  bwt_matmul_backward(t->dxn, G(y->in_proj) + (size_t)Di * C, NULL, t->dz, a->norm.out,
+                      P(y->in_proj) + (size_t)Di * C, N, C, Di);
+  norm_backward(m, &y->norm, &a->norm, t->dx, t->dxn, x, N); /* the residual path is dx itself */
+}
+
+static bwt_status forward(bwt_model *m, const bwt_batch *batch, const float **logits) {
+  const bwt_model_config *c = &m->cfg;
+  mamba *t = model_arch(m);
+  int B = batch->B, T = batch->T, M = B * batch->n_sup, C = c->d_model;
+  BWT_TRY(model_reserve(&t->arena, &t->arena_cap, carve(t, c, NULL, B, T, M), "activations"));
+  carve(t, c, t->arena, B, T, M);
+  BWT_TRY(model_reserve_index(&t->sup, &t->sup_cap, (size_t)M));
+  sup_rows_index(t->sup, batch, 0);
+
+  BWT_TRY(input_forward(m, &t->in, t->x, batch));
+  for (int l = 0; l < c->n_layers; l++) block_forward(m, t, l, B, T);
+  bwt_gather_rows(t->xs, t->x + (size_t)c->n_layers * B * T * C, t->sup, M, C);
+  readout_forward(m, &t->readout, &t->ro, t->xs, M);
+  *logits = t->ro.logits;
+  return BWT_STATUS_OK;
+}
+
+static bwt_status backward(bwt_model *m, const bwt_batch *batch, const float *dlogits, bwt_attention_trace *trace) {
+  const bwt_model_config *c = &m->cfg;
+  mamba *t = model_arch(m);
+  int B = batch->B, T = batch->T, M = B * batch->n_sup, C = c->d_model;
+  bwt_zero(t->dxs, (size_t)M * C);
+  readout_backward(m, &t->readout, &t->ro, t->dxs, t->xs, dlogits, M);
+  bwt_zero(t->dx, (size_t)B * T * C);
+  bwt_scatter_add_rows(t->dx, t->dxs, t->sup, M, C);
+  for (int l = c->n_layers - 1; l >= 0; l--) block_backward(m, t, l, B, T);
+  input_backward(m, &t->in, t->dx, batch);
+  return BWT_STATUS_OK;
+}
+
+const model_arch_ops mamba_ops = {build, forward, backward, destroy, NULL};
