@@ -183,8 +183,8 @@ static void test_silu_gate_decay(void **state) {
   float out[n], gate[n], A[n], dx[n] = {0}, dy[n] = {0}, dz[n] = {0}, dlog[n] = {0};
   bwt_silu_forward(out, x, n);
   bwt_silu_backward(dx, R, x, n);
-  bwt_silu_gate_forward(gate, x, z, n);
-  bwt_silu_gate_backward(dy, dz, R, x, z, n);
+  bwt_swiglu_forward(gate, z, x, n); /* x · SiLU(z), Mamba's gate */
+  bwt_swiglu_backward(dz, dy, R, z, x, n);
   bwt_ssm_decay_forward(A, x, n);
   bwt_ssm_decay_backward(dlog, R, A, n);
   double worst_f = 0, worst_g = 0;

@@ -177,11 +177,57 @@ void bwt_selective_scan_backward(float *du, float *ddelta, float *dA, float *dB,
 void bwt_ssm_decay_forward(float *A, const float *A_log, size_t n);
 void bwt_ssm_decay_backward(float *dA_log, const float *dA, const float *A, size_t n);
 
-/* SiLU x·σ(x) (src/kernels/cpu/silu.c), and the gate out = y · SiLU(z) (n); either gradient of the
- * gate may be NULL. */
+/* SiLU x·σ(x) (src/kernels/cpu/silu.c); Mamba's output gate y · SiLU(z) is bwt_swiglu (below). */
 void bwt_silu_forward(float *out, const float *inp, size_t n);
 void bwt_silu_backward(float *dinp, const float *dout, const float *inp, size_t n);
-void bwt_silu_gate_forward(float *out, const float *y, const float *z, size_t n);
-void bwt_silu_gate_backward(float *dy, float *dz, const float *dout, const float *y, const float *z, size_t n);
+
+/* Language-model ops (src/lm). Letters as above, plus NKV key/value heads (NH a multiple of NKV),
+ * hs any head size (not necessarily C/NH), R rotated channels per head (even, R <= hs) and F the
+ * MLP width. Forward only where no model trains through them yet. */
+
+/* RoPE frequency rules: Hugging Face's rope_scaling (none, "linear", "llama3"). */
+typedef enum { BWT_ROPE_DEFAULT, BWT_ROPE_LINEAR, BWT_ROPE_LLAMA3 } bwt_rope_type;
+typedef struct {
+  bwt_rope_type type;
+  double factor;                            /* linear and llama3: the context stretch */
+  double low_freq_factor, high_freq_factor; /* llama3 */
+  int original_max_pos;                     /* llama3: original_max_position_embeddings */
+} bwt_rope_scaling;
+/* inv_freq(R/2): 1 / theta^(2i/R), then the scaling rule (scaling NULL: none). */
+void bwt_rope_inv_freq(double *inv_freq, int R, double theta, const bwt_rope_scaling *scaling);
+/* Rotate-half RoPE on x (N,NH,hs), row n at position pos(N): in each head channels i and i + R/2
+ * (i < R/2) turn by a = pos[n]·inv_freq[i], (x_i, x_{i+R/2}) -> (x_i cos a - x_{i+R/2} sin a,
+ * x_{i+R/2} cos a + x_i sin a); channels R..hs-1 are copied. out may alias inp. */
+void bwt_rope_forward(float *out, const float *inp, const double *inv_freq, const int32_t *pos,
+                      int N, int NH, int hs, int R);
+/* dinp(N,NH,hs) += the transposed rotation of dout. */
+void bwt_rope_backward(float *dinp, const float *dout, const double *inv_freq, const int32_t *pos,
+                       int N, int NH, int hs, int R);
+
+/* Causal grouped-query attention. Queries are the last nq of T positions (row j at position
+ * t = T - nq + j): q and out (B,nq,NH*hs); k and v (B,T,NKV*hs), query head h reading key/value head
+ * h / (NH/NKV). Query t sees keys s <= t and, when window > 0, t - s < window (Mistral's sliding
+ * window). att (B,NH,nq,T) gets the softmax weights (0 where unseen); scores, if not NULL,
+ * (B,NH,nq,T) the scores q·k·scale (-inf where unseen). Fails (BWT_STATUS_ARG) for impossible sizes. */
+bwt_status bwt_gqa_attention_forward(float *out, float *att, float *scores, const float *q,
+                                     const float *k, const float *v, int B, int T, int nq, int NH,
+                                     int NKV, int hs, int window, float scale);
+/* The oracle, in double. */
+void bwt_gqa_attention_forward_naive(float *out, float *att, float *scores, const float *q,
+                                     const float *k, const float *v, int B, int T, int nq, int NH,
+                                     int NKV, int hs, int window, float scale);
+
+/* The SiLU-gated MLP activation: out(n) = silu(gate) * up, silu(g) = g·sigmoid(g). */
+void bwt_swiglu_forward(float *out, const float *gate, const float *up, size_t n);
+/* dgate(n) += dout * up * silu'(gate); dup(n) += dout * silu(gate) (either may be NULL). */
+void bwt_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate,
+                         const float *up, size_t n);
+/* GELU, tanh form (GPT-2's "gelu_new"): 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))). */
+void bwt_gelu_tanh_forward(float *out, const float *inp, size_t n);
+void bwt_gelu_tanh_backward(float *dinp, const float *dout, const float *inp, size_t n);
+/* RMSNorm with the model's eps: out(N,C) = inp * rstd * weight, rstd = 1/sqrt(mean(inp^2) + eps);
+ * weight NULL: no weight (the normalised input alone); rstd(N) saved when not NULL. */
+void bwt_rmsnorm_eps_forward(float *out, float *rstd, const float *inp, const float *weight,
+                             float eps, int N, int C);
 
 #endif

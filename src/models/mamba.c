@@ -173,7 +173,7 @@ static void block_forward(const bwt_model *m, const mamba *t, int l, int B, int 
   bwt_softplus_forward(a->delta, a->dt, (size_t)N * Di);
   bwt_ssm_decay_forward(a->A, P(y->A_log), (size_t)Di * Ns);
   bwt_selective_scan_forward(a->y, a->h, a->u, a->delta, a->A, a->Bm, a->Cm, P(y->D), B, T, Di, Ns);
-  bwt_silu_gate_forward(a->yg, a->y, a->z, (size_t)N * Di);
+  bwt_swiglu_forward(a->yg, a->z, a->y, (size_t)N * Di); /* y · SiLU(z) */
   bwt_matmul_forward(out, a->yg, P(y->out_proj), NULL, N, Di, C);
   bwt_add_inplace(out, x, (size_t)N * C);
 }
@@ -195,7 +195,7 @@ static void block_backward(bwt_model *m, mamba *t, int l, int B, int T) {
   bwt_zero(t->dxn, (size_t)N * C);
 
   bwt_matmul_backward(t->dyg, G(y->out_proj), NULL, t->dx, a->yg, P(y->out_proj), N, Di, C);
-  bwt_silu_gate_backward(t->dy, t->dz, t->dyg, a->y, a->z, NDi);
+  bwt_swiglu_backward(t->dz, t->dy, t->dyg, a->z, a->y, NDi);
   bwt_selective_scan_backward(t->du, t->ddelta, t->dA, t->dB, t->dC, G(y->D), t->g, t->dy, a->h, a->u, a->delta,
                               a->A, a->Bm, a->Cm, P(y->D), B, T, Di, Ns);
   bwt_ssm_decay_backward(G(y->A_log), t->dA, a->A, (size_t)Di * Ns);

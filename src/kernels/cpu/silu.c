@@ -1,4 +1,4 @@
-/* SiLU, x·σ(x), and the gate y·SiLU(z) of Mamba's output (and of SwiGLU MLPs). */
+/* SiLU, x·σ(x): Mamba's activation after its convolution. */
 #include <math.h>
 
 #include "bwt/kernels.h"
@@ -17,19 +17,5 @@ void bwt_silu_backward(float *dinp, const float *dout, const float *inp, size_t 
   for (size_t i = 0; i < n; i++) {
     float s = sigmoid(inp[i]);
     dinp[i] += dout[i] * s * (1.0f + inp[i] * (1.0f - s));
-  }
-}
-
-void bwt_silu_gate_forward(float *out, const float *y, const float *z, size_t n) {
-#pragma omp parallel for simd schedule(static) if (n > 65536)
-  for (size_t i = 0; i < n; i++) out[i] = y[i] * z[i] * sigmoid(z[i]);
-}
-
-void bwt_silu_gate_backward(float *dy, float *dz, const float *dout, const float *y, const float *z, size_t n) {
-#pragma omp parallel for simd schedule(static) if (n > 65536)
-  for (size_t i = 0; i < n; i++) {
-    float s = sigmoid(z[i]), g = dout[i];
-    if (dy) dy[i] += g * z[i] * s;
-    if (dz) dz[i] += g * y[i] * s * (1.0f + z[i] * (1.0f - s));
   }
 }

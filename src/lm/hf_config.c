@@ -1,0 +1,184 @@
+/* config.json of a Hugging Face model directory, and the architecture table.
+ *
+ * Each architecture is one row: its names in config.json, its tensor names, its traps (Mistral's
+ * sliding window, whose config default is 4096 when the key is absent). GPT-2, GPT-NeoX and Phi rows
+ * go here with the settings that tell them apart. Keys are read as Hugging Face's configuration
+ * classes read them, with their defaults; a value bwt cannot honour is an error naming the key. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "bwt/fileio.h"
+#include "lm_internal.h"
+
+#define LLAMA_LAYER                                                                            \
+  {"model.layers.%d.input_layernorm.weight",                                                   \
+   "model.layers.%d.self_attn.q_proj.weight", "model.layers.%d.self_attn.q_proj.bias",         \
+   "model.layers.%d.self_attn.k_proj.weight", "model.layers.%d.self_attn.k_proj.bias",         \
+   "model.layers.%d.self_attn.v_proj.weight", "model.layers.%d.self_attn.v_proj.bias",         \
+   "model.layers.%d.self_attn.o_proj.weight", "model.layers.%d.self_attn.o_proj.bias",         \
+   "model.layers.%d.post_attention_layernorm.weight",                                          \
+   "model.layers.%d.mlp.gate_proj.weight", "model.layers.%d.mlp.gate_proj.bias",               \
+   "model.layers.%d.mlp.up_proj.weight", "model.layers.%d.mlp.up_proj.bias",                   \
+   "model.layers.%d.mlp.down_proj.weight", "model.layers.%d.mlp.down_proj.bias"}
+
+static const hf_arch arch_table[] = {
+    {"LlamaForCausalLM", "llama", NULL, 0, "model.embed_tokens.weight", "model.norm.weight",
+     "lm_head.weight", LLAMA_LAYER, "rotary_emb.inv_freq"},
+    {"MistralForCausalLM", "mistral", "sliding_window", 4096, "model.embed_tokens.weight",
+     "model.norm.weight", "lm_head.weight", LLAMA_LAYER, "rotary_emb.inv_freq"},
+};
+#define N_ARCH (int)(sizeof arch_table / sizeof arch_table[0])
+
+const char *bwt_lm_known_architectures(void) {
+  static char names[256];
+  if (!names[0])
+    for (int i = 0; i < N_ARCH; i++)
+      snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", i ? ", " : "", arch_table[i].hf_name);
+  return names;
+}
+
+/* A positive integer at key (def when absent or null; def < 0: required). */
+static bwt_status get_int(const cJSON *root, const char *key, int def, int *out, const char *path) {
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, key);
+  if (!v || cJSON_IsNull(v)) {
+    if (def < 0) return bwt_fail(BWT_STATUS_FORMAT, "%s: needs '%s'", path, key);
+    *out = def;
+    return BWT_STATUS_OK;
+  }
+  double d = cJSON_IsNumber(v) ? v->valuedouble : -1;
+  if (!(d >= 1 && d <= 1e9) || d != floor(d))
+    return bwt_fail(BWT_STATUS_FORMAT, "%s: '%s' must be a positive integer", path, key);
+  *out = (int)d;
+  return BWT_STATUS_OK;
+}
+
+/* A finite positive number at key (def when absent or null). */
+static bwt_status get_num(const cJSON *root, const char *key, double def, double *out, const char *path) {
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, key);
+  if (!v || cJSON_IsNull(v)) {
+    *out = def;
+    return BWT_STATUS_OK;
+  }
+  if (!cJSON_IsNumber(v) || !(v->valuedouble > 0) || !isfinite(v->valuedouble))
+    return bwt_fail(BWT_STATUS_FORMAT, "%s: '%s' must be a positive number", path, key);
+  *out = v->valuedouble;
+  return BWT_STATUS_OK;
+}
+
+static int get_bool(const cJSON *root, const char *key, int def) {
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, key);
+  return cJSON_IsBool(v) ? cJSON_IsTrue(v) : def;
+}
+
+/* bos/eos: an id, the first of a list of ids, or -1. */
+static int get_token(const cJSON *root, const char *key) {
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, key);
+  if (cJSON_IsArray(v)) v = cJSON_GetArrayItem(v, 0);
+  return cJSON_IsNumber(v) && v->valuedouble >= 0 ? (int)v->valuedouble : -1;
+}
+
+/* rope_scaling: null, or {"rope_type" (or the older "type"): "default" | "linear" | "llama3", ...}. */
+static bwt_status get_rope_scaling(const cJSON *root, bwt_lm_config *cfg, const char *path) {
+  const cJSON *rs = cJSON_GetObjectItemCaseSensitive(root, "rope_scaling");
+  cfg->rope_scaling = (bwt_rope_scaling){BWT_ROPE_DEFAULT, 1, 0, 0, 0};
+  if (!rs || cJSON_IsNull(rs)) return BWT_STATUS_OK;
+  if (!cJSON_IsObject(rs)) return bwt_fail(BWT_STATUS_FORMAT, "%s: 'rope_scaling' must be an object or null", path);
+  const cJSON *type = cJSON_GetObjectItemCaseSensitive(rs, "rope_type");
+  if (!type) type = cJSON_GetObjectItemCaseSensitive(rs, "type");
+  const char *t = cJSON_GetStringValue(type);
+  if (!t) return bwt_fail(BWT_STATUS_FORMAT, "%s: 'rope_scaling' needs a 'rope_type'", path);
+  if (strcmp(t, "default") == 0) return BWT_STATUS_OK;
+  bwt_rope_scaling *s = &cfg->rope_scaling;
+  if (strcmp(t, "linear") == 0) {
+    s->type = BWT_ROPE_LINEAR;
+    BWT_TRY(get_num(rs, "factor", -1, &s->factor, path));
+    return s->factor > 0 ? BWT_STATUS_OK : bwt_fail(BWT_STATUS_FORMAT, "%s: rope_scaling linear needs 'factor'", path);
+  }
+  if (strcmp(t, "llama3") == 0) {
+    s->type = BWT_ROPE_LLAMA3;
+    BWT_TRY(get_num(rs, "factor", -1, &s->factor, path));
+    BWT_TRY(get_num(rs, "low_freq_factor", -1, &s->low_freq_factor, path));
+    BWT_TRY(get_num(rs, "high_freq_factor", -1, &s->high_freq_factor, path));
+    BWT_TRY(get_int(rs, "original_max_position_embeddings", -1, &s->original_max_pos, path));
+    if (!(s->factor > 0 && s->low_freq_factor > 0 && s->high_freq_factor > s->low_freq_factor))
+      return bwt_fail(BWT_STATUS_FORMAT, "%s: rope_scaling llama3 needs factor, low_freq_factor < high_freq_factor (positive)", path);
+    return BWT_STATUS_OK;
+  }
+  return bwt_fail(BWT_STATUS_FORMAT, "%s: rope_scaling type '%s' is not supported (bwt reads default, linear, llama3)", path, t);
+}
+
+static bwt_status parse(bwt_lm_config *cfg, const hf_arch **arch, const cJSON *root, const char *path) {
+  if (!cJSON_IsObject(root)) return bwt_fail(BWT_STATUS_FORMAT, "%s: not a JSON object", path);
+  const cJSON *archs = cJSON_GetObjectItemCaseSensitive(root, "architectures");
+  const char *name = cJSON_GetStringValue(cJSON_GetArrayItem(archs, 0));
+  if (!name) return bwt_fail(BWT_STATUS_FORMAT, "%s: needs 'architectures', a list naming the model class", path);
+  *arch = NULL;
+  for (int i = 0; i < N_ARCH; i++)
+    if (strcmp(arch_table[i].hf_name, name) == 0) *arch = &arch_table[i];
+  if (!*arch)
+    return bwt_fail(BWT_STATUS_FORMAT, "%s: unknown architecture '%s' (bwt reads %s)", path, name, bwt_lm_known_architectures());
+  snprintf(cfg->architecture, sizeof cfg->architecture, "%s", name);
+  const char *mt = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(root, "model_type"));
+  snprintf(cfg->model_type, sizeof cfg->model_type, "%s", mt ? mt : (*arch)->model_type);
+
+  BWT_TRY(get_int(root, "num_hidden_layers", -1, &cfg->L, path));
+  BWT_TRY(get_int(root, "hidden_size", -1, &cfg->C, path));
+  BWT_TRY(get_int(root, "num_attention_heads", -1, &cfg->NH, path));
+  BWT_TRY(get_int(root, "num_key_value_heads", cfg->NH, &cfg->NKV, path));
+  if (cfg->NH % cfg->NKV != 0)
+    return bwt_fail(BWT_STATUS_FORMAT, "%s: num_key_value_heads (%d) must divide num_attention_heads (%d)", path, cfg->NKV, cfg->NH);
+  if (cfg->C % cfg->NH != 0 && !cJSON_GetObjectItemCaseSensitive(root, "head_dim"))
+    return bwt_fail(BWT_STATUS_FORMAT, "%s: num_attention_heads (%d) must divide hidden_size (%d) when there is no head_dim", path, cfg->NH, cfg->C);
+  BWT_TRY(get_int(root, "head_dim", cfg->C / cfg->NH, &cfg->hs, path));
+  BWT_TRY(get_int(root, "intermediate_size", -1, &cfg->F, path));
+  BWT_TRY(get_int(root, "vocab_size", -1, &cfg->V, path));
+  BWT_TRY(get_int(root, "max_position_embeddings", 2048, &cfg->max_pos, path));
+  BWT_TRY(get_num(root, "rope_theta", 10000.0, &cfg->rope_theta, path));
+  BWT_TRY(get_num(root, "rms_norm_eps", 1e-6, &cfg->norm_eps, path));
+  double frac;
+  BWT_TRY(get_num(root, "partial_rotary_factor", 1.0, &frac, path));
+  cfg->R = (int)(cfg->hs * frac) / 2 * 2;
+  if (frac > 1 || cfg->R < 2) return bwt_fail(BWT_STATUS_FORMAT, "%s: 'partial_rotary_factor' %g leaves no rotated pair", path, frac);
+  BWT_TRY(get_rope_scaling(root, cfg, path));
+  const char *act = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(root, "hidden_act"));
+  if (act && strcmp(act, "silu") != 0)
+    return bwt_fail(BWT_STATUS_FORMAT, "%s: 'hidden_act' '%s' is not supported for %s (silu)", path, act, name);
+  cfg->sliding_window = 0;
+  if ((*arch)->window_key) {
+    const cJSON *w = cJSON_GetObjectItemCaseSensitive(root, (*arch)->window_key);
+    if (!w) cfg->sliding_window = (*arch)->default_window;
+    else if (!cJSON_IsNull(w)) BWT_TRY(get_int(root, (*arch)->window_key, 0, &cfg->sliding_window, path));
+  }
+  cfg->tied = get_bool(root, "tie_word_embeddings", 0);
+  cfg->attn_bias = get_bool(root, "attention_bias", 0);
+  cfg->mlp_bias = get_bool(root, "mlp_bias", 0);
+  cfg->bos = get_token(root, "bos_token_id");
+  cfg->eos = get_token(root, "eos_token_id");
+  return BWT_STATUS_OK;
+}
+
+bwt_status hf_config_read(bwt_lm_config *cfg, const hf_arch **arch, const char *dir) {
+  char path[4096];
+  snprintf(path, sizeof path, "%s/config.json", dir);
+  if (!bwt_path_exists(dir)) return bwt_fail(BWT_STATUS_IO, "%s: no such model directory", dir);
+  if (!bwt_path_exists(path)) return bwt_fail(BWT_STATUS_IO, "%s: no config.json (not a Hugging Face model directory?)", dir);
+  char *text = NULL;
+  size_t n = 0;
+  BWT_TRY(bwt_read_file(path, &text, &n));
+  bwt_alloc_hooks_install();
+  long failures = bwt_alloc_failures();
+  cJSON *root = cJSON_Parse(text);
+  free(text);
+  bwt_status s;
+  if (!root)
+    s = bwt_alloc_failures() != failures ? bwt_fail(BWT_STATUS_NOMEM, "out of memory parsing %s", path)
+                                         : bwt_fail(BWT_STATUS_FORMAT, "%s: not valid JSON", path);
+  else
+    s = parse(cfg, arch, root, path);
+  cJSON_Delete(root);
+  return s;
+}

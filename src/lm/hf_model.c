@@ -1,0 +1,148 @@
+/* Opening a Hugging Face model directory: config.json through the architecture table
+ * (hf_config.c), then every tensor the configuration implies bound by name from the safetensors
+ * files, which stay mapped: F32 tensors are used in place, F16/BF16 ones converted once. A tensor the
+ * configuration has no place for is an error too, since it means config.json and the weights
+ * disagree (a layer more, a bias the config says is absent). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lm_internal.h"
+
+/* The biases a config may switch on. */
+static int slot_present(const bwt_lm_config *c, lm_slot s) {
+  switch (s) {
+    case LM_Q_B: case LM_K_B: case LM_V_B: case LM_O_B: return c->attn_bias;
+    case LM_GATE_B: case LM_UP_B: case LM_DOWN_B: return c->mlp_bias;
+    default: return 1;
+  }
+}
+
+/* The shape a slot must have (ndim returned). */
+static int slot_shape(const bwt_lm_config *c, lm_slot s, int64_t *shape) {
+  int64_t C = c->C, Q = (int64_t)c->NH * c->hs, K = (int64_t)c->NKV * c->hs, F = c->F;
+  int64_t rows[LM_SLOT_COUNT] = {C, Q, Q, K, K, K, K, C, C, C, F, F, F, F, C, C};
+  int64_t cols[LM_SLOT_COUNT] = {0, C, 0, C, 0, C, 0, Q, 0, 0, C, 0, C, 0, F, 0};
+  shape[0] = rows[s];
+  shape[1] = cols[s];
+  return cols[s] ? 2 : 1;
+}
+
+/* Tracks which of the model's tensors were bound, the dtypes seen, the shards used. */
+typedef struct {
+  char *bound;                 /* (count) */
+  const bwt_st_file *files[64];
+  int n_files;
+  int dtype_seen[BWT_DTYPE_COUNT];
+  const char *dir; /* names the model in messages */
+} binding;
+
+static int find_name(const bwt_st_model *w, const char *name) {
+  for (int i = 0; i < bwt_safetensors_model_count(w); i++)
+    if (strcmp(bwt_safetensors_model_name(w, i), name) == 0) return i;
+  return -1;
+}
+
+static bwt_status bind(bwt_lm *lm, binding *b, const char *name, int ndim, const int64_t *shape, const float **out) {
+  int idx = find_name(lm->weights, name);
+  if (idx < 0) return bwt_fail(BWT_STATUS_FORMAT, "%s: missing tensor '%s' (its config.json implies it)", b->dir, name);
+  const bwt_st_file *f;
+  BWT_TRY(bwt_safetensors_model_file(lm->weights, name, &f));
+  bwt_st_info info;
+  BWT_TRY(bwt_safetensors_info(f, name, &info));
+  BWT_TRY(bwt_safetensors_model_get_f32(lm->weights, name, ndim, shape, out));
+  if (info.dtype != BWT_DTYPE_F32) lm->cfg.converted_bytes += info.n_elems * sizeof(float);
+  b->bound[idx] = 1;
+  b->dtype_seen[info.dtype] = 1;
+  int known = 0;
+  for (int i = 0; i < b->n_files; i++) known |= b->files[i] == f;
+  if (!known && b->n_files < 64) b->files[b->n_files++] = f;
+  lm->cfg.n_params += info.n_elems;
+  return BWT_STATUS_OK;
+}
+
+static bwt_status bind_all(bwt_lm *lm, binding *b) {
+  const bwt_lm_config *c = &lm->cfg;
+  const hf_arch *a = lm->arch;
+  int64_t emb[2] = {c->V, c->C}, norm[1] = {c->C};
+  BWT_TRY(bind(lm, b, a->embed, 2, emb, &lm->embed));
+  BWT_TRY(bind(lm, b, a->final_norm, 1, norm, &lm->final_norm));
+  if (c->tied) {
+    lm->head = lm->embed;
+    int h = find_name(lm->weights, a->head);
+    if (h >= 0) b->bound[h] = 1; /* some exports write the tied copy too; Hugging Face ignores it */
+  } else {
+    BWT_TRY(bind(lm, b, a->head, 2, emb, &lm->head));
+  }
+  for (int l = 0; l < c->L; l++)
+    for (int s = 0; s < LM_SLOT_COUNT; s++) {
+      if (!slot_present(c, (lm_slot)s)) continue;
+      char name[256];
+      int64_t shape[2];
+      snprintf(name, sizeof name, a->layer[s], l);
+      int ndim = slot_shape(c, (lm_slot)s, shape);
+      BWT_TRY(bind(lm, b, name, ndim, shape, &lm->layers[l].w[s]));
+    }
+  for (int i = 0; i < bwt_safetensors_model_count(lm->weights); i++) {
+    const char *name = bwt_safetensors_model_name(lm->weights, i);
+    if (b->bound[i] || (a->ignored && strstr(name, a->ignored))) continue;
+    return bwt_fail(BWT_STATUS_FORMAT, "%s: tensor '%s' has no place in a %s with %d layers%s (config.json and the weights disagree)",
+                    b->dir, name, c->architecture, c->L,
+                    c->attn_bias || c->mlp_bias ? "" : " and no biases");
+  }
+  return BWT_STATUS_OK;
+}
+
+bwt_status bwt_lm_open(bwt_lm **out, const char *dir) {
+  *out = NULL;
+  bwt_lm *lm = bwt_calloc(1, sizeof *lm, "language model");
+  if (!lm) return BWT_STATUS_NOMEM;
+  binding b = {0};
+  b.dir = dir;
+  bwt_status s = hf_config_read(&lm->cfg, &lm->arch, dir);
+  if (s == BWT_STATUS_OK) s = bwt_safetensors_model_open(&lm->weights, dir);
+  if (s == BWT_STATUS_OK) {
+    lm->layers = bwt_calloc((size_t)lm->cfg.L, sizeof *lm->layers, "model layers");
+    lm->inv_freq = bwt_calloc((size_t)lm->cfg.R / 2, sizeof *lm->inv_freq, "rope frequencies");
+    lm->kcache = bwt_calloc((size_t)lm->cfg.L, sizeof *lm->kcache, "key cache");
+    lm->vcache = bwt_calloc((size_t)lm->cfg.L, sizeof *lm->vcache, "value cache");
+    b.bound = bwt_calloc((size_t)bwt_safetensors_model_count(lm->weights) + 1, 1, "tensor flags");
+    if (!lm->layers || !lm->inv_freq || !lm->kcache || !lm->vcache || !b.bound) s = BWT_STATUS_NOMEM;
+  }
+  if (s == BWT_STATUS_OK) s = bind_all(lm, &b);
+  if (s == BWT_STATUS_OK) {
+    bwt_lm_config *c = &lm->cfg;
+    c->n_shards = b.n_files;
+    int kinds = 0;
+    for (int d = 0; d < BWT_DTYPE_COUNT; d++)
+      if (b.dtype_seen[d]) {
+        kinds++;
+        snprintf(c->dtype, sizeof c->dtype, "%s", bwt_dtype_name((bwt_dtype)d));
+      }
+    if (kinds > 1) snprintf(c->dtype, sizeof c->dtype, "mixed");
+    bwt_rope_inv_freq(lm->inv_freq, c->R, c->rope_theta, &c->rope_scaling);
+  }
+  free(b.bound);
+  if (s != BWT_STATUS_OK) {
+    bwt_lm_close(lm);
+    return s;
+  }
+  *out = lm;
+  return BWT_STATUS_OK;
+}
+
+void bwt_lm_close(bwt_lm *lm) {
+  if (!lm) return;
+  for (int l = 0; lm->kcache && l < lm->cfg.L; l++) free(lm->kcache[l]);
+  for (int l = 0; lm->vcache && l < lm->cfg.L; l++) free(lm->vcache[l]);
+  free(lm->kcache);
+  free(lm->vcache);
+  free(lm->layers);
+  free(lm->inv_freq);
+  bwt_safetensors_model_close(lm->weights);
+  free(lm);
+}
+
+const bwt_lm_config *bwt_lm_config_of(const bwt_lm *lm) { return &lm->cfg; }
+void bwt_lm_reset(bwt_lm *lm) { lm->pos = 0; }
+int bwt_lm_position(const bwt_lm *lm) { return lm->pos; }

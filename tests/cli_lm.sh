@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# bwt lm through the real binary: info, run, ppl and capture on a tiny fixture (and on stories260K
+# when shared/ has it), and one-line errors with the right exit codes for bad use.
+# Usage: cli_lm.sh BWT_BINARY TMPDIR
+set -u
+bwt=$1
+tmp=$2
+rm -rf "$tmp" && mkdir -p "$tmp"
+here=$(cd "$(dirname "$0")" && pwd)
+model=$here/fixtures/lm/llama_gqa
+failures=0 checks=0
+
+expect() {
+  local code=$1 pattern=$2
+  shift 3
+  checks=$((checks + 1))
+  "$bwt" "$@" >"$tmp/out" 2>"$tmp/err"
+  local rc=$? lines
+  lines=$(wc -l <"$tmp/err")
+  if [ "$rc" != "$code" ] || [ "$lines" != 1 ] || ! grep -q -- "$pattern" "$tmp/err"; then
+    echo "FAIL: bwt $* -> exit $rc (want $code), $lines stderr lines (want 1), want /$pattern/:"
+    sed 's/^/    /' "$tmp/err"
+    failures=$((failures + 1))
+  fi
+}
+
+ok() {
+  checks=$((checks + 1))
+  if ! "$bwt" "$@" >"$tmp/out" 2>"$tmp/err"; then
+    echo "FAIL: bwt $* should succeed:"
+    sed 's/^/    /' "$tmp/err"
+    failures=$((failures + 1))
+  fi
+}
+
+# has PATTERN: the last command's standard output matches.
+has() {
+  checks=$((checks + 1))
+  grep -q -- "$1" "$tmp/out" || { echo "FAIL: output lacks /$1/:"; sed 's/^/    /' "$tmp/out"; failures=$((failures + 1)); }
+}
+
+printf '{"tokens": [1, 5, 9]}\n\n{"tokens": [3]}\n' >"$tmp/p.jsonl"
+printf '{"text": "Once upon a time"}\n' >"$tmp/text.jsonl"
+printf '{"tokens": [1, -2]}\n' >"$tmp/neg.jsonl"
+printf '{"tokens": [1, 64]}\n' >"$tmp/oov.jsonl"
+printf 'not json\n' >"$tmp/bad.jsonl"
+
+ok lm --help
+ok lm info --help
+ok lm info "$model"
+has '"architecture":	"LlamaForCausalLM"'
+has '"kv_heads":	2'
+ok lm run "$model" --prompts "$tmp/p.jsonl" --top-k 2 --generate 3
+[ "$(wc -l <"$tmp/out")" = 2 ] || { echo "FAIL: lm run: want 2 lines"; failures=$((failures + 1)); }
+has '"entropy_nats"'
+has '"continuation":\[[0-9]*,[0-9]*,[0-9]*\]'
+ok lm ppl "$model" --prompts "$tmp/p.jsonl"
+has '"scored_tokens":	2'
+ok lm capture "$model" --prompts "$tmp/p.jsonl" --points 'blocks.*.attn.hook_pattern,hook_embed' --out "$tmp/cap.safetensors"
+has '"tensors":10'
+[ -s "$tmp/cap.safetensors" ] || { echo "FAIL: no capture file"; failures=$((failures + 1)); }
+
+expect 2 "bwt lm: unknown command 'nope'" -- lm nope
+expect 2 "missing argument" -- lm info
+expect 1 "no such model directory" -- lm info "$tmp/none"
+expect 1 "no config.json" -- lm info "$tmp"
+expect 1 "no tokenizer support" -- lm run "$model" --prompts "$tmp/text.jsonl"
+expect 2 "no tokenizer support" -- lm run "$model" --prompt "Once"
+expect 2 "no tokenizer support" -- lm ppl "$model" --text "$tmp/p.jsonl"
+expect 1 "line 1: not a JSON object" -- lm run "$model" --prompts "$tmp/bad.jsonl"
+expect 1 "token 1 is not a non-negative integer" -- lm run "$model" --prompts "$tmp/neg.jsonl"
+expect 1 "token 64 at position 1 is outside the vocabulary 0..63" -- lm run "$model" --prompts "$tmp/oov.jsonl"
+expect 1 "'blocks.7.hook_resid_pre' matches nothing" -- lm capture "$model" --prompts "$tmp/p.jsonl" --points blocks.7.hook_resid_pre --out "$tmp/never.safetensors"
+[ ! -e "$tmp/never.safetensors" ] || { echo "FAIL: a failed capture wrote its file"; failures=$((failures + 1)); }
+
+# stories260K's greedy continuation from BOS begins "Once upon a time, there was a" (its README).
+stories=${BWT_STORIES260K:-$here/../../shared/models/stories260K}
+if [ -e "$stories/config.json" ]; then
+  printf '{"tokens": [1]}\n' >"$tmp/bos.jsonl"
+  ok lm run "$stories" --prompts "$tmp/bos.jsonl" --generate 8
+  has '"continuation":\[403,407,261,378,432,383,286,261\]'
+else
+  echo "stories260K not found at $stories: its check skipped"
+fi
+
+echo "$checks checks, $failures failures"
+[ "$failures" = 0 ]

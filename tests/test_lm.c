@@ -1,0 +1,408 @@
+/* Hugging Face language models (bwt/lm.h):
+ *  - stories260K (shared/models/stories260K, Karpathy's Llama-architecture TinyStories model with
+ *    8 query heads on 4 key/value heads) against llama2.c's fp32 logits: every logit within 1e-4 of
+ *    the largest |logit| of its sequence, and the 200-step greedy continuation token for token;
+ *  - the tiny checkpoints of tests/fixtures/lm (tools/lm_reference.py, a PyTorch implementation):
+ *    logits and captured activations;
+ *  - capture consistency (the residual stream adds up, patterns are distributions);
+ *  - bad directories: one-line errors naming the file, key or tensor. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "bwt/lm.h"
+#include "bwt/safetensors.h"
+#include "testutil.h"
+
+static char stories[1200];
+
+/* tests/ + rel, from this file's own path. */
+static void source_path(char *out, size_t n, const char *rel) {
+  const char *src = __FILE__, *slash = strrchr(src, '/');
+  int dir_len = slash ? (int)(slash - src) : 1;
+  snprintf(out, n, "%.*s/%s", dir_len, slash ? src : ".", rel);
+}
+
+/* The shared model directory: $BWT_STORIES260K, else ../../shared/models/stories260K from tests/. */
+static int have_stories(void) {
+  const char *env = getenv("BWT_STORIES260K");
+  if (env) snprintf(stories, sizeof stories, "%s", env);
+  else source_path(stories, sizeof stories, "../../shared/models/stories260K");
+  char cfg[1300];
+  snprintf(cfg, sizeof cfg, "%s/config.json", stories);
+  if (access(cfg, R_OK) == 0) return 1;
+  print_message("  SKIPPED: stories260K not found at %s (set BWT_STORIES260K)\n", stories);
+  return 0;
+}
+
+/* max |a − b| and max |b| over n values. */
+static double max_abs_diff(const float *a, const float *b, size_t n, double *max_ref) {
+  double e = 0, m = 0;
+  for (size_t i = 0; i < n; i++) {
+    double d = fabs((double)a[i] - b[i]);
+    if (!(d <= e)) e = d;
+    m = fmax(m, fabs(b[i]));
+  }
+  if (max_ref) *max_ref = m;
+  return e;
+}
+
+static int argmax(const float *x, int n) {
+  int best = 0;
+  for (int i = 1; i < n; i++)
+    if (x[i] > x[best]) best = i;
+  return best;
+}
+
+static long peak_rss_kb(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return ru.ru_maxrss;
+}
+
+static void test_stories_config(void **state) {
+  if (!have_stories()) return;
+  bwt_lm *lm = NULL;
+  assert_int_equal(bwt_lm_open(&lm, stories), BWT_STATUS_OK);
+  const bwt_lm_config *c = bwt_lm_config_of(lm);
+  assert_string_equal(c->architecture, "LlamaForCausalLM");
+  assert_int_equal(c->L, 5);
+  assert_int_equal(c->C, 64);
+  assert_int_equal(c->NH, 8);
+  assert_int_equal(c->NKV, 4);
+  assert_int_equal(c->hs, 8);
+  assert_int_equal(c->F, 172);
+  assert_int_equal(c->V, 512);
+  assert_int_equal(c->tied, 1);
+  assert_int_equal(c->n_shards, 1);
+  assert_string_equal(c->dtype, "F32");
+  assert_int_equal(c->n_params, 260032);
+  assert_int_equal(c->converted_bytes, 0);
+  bwt_lm_close(lm);
+}
+
+/* Whole sequences in one call, and one token at a time through the cache. */
+static void test_stories_logits(void **state) {
+  if (!have_stories()) return;
+  char ref_path[1300];
+  snprintf(ref_path, sizeof ref_path, "%s/reference.safetensors", stories);
+  bwt_st_file *ref = NULL;
+  assert_int_equal(bwt_safetensors_open_lazy(&ref, ref_path), BWT_STATUS_OK);
+  bwt_lm *lm = NULL;
+  assert_int_equal(bwt_lm_open(&lm, stories), BWT_STATUS_OK);
+  const char *seqs[] = {"seq_a", "seq_b", "greedy"};
+  for (int i = 0; i < 3; i++) {
+    char name[64];
+    bwt_st_info info;
+    snprintf(name, sizeof name, "%s.tokens", seqs[i]);
+    assert_int_equal(bwt_safetensors_info(ref, name, &info), BWT_STATUS_OK);
+    int T = (int)info.shape[0];
+    const void *tok;
+    const float *want;
+    assert_int_equal(bwt_safetensors_get(ref, name, BWT_DTYPE_I32, 1, NULL, &tok), BWT_STATUS_OK);
+    snprintf(name, sizeof name, "%s.logits", seqs[i]);
+    assert_int_equal(bwt_safetensors_get_f32(ref, name, 2, (int64_t[]){T, 512}, &want), BWT_STATUS_OK);
+    float *got = calloc((size_t)T * 512, sizeof(float)), *step = calloc((size_t)T * 512, sizeof(float));
+    assert_non_null(got);
+    assert_non_null(step);
+    bwt_lm_reset(lm);
+    assert_int_equal(bwt_lm_forward(lm, tok, T, got), BWT_STATUS_OK);
+    assert_int_equal(bwt_lm_position(lm), T);
+    bwt_lm_reset(lm);
+    for (int t = 0; t < T; t++) assert_int_equal(bwt_lm_forward(lm, (const int32_t *)tok + t, 1, step + (size_t)t * 512), BWT_STATUS_OK);
+    double mx, e = max_abs_diff(got, want, (size_t)T * 512, &mx), es = max_abs_diff(step, want, (size_t)T * 512, NULL);
+    int argmax_ok = 1;
+    for (int t = 0; t < T; t++) argmax_ok &= argmax(got + t * 512, 512) == argmax(want + t * 512, 512);
+    print_message("  %-6s T=%3d: max abs err %.2e (whole), %.2e (cached steps); / max |logit| %.2f = %.2e (tol 1e-4); argmax %s\n",
+                  seqs[i], T, e, es, mx, e / mx, argmax_ok ? "agrees" : "DIFFERS");
+    assert_true(e / mx < 1e-4 && es / mx < 1e-4 && argmax_ok);
+    free(got);
+    free(step);
+  }
+  bwt_lm_close(lm);
+  bwt_safetensors_close(ref);
+}
+
+/* BOS, then 200 greedy steps through the cache: the reference's tokens, each one. */
+static void test_stories_greedy(void **state) {
+  if (!have_stories()) return;
+  char ref_path[1300];
+  snprintf(ref_path, sizeof ref_path, "%s/reference.safetensors", stories);
+  bwt_st_file *ref = NULL;
+  assert_int_equal(bwt_safetensors_open_lazy(&ref, ref_path), BWT_STATUS_OK);
+  const void *tok;
+  assert_int_equal(bwt_safetensors_get(ref, "greedy.tokens", BWT_DTYPE_I32, 1, (int64_t[]){201}, &tok), BWT_STATUS_OK);
+  const int32_t *want = tok;
+  bwt_lm *lm = NULL;
+  assert_int_equal(bwt_lm_open(&lm, stories), BWT_STATUS_OK);
+  float logits[512];
+  int32_t t = 1, same = 0;
+  for (int i = 0; i < 200; i++) {
+    assert_int_equal(bwt_lm_forward(lm, &t, 1, logits), BWT_STATUS_OK);
+    t = argmax(logits, 512);
+    same += t == want[i + 1];
+    if (t != want[i + 1]) print_message("  step %d: %d, reference %d\n", i, t, want[i + 1]);
+  }
+  print_message("  greedy: %d of 200 tokens as the reference; peak RSS of this test process %ld KB\n", same, peak_rss_kb());
+  assert_int_equal(same, 200);
+  bwt_lm_close(lm);
+  bwt_safetensors_close(ref);
+}
+
+
+/* ---- the PyTorch fixtures --------------------------------------------------------------------- */
+
+/* Relative error against the float64 reference: fp32 rounding in bwt alone, measured at a few 1e-7
+ * to 1e-6; the tolerance leaves room for other BLAS builds. */
+#define FIXTURE_TOL 1e-5
+
+static const char *fixtures[] = {"llama_gqa", "llama_mha", "llama3_scaled", "mistral_window", "llama_bf16"};
+
+/* max |a − b| / max |b| over the finite entries of b; a must be -inf exactly where b is. */
+static double rel_err_masked(const float *a, const float *b, size_t n) {
+  double e = 0, m = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (isinf(b[i])) {
+      if (!(isinf(a[i]) && (a[i] < 0) == (b[i] < 0))) return INFINITY;
+      continue;
+    }
+    double d = fabs((double)a[i] - b[i]);
+    if (!(d <= e)) e = d;
+    m = fmax(m, fabs(b[i]));
+  }
+  return m > 0 ? e / m : e;
+}
+
+static void test_fixtures(void **state) {
+  for (size_t f = 0; f < sizeof fixtures / sizeof fixtures[0]; f++) {
+    char dir[1200], ref_path[1300];
+    source_path(dir, sizeof dir, "fixtures/lm");
+    snprintf(dir + strlen(dir), sizeof dir - strlen(dir), "/%s", fixtures[f]);
+    snprintf(ref_path, sizeof ref_path, "%s/reference.safetensors", dir);
+    bwt_st_file *ref = NULL;
+    assert_int_equal(bwt_safetensors_open_lazy(&ref, ref_path), BWT_STATUS_OK);
+    bwt_lm *lm = NULL;
+    if (bwt_lm_open(&lm, dir) != BWT_STATUS_OK) fail_msg("%s", bwt_last_error());
+    const bwt_lm_config *c = bwt_lm_config_of(lm);
+    bwt_st_info info;
+    assert_int_equal(bwt_safetensors_info(ref, "tokens", &info), BWT_STATUS_OK);
+    int T = (int)info.shape[0];
+    const void *tok;
+    const float *want;
+    assert_int_equal(bwt_safetensors_get(ref, "tokens", BWT_DTYPE_I32, 1, NULL, &tok), BWT_STATUS_OK);
+    assert_int_equal(bwt_safetensors_get_f32(ref, "logits", 2, (int64_t[]){T, c->V}, &want), BWT_STATUS_OK);
+    float *got = calloc((size_t)T * c->V, sizeof(float));
+    assert_non_null(got);
+    assert_int_equal(bwt_lm_forward(lm, tok, T, got), BWT_STATUS_OK);
+    double e_logits = rel_err_masked(got, want, (size_t)T * c->V);
+
+    /* Every act.* point of the reference, captured in one run. */
+    const char *names[64];
+    int n = 0;
+    for (int i = 0; i < bwt_safetensors_count(ref) && n < 64; i++) {
+      bwt_st_info ti = bwt_safetensors_info_at(ref, i);
+      if (strncmp(ti.name, "act.", 4) == 0) names[n++] = ti.name + 4;
+    }
+    bwt_lm_capture cap;
+    float *cap_logits = calloc((size_t)T * c->V, sizeof(float));
+    assert_non_null(cap_logits);
+    if (bwt_lm_capture_run(lm, tok, T, names, n, &cap, cap_logits) != BWT_STATUS_OK) fail_msg("%s", bwt_last_error());
+    assert_int_equal(cap.n, n);
+    assert_memory_equal(cap_logits, got, sizeof(float) * T * c->V); /* capture runs the same forward */
+    double e_acts = 0;
+    const char *worst = "";
+    for (int i = 0; i < cap.n; i++) {
+      char rname[128];
+      snprintf(rname, sizeof rname, "act.%s", cap.acts[i].name);
+      assert_int_equal(bwt_safetensors_info(ref, rname, &info), BWT_STATUS_OK);
+      assert_int_equal(info.ndim, cap.acts[i].ndim);
+      for (int d = 0; d < info.ndim; d++) assert_int_equal(info.shape[d], cap.acts[i].shape[d]);
+      const float *r;
+      assert_int_equal(bwt_safetensors_get_f32(ref, rname, info.ndim, info.shape, &r), BWT_STATUS_OK);
+      double e = rel_err_masked(cap.acts[i].data, r, info.n_elems);
+      if (!(e <= e_acts)) {
+        e_acts = e;
+        worst = cap.acts[i].name;
+      }
+    }
+    print_message("  %-14s %-18s %-5s T=%2d: logits %.2e, %d activations %.2e (worst %s); tol %.0e relative to max |ref|\n",
+                  fixtures[f], c->architecture, c->dtype, T, e_logits, n, e_acts, worst, FIXTURE_TOL);
+    assert_true(e_logits < FIXTURE_TOL && e_acts < FIXTURE_TOL);
+    bwt_lm_capture_free(&cap);
+    free(got);
+    free(cap_logits);
+    bwt_lm_close(lm);
+    bwt_safetensors_close(ref);
+  }
+}
+
+/* The fixtures' settings arrive as config.json says. */
+static void test_fixture_configs(void **state) {
+  char dir[1300];
+  bwt_lm *lm = NULL;
+  source_path(dir, sizeof dir, "fixtures/lm/mistral_window");
+  assert_int_equal(bwt_lm_open(&lm, dir), BWT_STATUS_OK);
+  assert_int_equal(bwt_lm_config_of(lm)->sliding_window, 4);
+  bwt_lm_close(lm);
+  source_path(dir, sizeof dir, "fixtures/lm/llama3_scaled");
+  assert_int_equal(bwt_lm_open(&lm, dir), BWT_STATUS_OK);
+  assert_int_equal(bwt_lm_config_of(lm)->n_shards, 2);
+  assert_int_equal(bwt_lm_config_of(lm)->rope_scaling.type, BWT_ROPE_LLAMA3);
+  bwt_lm_close(lm);
+  source_path(dir, sizeof dir, "fixtures/lm/llama_bf16");
+  assert_int_equal(bwt_lm_open(&lm, dir), BWT_STATUS_OK);
+  assert_string_equal(bwt_lm_config_of(lm)->dtype, "BF16");
+  assert_true(bwt_lm_config_of(lm)->converted_bytes == bwt_lm_config_of(lm)->n_params * sizeof(float));
+  bwt_lm_close(lm);
+  source_path(dir, sizeof dir, "fixtures/lm/llama_mha");
+  assert_int_equal(bwt_lm_open(&lm, dir), BWT_STATUS_OK);
+  assert_int_equal(bwt_lm_config_of(lm)->hs, 6);
+  assert_int_equal(bwt_lm_config_of(lm)->tied, 1);
+  bwt_lm_close(lm);
+}
+
+/* The residual stream adds up, patterns are distributions, and wildcards select by name. */
+static void test_capture_consistency(void **state) {
+  char dir[1300];
+  source_path(dir, sizeof dir, "fixtures/lm/llama_gqa");
+  bwt_lm *lm = NULL;
+  assert_int_equal(bwt_lm_open(&lm, dir), BWT_STATUS_OK);
+  const bwt_lm_config *c = bwt_lm_config_of(lm);
+  int32_t tok[7] = {3, 1, 4, 1, 5, 9, 2};
+  const char *pats[] = {"blocks.*.hook_resid_*", "blocks.*.hook_attn_out", "blocks.*.hook_mlp_out", "blocks.1.attn.hook_pattern", "logits"};
+  bwt_lm_capture cap;
+  assert_int_equal(bwt_lm_capture_run(lm, tok, 7, pats, 5, &cap, NULL), BWT_STATUS_OK);
+  assert_int_equal(cap.n, c->L * 5 + 2);
+  const float *get[8] = {0};
+  const char *want[] = {"blocks.0.hook_resid_pre", "blocks.0.hook_attn_out", "blocks.0.hook_resid_mid", "blocks.0.hook_mlp_out",
+                        "blocks.0.hook_resid_post", "blocks.1.hook_resid_pre", "blocks.1.attn.hook_pattern", "logits"};
+  for (int i = 0; i < cap.n; i++)
+    for (int j = 0; j < 8; j++)
+      if (strcmp(cap.acts[i].name, want[j]) == 0) get[j] = cap.acts[i].data;
+  for (int j = 0; j < 8; j++) assert_non_null(get[j]);
+  for (int i = 0; i < 7 * c->C; i++) {
+    assert_true(get[2][i] == get[0][i] + get[1][i]);
+    assert_true(get[4][i] == get[2][i] + get[3][i]);
+    assert_true(get[5][i] == get[4][i]);
+  }
+  for (int r = 0; r < c->NH * 7; r++) {
+    double sum = 0;
+    for (int s = 0; s < 7; s++) sum += get[6][r * 7 + s];
+    assert_true(fabs(sum - 1) < 1e-6);
+  }
+  bwt_lm_capture_free(&cap);
+  const char *bad[] = {"blocks.9.attn.hook_q"};
+  assert_int_equal(bwt_lm_capture_run(lm, tok, 7, bad, 1, &cap, NULL), BWT_STATUS_ARG);
+  assert_non_null(strstr(bwt_last_error(), "'blocks.9.attn.hook_q' matches nothing"));
+  bwt_lm_capture_free(&cap);
+  int32_t oov = 64;
+  assert_int_equal(bwt_lm_forward(lm, &oov, 1, NULL), BWT_STATUS_ARG);
+  assert_non_null(strstr(bwt_last_error(), "outside the vocabulary"));
+  bwt_lm_close(lm);
+  assert_true(bwt_lm_point_matches("blocks.*.attn.hook_k", "blocks.12.attn.hook_k"));
+  assert_false(bwt_lm_point_matches("blocks.*.attn.hook_k", "blocks.12.attn.hook_rot_k"));
+  assert_true(bwt_lm_point_matches("*", "logits"));
+}
+
+/* ---- bad directories ---------------------------------------------------------------------------- */
+
+static void write_text(const char *path, const char *text) {
+  FILE *f = fopen(path, "w");
+  assert_non_null(f);
+  fputs(text, f);
+  fclose(f);
+}
+
+/* dir/config.json = a fixture's with `from` replaced by `to`, and its weights linked. */
+static const char *variant_of(const char *fixture, const char *name, const char *from, const char *to) {
+  static char dir[1200];
+  char src[1300], path[1300], link_to[1300], rel[200];
+  snprintf(dir, sizeof dir, "%s", test_tmpdir(name));
+  snprintf(rel, sizeof rel, "fixtures/lm/%.60s/config.json", fixture);
+  source_path(src, sizeof src, rel);
+  FILE *f = fopen(src, "r");
+  assert_non_null(f);
+  char text[4096] = {0}, out[4096] = {0};
+  size_t n = fread(text, 1, sizeof text - 1, f);
+  fclose(f);
+  text[n] = 0;
+  char *at = strstr(text, from);
+  assert_non_null(at);
+  snprintf(out, sizeof out, "%.*s%s%s", (int)(at - text), text, to, at + strlen(from));
+  snprintf(path, sizeof path, "%s/config.json", dir);
+  write_text(path, out);
+  snprintf(rel, sizeof rel, "fixtures/lm/%.60s/model.safetensors", fixture);
+  source_path(link_to, sizeof link_to, rel);
+  snprintf(path, sizeof path, "%s/model.safetensors", dir);
+  assert_int_equal(symlink(link_to, path), 0);
+  return dir;
+}
+
+static const char *variant(const char *name, const char *from, const char *to) {
+  return variant_of("llama_gqa", name, from, to);
+}
+
+static void expect_open_error(const char *dir, bwt_status want, const char *part) {
+  bwt_lm *lm = (bwt_lm *)1;
+  bwt_status s = bwt_lm_open(&lm, dir);
+  if (s != want || !strstr(bwt_last_error(), part) || strchr(bwt_last_error(), '\n'))
+    fail_msg("open %s: status %d, message '%s'; want %d and '%s'", dir, s, bwt_last_error(), want, part);
+  assert_null(lm);
+}
+
+static void test_bad_directories(void **state) {
+  expect_open_error("/nonexistent/model", BWT_STATUS_IO, "no such model directory");
+  expect_open_error(test_tmpdir("lm_empty"), BWT_STATUS_IO, "no config.json");
+  expect_open_error(variant("lm_badjson", "{", "{{"), BWT_STATUS_FORMAT, "config.json: not valid JSON");
+  expect_open_error(variant("lm_arch", "LlamaForCausalLM", "GPTJForCausalLM"), BWT_STATUS_FORMAT,
+                    "unknown architecture 'GPTJForCausalLM' (bwt reads LlamaForCausalLM, MistralForCausalLM)");
+  expect_open_error(variant("lm_layers", "\"num_hidden_layers\": 2", "\"num_hidden_layers\": 3"), BWT_STATUS_FORMAT,
+                    "missing tensor 'model.layers.2.input_layernorm.weight'");
+  expect_open_error(variant("lm_fewer", "\"num_hidden_layers\": 2", "\"num_hidden_layers\": 1"), BWT_STATUS_FORMAT,
+                    "has no place in a LlamaForCausalLM with 1 layers");
+  expect_open_error(variant("lm_width", "\"intermediate_size\": 48", "\"intermediate_size\": 40"), BWT_STATUS_FORMAT,
+                    "tensor 'model.layers.0.mlp.gate_proj.weight' has shape");
+  expect_open_error(variant("lm_heads", "\"num_key_value_heads\": 2", "\"num_key_value_heads\": 3"), BWT_STATUS_FORMAT,
+                    "num_key_value_heads (3) must divide num_attention_heads (4)");
+  expect_open_error(variant_of("llama_mha", "lm_untied", "\"tie_word_embeddings\": true", "\"tie_word_embeddings\": false"),
+                    BWT_STATUS_FORMAT, "missing tensor 'lm_head.weight'");
+  expect_open_error(variant_of("llama_mha", "lm_nobias", "\"attention_bias\": true", "\"attention_bias\": false"),
+                    BWT_STATUS_FORMAT, "tensor 'model.layers.0.self_attn.q_proj.bias' has no place");
+  /* A tied config beside an lm_head.weight: Hugging Face ignores the copy, so does bwt. */
+  bwt_lm *lm = NULL;
+  assert_int_equal(bwt_lm_open(&lm, variant("lm_tied", "\"tie_word_embeddings\": false", "\"tie_word_embeddings\": true")), BWT_STATUS_OK);
+  assert_int_equal(bwt_lm_config_of(lm)->tied, 1);
+  bwt_lm_close(lm);
+  expect_open_error(variant("lm_rope", "\"rope_scaling\": null", "\"rope_scaling\": {\"rope_type\": \"yarn\", \"factor\": 2}"),
+                    BWT_STATUS_FORMAT, "rope_scaling type 'yarn' is not supported");
+  expect_open_error(variant("lm_act", "\"silu\"", "\"gelu\""), BWT_STATUS_FORMAT, "'hidden_act' 'gelu' is not supported");
+  /* A sharded model whose second shard is missing. */
+  char dir[1300], src[1300], path[1400];
+  snprintf(dir, sizeof dir, "%s", test_tmpdir("lm_shard"));
+  source_path(src, sizeof src, "fixtures/lm/llama3_scaled");
+  const char *files[] = {"config.json", "model.safetensors.index.json", "model-00001-of-00002.safetensors"};
+  for (int i = 0; i < 3; i++) {
+    char from[1400];
+    snprintf(from, sizeof from, "%s/%s", src, files[i]);
+    snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+    assert_int_equal(symlink(from, path), 0);
+  }
+  expect_open_error(dir, BWT_STATUS_IO, "model-00002-of-00002.safetensors");
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_stories_config),
+      cmocka_unit_test(test_stories_logits),
+      cmocka_unit_test(test_stories_greedy),
+      cmocka_unit_test(test_fixtures),
+      cmocka_unit_test(test_fixture_configs),
+      cmocka_unit_test(test_capture_consistency),
+      cmocka_unit_test(test_bad_directories),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
