@@ -11,5 +11,6 @@ int cmd_reproduce(int argc, char **argv);
 int cmd_geometry(int argc, char **argv);
 int cmd_ablate(int argc, char **argv);
 int cmd_dynamics(int argc, char **argv);
+int cmd_lm(int argc, char **argv);
 
 #endif

@@ -20,6 +20,7 @@ static const struct {
     {"geometry", cmd_geometry, "the mechanism view of a transformer checkpoint: key frames, attention, value manifold"},
     {"ablate", cmd_ablate, "remove heads, branches and blocks one at a time; the change against the exact posterior"},
     {"dynamics", cmd_dynamics, "gradient dynamics (Paper II): routing-law check, EM vs SGD, falsification, timescales, detector"},
+    {"lm", cmd_lm, "real language models: tokenize text with a model's tokenizer (and decode ids)"},
     {"reproduce", cmd_reproduce, "run a declared grid of experiments over seeds and tabulate it beside the papers"},
 };
 

@@ -76,7 +76,9 @@ static bwt_status load(bwt_tokenizer *t, const char *path) {
   if (st == BWT_STATUS_OK) {
     size_t i = 0;
     while (i < n && (data[i] == ' ' || data[i] == '\n' || data[i] == '\r' || data[i] == '\t')) i++;
-    st = i < n && data[i] == '{' ? tok_load_json(t, data, n, file) : tok_load_tiktoken(t, data, n, file);
+    size_t len = strlen(file);
+    int json = (len >= 5 && strcmp(file + len - 5, ".json") == 0) || (i < n && data[i] == '{');
+    st = json ? tok_load_json(t, data, n, file) : tok_load_tiktoken(t, data, n, file);
   }
   free(data);
   free(file);
