@@ -1,6 +1,6 @@
 /* Tokenizers against independent references: for GPT-2, Pythia and Llama 3 (the real files in
  * ../shared/tokenizers beside the checkout) and two synthetic SentencePiece-style tokenizers
- * (tests/fixtures/tokenizers/spm*), every text of tests/fixtures/tokenizers/texts.jsonl must give
+ * (tests/fixtures/tokenizers/spm*) and one laid out like Llama 3's tokenizer.json (bytelevel/), every text of tests/fixtures/tokenizers/texts.jsonl must give
  * exactly the ids Hugging Face's tokenizers / OpenAI's tiktoken gave (tools/make_tokenizer_fixtures.mjs
  * made the *.ref.json files), with and without the special-token template, and decode to their
  * decoded text. Also Llama 3's published test vector, bad files and out-of-memory paths.
@@ -151,6 +151,14 @@ static void test_spm(void **state) {
   check_fixtures(p, "spm");
   snprintf(p, sizeof p, "%s/spm_meta/tokenizer.json", fixtures);
   check_fixtures(p, "spm_meta");
+}
+
+/* Laid out like Llama 3's converted tokenizer.json: Split then ByteLevel, ignore_merges, a Sequence
+ * post-processor. */
+static void test_bytelevel_split(void **state) {
+  char p[4200];
+  snprintf(p, sizeof p, "%s/bytelevel/tokenizer.json", fixtures);
+  check_fixtures(p, "bytelevel");
 }
 
 /* Meta's published vector, and the accessors. */
@@ -345,7 +353,8 @@ static void test_faults(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_gpt2),       cmocka_unit_test(test_pythia),      cmocka_unit_test(test_llama3),
-      cmocka_unit_test(test_spm),        cmocka_unit_test(test_llama3_vector), cmocka_unit_test(test_bad_files),
+      cmocka_unit_test(test_spm),        cmocka_unit_test(test_bytelevel_split), cmocka_unit_test(test_llama3_vector),
+      cmocka_unit_test(test_bad_files),
       cmocka_unit_test(test_faults),
   };
   return cmocka_run_group_tests(tests, setup, NULL);

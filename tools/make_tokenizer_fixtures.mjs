@@ -11,6 +11,7 @@
 // file is available): spm/ in Llama 2's format (Prepend + Replace normalizers, byte fallback, a
 // "<s> $A" template, merges as "a b" strings) and spm_meta/ in the later Metaspace format (merges
 // as pairs, some byte tokens missing so unknown characters fuse into <unk>, "<s> $A </s>").
+// Also bytelevel/: a byte-level tokenizer laid out like Llama 3's converted tokenizer.json.
 // Their vocabularies come from a small deterministic BPE training run on the text set.
 import { createRequire } from "node:module";
 import fs from "node:fs";
@@ -103,6 +104,51 @@ function syntheticSpm({ skipBytes, legacy }) {
   };
 }
 
+// A byte-level tokenizer in the layout of Llama 3's converted tokenizer.json: a Split pre-tokenizer
+// with Llama 3's pattern, then ByteLevel without its own regex, ignore_merges, a Sequence
+// post-processor (ByteLevel, then a "<|begin_of_text|> $A" template) and the ByteLevel decoder.
+function byteToUnicode() {
+  const keep = (b) => (b >= 0x21 && b <= 0x7e) || (b >= 0xa1 && b <= 0xac) || (b >= 0xae && b <= 0xff);
+  const map = [];
+  let next = 256;
+  for (let b = 0; b < 256; b++) map[b] = String.fromCodePoint(keep(b) ? b : next++);
+  return map;
+}
+
+function syntheticByteLevel() {
+  const map = byteToUnicode();
+  const enc = new TextEncoder();
+  const words = [];
+  for (const { text } of texts)
+    for (const w of text.split(/(?= )/u)) if (w) words.push([...enc.encode(w)].map((b) => map[b]));
+  const vocab = {};
+  let id = 0;
+  for (const c of map) vocab[c] = id++;
+  const merges = trainMerges(words, 400);
+  for (const [a, b] of merges) if (!(a + b in vocab)) vocab[a + b] = id++;
+  const specials = ["<|begin_of_text|>", "<|end_of_text|>"].map((content) => ({
+    id: id++, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true,
+  }));
+  const pat = String.raw`(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`;
+  return {
+    version: "1.0", truncation: null, padding: null, added_tokens: specials, normalizer: null,
+    pre_tokenizer: { type: "Sequence", pretokenizers: [
+      { type: "Split", pattern: { Regex: pat }, behavior: "Isolated", invert: false },
+      { type: "ByteLevel", add_prefix_space: false, trim_offsets: true, use_regex: false }] },
+    post_processor: { type: "Sequence", processors: [
+      { type: "ByteLevel", add_prefix_space: true, trim_offsets: false, use_regex: true },
+      { type: "TemplateProcessing", single: [{ SpecialToken: { id: "<|begin_of_text|>", type_id: 0 } }, { Sequence: { id: "A", type_id: 0 } }],
+        pair: [{ SpecialToken: { id: "<|begin_of_text|>", type_id: 0 } }, { Sequence: { id: "A", type_id: 0 } }, { SpecialToken: { id: "<|begin_of_text|>", type_id: 1 } }, { Sequence: { id: "B", type_id: 1 } }],
+        special_tokens: { "<|begin_of_text|>": { id: "<|begin_of_text|>", ids: [specials[0].id], tokens: ["<|begin_of_text|>"] } } }] },
+    decoder: { type: "ByteLevel", add_prefix_space: true, trim_offsets: true, use_regex: true },
+    model: { type: "BPE", dropout: null, unk_token: null, continuing_subword_prefix: null, end_of_word_suffix: null,
+      fuse_unk: false, byte_fallback: false, ignore_merges: true, vocab, merges },
+  };
+}
+
+fs.mkdirSync(path.join(out, "bytelevel"), { recursive: true });
+fs.writeFileSync(path.join(out, "bytelevel", "tokenizer.json"), JSON.stringify(syntheticByteLevel(), null, 1) + "\n");
+
 for (const [name, opts] of [["spm", { legacy: true, skipBytes: false }], ["spm_meta", { legacy: false, skipBytes: true }]]) {
   fs.mkdirSync(path.join(out, name), { recursive: true });
   fs.writeFileSync(path.join(out, name, "tokenizer.json"), JSON.stringify(syntheticSpm(opts), null, 1) + "\n");
@@ -161,6 +207,7 @@ const jobs = [
   ["llama3", () => tiktokenReferences(path.join(shared, "tokenizers", "llama3", "tokenizer.model"))],
   ["spm", () => hfReferences(path.join(out, "spm", "tokenizer.json"))],
   ["spm_meta", () => hfReferences(path.join(out, "spm_meta", "tokenizer.json"))],
+  ["bytelevel", () => hfReferences(path.join(out, "bytelevel", "tokenizer.json"))],
 ];
 for (const [name, make] of jobs) {
   const cases = await make();

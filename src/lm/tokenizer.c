@@ -97,6 +97,8 @@ bwt_status bwt_tokenizer_load(bwt_tokenizer **out, const char *path) {
     bwt_tokenizer_free(t);
     return st;
   }
+  for (size_t k = 0; k < t->n_added; k++)
+    if (t->added[k].n) t->added_first[(unsigned char)t->added[k].s[0]] = 1;
   if (t->bos < 0) {
     static const char *const bos[] = {"<|begin_of_text|>", "<s>", "<bos>", "<|endoftext|>", NULL};
     t->bos = t->n_prefix ? t->prefix[0] : find_name(t, bos);
@@ -155,6 +157,7 @@ static int ascii_space(char c) { return c == ' ' || (c >= '\t' && c <= '\r'); }
 static const tok_added *find_added(const encoder *e, const char *s, size_t from, size_t n, int normalized, size_t *ms, size_t *me) {
   const bwt_tokenizer *t = e->t;
   for (size_t pos = from; pos < n; pos++) {
+    if (!t->added_first[(unsigned char)s[pos]]) continue;
     const tok_added *best = NULL;
     for (size_t k = 0; k < t->n_added; k++) {
       const tok_added *a = &t->added[k];

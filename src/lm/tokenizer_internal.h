@@ -155,6 +155,7 @@ struct bwt_tokenizer {
 
   tok_added *added;
   size_t n_added;
+  unsigned char added_first[256]; /* 1 for the first bytes of added tokens (a quick filter) */
 
   tok_norm *norm;
   size_t n_norm;

@@ -121,10 +121,17 @@ void tok_pieces_free(tok_pieces *p) {
 
 /* --- hash maps --- */
 
+/* splitmix64's finalizer: every input bit reaches the low bits that pick a slot. */
+static uint64_t mix(uint64_t h) {
+  h = (h ^ (h >> 30)) * 0xBF58476D1CE4E5B9ull;
+  h = (h ^ (h >> 27)) * 0x94D049BB133111EBull;
+  return h ^ (h >> 31);
+}
+
 static uint64_t hash_bytes(const char *s, size_t n) {
   uint64_t h = 1469598103934665603ull; /* FNV-1a */
   for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
-  return h ^ (h >> 29);
+  return mix(h);
 }
 
 static bwt_status strmap_grow(tok_strmap *m) {
@@ -172,10 +179,7 @@ void tok_strmap_free(tok_strmap *m) {
 
 static uint64_t pair_key(int32_t a, int32_t b) { return ((uint64_t)(uint32_t)a << 32) | (uint32_t)b; }
 
-static size_t pair_slot(uint64_t key, size_t cap) {
-  key *= 0x9E3779B97F4A7C15ull;
-  return (size_t)(key >> 17) & (cap - 1);
-}
+static size_t pair_slot(uint64_t key, size_t cap) { return (size_t)mix(key) & (cap - 1); }
 
 static bwt_status pairmap_grow(tok_pairmap *m) {
   size_t cap = m->cap ? m->cap * 2 : 1024;
