@@ -68,6 +68,23 @@ static int32_t find_name(const bwt_tokenizer *t, const char *const *names) {
   return -1;
 }
 
+/* Normalized added tokens are looked for in normalized text, so in their normalized form. */
+static bwt_status added_match_texts(bwt_tokenizer *t) {
+  tok_buf b = {0};
+  bwt_status st = BWT_STATUS_OK;
+  for (size_t k = 0; k < t->n_added && st == BWT_STATUS_OK; k++) {
+    tok_added *a = &t->added[k];
+    a->match = a->s;
+    a->match_n = a->n;
+    if (!a->normalized || !t->n_norm) continue;
+    if ((st = tok_normalize(t, a->s, a->n, &b)) != BWT_STATUS_OK) break;
+    if (!(a->match = tok_arena_strdup(&t->arena, b.p, b.n))) st = BWT_STATUS_NOMEM;
+    a->match_n = b.n;
+  }
+  free(b.p);
+  return st;
+}
+
 static bwt_status load(bwt_tokenizer *t, const char *path) {
   char *file = NULL, *data = NULL;
   size_t n = 0;
@@ -80,6 +97,7 @@ static bwt_status load(bwt_tokenizer *t, const char *path) {
     int json = (len >= 5 && strcmp(file + len - 5, ".json") == 0) || (i < n && data[i] == '{');
     st = json ? tok_load_json(t, data, n, file) : tok_load_tiktoken(t, data, n, file);
   }
+  if (st == BWT_STATUS_OK) st = added_match_texts(t);
   free(data);
   free(file);
   return st;
@@ -98,7 +116,7 @@ bwt_status bwt_tokenizer_load(bwt_tokenizer **out, const char *path) {
     return st;
   }
   for (size_t k = 0; k < t->n_added; k++)
-    if (t->added[k].n) t->added_first[(unsigned char)t->added[k].s[0]] = 1;
+    if (t->added[k].match_n) t->added_first[(unsigned char)t->added[k].match[0]] = 1;
   if (t->bos < 0) {
     static const char *const bos[] = {"<|begin_of_text|>", "<s>", "<bos>", "<|endoftext|>", NULL};
     t->bos = t->n_prefix ? t->prefix[0] : find_name(t, bos);
@@ -162,11 +180,12 @@ static const tok_added *find_added(const encoder *e, const char *s, size_t from,
     for (size_t k = 0; k < t->n_added; k++) {
       const tok_added *a = &t->added[k];
       if (a->normalized != normalized || ((e->flags & BWT_TOKENIZE_PLAIN) && a->special)) continue;
-      if (a->n && a->n <= n - pos && (!best || a->n > best->n) && memcmp(s + pos, a->s, a->n) == 0) best = a;
+      if (a->match_n && a->match_n <= n - pos && (!best || a->match_n > best->match_n) && memcmp(s + pos, a->match, a->match_n) == 0)
+        best = a;
     }
     if (!best) continue;
     *ms = pos;
-    *me = pos + best->n;
+    *me = pos + best->match_n;
     while (best->lstrip && *ms > from && ascii_space(s[*ms - 1])) (*ms)--;
     while (best->rstrip && *me < n && ascii_space(s[*me])) (*me)++;
     return best;

@@ -130,8 +130,10 @@ typedef struct {
 } tok_dec;
 
 typedef struct {
-  const char *s;
+  const char *s; /* the token's text, as decoded */
   size_t n;
+  const char *match; /* the text matched: s, through the normalizer if the token is `normalized` */
+  size_t match_n;
   int32_t id;
   int special, normalized, lstrip, rstrip;
 } tok_added;
