@@ -38,13 +38,21 @@ same() {
   fi
 }
 
-same '{"ids": [1, 546, 567, 259], "n": 4}' -- lm tokenize "$spm" --text "Hello world!"
-same '{"ids": [546, 567, 259, 2], "n": 4}' -- lm tokenize "$spm/tokenizer.json" --text "Hello world!" --no-special --eos
-same '{"text": "<s> Hello world!"}' -- lm tokenize "$spm" --decode --text '[1, 546, 567, 259]'
+# The ids depend on the synthetic vocabulary, so the checks are structural and round trips.
+checks=$((checks + 1))
+ids=$("$bwt" lm tokenize "$spm" --text "Hello world!" 2>"$tmp/err")
+if ! [[ "$ids" =~ ^\{\"ids\":\ \[1,\ [0-9,\ ]+\],\ \"n\":\ [0-9]+\}$ ]]; then
+  echo "FAIL: lm tokenize printed '$ids'"
+  failures=$((failures + 1))
+fi
+bare=$("$bwt" lm tokenize "$spm/tokenizer.json" --text "Hello world!" --no-special --eos)
+checks=$((checks + 1))
+[[ "$bare" == *", 2], "* && "$bare" != *"[1, "* ]] || { echo "FAIL: --no-special --eos printed '$bare'"; failures=$((failures + 1)); }
+same '{"text": "<s> Hello world!"}' -- lm tokenize "$spm" --decode --text "$ids"
 printf 'Hello world!' >"$tmp/text"
-same '{"ids": [1, 546, 567, 259], "n": 4}' -- lm tokenize "$spm" --file "$tmp/text"
-printf '{"ids": [546, 567, 259], "n": 3}' >"$tmp/ids"
-same '{"text": "Hello world!"}' -- lm tokenize "$spm" --decode --file "$tmp/ids"
+same "$ids" -- lm tokenize "$spm" --file "$tmp/text"
+printf '%s' "$bare" >"$tmp/ids"
+same '{"text": "Hello world!</s>"}' -- lm tokenize "$spm" --decode --file "$tmp/ids"
 "$bwt" lm tokenize --help >/dev/null || { echo "FAIL: lm tokenize --help"; failures=$((failures + 1)); }
 
 expect 2 "unknown command 'detokenize'" -- lm detokenize

@@ -183,7 +183,7 @@ function llama3Tiktoken(file) {
 
 function tiktokenReferences(file) {
   const enc = llama3Tiktoken(file);
-  const utf8 = new TextDecoder("utf-8", { fatal: false });
+  const utf8 = new TextDecoder("utf-8", { fatal: false, ignoreBOM: true }); // keep a leading U+FEFF
   const cases = [];
   for (const { name, text } of texts) {
     const ids = [...enc.encode(text, "all")];

@@ -364,6 +364,9 @@ static bwt_status model(ctx *c, const cJSON *root) {
     a->rstrip = flag(e, "rstrip", 0);
     t->tok_str[a->id] = a->s; /* an added token's text wins over the model's */
     t->tok_len[a->id] = (uint32_t)a->n;
+    /* Text the model already has keeps the model's id (Hugging Face warns and does the same). */
+    int32_t model_id = tok_strmap_get(&t->vocab, a->s, a->n);
+    if (model_id >= 0) a->id = model_id;
   }
   for (int b = 0; b < 256; b++) {
     char name[8];
