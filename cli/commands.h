@@ -12,5 +12,7 @@ int cmd_geometry(int argc, char **argv);
 int cmd_ablate(int argc, char **argv);
 int cmd_dynamics(int argc, char **argv);
 int cmd_lm(int argc, char **argv);
+/* bwt lm tokenize, one of cmd_lm's subcommands (cli/cmd_lm_tokenize.c). */
+int cmd_lm_tokenize(int argc, char **argv);
 
 #endif

@@ -20,7 +20,7 @@ static const struct {
     {"geometry", cmd_geometry, "the mechanism view of a transformer checkpoint: key frames, attention, value manifold"},
     {"ablate", cmd_ablate, "remove heads, branches and blocks one at a time; the change against the exact posterior"},
     {"dynamics", cmd_dynamics, "gradient dynamics (Paper II): routing-law check, EM vs SGD, falsification, timescales, detector"},
-    {"lm", cmd_lm, "Hugging Face language models: info, run, ppl, capture"},
+    {"lm", cmd_lm, "language models (Hugging Face checkpoints): info, run, ppl, capture, tokenize"},
     {"reproduce", cmd_reproduce, "run a declared grid of experiments over seeds and tabulate it beside the papers"},
 };
 

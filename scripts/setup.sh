@@ -8,8 +8,9 @@ cd "$(dirname "$0")/.."
 # Why each package: compiler and build (build-essential, cmake, pkg-config); BLAS/CBLAS for every
 # matrix product, the build that shares OpenMP's threads (libopenblas-openmp-dev); LAPACKE for PCA (liblapacke-dev); JSON for configs, metrics
 # and safetensors headers (libcjson-dev); CRC-32 checksums of checkpoints (zlib1g-dev); the unit-test framework (libcmocka-dev); figures as PNG
-# and SVG (libplplot-dev with its cairo driver, plplot-driver-cairo).
-packages=(build-essential cmake pkg-config libopenblas-openmp-dev liblapacke-dev libcjson-dev zlib1g-dev libcmocka-dev libplplot-dev plplot-driver-cairo)
+# and SVG (libplplot-dev with its cairo driver, plplot-driver-cairo); tokenizers' pre-tokenizer regexes (libpcre2-dev) and Unicode
+# normalization (libutf8proc-dev).
+packages=(build-essential cmake pkg-config libopenblas-openmp-dev liblapacke-dev libcjson-dev zlib1g-dev libcmocka-dev libplplot-dev plplot-driver-cairo libpcre2-dev libutf8proc-dev)
 # --fuzz: clang with libFuzzer and its sanitizer runtimes (clang, libclang-rt-14-dev), and clang's
 # OpenMP runtime, which gcc's libgomp does not stand in for (libomp-14-dev).
 if [ "${1:-}" = "--fuzz" ]; then packages+=(clang libclang-rt-14-dev libomp-14-dev); fi

@@ -64,9 +64,16 @@ expect 2 "bwt lm: unknown command 'nope'" -- lm nope
 expect 2 "missing argument" -- lm info
 expect 1 "no such model directory" -- lm info "$tmp/none"
 expect 1 "no config.json" -- lm info "$tmp"
-expect 1 "no tokenizer support" -- lm run "$model" --prompts "$tmp/text.jsonl"
-expect 2 "no tokenizer support" -- lm run "$model" --prompt "Once"
-expect 2 "no tokenizer support" -- lm ppl "$model" --text "$tmp/p.jsonl"
+expect 1 "needs the model's tokenizer: .*no tokenizer.json" -- lm run "$model" --prompts "$tmp/text.jsonl"
+expect 1 "needs the model's tokenizer" -- lm run "$model" --prompt "Once"
+expect 1 "needs the model's tokenizer" -- lm ppl "$model" --text "$tmp/p.jsonl"
+expect 2 "one of --prompts FILE and --prompt TEXT" -- lm run "$model" --prompts "$tmp/p.jsonl" --prompt "Once"
+# With a tokenizer beside the weights, text is encoded with its template: the synthetic SentencePiece
+# tokenizer starts "the cat" with BOS 1 and "▁the" 439, outside this tiny model's 64 ids.
+mkdir -p "$tmp/withtok" && cp "$model"/* "$tmp/withtok/" && cp "$here/fixtures/tokenizers/spm/tokenizer.json" "$tmp/withtok/"
+expect 1 "prompt 0: token 439 at position 1 is outside the vocabulary 0..63" -- lm run "$tmp/withtok" --prompt "the cat"
+printf 'the cat' >"$tmp/cat.txt"
+expect 1 "sequence 0: token 439 at position 1 is outside the vocabulary" -- lm ppl "$tmp/withtok" --text "$tmp/cat.txt"
 expect 1 "line 1: not a JSON object" -- lm run "$model" --prompts "$tmp/bad.jsonl"
 expect 1 "token 1 is not a non-negative integer" -- lm run "$model" --prompts "$tmp/neg.jsonl"
 expect 1 "token 64 at position 1 is outside the vocabulary 0..63" -- lm run "$model" --prompts "$tmp/oov.jsonl"

@@ -1,8 +1,8 @@
 /* bwt lm info | run | ppl | capture: Hugging Face language models (bwt/lm.h, docs/lm.md).
  *
- * Prompts are JSON lines, {"tokens": [ids…]} or {"text": "…"}; text needs a tokenizer, which this
- * branch does not have yet (the tokenize subcommand and text prompts join from the tokenizer work),
- * so a text prompt is a clear error. Results are JSON on standard output. */
+ * Prompts are JSON lines, {"tokens": [ids…]} or {"text": "…"}; text is encoded with the model
+ * directory's tokenizer (bwt/tokenizer.h), with its special-token template (BOS for Llama). Results
+ * are JSON on standard output. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +13,7 @@
 #include "bwt/fileio.h"
 #include "bwt/lm.h"
 #include "bwt/safetensors.h"
+#include "bwt/tokenizer.h"
 #include "commands.h"
 #include "options.h"
 
@@ -26,12 +27,44 @@ static void prompts_free(prompt *p, int n) {
   free(p);
 }
 
-/* Reads FILE.jsonl into *out (n prompts). Prints the error and returns 1 on failure. */
-static int read_prompts(const char *cmd, const char *path, prompt **out, int *n_out) {
+/* text(len) as a prompt, through the tokenizer of model directory dir (loaded into *tok on first
+ * use). Prints the error and returns 1 on failure. */
+static int text_prompt(const char *cmd, const char *dir, bwt_tokenizer **tok, const char *text, size_t len, prompt *out) {
+  if (!*tok && bwt_tokenizer_load(tok, dir) != BWT_STATUS_OK) {
+    fprintf(stderr, "bwt %s: a text prompt needs the model's tokenizer: %s\n", cmd, bwt_last_error());
+    return 1;
+  }
+  int32_t *ids = NULL;
+  size_t n = 0;
+  if (bwt_tokenizer_encode(*tok, text, len, BWT_TOKENIZE_SPECIAL, &ids, &n) != BWT_STATUS_OK) return cli_error(cmd);
+  if (n < 1 || n > (1u << 24)) {
+    free(ids);
+    fprintf(stderr, "bwt %s: a text prompt encodes to %zu tokens (needs 1 to 2^24)\n", cmd, n);
+    return 1;
+  }
+  *out = (prompt){ids, (int)n};
+  return 0;
+}
+
+/* One prompt from text(len): the --prompt and --text options. */
+static int one_text_prompt(const char *cmd, const char *dir, const char *text, size_t len, prompt **out, int *n_out) {
+  bwt_tokenizer *tok = NULL;
+  prompt *p = malloc(sizeof *p);
+  int rc = p ? text_prompt(cmd, dir, &tok, text, len, p) : (fprintf(stderr, "bwt %s: out of memory\n", cmd), 1);
+  bwt_tokenizer_free(tok);
+  if (rc) return free(p), rc;
+  *out = p, *n_out = 1;
+  return 0;
+}
+
+/* Reads FILE.jsonl into *out (n prompts); text lines go through dir's tokenizer. Prints the error
+ * and returns 1 on failure. */
+static int read_prompts(const char *cmd, const char *dir, const char *path, prompt **out, int *n_out) {
   char *text = NULL;
   size_t len = 0;
   if (bwt_read_file(path, &text, &len) != BWT_STATUS_OK) return cli_error(cmd);
   prompt *p = NULL;
+  bwt_tokenizer *tok = NULL;
   int n = 0, line_no = 0, rc = 0;
   for (char *line = text, *next; line && *line && !rc; line = next) {
     next = strchr(line, '\n');
@@ -44,8 +77,13 @@ static int read_prompts(const char *cmd, const char *path, prompt **out, int *n_
       fprintf(stderr, "bwt %s: %s line %d: not a JSON object\n", cmd, path, line_no);
       rc = 1;
     } else if (cJSON_GetObjectItemCaseSensitive(o, "text")) {
-      fprintf(stderr, "bwt %s: %s line %d: a text prompt needs a tokenizer: no tokenizer support in this build (give {\"tokens\": [...]})\n", cmd, path, line_no);
-      rc = 1;
+      const cJSON *t = cJSON_GetObjectItemCaseSensitive(o, "text");
+      prompt *grown = cJSON_IsString(t) ? realloc(p, (size_t)(n + 1) * sizeof *p) : NULL;
+      if (!cJSON_IsString(t)) fprintf(stderr, "bwt %s: %s line %d: \"text\" must be a string\n", cmd, path, line_no);
+      else if (!grown) fprintf(stderr, "bwt %s: out of memory reading %s\n", cmd, path);
+      if (grown) p = grown;
+      rc = !grown || text_prompt(cmd, dir, &tok, t->valuestring, strlen(t->valuestring), &p[n]);
+      if (!rc) n++;
     } else if (!cJSON_IsArray(toks) || cJSON_GetArraySize(toks) < 1) {
       fprintf(stderr, "bwt %s: %s line %d: needs \"tokens\": a non-empty list of ids (or \"text\")\n", cmd, path, line_no);
       rc = 1;
@@ -73,6 +111,7 @@ static int read_prompts(const char *cmd, const char *path, prompt **out, int *n_
     cJSON_Delete(o);
   }
   free(text);
+  bwt_tokenizer_free(tok);
   if (!rc && n == 0) {
     fprintf(stderr, "bwt %s: %s holds no prompts\n", cmd, path);
     rc = 1;
@@ -180,7 +219,7 @@ static int lm_run(int argc, char **argv) {
   int top_k = 5, generate = 0;
   cli_option opts[] = {
       {"prompts", OPT_STRING, prompts, "JSON lines file of prompts: {\"tokens\": [ids...]} or {\"text\": ...}"},
-      {"prompt", OPT_STRING, text, "one text prompt (needs a tokenizer)"},
+      {"prompt", OPT_STRING, text, "one text prompt, through the model's tokenizer"},
       {"top-k", OPT_INT, &top_k, "next tokens listed per prompt, by logit"},
       {"generate", OPT_INT, &generate, "greedy continuation: tokens appended after each prompt"},
   };
@@ -192,17 +231,14 @@ static int lm_run(int argc, char **argv) {
   const char *pos[1];
   int npos = 0, rc = cli_parse(&spec, argc, argv, pos, &npos);
   if (rc) return rc == 1 ? 0 : rc;
-  if (text[0]) {
-    fprintf(stderr, "bwt lm run: --prompt needs a tokenizer: no tokenizer support in this build (use --prompts with token ids)\n");
-    return 2;
-  }
-  if (!prompts[0] || top_k < 1 || generate < 0) {
-    fprintf(stderr, "bwt lm run: needs --prompts FILE, --top-k >= 1 and --generate >= 0\n");
+  if (!prompts[0] == !text[0] || top_k < 1 || generate < 0) {
+    fprintf(stderr, "bwt lm run: needs one of --prompts FILE and --prompt TEXT, --top-k >= 1 and --generate >= 0\n");
     return 2;
   }
   prompt *p = NULL;
   int n = 0;
-  if ((rc = read_prompts("lm run", prompts, &p, &n))) return rc;
+  rc = text[0] ? one_text_prompt("lm run", pos[0], text, strlen(text), &p, &n) : read_prompts("lm run", pos[0], prompts, &p, &n);
+  if (rc) return rc;
   bwt_lm *lm = NULL;
   if ((rc = open_model("lm run", pos[0], &lm))) {
     prompts_free(p, n);
@@ -269,7 +305,7 @@ static int lm_ppl(int argc, char **argv) {
   char prompts[OPT_STRING_MAX] = "", text[OPT_STRING_MAX] = "";
   cli_option opts[] = {
       {"prompts", OPT_STRING, prompts, "JSON lines file of token sequences, {\"tokens\": [ids...]}, each scored from position 0"},
-      {"text", OPT_STRING, text, "a text file (needs a tokenizer)"},
+      {"text", OPT_STRING, text, "a text file, scored as one sequence through the model's tokenizer"},
   };
   cli_spec spec = {"lm ppl", "DIR --prompts FILE.jsonl | --text FILE",
                    "Perplexity: the mean negative log-likelihood (nats) of every token after the first of each\n"
@@ -278,17 +314,22 @@ static int lm_ppl(int argc, char **argv) {
   const char *pos[1];
   int npos = 0, rc = cli_parse(&spec, argc, argv, pos, &npos);
   if (rc) return rc == 1 ? 0 : rc;
-  if (text[0]) {
-    fprintf(stderr, "bwt lm ppl: --text needs a tokenizer: no tokenizer support in this build (use --prompts with token ids)\n");
-    return 2;
-  }
-  if (!prompts[0]) {
-    fprintf(stderr, "bwt lm ppl: needs --prompts FILE (or --text FILE)\n");
+  if (!prompts[0] == !text[0]) {
+    fprintf(stderr, "bwt lm ppl: needs one of --prompts FILE and --text FILE\n");
     return 2;
   }
   prompt *p = NULL;
   int n = 0;
-  if ((rc = read_prompts("lm ppl", prompts, &p, &n))) return rc;
+  if (text[0]) {
+    char *body = NULL;
+    size_t len = 0;
+    if (bwt_read_file(text, &body, &len) != BWT_STATUS_OK) return cli_error("lm ppl");
+    rc = one_text_prompt("lm ppl", pos[0], body, len, &p, &n);
+    free(body);
+  } else {
+    rc = read_prompts("lm ppl", pos[0], prompts, &p, &n);
+  }
+  if (rc) return rc;
   bwt_lm *lm = NULL;
   if ((rc = open_model("lm ppl", pos[0], &lm))) {
     prompts_free(p, n);
@@ -358,7 +399,7 @@ static int lm_capture(int argc, char **argv) {
   if (!has_logits) pats[n_pats++] = "logits";
   prompt *p = NULL;
   int n = 0;
-  if ((rc = read_prompts("lm capture", prompts, &p, &n))) return rc;
+  if ((rc = read_prompts("lm capture", pos[0], prompts, &p, &n))) return rc;
   bwt_lm *lm = NULL;
   if ((rc = open_model("lm capture", pos[0], &lm))) {
     prompts_free(p, n);
@@ -408,7 +449,7 @@ static int lm_capture(int argc, char **argv) {
   return rc;
 }
 
-/* The lm subcommands. The tokenizer work adds "tokenize" (cli/cmd_lm.c); the two tables join. */
+/* The lm subcommands (tokenize: cli/cmd_lm_tokenize.c). */
 static const struct {
   const char *name;
   int (*run)(int argc, char **argv);
@@ -418,6 +459,7 @@ static const struct {
     {"run", lm_run, "next-token top-k and entropy per prompt, optional greedy continuation"},
     {"ppl", lm_ppl, "perplexity over token sequences"},
     {"capture", lm_capture, "activations at TransformerLens-named points into a safetensors file"},
+    {"tokenize", cmd_lm_tokenize, "text to token ids (and back with --decode) with a model's tokenizer"},
 };
 
 int cmd_lm(int argc, char **argv) {
