@@ -3,34 +3,7 @@
 # outputs each give one line on stderr naming the problem and a non-zero exit; good use works.
 # Usage: cli_errors.sh BWT_BINARY TMPDIR
 set -u
-bwt=$1
-tmp=$2
-rm -rf "$tmp" && mkdir -p "$tmp"
-failures=0 checks=0
-
-# expect CODE PATTERN -- ARGS...: exit code CODE, exactly one stderr line, matching PATTERN.
-expect() {
-  local code=$1 pattern=$2
-  shift 3
-  checks=$((checks + 1))
-  "$bwt" "$@" >"$tmp/out" 2>"$tmp/err"
-  local rc=$? lines
-  lines=$(wc -l <"$tmp/err")
-  if [ "$rc" != "$code" ] || [ "$lines" != 1 ] || ! grep -q -- "$pattern" "$tmp/err"; then
-    echo "FAIL: bwt $* -> exit $rc (want $code), $lines stderr lines (want 1), want /$pattern/:"
-    sed 's/^/    /' "$tmp/err"
-    failures=$((failures + 1))
-  fi
-}
-
-ok() {
-  checks=$((checks + 1))
-  if ! "$bwt" "$@" >"$tmp/out" 2>"$tmp/err"; then
-    echo "FAIL: bwt $* should succeed:"
-    sed 's/^/    /' "$tmp/err"
-    failures=$((failures + 1))
-  fi
-}
+source "$(dirname "$0")/lib/cli_checks.sh" "$@"
 
 expect 2 "unknown command 'nope'" -- nope
 expect 2 "unknown option '--nope'" -- train --nope
@@ -229,5 +202,4 @@ for cmd in demo train eval sample geometry ablate; do
   grep -q "\[" "$tmp/out" || { echo "FAIL: $cmd --help shows no defaults"; failures=$((failures + 1)); }
 done
 
-echo "cli: $((checks - failures)) passed, $failures failed"
-[ "$failures" = 0 ]
+finish cli_errors

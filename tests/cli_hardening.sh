@@ -5,46 +5,9 @@
 # strictness in test_safetensors.c and test_checkpoint.c.)
 # Usage: cli_hardening.sh BWT_BINARY TMPDIR
 set -u
-bwt=$1
-tmp=$2
-rm -rf "$tmp" && mkdir -p "$tmp"
-failures=0 checks=0
+EXPECT_TIMEOUT=20 OK_TIMEOUT=60
+source "$(dirname "$0")/lib/cli_checks.sh" "$@"
 export OMP_NUM_THREADS=1
-
-fail() {
-  echo "FAIL: $*"
-  failures=$((failures + 1))
-}
-
-# expect CODE PATTERN -- ARGS...: exit code CODE within 20 s, exactly one stderr line matching PATTERN.
-expect() {
-  local code=$1 pattern=$2
-  shift 3
-  checks=$((checks + 1))
-  timeout 20 "$bwt" "$@" >"$tmp/out" 2>"$tmp/err"
-  local rc=$? lines
-  lines=$(wc -l <"$tmp/err")
-  if [ "$rc" != "$code" ] || [ "$lines" != 1 ] || ! grep -q -- "$pattern" "$tmp/err"; then
-    fail "bwt $* -> exit $rc (want $code), $lines stderr lines (want 1), want /$pattern/:"
-    sed 's/^/    /' "$tmp/err"
-  fi
-}
-
-ok() {
-  checks=$((checks + 1))
-  if ! timeout 60 "$bwt" "$@" >"$tmp/out" 2>"$tmp/err"; then
-    fail "bwt $* should succeed:"
-    sed 's/^/    /' "$tmp/err"
-  fi
-}
-
-# check DESCRIPTION COMMAND...: a shell condition that must hold.
-check() {
-  local what=$1
-  shift
-  checks=$((checks + 1))
-  "$@" || fail "$what"
-}
 
 small=(--V 5 --L 4 --d-model 8 --heads 2 --layers 1 --batch 8 --eval-seqs 40 --threads 1)
 ok train "${small[@]}" --steps 12 --ckpt-every 4 --out "$tmp/run"
@@ -179,5 +142,4 @@ rc=$?
 [ "$rc" = 1 ] && grep -q "No space left on device" "$tmp/err" && [ ! -e "$tmp/sample.jsonl" ] ||
   { fail "bwt sample on a full disk -> exit $rc, file $(ls "$tmp" | grep -c '^sample.jsonl')"; sed 's/^/    /' "$tmp/err"; }
 
-echo "cli hardening: $((checks - failures)) passed, $failures failed"
-[ "$failures" = 0 ]
+finish cli_hardening

@@ -3,41 +3,9 @@
 # when shared/ has it), and one-line errors with the right exit codes for bad use.
 # Usage: cli_lm.sh BWT_BINARY TMPDIR
 set -u
-bwt=$1
-tmp=$2
-rm -rf "$tmp" && mkdir -p "$tmp"
+source "$(dirname "$0")/lib/cli_checks.sh" "$@"
 here=$(cd "$(dirname "$0")" && pwd)
 model=$here/fixtures/lm/llama_gqa
-failures=0 checks=0
-
-expect() {
-  local code=$1 pattern=$2
-  shift 3
-  checks=$((checks + 1))
-  "$bwt" "$@" >"$tmp/out" 2>"$tmp/err"
-  local rc=$? lines
-  lines=$(wc -l <"$tmp/err")
-  if [ "$rc" != "$code" ] || [ "$lines" != 1 ] || ! grep -q -- "$pattern" "$tmp/err"; then
-    echo "FAIL: bwt $* -> exit $rc (want $code), $lines stderr lines (want 1), want /$pattern/:"
-    sed 's/^/    /' "$tmp/err"
-    failures=$((failures + 1))
-  fi
-}
-
-ok() {
-  checks=$((checks + 1))
-  if ! "$bwt" "$@" >"$tmp/out" 2>"$tmp/err"; then
-    echo "FAIL: bwt $* should succeed:"
-    sed 's/^/    /' "$tmp/err"
-    failures=$((failures + 1))
-  fi
-}
-
-# has PATTERN: the last command's standard output matches.
-has() {
-  checks=$((checks + 1))
-  grep -q -- "$1" "$tmp/out" || { echo "FAIL: output lacks /$1/:"; sed 's/^/    /' "$tmp/out"; failures=$((failures + 1)); }
-}
 
 printf '{"tokens": [1, 5, 9]}\n\n{"tokens": [3]}\n' >"$tmp/p.jsonl"
 printf '{"text": "Once upon a time"}\n' >"$tmp/text.jsonl"
@@ -90,5 +58,4 @@ else
   echo "stories260K not found at $stories: its check skipped"
 fi
 
-echo "$checks checks, $failures failures"
-[ "$failures" = 0 ]
+finish cli_lm

@@ -3,40 +3,8 @@
 # round-trips; bad flags, files and ids each give one stderr line and a non-zero exit.
 # Usage: cli_lm_tokenize.sh BWT_BINARY TMPDIR
 set -u
-bwt=$1
-tmp=$2
-rm -rf "$tmp" && mkdir -p "$tmp"
+source "$(dirname "$0")/lib/cli_checks.sh" "$@"
 spm="$(cd "$(dirname "$0")" && pwd)/fixtures/tokenizers/spm"
-failures=0 checks=0
-
-# expect CODE PATTERN -- ARGS...: exit code CODE, exactly one stderr line, matching PATTERN.
-expect() {
-  local code=$1 pattern=$2
-  shift 3
-  checks=$((checks + 1))
-  "$bwt" "$@" >"$tmp/out" 2>"$tmp/err"
-  local rc=$? lines
-  lines=$(wc -l <"$tmp/err")
-  if [ "$rc" != "$code" ] || [ "$lines" != 1 ] || ! grep -q -- "$pattern" "$tmp/err"; then
-    echo "FAIL: bwt $* -> exit $rc (want $code), $lines stderr lines (want 1), want /$pattern/:"
-    sed 's/^/    /' "$tmp/err"
-    failures=$((failures + 1))
-  fi
-}
-
-# same OUTPUT -- ARGS...: succeeds and prints exactly OUTPUT.
-same() {
-  local want=$1
-  shift 2
-  checks=$((checks + 1))
-  local got
-  got=$("$bwt" "$@" 2>"$tmp/err")
-  if [ $? != 0 ] || [ "$got" != "$want" ]; then
-    echo "FAIL: bwt $* printed '$got', want '$want':"
-    sed 's/^/    /' "$tmp/err"
-    failures=$((failures + 1))
-  fi
-}
 
 # The ids depend on the synthetic vocabulary, so the checks are structural and round trips.
 checks=$((checks + 1))
@@ -71,5 +39,4 @@ expect 1 "needs a JSON list of token ids" -- lm tokenize "$spm" --decode --text 
 expect 1 "is not a token id" -- lm tokenize "$spm" --decode --text '[1, "x"]'
 expect 1 "not in the vocabulary" -- lm tokenize "$spm" --decode --text '[1, 999999]'
 
-echo "cli_lm_tokenize: $((checks - failures)) of $checks checks passed"
-[ "$failures" = 0 ]
+finish cli_lm_tokenize
