@@ -49,7 +49,7 @@ expect 1 "'blocks.7.hook_resid_pre' matches nothing" -- lm capture "$model" --pr
 [ ! -e "$tmp/never.safetensors" ] || { echo "FAIL: a failed capture wrote its file"; failures=$((failures + 1)); }
 
 # stories260K's greedy continuation from BOS begins "Once upon a time, there was a" (its README).
-stories=${BWT_STORIES260K:-$here/../../shared/models/stories260K}
+stories=${BWT_SHARED_DIR:-$here/../../shared}/models/stories260K
 if [ -e "$stories/config.json" ]; then
   printf '{"tokens": [1]}\n' >"$tmp/bos.jsonl"
   ok lm run "$stories" --prompts "$tmp/bos.jsonl" --generate 8

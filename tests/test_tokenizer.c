@@ -23,9 +23,7 @@ static int setup(void **state) {
   const char *file = __FILE__, *slash = strrchr(file, '/');
   int dir = slash ? (int)(slash - file) : 1;
   snprintf(fixtures, sizeof fixtures, "%.*s/fixtures/tokenizers", dir, slash ? file : ".");
-  const char *env = getenv("BWT_SHARED_DIR");
-  if (env) snprintf(shared, sizeof shared, "%s/tokenizers", env);
-  else snprintf(shared, sizeof shared, "%.*s/../../shared/tokenizers", dir, slash ? file : ".");
+  snprintf(shared, sizeof shared, "%s", test_shared_path("tokenizers"));
   return 0;
 }
 
@@ -38,10 +36,7 @@ static char *read_text(const char *path) {
 
 /* Loads a tokenizer, skipping the test when a shared file is absent. */
 static bwt_tokenizer *load_or_skip(const char *path) {
-  if (!bwt_path_exists(path)) {
-    print_message("SKIP: %s is absent (the shared tokenizer files live in ../shared beside the checkout)\n", path);
-    skip();
-  }
+  test_shared_present(path);
   bwt_tokenizer *tok = NULL;
   if (bwt_tokenizer_load(&tok, path) != BWT_STATUS_OK) fail_msg("loading %s: %s", path, bwt_last_error());
   return tok;

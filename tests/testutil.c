@@ -7,6 +7,7 @@
 #include <dirent.h>
 #include <sys/stat.h>
 
+#include "bwt/fileio.h"
 #include "bwt/rng.h"
 
 const char *test_tmpdir(const char *name) {
@@ -65,4 +66,21 @@ bwt_run_config test_bijection_config(int V, int d_model, int n_heads, int n_laye
   c.model.d_model = d_model, c.model.n_heads = n_heads, c.model.n_layers = n_layers;
   bwt_task_free(task);
   return c;
+}
+
+const char *test_shared_path(const char *rel) {
+  static char path[4096];
+  const char *env = getenv("BWT_SHARED_DIR"), *src = __FILE__, *slash = strrchr(src, '/');
+  if (env && *env) snprintf(path, sizeof path, "%s/%s", env, rel);
+  else snprintf(path, sizeof path, "%.*s/../../shared/%s", slash ? (int)(slash - src) : 1, slash ? src : ".", rel);
+  return path;
+}
+
+int test_shared_present(const char *path) {
+  if (bwt_path_exists(path)) return 1;
+  const char *ci = getenv("CI");
+  if (ci && strcmp(ci, "true") == 0) fail_msg("%s is absent: CI has shared/ beside its clone (or set BWT_SHARED_DIR)", path);
+  print_message("  SKIPPED: %s is absent (shared/ beside the checkout, or BWT_SHARED_DIR)\n", path);
+  skip();
+  return 0;
 }

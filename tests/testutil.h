@@ -21,6 +21,13 @@ double test_max_rel_err(const float *a, const float *b, size_t n, double floor);
 /* A run config of the bijection V, L = V − 1, and a transformer of width d_model with n_heads heads
  * and n_layers blocks, everything else at its default: tests set the recipe they need. */
 bwt_run_config test_bijection_config(int V, int d_model, int n_heads, int n_layers);
+/* A path under the shared test data (models/, tokenizers/): $BWT_SHARED_DIR/rel, else ../shared
+ * beside the checkout. Static storage, valid until the next call. */
+const char *test_shared_path(const char *rel);
+/* Whether path (from test_shared_path) exists. Absent, the calling test is skipped with a message —
+ * except under CI (CI=true), which has shared/ beside its clone: there it fails. */
+int test_shared_present(const char *path);
+
 /* Temporary files a write of `path` would leave beside it ("<path>.tmp.XXXXXX"). */
 int test_count_temporaries(const char *path);
 
