@@ -4,7 +4,9 @@
  *  - grouped-query attention against its double oracle, against the existing multi-head attention
  *    with key/value heads repeated, and a cached step against the last rows of a whole sequence;
  *  - SwiGLU and tanh-GELU against double mirrors, their backwards against central differences;
- *  - RMSNorm with eps against the engine's RMSNorm (eps 1e-5). */
+ *  - RMSNorm with eps against the engine's RMSNorm (eps 1e-5); LayerNorm with eps likewise against
+ *    the engine's LayerNorm, and with another eps against the formula;
+ *  - the (in, out) linear layer (GPT-2's Conv1D) against bwt_matmul_forward on the transposed weight. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -254,6 +256,43 @@ static void test_rmsnorm_eps(void **state) {
   free(x); free(w); free(o1); free(o2); free(r1); free(r2); free(o3);
 }
 
+static void test_layernorm_eps(void **state) {
+  enum { N = 6, C = 33 };
+  float *x = frand(N * C, -3, 3, 21), *w = frand(C, 0.5f, 1.5f, 22), *b = frand(C, -0.5f, 0.5f, 23);
+  float *o1 = fzeros(N * C), *o2 = fzeros(N * C), *mean = fzeros(N), *rstd = fzeros(N), *o3 = fzeros(N * C);
+  bwt_layernorm_eps_forward(o1, x, w, b, 1e-5f, N, C);
+  bwt_layernorm_forward(o2, mean, rstd, x, w, b, N, C);
+  assert_true(max_abs_diff(o1, o2, N * C) == 0);
+  bwt_layernorm_eps_forward(o3, x, NULL, NULL, 1e-5f, N, C);
+  for (int i = 0; i < N * C; i++) assert_true(o3[i] == (x[i] - mean[i / C]) * rstd[i / C]);
+  bwt_layernorm_eps_forward(o1, x, w, NULL, 10.0f, N, C); /* no bias, eps 10 */
+  double worst = 0;
+  for (int n = 0; n < N; n++) {
+    double mu = 0, var = 0;
+    for (int c = 0; c < C; c++) mu += x[n * C + c] / (double)C;
+    for (int c = 0; c < C; c++) var += (x[n * C + c] - mu) * (x[n * C + c] - mu) / C;
+    for (int c = 0; c < C; c++) worst = fmax(worst, fabs(o1[n * C + c] - (x[n * C + c] - mu) / sqrt(var + 10) * w[c]));
+  }
+  assert_true(worst < 1e-6);
+  free(x); free(w); free(b); free(o1); free(o2); free(mean); free(rstd); free(o3);
+}
+
+static void test_matmul_in_out(void **state) {
+  enum { N = 7, IC = 19, OC = 45 };
+  float *x = frand(N * IC, -1, 1, 24), *w_io = frand(IC * OC, -1, 1, 25), *b = frand(OC, -1, 1, 26);
+  float *w_oi = fzeros(IC * OC), *o1 = fzeros(N * OC), *o2 = fzeros(N * OC);
+  bwt_transpose(w_oi, w_io, IC, OC, 1);
+  bwt_matmul_in_out_forward(o1, x, w_io, b, N, IC, OC);
+  bwt_matmul_forward_naive(o2, x, w_oi, b, N, IC, OC);
+  double e = max_abs_diff(o1, o2, N * OC);
+  bwt_matmul_in_out_forward(o1, x, w_io, NULL, N, IC, OC);
+  bwt_matmul_forward_naive(o2, x, w_oi, NULL, N, IC, OC);
+  e = fmax(e, max_abs_diff(o1, o2, N * OC));
+  print_message("  matmul (in, out): %.2e against the naive (out, in) product (tol 1e-5)\n", e);
+  assert_true(e < 1e-5);
+  free(x); free(w_io); free(b); free(w_oi); free(o1); free(o2);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_rope_forward),
@@ -265,6 +304,8 @@ int main(void) {
       cmocka_unit_test(test_swiglu),
       cmocka_unit_test(test_gelu_tanh),
       cmocka_unit_test(test_rmsnorm_eps),
+      cmocka_unit_test(test_layernorm_eps),
+      cmocka_unit_test(test_matmul_in_out),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

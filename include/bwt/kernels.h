@@ -229,5 +229,13 @@ void bwt_gelu_tanh_backward(float *dinp, const float *dout, const float *inp, si
  * weight NULL: no weight (the normalised input alone); rstd(N) saved when not NULL. */
 void bwt_rmsnorm_eps_forward(float *out, float *rstd, const float *inp, const float *weight,
                              float eps, int N, int C);
+/* LayerNorm with the model's eps: out(N,C) = (inp - mean) * rstd * weight + bias (mean and variance
+ * in double); weight NULL: neither weight nor bias (the normalised input alone); bias may be NULL. */
+void bwt_layernorm_eps_forward(float *out, const float *inp, const float *weight, const float *bias,
+                               float eps, int N, int C);
+/* out(N,OC) = inp(N,IC) · weight(IC,OC) + bias(OC): a linear layer whose weight is stored (in, out),
+ * as GPT-2's Conv1D; bias may be NULL. */
+void bwt_matmul_in_out_forward(float *out, const float *inp, const float *weight, const float *bias,
+                               int N, int IC, int OC);
 
 #endif
