@@ -154,7 +154,14 @@ static void test_stories_greedy(void **state) {
  * to 1e-6; the tolerance leaves room for other BLAS builds. */
 #define FIXTURE_TOL 1e-5
 
-static const char *fixtures[] = {"llama_gqa", "llama_mha", "llama3_scaled", "mistral_window", "llama_bf16"};
+/* all_points: the reference holds every point the model makes (the Llama ones a chosen 17), so a
+ * capture of "*" must give exactly those: none missing, none extra (no hook_resid_mid in a
+ * parallel block, no rotary points for GPT-2, no ln2 for Phi). */
+static const struct {
+  const char *name;
+  int all_points;
+} fixtures[] = {{"llama_gqa", 0},     {"llama_mha", 0},       {"llama3_scaled", 0},   {"mistral_window", 0},
+                {"llama_bf16", 0},    {"gpt2", 1},            {"gpt2_noprefix", 1}};
 
 /* max |a − b| / max |b| over the finite entries of b; a must be -inf exactly where b is. */
 static double rel_err_masked(const float *a, const float *b, size_t n) {
@@ -175,7 +182,7 @@ static void test_fixtures(void **state) {
   for (size_t f = 0; f < sizeof fixtures / sizeof fixtures[0]; f++) {
     char dir[1200], ref_path[1300];
     source_path(dir, sizeof dir, "fixtures/lm");
-    snprintf(dir + strlen(dir), sizeof dir - strlen(dir), "/%s", fixtures[f]);
+    snprintf(dir + strlen(dir), sizeof dir - strlen(dir), "/%s", fixtures[f].name);
     snprintf(ref_path, sizeof ref_path, "%s/reference.safetensors", dir);
     bwt_st_file *ref = NULL;
     assert_int_equal(bwt_safetensors_open_lazy(&ref, ref_path), BWT_STATUS_OK);
@@ -193,6 +200,14 @@ static void test_fixtures(void **state) {
     assert_non_null(got);
     assert_int_equal(bwt_lm_forward(lm, tok, T, got), BWT_STATUS_OK);
     double e_logits = rel_err_masked(got, want, (size_t)T * c->V);
+    /* One token at a time through the cache: positions (learned or rotary) past the first call. */
+    float *step = calloc((size_t)T * c->V, sizeof(float));
+    assert_non_null(step);
+    bwt_lm_reset(lm);
+    for (int t = 0; t < T; t++)
+      assert_int_equal(bwt_lm_forward(lm, (const int32_t *)tok + t, 1, step + (size_t)t * c->V), BWT_STATUS_OK);
+    double e_steps = rel_err_masked(step, want, (size_t)T * c->V);
+    free(step);
 
     /* Every act.* point of the reference, captured in one run. */
     const char *names[64];
@@ -223,10 +238,22 @@ static void test_fixtures(void **state) {
         worst = cap.acts[i].name;
       }
     }
-    print_message("  %-14s %-18s %-5s T=%2d: logits %.2e, %d activations %.2e (worst %s); tol %.0e relative to max |ref|\n",
-                  fixtures[f], c->architecture, c->dtype, T, e_logits, n, e_acts, worst, FIXTURE_TOL);
-    assert_true(e_logits < FIXTURE_TOL && e_acts < FIXTURE_TOL);
+    print_message("  %-15s %-18s %-4s T=%2d: logits %.2e (cached steps %.2e), %d activations %.2e (worst %s); tol %.0e of max |ref|\n",
+                  fixtures[f].name, c->architecture, c->dtype, T, e_logits, e_steps, n, e_acts, worst, FIXTURE_TOL);
+    assert_true(e_logits < FIXTURE_TOL && e_steps < FIXTURE_TOL && e_acts < FIXTURE_TOL);
     bwt_lm_capture_free(&cap);
+    if (fixtures[f].all_points) {
+      const char *all[] = {"*"};
+      assert_int_equal(bwt_lm_capture_run(lm, tok, T, all, 1, &cap, NULL), BWT_STATUS_OK);
+      for (int i = 0; i < cap.n; i++) {
+        char rname[128];
+        snprintf(rname, sizeof rname, "act.%s", cap.acts[i].name);
+        if (strcmp(cap.acts[i].name, "logits") != 0 && bwt_safetensors_info(ref, rname, &info) != BWT_STATUS_OK)
+          fail_msg("%s: bwt makes point %s, the reference model does not", fixtures[f].name, cap.acts[i].name);
+      }
+      assert_int_equal(cap.n, n + 1); /* and logits */
+      bwt_lm_capture_free(&cap);
+    }
     free(got);
     free(cap_logits);
     bwt_lm_close(lm);
@@ -353,7 +380,7 @@ static void test_bad_directories(void **state) {
   expect_open_error(test_tmpdir("lm_empty"), BWT_STATUS_IO, "no config.json");
   expect_open_error(variant("lm_badjson", "{", "{{"), BWT_STATUS_FORMAT, "config.json: not valid JSON");
   expect_open_error(variant("lm_arch", "LlamaForCausalLM", "GPTJForCausalLM"), BWT_STATUS_FORMAT,
-                    "unknown architecture 'GPTJForCausalLM' (bwt reads LlamaForCausalLM, MistralForCausalLM)");
+                    "unknown architecture 'GPTJForCausalLM' (bwt reads LlamaForCausalLM, MistralForCausalLM, GPT2LMHeadModel)");
   expect_open_error(variant("lm_layers", "\"num_hidden_layers\": 2", "\"num_hidden_layers\": 3"), BWT_STATUS_FORMAT,
                     "missing tensor 'model.layers.2.input_layernorm.weight'");
   expect_open_error(variant("lm_fewer", "\"num_hidden_layers\": 2", "\"num_hidden_layers\": 1"), BWT_STATUS_FORMAT,

@@ -4,8 +4,8 @@
  *
  * Weights stay in the memory-mapped files when they are F32 (no copy); F16 and BF16 tensors are
  * converted to fp32 once, at open. Architectures come from one table (src/lm/hf_config.c):
- * LlamaForCausalLM and MistralForCausalLM for now. Every file problem is a one-line error naming the
- * file and, where there is one, the config key or tensor.
+ * LlamaForCausalLM, MistralForCausalLM, GPT2LMHeadModel. Every
+ * file problem is a one-line error naming the file and, where there is one, the config key or tensor.
  *
  * A model holds one sequence's key/value cache: bwt_lm_forward appends tokens at the end of the
  * cached sequence, so a prompt followed by one token at a time is a greedy continuation. Not
@@ -24,18 +24,26 @@
 
 #define BWT_LM_NAME_MAX 64
 
+/* The MLP's activation: SiLU-gated (gate, up, down), or fc, GELU, proj with GELU exact (erf,
+ * config "gelu") or in its tanh form ("gelu_new", "gelu_pytorch_tanh"). */
+typedef enum { BWT_LM_ACT_SWIGLU, BWT_LM_ACT_GELU, BWT_LM_ACT_GELU_TANH } bwt_lm_act;
+
 typedef struct {
   char architecture[BWT_LM_NAME_MAX]; /* config.json's architectures[0]: "LlamaForCausalLM" */
-  char model_type[BWT_LM_NAME_MAX];   /* "llama", "mistral" */
+  char model_type[BWT_LM_NAME_MAX];   /* "llama", "mistral", "gpt2" */
   int L, C, NH, NKV, hs, F, V;
   int max_pos;                  /* max_position_embeddings: the longest sequence */
-  int R;                        /* rotated channels per head (hs · partial_rotary_factor) */
+  int R;                        /* rotated channels per head (hs · partial_rotary_factor); 0: learned
+                                   positions (GPT-2's wpe) */
   double rope_theta;
   bwt_rope_scaling rope_scaling; /* BWT_ROPE_DEFAULT when config.json has none */
-  double norm_eps;
+  double norm_eps;              /* RMSNorm's or LayerNorm's */
+  int layer_norm;               /* LayerNorm (with bias) rather than RMSNorm */
+  bwt_lm_act act;
+  int parallel_residual;        /* x + attn(ln1(x)) + mlp(ln2(x)) (NeoX, Phi: one norm) */
   int sliding_window;           /* keys a query sees (itself included); 0: all earlier ones */
   int tied;                     /* the output layer is the embeddings (no lm_head.weight) */
-  int attn_bias, mlp_bias;      /* q/k/v/o and gate/up/down projections have biases */
+  int attn_bias, mlp_bias;      /* attention and MLP projections have biases */
   int bos, eos;                 /* token ids from config.json, -1 when absent */
   char dtype[8];                /* the weights' dtype in the files: "F32", "F16", "BF16" or "mixed" */
   int n_shards;                 /* safetensors files the weights are in */

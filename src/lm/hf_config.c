@@ -1,9 +1,12 @@
 /* config.json of a Hugging Face model directory, and the architecture table.
  *
- * Each architecture is one row: its names in config.json, its tensor names, its traps (Mistral's
- * sliding window, whose config default is 4096 when the key is absent). GPT-2, GPT-NeoX and Phi rows
- * go here with the settings that tell them apart. Keys are read as Hugging Face's configuration
- * classes read them, with their defaults; a value bwt cannot honour is an error naming the key. */
+ * Each architecture is one row: its names in config.json (hf_keys: GPT-2 says n_embd where the others
+ * say hidden_size), its tensor names, and the choices that tell the five apart (norm, positions,
+ * fused q/k/v and its order, residual form, weight layout, MLP kind) with their traps: Mistral's
+ * sliding window, whose config default is 4096 when the key is absent; GPT-2's Conv1D weights stored
+ * (in, out) and its names with or without "transformer."; GPT-NeoX's query_key_value ordered per
+ * head. Keys are read as Hugging Face's configuration classes read them, with their defaults; a
+ * value bwt cannot honour is an error naming the key. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,22 +17,47 @@
 #include "bwt/fileio.h"
 #include "lm_internal.h"
 
+static const hf_keys llama_keys = {"num_hidden_layers", "hidden_size", "num_attention_heads", "intermediate_size",
+                                   "max_position_embeddings", "rms_norm_eps", "hidden_act", "rope_theta", "partial_rotary_factor"};
+static const hf_keys gpt2_keys = {"n_layer", "n_embd", "n_head", "n_inner", "n_positions", "layer_norm_epsilon",
+                                  "activation_function", NULL, NULL};
 #define LLAMA_LAYER                                                                            \
-  {"model.layers.%d.input_layernorm.weight",                                                   \
-   "model.layers.%d.self_attn.q_proj.weight", "model.layers.%d.self_attn.q_proj.bias",         \
-   "model.layers.%d.self_attn.k_proj.weight", "model.layers.%d.self_attn.k_proj.bias",         \
-   "model.layers.%d.self_attn.v_proj.weight", "model.layers.%d.self_attn.v_proj.bias",         \
-   "model.layers.%d.self_attn.o_proj.weight", "model.layers.%d.self_attn.o_proj.bias",         \
-   "model.layers.%d.post_attention_layernorm.weight",                                          \
-   "model.layers.%d.mlp.gate_proj.weight", "model.layers.%d.mlp.gate_proj.bias",               \
-   "model.layers.%d.mlp.up_proj.weight", "model.layers.%d.mlp.up_proj.bias",                   \
-   "model.layers.%d.mlp.down_proj.weight", "model.layers.%d.mlp.down_proj.bias"}
+  {[LM_LN1_W] = "model.layers.%d.input_layernorm.weight",                                      \
+   [LM_Q_W] = "model.layers.%d.self_attn.q_proj.weight", [LM_Q_B] = "model.layers.%d.self_attn.q_proj.bias", \
+   [LM_K_W] = "model.layers.%d.self_attn.k_proj.weight", [LM_K_B] = "model.layers.%d.self_attn.k_proj.bias", \
+   [LM_V_W] = "model.layers.%d.self_attn.v_proj.weight", [LM_V_B] = "model.layers.%d.self_attn.v_proj.bias", \
+   [LM_O_W] = "model.layers.%d.self_attn.o_proj.weight", [LM_O_B] = "model.layers.%d.self_attn.o_proj.bias", \
+   [LM_LN2_W] = "model.layers.%d.post_attention_layernorm.weight",                             \
+   [LM_GATE_W] = "model.layers.%d.mlp.gate_proj.weight", [LM_GATE_B] = "model.layers.%d.mlp.gate_proj.bias", \
+   [LM_UP_W] = "model.layers.%d.mlp.up_proj.weight", [LM_UP_B] = "model.layers.%d.mlp.up_proj.bias", \
+   [LM_DOWN_W] = "model.layers.%d.mlp.down_proj.weight", [LM_DOWN_B] = "model.layers.%d.mlp.down_proj.bias"}
 
+#define GPT2_LAYER                                                                             \
+  {[LM_LN1_W] = "transformer.h.%d.ln_1.weight", [LM_LN1_B] = "transformer.h.%d.ln_1.bias",    \
+   [LM_QKV_W] = "transformer.h.%d.attn.c_attn.weight", [LM_QKV_B] = "transformer.h.%d.attn.c_attn.bias", \
+   [LM_O_W] = "transformer.h.%d.attn.c_proj.weight", [LM_O_B] = "transformer.h.%d.attn.c_proj.bias", \
+   [LM_LN2_W] = "transformer.h.%d.ln_2.weight", [LM_LN2_B] = "transformer.h.%d.ln_2.bias",    \
+   [LM_GATE_W] = "transformer.h.%d.mlp.c_fc.weight", [LM_GATE_B] = "transformer.h.%d.mlp.c_fc.bias", \
+   [LM_DOWN_W] = "transformer.h.%d.mlp.c_proj.weight", [LM_DOWN_B] = "transformer.h.%d.mlp.c_proj.bias"}
+
+/* Columns: name, model_type, keys, eps and rotary fraction defaults, tied and bias defaults, gated, norm,
+ * positions, q/k/v, residual, its config key, (in, out) weights, window key and default, optional
+ * prefix; embeddings, positions, final norm and its bias, head and its bias; layers; ignored
+ * buffers (attention masks, inverse frequencies); keys that must not be true. */
 static const hf_arch arch_table[] = {
-    {"LlamaForCausalLM", "llama", NULL, 0, "model.embed_tokens.weight", "model.norm.weight",
-     "lm_head.weight", LLAMA_LAYER, "rotary_emb.inv_freq"},
-    {"MistralForCausalLM", "mistral", "sliding_window", 4096, "model.embed_tokens.weight",
-     "model.norm.weight", "lm_head.weight", LLAMA_LAYER, "rotary_emb.inv_freq"},
+    {"LlamaForCausalLM", "llama", &llama_keys, 1e-6, 1.0, 0, 0, 1, LM_NORM_RMS, LM_POS_ROTARY, LM_QKV_SEPARATE,
+     LM_RESID_SEQUENTIAL, NULL, 0, NULL, 0, NULL,
+     "model.embed_tokens.weight", NULL, "model.norm.weight", NULL, "lm_head.weight", NULL, LLAMA_LAYER,
+     {"rotary_emb.inv_freq"}, {NULL}},
+    {"MistralForCausalLM", "mistral", &llama_keys, 1e-6, 1.0, 0, 0, 1, LM_NORM_RMS, LM_POS_ROTARY, LM_QKV_SEPARATE,
+     LM_RESID_SEQUENTIAL, NULL, 0, "sliding_window", 4096, NULL,
+     "model.embed_tokens.weight", NULL, "model.norm.weight", NULL, "lm_head.weight", NULL, LLAMA_LAYER,
+     {"rotary_emb.inv_freq"}, {NULL}},
+    {"GPT2LMHeadModel", "gpt2", &gpt2_keys, 1e-5, 0.0, 1, 1, 0, LM_NORM_LAYER, LM_POS_LEARNED, LM_QKV_BLOCKS,
+     LM_RESID_SEQUENTIAL, NULL, 1, NULL, 0, "transformer.",
+     "transformer.wte.weight", "transformer.wpe.weight", "transformer.ln_f.weight", "transformer.ln_f.bias",
+     "lm_head.weight", NULL, GPT2_LAYER,
+     {".attn.bias", ".attn.masked_bias"}, {"scale_attn_by_inverse_layer_idx", "add_cross_attention"}},
 };
 #define N_ARCH (int)(sizeof arch_table / sizeof arch_table[0])
 
@@ -84,7 +112,6 @@ static int get_token(const cJSON *root, const char *key) {
 /* rope_scaling: null, or {"rope_type" (or the older "type"): "default" | "linear" | "llama3", ...}. */
 static bwt_status get_rope_scaling(const cJSON *root, bwt_lm_config *cfg, const char *path) {
   const cJSON *rs = cJSON_GetObjectItemCaseSensitive(root, "rope_scaling");
-  cfg->rope_scaling = (bwt_rope_scaling){BWT_ROPE_DEFAULT, 1, 0, 0, 0};
   if (!rs || cJSON_IsNull(rs)) return BWT_STATUS_OK;
   if (!cJSON_IsObject(rs)) return bwt_fail(BWT_STATUS_FORMAT, "%s: 'rope_scaling' must be an object or null", path);
   const cJSON *type = cJSON_GetObjectItemCaseSensitive(rs, "rope_type");
@@ -125,37 +152,66 @@ static bwt_status parse(bwt_lm_config *cfg, const hf_arch **arch, const cJSON *r
   const char *mt = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(root, "model_type"));
   snprintf(cfg->model_type, sizeof cfg->model_type, "%s", mt ? mt : (*arch)->model_type);
 
-  BWT_TRY(get_int(root, "num_hidden_layers", -1, &cfg->L, path));
-  BWT_TRY(get_int(root, "hidden_size", -1, &cfg->C, path));
-  BWT_TRY(get_int(root, "num_attention_heads", -1, &cfg->NH, path));
+  const hf_arch *A = *arch;
+  const hf_keys *k = A->keys;
+  for (int i = 0; i < 2 && A->off_keys[i]; i++)
+    if (get_bool(root, A->off_keys[i], 0))
+      return bwt_fail(BWT_STATUS_FORMAT, "%s: '%s' true is not supported for %s", path, A->off_keys[i], name);
+  BWT_TRY(get_int(root, k->layers, -1, &cfg->L, path));
+  BWT_TRY(get_int(root, k->hidden, -1, &cfg->C, path));
+  BWT_TRY(get_int(root, k->heads, -1, &cfg->NH, path));
   BWT_TRY(get_int(root, "num_key_value_heads", cfg->NH, &cfg->NKV, path));
   if (cfg->NH % cfg->NKV != 0)
     return bwt_fail(BWT_STATUS_FORMAT, "%s: num_key_value_heads (%d) must divide num_attention_heads (%d)", path, cfg->NKV, cfg->NH);
+  if (A->qkv != LM_QKV_SEPARATE && cfg->NKV != cfg->NH)
+    return bwt_fail(BWT_STATUS_FORMAT, "%s: num_key_value_heads (%d) must equal the heads (%d) for %s's fused q/k/v", path, cfg->NKV, cfg->NH, name);
   if (cfg->C % cfg->NH != 0 && !cJSON_GetObjectItemCaseSensitive(root, "head_dim"))
     return bwt_fail(BWT_STATUS_FORMAT, "%s: num_attention_heads (%d) must divide hidden_size (%d) when there is no head_dim", path, cfg->NH, cfg->C);
   BWT_TRY(get_int(root, "head_dim", cfg->C / cfg->NH, &cfg->hs, path));
-  BWT_TRY(get_int(root, "intermediate_size", -1, &cfg->F, path));
+  /* GPT-2's n_inner is null for 4·n_embd; the others must say. */
+  BWT_TRY(get_int(root, k->mlp, A->pos == LM_POS_LEARNED ? 4 * cfg->C : -1, &cfg->F, path));
   BWT_TRY(get_int(root, "vocab_size", -1, &cfg->V, path));
-  BWT_TRY(get_int(root, "max_position_embeddings", 2048, &cfg->max_pos, path));
-  BWT_TRY(get_num(root, "rope_theta", 10000.0, &cfg->rope_theta, path));
-  BWT_TRY(get_num(root, "rms_norm_eps", 1e-6, &cfg->norm_eps, path));
-  double frac;
-  BWT_TRY(get_num(root, "partial_rotary_factor", 1.0, &frac, path));
-  cfg->R = (int)(cfg->hs * frac) / 2 * 2;
-  if (frac > 1 || cfg->R < 2) return bwt_fail(BWT_STATUS_FORMAT, "%s: 'partial_rotary_factor' %g leaves no rotated pair", path, frac);
-  BWT_TRY(get_rope_scaling(root, cfg, path));
-  const char *act = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(root, "hidden_act"));
-  if (act && strcmp(act, "silu") != 0)
-    return bwt_fail(BWT_STATUS_FORMAT, "%s: 'hidden_act' '%s' is not supported for %s (silu)", path, act, name);
-  cfg->sliding_window = 0;
-  if ((*arch)->window_key) {
-    const cJSON *w = cJSON_GetObjectItemCaseSensitive(root, (*arch)->window_key);
-    if (!w) cfg->sliding_window = (*arch)->default_window;
-    else if (!cJSON_IsNull(w)) BWT_TRY(get_int(root, (*arch)->window_key, 0, &cfg->sliding_window, path));
+  BWT_TRY(get_int(root, k->positions, A->pos == LM_POS_LEARNED ? 1024 : 2048, &cfg->max_pos, path));
+  BWT_TRY(get_num(root, k->eps, A->eps_default, &cfg->norm_eps, path));
+  cfg->layer_norm = A->norm == LM_NORM_LAYER;
+  cfg->R = 0;
+  cfg->rope_theta = 0;
+  cfg->rope_scaling = (bwt_rope_scaling){BWT_ROPE_DEFAULT, 1, 0, 0, 0};
+  if (A->pos == LM_POS_ROTARY) {
+    double frac;
+    /* Newer exports of NeoX write rope_theta for rotary_emb_base. */
+    const char *theta = cJSON_GetObjectItemCaseSensitive(root, k->theta) ? k->theta : "rope_theta";
+    BWT_TRY(get_num(root, theta, 10000.0, &cfg->rope_theta, path));
+    BWT_TRY(get_num(root, k->rotary, A->rotary_default, &frac, path));
+    cfg->R = (int)(cfg->hs * frac) / 2 * 2;
+    if (frac > 1 || cfg->R < 2) return bwt_fail(BWT_STATUS_FORMAT, "%s: '%s' %g leaves no rotated pair", path, k->rotary, frac);
+    BWT_TRY(get_rope_scaling(root, cfg, path));
   }
-  cfg->tied = get_bool(root, "tie_word_embeddings", 0);
-  cfg->attn_bias = get_bool(root, "attention_bias", 0);
-  cfg->mlp_bias = get_bool(root, "mlp_bias", 0);
+  const char *act = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(root, k->act));
+  if (A->gated) {
+    cfg->act = BWT_LM_ACT_SWIGLU;
+    if (act && strcmp(act, "silu") != 0)
+      return bwt_fail(BWT_STATUS_FORMAT, "%s: '%s' '%s' is not supported for %s (silu)", path, k->act, act, name);
+  } else if (!act) {
+    return bwt_fail(BWT_STATUS_FORMAT, "%s: needs '%s'", path, k->act);
+  } else if (strcmp(act, "gelu") == 0) {
+    cfg->act = BWT_LM_ACT_GELU;
+  } else if (strcmp(act, "gelu_new") == 0 || strcmp(act, "gelu_pytorch_tanh") == 0) {
+    cfg->act = BWT_LM_ACT_GELU_TANH;
+  } else {
+    return bwt_fail(BWT_STATUS_FORMAT, "%s: '%s' '%s' is not supported for %s (gelu, gelu_new, gelu_pytorch_tanh)", path, k->act, act, name);
+  }
+  cfg->parallel_residual = A->resid == LM_RESID_PARALLEL;
+  if (A->parallel_key) cfg->parallel_residual = get_bool(root, A->parallel_key, cfg->parallel_residual);
+  cfg->sliding_window = 0;
+  if (A->window_key) {
+    const cJSON *w = cJSON_GetObjectItemCaseSensitive(root, A->window_key);
+    if (!w) cfg->sliding_window = A->default_window;
+    else if (!cJSON_IsNull(w)) BWT_TRY(get_int(root, A->window_key, 0, &cfg->sliding_window, path));
+  }
+  cfg->tied = get_bool(root, "tie_word_embeddings", A->tied_default);
+  cfg->attn_bias = get_bool(root, "attention_bias", A->bias_default);
+  cfg->mlp_bias = get_bool(root, "mlp_bias", A->bias_default);
   cfg->bos = get_token(root, "bos_token_id");
   cfg->eos = get_token(root, "eos_token_id");
   return BWT_STATUS_OK;

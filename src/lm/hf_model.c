@@ -9,23 +9,37 @@
 
 #include "lm_internal.h"
 
-/* The biases a config may switch on. */
-static int slot_present(const bwt_lm_config *c, lm_slot s) {
+/* The slots this architecture has, less the biases its config switches off. */
+static int slot_present(const bwt_lm *lm, lm_slot s) {
+  if (!lm->arch->layer[s]) return 0;
   switch (s) {
-    case LM_Q_B: case LM_K_B: case LM_V_B: case LM_O_B: return c->attn_bias;
-    case LM_GATE_B: case LM_UP_B: case LM_DOWN_B: return c->mlp_bias;
+    case LM_QKV_B: case LM_Q_B: case LM_K_B: case LM_V_B: case LM_O_B: return lm->cfg.attn_bias;
+    case LM_GATE_B: case LM_UP_B: case LM_DOWN_B: return lm->cfg.mlp_bias;
     default: return 1;
   }
 }
 
-/* The shape a slot must have (ndim returned). */
-static int slot_shape(const bwt_lm_config *c, lm_slot s, int64_t *shape) {
-  int64_t C = c->C, Q = (int64_t)c->NH * c->hs, K = (int64_t)c->NKV * c->hs, F = c->F;
-  int64_t rows[LM_SLOT_COUNT] = {C, Q, Q, K, K, K, K, C, C, C, F, F, F, F, C, C};
-  int64_t cols[LM_SLOT_COUNT] = {0, C, 0, C, 0, C, 0, Q, 0, 0, C, 0, C, 0, F, 0};
-  shape[0] = rows[s];
-  shape[1] = cols[s];
-  return cols[s] ? 2 : 1;
+/* The shape a slot must have (ndim returned): (out, in) as torch.nn.Linear, or (in, out) for an
+ * architecture storing Conv1D weights (GPT-2). */
+static int slot_shape(const bwt_lm *lm, lm_slot s, int64_t *shape) {
+  const bwt_lm_config *c = &lm->cfg;
+  int64_t C = c->C, Q = (int64_t)c->NH * c->hs, K = (int64_t)c->NKV * c->hs, F = c->F, QKV = Q + 2 * K;
+  static const char dims[LM_SLOT_COUNT][2] = {
+      [LM_LN1_W] = "C", [LM_LN1_B] = "C", [LM_QKV_W] = "3C", [LM_QKV_B] = "3", [LM_Q_W] = "QC", [LM_Q_B] = "Q",
+      [LM_K_W] = "KC", [LM_K_B] = "K", [LM_V_W] = "KC", [LM_V_B] = "K", [LM_O_W] = "CQ", [LM_O_B] = "C",
+      [LM_LN2_W] = "C", [LM_LN2_B] = "C", [LM_GATE_W] = "FC", [LM_GATE_B] = "F", [LM_UP_W] = "FC",
+      [LM_UP_B] = "F", [LM_DOWN_W] = "CF", [LM_DOWN_B] = "C"};
+  int ndim = 0;
+  for (int d = 0; d < 2 && dims[s][d]; d++) {
+    char x = dims[s][d];
+    shape[ndim++] = x == 'C' ? C : x == 'Q' ? Q : x == 'K' ? K : x == 'F' ? F : QKV;
+  }
+  if (ndim == 2 && lm->arch->in_out) {
+    int64_t t = shape[0];
+    shape[0] = shape[1];
+    shape[1] = t;
+  }
+  return ndim;
 }
 
 /* Tracks which of the model's tensors were bound, the dtypes seen, the shards used. */
@@ -61,12 +75,33 @@ static bwt_status bind(bwt_lm *lm, binding *b, const char *name, int ndim, const
   return BWT_STATUS_OK;
 }
 
+/* A tensor's name in this checkpoint: the table's, less the prefix some exports drop. */
+static const char *tensor_name(const bwt_lm *lm, char *buf, size_t n, const char *pattern, int l) {
+  snprintf(buf, n, pattern, l);
+  const char *p = lm->arch->prefix;
+  if (lm->prefix_len && strncmp(buf, p, (size_t)lm->prefix_len) == 0) return buf + lm->prefix_len;
+  return buf;
+}
+
+static int is_ignored(const hf_arch *a, const char *name) {
+  for (int i = 0; i < 3 && a->ignored[i]; i++)
+    if (strstr(name, a->ignored[i])) return 1;
+  return 0;
+}
+
 static bwt_status bind_all(bwt_lm *lm, binding *b) {
   const bwt_lm_config *c = &lm->cfg;
   const hf_arch *a = lm->arch;
-  int64_t emb[2] = {c->V, c->C}, norm[1] = {c->C};
-  BWT_TRY(bind(lm, b, a->embed, 2, emb, &lm->embed));
-  BWT_TRY(bind(lm, b, a->final_norm, 1, norm, &lm->final_norm));
+  char buf[256];
+  /* GPT-2 exports come with "transformer." and without (the original checkpoints on the Hub). */
+  if (a->prefix && find_name(lm->weights, a->embed) < 0 && find_name(lm->weights, a->embed + strlen(a->prefix)) >= 0)
+    lm->prefix_len = (int)strlen(a->prefix);
+  int64_t emb[2] = {c->V, c->C}, pos[2] = {c->max_pos, c->C}, norm[1] = {c->C}, vocab[1] = {c->V};
+  BWT_TRY(bind(lm, b, tensor_name(lm, buf, sizeof buf, a->embed, 0), 2, emb, &lm->embed));
+  if (a->pos_embed) BWT_TRY(bind(lm, b, tensor_name(lm, buf, sizeof buf, a->pos_embed, 0), 2, pos, &lm->pos_embed));
+  BWT_TRY(bind(lm, b, tensor_name(lm, buf, sizeof buf, a->final_norm, 0), 1, norm, &lm->final_norm));
+  if (a->final_norm_bias)
+    BWT_TRY(bind(lm, b, tensor_name(lm, buf, sizeof buf, a->final_norm_bias, 0), 1, norm, &lm->final_norm_bias));
   if (c->tied) {
     lm->head = lm->embed;
     int h = find_name(lm->weights, a->head);
@@ -74,18 +109,17 @@ static bwt_status bind_all(bwt_lm *lm, binding *b) {
   } else {
     BWT_TRY(bind(lm, b, a->head, 2, emb, &lm->head));
   }
+  if (a->head_bias) BWT_TRY(bind(lm, b, a->head_bias, 1, vocab, &lm->head_bias));
   for (int l = 0; l < c->L; l++)
     for (int s = 0; s < LM_SLOT_COUNT; s++) {
-      if (!slot_present(c, (lm_slot)s)) continue;
-      char name[256];
+      if (!slot_present(lm, (lm_slot)s)) continue;
       int64_t shape[2];
-      snprintf(name, sizeof name, a->layer[s], l);
-      int ndim = slot_shape(c, (lm_slot)s, shape);
-      BWT_TRY(bind(lm, b, name, ndim, shape, &lm->layers[l].w[s]));
+      int ndim = slot_shape(lm, (lm_slot)s, shape);
+      BWT_TRY(bind(lm, b, tensor_name(lm, buf, sizeof buf, a->layer[s], l), ndim, shape, &lm->layers[l].w[s]));
     }
   for (int i = 0; i < bwt_safetensors_model_count(lm->weights); i++) {
     const char *name = bwt_safetensors_model_name(lm->weights, i);
-    if (b->bound[i] || (a->ignored && strstr(name, a->ignored))) continue;
+    if (b->bound[i] || is_ignored(a, name)) continue;
     return bwt_fail(BWT_STATUS_FORMAT, "%s: tensor '%s' has no place in a %s with %d layers%s (config.json and the weights disagree)",
                     b->dir, name, c->architecture, c->L,
                     c->attn_bias || c->mlp_bias ? "" : " and no biases");
@@ -103,7 +137,7 @@ bwt_status bwt_lm_open(bwt_lm **out, const char *dir) {
   if (s == BWT_STATUS_OK) s = bwt_safetensors_model_open(&lm->weights, dir);
   if (s == BWT_STATUS_OK) {
     lm->layers = bwt_calloc((size_t)lm->cfg.L, sizeof *lm->layers, "model layers");
-    lm->inv_freq = bwt_calloc((size_t)lm->cfg.R / 2, sizeof *lm->inv_freq, "rope frequencies");
+    lm->inv_freq = bwt_calloc((size_t)lm->cfg.R / 2 + 1, sizeof *lm->inv_freq, "rope frequencies");
     lm->kcache = bwt_calloc((size_t)lm->cfg.L, sizeof *lm->kcache, "key cache");
     lm->vcache = bwt_calloc((size_t)lm->cfg.L, sizeof *lm->vcache, "value cache");
     b.bound = bwt_calloc((size_t)bwt_safetensors_model_count(lm->weights) + 1, 1, "tensor flags");
@@ -120,7 +154,7 @@ bwt_status bwt_lm_open(bwt_lm **out, const char *dir) {
         snprintf(c->dtype, sizeof c->dtype, "%s", bwt_dtype_name((bwt_dtype)d));
       }
     if (kinds > 1) snprintf(c->dtype, sizeof c->dtype, "mixed");
-    bwt_rope_inv_freq(lm->inv_freq, c->R, c->rope_theta, &c->rope_scaling);
+    if (c->R) bwt_rope_inv_freq(lm->inv_freq, c->R, c->rope_theta, &c->rope_scaling);
   }
   free(b.bound);
   if (s != BWT_STATUS_OK) {

@@ -6,24 +6,53 @@
 #include "bwt/lm.h"
 #include "bwt/safetensors.h"
 
-/* One block's tensors, in the order of the architecture table's layer patterns. */
+/* One block's tensors; an architecture names those it has (the others stay NULL in its table row).
+ * LM_QKV is a fused q/k/v projection; LM_GATE is the MLP's first projection: the gate of a gated
+ * (SwiGLU) MLP, the only input projection (c_fc, dense_h_to_4h, fc1) of a plain one. */
 typedef enum {
-  LM_LN1_W,
-  LM_Q_W, LM_Q_B, LM_K_W, LM_K_B, LM_V_W, LM_V_B, LM_O_W, LM_O_B,
-  LM_LN2_W,
+  LM_LN1_W, LM_LN1_B,
+  LM_QKV_W, LM_QKV_B, LM_Q_W, LM_Q_B, LM_K_W, LM_K_B, LM_V_W, LM_V_B, LM_O_W, LM_O_B,
+  LM_LN2_W, LM_LN2_B,
   LM_GATE_W, LM_GATE_B, LM_UP_W, LM_UP_B, LM_DOWN_W, LM_DOWN_B,
   LM_SLOT_COUNT
 } lm_slot;
+
+typedef enum { LM_NORM_RMS, LM_NORM_LAYER } lm_norm_kind;
+typedef enum { LM_POS_ROTARY, LM_POS_LEARNED } lm_pos_kind;
+/* A fused projection's output order: GPT-2's c_attn is all q, then all k, then all v; GPT-NeoX's
+ * query_key_value is per head: head 0's q, k, v (hs rows each), then head 1's, ... */
+typedef enum { LM_QKV_SEPARATE, LM_QKV_BLOCKS, LM_QKV_PER_HEAD } lm_qkv_kind;
+/* x + attn(ln1(x)) then + mlp(ln2(·)) (Llama, GPT-2); or x + attn(ln1(x)) + mlp(ln2(x)) (NeoX's
+ * use_parallel_residual, Phi with ln2 = ln1). */
+typedef enum { LM_RESID_SEQUENTIAL, LM_RESID_PARALLEL } lm_resid_kind;
+
+/* The config.json keys an architecture spells its settings with (Hugging Face's attribute names). */
+typedef struct {
+  const char *layers, *hidden, *heads, *mlp, *positions, *eps, *act, *theta, *rotary;
+} hf_keys;
 
 /* One row of the architecture table. */
 typedef struct {
   const char *hf_name;    /* config.json architectures[0] */
   const char *model_type; /* config.json model_type */
+  const hf_keys *keys;
+  double eps_default, rotary_default; /* norm eps and rotated fraction when config.json has none */
+  int tied_default;       /* tie_word_embeddings when absent (PretrainedConfig's true for GPT-2) */
+  int bias_default;       /* attention_bias / mlp_bias when absent */
+  int gated;              /* SwiGLU MLP (gate, up, down) rather than fc, GELU, proj */
+  lm_norm_kind norm;
+  lm_pos_kind pos;
+  lm_qkv_kind qkv;
+  lm_resid_kind resid;
+  const char *parallel_key; /* config key switching the residual form (NeoX), NULL: fixed */
+  int in_out;             /* projections stored (in, out): GPT-2's Conv1D */
   const char *window_key; /* the config key of a sliding window, NULL: none */
   int default_window;     /* its value when the key is absent (Mistral's config default) */
-  const char *embed, *final_norm, *head;
-  const char *layer[LM_SLOT_COUNT]; /* printf patterns with the layer index */
-  const char *ignored;              /* tensors the checkpoint may hold that bwt computes itself */
+  const char *prefix;     /* a prefix some exports drop ("transformer."): names match with or without */
+  const char *embed, *pos_embed, *final_norm, *final_norm_bias, *head, *head_bias;
+  const char *layer[LM_SLOT_COUNT]; /* printf patterns with the layer index; NULL: none */
+  const char *ignored[3];           /* buffers the checkpoint may hold that bwt computes itself */
+  const char *off_keys[2];          /* config keys bwt cannot honour when true */
 } hf_arch;
 
 /* Parses dir/config.json into cfg and finds its row of the table. */
@@ -44,7 +73,10 @@ struct bwt_lm {
   bwt_lm_config cfg;
   const hf_arch *arch;
   bwt_st_model *weights;
-  const float *embed, *final_norm, *head; /* (V,C), (C), (V,C) — head == embed when tied */
+  const float *embed, *head;              /* (V,C), (V,C) — head == embed when tied */
+  const float *pos_embed;                 /* (max_pos,C) learned positions, NULL: rotary */
+  const float *final_norm, *final_norm_bias, *head_bias; /* (C), (C) or NULL, (V) or NULL */
+  int prefix_len;                         /* characters of arch->prefix this checkpoint drops */
   lm_layer *layers;                       /* (L) */
   double *inv_freq;                       /* (R/2) */
   float **kcache, **vcache;               /* (L) each (cap, NKV·hs): rotated keys and values */
