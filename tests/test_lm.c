@@ -161,7 +161,8 @@ static const struct {
   const char *name;
   int all_points;
 } fixtures[] = {{"llama_gqa", 0},     {"llama_mha", 0},       {"llama3_scaled", 0},   {"mistral_window", 0},
-                {"llama_bf16", 0},    {"gpt2", 1},            {"gpt2_noprefix", 1}};
+                {"llama_bf16", 0},    {"gpt2", 1},            {"gpt2_noprefix", 1},   {"neox_parallel", 1},
+                {"neox_sequential", 1}};
 
 /* max |a − b| / max |b| over the finite entries of b; a must be -inf exactly where b is. */
 static double rel_err_masked(const float *a, const float *b, size_t n) {
@@ -284,6 +285,32 @@ static void test_fixture_configs(void **state) {
   assert_int_equal(bwt_lm_config_of(lm)->hs, 6);
   assert_int_equal(bwt_lm_config_of(lm)->tied, 1);
   bwt_lm_close(lm);
+  /* GPT-2: tied by PretrainedConfig's default, learned positions, n_inner null = 4C, F16 converted. */
+  source_path(dir, sizeof dir, "fixtures/lm/gpt2");
+  assert_int_equal(bwt_lm_open(&lm, dir), BWT_STATUS_OK);
+  const bwt_lm_config *c = bwt_lm_config_of(lm);
+  assert_true(c->tied && c->R == 0 && c->layer_norm && c->act == BWT_LM_ACT_GELU_TANH && !c->parallel_residual);
+  assert_true(c->max_pos == 32 && c->F == 64 && c->attn_bias && c->mlp_bias);
+  bwt_lm_close(lm);
+  source_path(dir, sizeof dir, "fixtures/lm/gpt2_noprefix");
+  assert_int_equal(bwt_lm_open(&lm, dir), BWT_STATUS_OK);
+  c = bwt_lm_config_of(lm);
+  assert_true(c->F == 4 * c->C && c->norm_eps == 1e-3 && strcmp(c->dtype, "F16") == 0);
+  assert_true(c->converted_bytes == c->n_params * sizeof(float));
+  bwt_lm_close(lm);
+  /* NeoX: 80 embedding rows (padded past the 70 ids the tokens use), rotary_pct 0.25 of hs 8. */
+  source_path(dir, sizeof dir, "fixtures/lm/neox_parallel");
+  assert_int_equal(bwt_lm_open(&lm, dir), BWT_STATUS_OK);
+  c = bwt_lm_config_of(lm);
+  assert_true(c->V == 80 && c->R == 2 && c->parallel_residual && c->act == BWT_LM_ACT_GELU && !c->tied && c->attn_bias);
+  int32_t last = 79;
+  assert_int_equal(bwt_lm_forward(lm, &last, 1, NULL), BWT_STATUS_OK); /* a padding row is a row */
+  bwt_lm_close(lm);
+  source_path(dir, sizeof dir, "fixtures/lm/neox_sequential");
+  assert_int_equal(bwt_lm_open(&lm, dir), BWT_STATUS_OK);
+  c = bwt_lm_config_of(lm);
+  assert_true(c->R == 4 && !c->parallel_residual && !c->attn_bias && c->mlp_bias && c->rope_theta == 500);
+  bwt_lm_close(lm);
 }
 
 /* The residual stream adds up, patterns are distributions, and wildcards select by name. */
@@ -327,6 +354,97 @@ static void test_capture_consistency(void **state) {
   assert_true(bwt_lm_point_matches("blocks.*.attn.hook_k", "blocks.12.attn.hook_k"));
   assert_false(bwt_lm_point_matches("blocks.*.attn.hook_k", "blocks.12.attn.hook_rot_k"));
   assert_true(bwt_lm_point_matches("*", "logits"));
+}
+
+/* A parallel block: resid_post = resid_pre + attn_out + mlp_out, both branches off resid_pre, and no
+ * resid_mid to capture. */
+static void check_parallel(const char *fixture) {
+  char dir[1300], rel[200];
+  snprintf(rel, sizeof rel, "fixtures/lm/%s", fixture);
+  source_path(dir, sizeof dir, rel);
+  bwt_lm *lm = NULL;
+  assert_int_equal(bwt_lm_open(&lm, dir), BWT_STATUS_OK);
+  const bwt_lm_config *c = bwt_lm_config_of(lm);
+  int32_t tok[6] = {3, 1, 4, 1, 5, 9};
+  const char *pats[] = {"blocks.1.hook_resid_pre", "blocks.1.hook_attn_out", "blocks.1.hook_mlp_out", "blocks.1.hook_resid_post"};
+  bwt_lm_capture cap;
+  assert_int_equal(bwt_lm_capture_run(lm, tok, 6, pats, 4, &cap, NULL), BWT_STATUS_OK);
+  assert_int_equal(cap.n, 4);
+  for (int i = 0; i < 6 * c->C; i++)
+    assert_true(cap.acts[3].data[i] == cap.acts[0].data[i] + cap.acts[1].data[i] + cap.acts[2].data[i]);
+  bwt_lm_capture_free(&cap);
+  const char *mid[] = {"blocks.0.hook_resid_mid"};
+  assert_int_equal(bwt_lm_capture_run(lm, tok, 6, mid, 1, &cap, NULL), BWT_STATUS_ARG);
+  bwt_lm_capture_free(&cap);
+  bwt_lm_close(lm);
+}
+
+static void test_parallel_residual(void **state) {
+  check_parallel("neox_parallel");
+}
+
+/* The fused q/k/v projections' output order, from the weights file itself: query channel i of head h
+ * is output column h·hs + i of GPT-2's c_attn (keys C later, values 2C later), but row (3h)·hs + i of
+ * NeoX's query_key_value (its key row (3h+1)·hs + i, value (3h+2)·hs + i). Each hook is recomputed
+ * from ln1's output in double with both orders: the right one agrees, the other must not. */
+static void check_fused(const char *fixture, const char *layer0, const char *qkv, const char *ln1, int per_head, int in_out) {
+  char dir[1300], path[1400];
+  char rel[200];
+  snprintf(rel, sizeof rel, "fixtures/lm/%s", fixture);
+  source_path(dir, sizeof dir, rel);
+  snprintf(path, sizeof path, "%s/model.safetensors", dir);
+  bwt_lm *lm = NULL;
+  assert_int_equal(bwt_lm_open(&lm, dir), BWT_STATUS_OK);
+  const bwt_lm_config *c = bwt_lm_config_of(lm);
+  int C = c->C, NH = c->NH, hs = c->hs, T = 9;
+  bwt_st_file *st = NULL;
+  assert_int_equal(bwt_safetensors_open_lazy(&st, path), BWT_STATUS_OK);
+  const float *W, *B, *ln_w, *ln_b;
+  char w_name[128], b_name[128], lnw_name[128], lnb_name[128];
+  snprintf(w_name, sizeof w_name, "%s%s.weight", layer0, qkv);
+  snprintf(b_name, sizeof b_name, "%s%s.bias", layer0, qkv);
+  snprintf(lnw_name, sizeof lnw_name, "%s%s.weight", layer0, ln1);
+  snprintf(lnb_name, sizeof lnb_name, "%s%s.bias", layer0, ln1);
+  int64_t wshape[2] = {in_out ? C : 3 * C, in_out ? 3 * C : C}, bshape[1] = {3 * C}, cshape[1] = {C};
+  assert_int_equal(bwt_safetensors_get_f32(st, w_name, 2, wshape, &W), BWT_STATUS_OK);
+  assert_int_equal(bwt_safetensors_get_f32(st, b_name, 1, bshape, &B), BWT_STATUS_OK);
+  assert_int_equal(bwt_safetensors_get_f32(st, lnw_name, 1, cshape, &ln_w), BWT_STATUS_OK);
+  assert_int_equal(bwt_safetensors_get_f32(st, lnb_name, 1, cshape, &ln_b), BWT_STATUS_OK);
+  int32_t tok[9] = {5, 17, 3, 60, 2, 2, 41, 9, 33};
+  const char *pats[] = {"blocks.0.ln1.hook_normalized", "blocks.0.attn.hook_q", "blocks.0.attn.hook_k", "blocks.0.attn.hook_v"};
+  bwt_lm_capture cap;
+  assert_int_equal(bwt_lm_capture_run(lm, tok, T, pats, 4, &cap, NULL), BWT_STATUS_OK);
+  assert_int_equal(cap.n, 4);
+  const float *normed = cap.acts[0].data;
+  double err[2] = {0, 0}, big = 0;
+  for (int order = 0; order < 2; order++) {   /* 0: this architecture's order, 1: the other one */
+    int ph = order ? !per_head : per_head;
+    for (int which = 0; which < 3; which++)   /* q, k, v */
+      for (int t = 0; t < T; t++)
+        for (int h = 0; h < NH; h++)
+          for (int i = 0; i < hs; i++) {
+            int out = ph ? (3 * h + which) * hs + i : which * C + h * hs + i;
+            double acc = B[out];
+            for (int k = 0; k < C; k++) {
+              double a = (double)normed[t * C + k] * ln_w[k] + ln_b[k];
+              acc += a * (in_out ? W[(size_t)k * 3 * C + out] : W[(size_t)out * C + k]);
+            }
+            double got = cap.acts[1 + which].data[(t * NH + h) * hs + i];
+            err[order] = fmax(err[order], fabs(got - acc));
+            if (!order) big = fmax(big, fabs(acc));
+          }
+  }
+  print_message("  %-14s %s%s: hooks q/k/v from the file's weights, %s order %.2e, the other order %.2e (of max %.2f)\n",
+                fixture, layer0, qkv, per_head ? "per-head" : "q|k|v-block", err[0], err[1], big);
+  assert_true(err[0] < 1e-5 * big && err[1] > 0.1 * big);
+  bwt_lm_capture_free(&cap);
+  bwt_safetensors_close(st);
+  bwt_lm_close(lm);
+}
+
+static void test_fused_qkv_layouts(void **state) {
+  check_fused("gpt2", "transformer.h.0.", "attn.c_attn", "ln_1", 0, 1);
+  check_fused("neox_parallel", "gpt_neox.layers.0.", "attention.query_key_value", "input_layernorm", 1, 0);
 }
 
 /* ---- bad directories ---------------------------------------------------------------------------- */
@@ -380,7 +498,7 @@ static void test_bad_directories(void **state) {
   expect_open_error(test_tmpdir("lm_empty"), BWT_STATUS_IO, "no config.json");
   expect_open_error(variant("lm_badjson", "{", "{{"), BWT_STATUS_FORMAT, "config.json: not valid JSON");
   expect_open_error(variant("lm_arch", "LlamaForCausalLM", "GPTJForCausalLM"), BWT_STATUS_FORMAT,
-                    "unknown architecture 'GPTJForCausalLM' (bwt reads LlamaForCausalLM, MistralForCausalLM, GPT2LMHeadModel)");
+                    "unknown architecture 'GPTJForCausalLM' (bwt reads LlamaForCausalLM, MistralForCausalLM, GPT2LMHeadModel, GPTNeoXForCausalLM)");
   expect_open_error(variant("lm_layers", "\"num_hidden_layers\": 2", "\"num_hidden_layers\": 3"), BWT_STATUS_FORMAT,
                     "missing tensor 'model.layers.2.input_layernorm.weight'");
   expect_open_error(variant("lm_fewer", "\"num_hidden_layers\": 2", "\"num_hidden_layers\": 1"), BWT_STATUS_FORMAT,
@@ -401,6 +519,25 @@ static void test_bad_directories(void **state) {
   expect_open_error(variant("lm_rope", "\"rope_scaling\": null", "\"rope_scaling\": {\"rope_type\": \"yarn\", \"factor\": 2}"),
                     BWT_STATUS_FORMAT, "rope_scaling type 'yarn' is not supported");
   expect_open_error(variant("lm_act", "\"silu\"", "\"gelu\""), BWT_STATUS_FORMAT, "'hidden_act' 'gelu' is not supported");
+  /* GPT-2 and NeoX: config and tensors disagreeing, named in the checkpoint's own spelling. */
+  expect_open_error(variant_of("gpt2", "gpt2_layers", "\"n_layer\": 2", "\"n_layer\": 3"), BWT_STATUS_FORMAT,
+                    "missing tensor 'transformer.h.2.ln_1.weight'");
+  expect_open_error(variant_of("gpt2_noprefix", "gpt2_np_layers", "\"n_layer\": 2", "\"n_layer\": 3"), BWT_STATUS_FORMAT,
+                    "missing tensor 'h.2.ln_1.weight'");
+  expect_open_error(variant_of("gpt2", "gpt2_inner", "\"n_inner\": 64", "\"n_inner\": 48"), BWT_STATUS_FORMAT,
+                    "tensor 'transformer.h.0.mlp.c_fc.weight' has shape");
+  expect_open_error(variant_of("gpt2", "gpt2_act", "\"gelu_new\"", "\"relu\""), BWT_STATUS_FORMAT,
+                    "'activation_function' 'relu' is not supported for GPT2LMHeadModel");
+  expect_open_error(variant_of("gpt2", "gpt2_untied", "\"n_ctx\"", "\"tie_word_embeddings\": false, \"n_ctx\""),
+                    BWT_STATUS_FORMAT, "missing tensor 'lm_head.weight'");
+  expect_open_error(variant_of("gpt2", "gpt2_idx", "\"n_ctx\"", "\"scale_attn_by_inverse_layer_idx\": true, \"n_ctx\""),
+                    BWT_STATUS_FORMAT, "'scale_attn_by_inverse_layer_idx' true is not supported for GPT2LMHeadModel");
+  expect_open_error(variant_of("neox_sequential", "neox_bias", "\"attention_bias\": false", "\"attention_bias\": true"),
+                    BWT_STATUS_FORMAT, "missing tensor 'gpt_neox.layers.0.attention.query_key_value.bias'");
+  expect_open_error(variant_of("neox_parallel", "neox_vocab", "\"vocab_size\": 80", "\"vocab_size\": 70"),
+                    BWT_STATUS_FORMAT, "tensor 'gpt_neox.embed_in.weight' has shape");
+  expect_open_error(variant_of("neox_parallel", "neox_rot", "\"rotary_pct\": 0.25", "\"rotary_pct\": 0.1"),
+                    BWT_STATUS_FORMAT, "'rotary_pct' 0.1 leaves no rotated pair");
   /* A sharded model whose second shard is missing. */
   char dir[1300], src[1300], path[1400];
   snprintf(dir, sizeof dir, "%s", test_tmpdir("lm_shard"));
@@ -423,6 +560,8 @@ int main(void) {
       cmocka_unit_test(test_fixtures),
       cmocka_unit_test(test_fixture_configs),
       cmocka_unit_test(test_capture_consistency),
+      cmocka_unit_test(test_fused_qkv_layouts),
+      cmocka_unit_test(test_parallel_residual),
       cmocka_unit_test(test_bad_directories),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

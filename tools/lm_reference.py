@@ -375,6 +375,7 @@ ARCHS = {  # architectures[0] -> (random weights, forward)
     "LlamaForCausalLM": (lambda cfg, gen, kw: random_weights(cfg, gen), None),
     "MistralForCausalLM": (lambda cfg, gen, kw: random_weights(cfg, gen), None),
     "GPT2LMHeadModel": (lambda cfg, gen, kw: random_weights_gpt2(cfg, gen, kw.get("prefix", "transformer.")), forward_gpt2),
+    "GPTNeoXForCausalLM": (lambda cfg, gen, kw: random_weights_neox(cfg, gen), forward_neox),
 }
 
 
@@ -449,3 +450,12 @@ if __name__ == "__main__":
     fixture("gpt2", gpt2, 6, extra={f"transformer.h.{l}.attn.bias": causal for l in range(2)})
     fixture("gpt2_noprefix", dict(gpt2, n_inner=None, layer_norm_epsilon=1e-3, torch_dtype="float16"), 7, f16=True,
             prefix="")
+    neox = {"architectures": ["GPTNeoXForCausalLM"], "model_type": "gpt_neox", "hidden_size": 32,
+            "num_attention_heads": 4, "num_hidden_layers": 2, "intermediate_size": 64, "vocab_size": 80,
+            "max_position_embeddings": 64, "layer_norm_eps": 1e-5, "hidden_act": "gelu", "rotary_pct": 0.25,
+            "rotary_emb_base": 10000, "use_parallel_residual": True, "tie_word_embeddings": False,
+            "bos_token_id": 0, "eos_token_id": 0}
+    # hs 8, 2 rotated channels; tokens below 70 of the 80 rows: the tokenizer's vocabulary is smaller
+    fixture("neox_parallel", neox, 8, token_range=70)
+    fixture("neox_sequential", dict(neox, use_parallel_residual=False, rotary_pct=0.5, rotary_emb_base=500,
+                                    attention_bias=False, layer_norm_eps=1e-3, vocab_size=64), 9)

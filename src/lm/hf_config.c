@@ -21,6 +21,8 @@ static const hf_keys llama_keys = {"num_hidden_layers", "hidden_size", "num_atte
                                    "max_position_embeddings", "rms_norm_eps", "hidden_act", "rope_theta", "partial_rotary_factor"};
 static const hf_keys gpt2_keys = {"n_layer", "n_embd", "n_head", "n_inner", "n_positions", "layer_norm_epsilon",
                                   "activation_function", NULL, NULL};
+static const hf_keys neox_keys = {"num_hidden_layers", "hidden_size", "num_attention_heads", "intermediate_size",
+                                  "max_position_embeddings", "layer_norm_eps", "hidden_act", "rotary_emb_base", "rotary_pct"};
 #define LLAMA_LAYER                                                                            \
   {[LM_LN1_W] = "model.layers.%d.input_layernorm.weight",                                      \
    [LM_Q_W] = "model.layers.%d.self_attn.q_proj.weight", [LM_Q_B] = "model.layers.%d.self_attn.q_proj.bias", \
@@ -40,6 +42,16 @@ static const hf_keys gpt2_keys = {"n_layer", "n_embd", "n_head", "n_inner", "n_p
    [LM_GATE_W] = "transformer.h.%d.mlp.c_fc.weight", [LM_GATE_B] = "transformer.h.%d.mlp.c_fc.bias", \
    [LM_DOWN_W] = "transformer.h.%d.mlp.c_proj.weight", [LM_DOWN_B] = "transformer.h.%d.mlp.c_proj.bias"}
 
+#define NEOX_LAYER                                                                             \
+  {[LM_LN1_W] = "gpt_neox.layers.%d.input_layernorm.weight", [LM_LN1_B] = "gpt_neox.layers.%d.input_layernorm.bias", \
+   [LM_QKV_W] = "gpt_neox.layers.%d.attention.query_key_value.weight",                         \
+   [LM_QKV_B] = "gpt_neox.layers.%d.attention.query_key_value.bias",                           \
+   [LM_O_W] = "gpt_neox.layers.%d.attention.dense.weight", [LM_O_B] = "gpt_neox.layers.%d.attention.dense.bias", \
+   [LM_LN2_W] = "gpt_neox.layers.%d.post_attention_layernorm.weight",                          \
+   [LM_LN2_B] = "gpt_neox.layers.%d.post_attention_layernorm.bias",                            \
+   [LM_GATE_W] = "gpt_neox.layers.%d.mlp.dense_h_to_4h.weight", [LM_GATE_B] = "gpt_neox.layers.%d.mlp.dense_h_to_4h.bias", \
+   [LM_DOWN_W] = "gpt_neox.layers.%d.mlp.dense_4h_to_h.weight", [LM_DOWN_B] = "gpt_neox.layers.%d.mlp.dense_4h_to_h.bias"}
+
 /* Columns: name, model_type, keys, eps and rotary fraction defaults, tied and bias defaults, gated, norm,
  * positions, q/k/v, residual, its config key, (in, out) weights, window key and default, optional
  * prefix; embeddings, positions, final norm and its bias, head and its bias; layers; ignored
@@ -58,6 +70,11 @@ static const hf_arch arch_table[] = {
      "transformer.wte.weight", "transformer.wpe.weight", "transformer.ln_f.weight", "transformer.ln_f.bias",
      "lm_head.weight", NULL, GPT2_LAYER,
      {".attn.bias", ".attn.masked_bias"}, {"scale_attn_by_inverse_layer_idx", "add_cross_attention"}},
+    {"GPTNeoXForCausalLM", "gpt_neox", &neox_keys, 1e-5, 0.25, 0, 1, 0, LM_NORM_LAYER, LM_POS_ROTARY, LM_QKV_PER_HEAD,
+     LM_RESID_PARALLEL, "use_parallel_residual", 0, NULL, 0, NULL,
+     "gpt_neox.embed_in.weight", NULL, "gpt_neox.final_layer_norm.weight", "gpt_neox.final_layer_norm.bias",
+     "embed_out.weight", NULL, NEOX_LAYER,
+     {"rotary_emb.inv_freq", ".attention.bias", ".attention.masked_bias"}, {NULL}},
 };
 #define N_ARCH (int)(sizeof arch_table / sizeof arch_table[0])
 
