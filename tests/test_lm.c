@@ -162,7 +162,7 @@ static const struct {
   int all_points;
 } fixtures[] = {{"llama_gqa", 0},     {"llama_mha", 0},       {"llama3_scaled", 0},   {"mistral_window", 0},
                 {"llama_bf16", 0},    {"gpt2", 1},            {"gpt2_noprefix", 1},   {"neox_parallel", 1},
-                {"neox_sequential", 1}};
+                {"neox_sequential", 1}, {"phi", 1}};
 
 /* max |a − b| / max |b| over the finite entries of b; a must be -inf exactly where b is. */
 static double rel_err_masked(const float *a, const float *b, size_t n) {
@@ -311,6 +311,12 @@ static void test_fixture_configs(void **state) {
   c = bwt_lm_config_of(lm);
   assert_true(c->R == 4 && !c->parallel_residual && !c->attn_bias && c->mlp_bias && c->rope_theta == 500);
   bwt_lm_close(lm);
+  /* Phi: partial_rotary_factor 0.5 of hs 8, one norm, both branches in parallel, biased head. */
+  source_path(dir, sizeof dir, "fixtures/lm/phi");
+  assert_int_equal(bwt_lm_open(&lm, dir), BWT_STATUS_OK);
+  c = bwt_lm_config_of(lm);
+  assert_true(c->R == 4 && c->parallel_residual && c->layer_norm && c->act == BWT_LM_ACT_GELU_TANH && !c->tied);
+  bwt_lm_close(lm);
 }
 
 /* The residual stream adds up, patterns are distributions, and wildcards select by name. */
@@ -381,6 +387,7 @@ static void check_parallel(const char *fixture) {
 
 static void test_parallel_residual(void **state) {
   check_parallel("neox_parallel");
+  check_parallel("phi");
 }
 
 /* The fused q/k/v projections' output order, from the weights file itself: query channel i of head h
@@ -498,7 +505,7 @@ static void test_bad_directories(void **state) {
   expect_open_error(test_tmpdir("lm_empty"), BWT_STATUS_IO, "no config.json");
   expect_open_error(variant("lm_badjson", "{", "{{"), BWT_STATUS_FORMAT, "config.json: not valid JSON");
   expect_open_error(variant("lm_arch", "LlamaForCausalLM", "GPTJForCausalLM"), BWT_STATUS_FORMAT,
-                    "unknown architecture 'GPTJForCausalLM' (bwt reads LlamaForCausalLM, MistralForCausalLM, GPT2LMHeadModel, GPTNeoXForCausalLM)");
+                    "unknown architecture 'GPTJForCausalLM' (bwt reads LlamaForCausalLM, MistralForCausalLM, GPT2LMHeadModel, GPTNeoXForCausalLM, PhiForCausalLM)");
   expect_open_error(variant("lm_layers", "\"num_hidden_layers\": 2", "\"num_hidden_layers\": 3"), BWT_STATUS_FORMAT,
                     "missing tensor 'model.layers.2.input_layernorm.weight'");
   expect_open_error(variant("lm_fewer", "\"num_hidden_layers\": 2", "\"num_hidden_layers\": 1"), BWT_STATUS_FORMAT,
@@ -538,6 +545,12 @@ static void test_bad_directories(void **state) {
                     BWT_STATUS_FORMAT, "tensor 'gpt_neox.embed_in.weight' has shape");
   expect_open_error(variant_of("neox_parallel", "neox_rot", "\"rotary_pct\": 0.25", "\"rotary_pct\": 0.1"),
                     BWT_STATUS_FORMAT, "'rotary_pct' 0.1 leaves no rotated pair");
+  expect_open_error(variant_of("phi", "phi_qkln", "\"qk_layernorm\": false", "\"qk_layernorm\": true"),
+                    BWT_STATUS_FORMAT, "'qk_layernorm' true is not supported for PhiForCausalLM");
+  expect_open_error(variant_of("phi", "phi_vocab", "\"vocab_size\": 64", "\"vocab_size\": 65"),
+                    BWT_STATUS_FORMAT, "tensor 'model.embed_tokens.weight' has shape");
+  expect_open_error(variant_of("phi", "phi_layers", "\"num_hidden_layers\": 2", "\"num_hidden_layers\": 1"),
+                    BWT_STATUS_FORMAT, "tensor 'model.layers.1.");
   /* A sharded model whose second shard is missing. */
   char dir[1300], src[1300], path[1400];
   snprintf(dir, sizeof dir, "%s", test_tmpdir("lm_shard"));

@@ -376,6 +376,7 @@ ARCHS = {  # architectures[0] -> (random weights, forward)
     "MistralForCausalLM": (lambda cfg, gen, kw: random_weights(cfg, gen), None),
     "GPT2LMHeadModel": (lambda cfg, gen, kw: random_weights_gpt2(cfg, gen, kw.get("prefix", "transformer.")), forward_gpt2),
     "GPTNeoXForCausalLM": (lambda cfg, gen, kw: random_weights_neox(cfg, gen), forward_neox),
+    "PhiForCausalLM": (lambda cfg, gen, kw: random_weights_phi(cfg, gen), forward_phi),
 }
 
 
@@ -459,3 +460,8 @@ if __name__ == "__main__":
     fixture("neox_parallel", neox, 8, token_range=70)
     fixture("neox_sequential", dict(neox, use_parallel_residual=False, rotary_pct=0.5, rotary_emb_base=500,
                                     attention_bias=False, layer_norm_eps=1e-3, vocab_size=64), 9)
+    phi = {"architectures": ["PhiForCausalLM"], "model_type": "phi", "hidden_size": 32, "num_attention_heads": 4,
+           "num_hidden_layers": 2, "intermediate_size": 64, "vocab_size": 64, "max_position_embeddings": 64,
+           "layer_norm_eps": 1e-5, "hidden_act": "gelu_new", "partial_rotary_factor": 0.5, "rope_theta": 10000.0,
+           "qk_layernorm": False, "tie_word_embeddings": False, "bos_token_id": 1, "eos_token_id": 2}
+    fixture("phi", phi, 10)

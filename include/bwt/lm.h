@@ -4,7 +4,7 @@
  *
  * Weights stay in the memory-mapped files when they are F32 (no copy); F16 and BF16 tensors are
  * converted to fp32 once, at open. Architectures come from one table (src/lm/hf_config.c):
- * LlamaForCausalLM, MistralForCausalLM, GPT2LMHeadModel, GPTNeoXForCausalLM. Every
+ * LlamaForCausalLM, MistralForCausalLM, GPT2LMHeadModel, GPTNeoXForCausalLM, PhiForCausalLM. Every
  * file problem is a one-line error naming the file and, where there is one, the config key or tensor.
  *
  * A model holds one sequence's key/value cache: bwt_lm_forward appends tokens at the end of the
@@ -30,7 +30,7 @@ typedef enum { BWT_LM_ACT_SWIGLU, BWT_LM_ACT_GELU, BWT_LM_ACT_GELU_TANH } bwt_lm
 
 typedef struct {
   char architecture[BWT_LM_NAME_MAX]; /* config.json's architectures[0]: "LlamaForCausalLM" */
-  char model_type[BWT_LM_NAME_MAX];   /* "llama", "mistral", "gpt2", "gpt_neox" */
+  char model_type[BWT_LM_NAME_MAX];   /* "llama", "mistral", "gpt2", "gpt_neox", "phi" */
   int L, C, NH, NKV, hs, F, V;
   int max_pos;                  /* max_position_embeddings: the longest sequence */
   int R;                        /* rotated channels per head (hs · partial_rotary_factor); 0: learned

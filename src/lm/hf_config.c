@@ -23,6 +23,9 @@ static const hf_keys gpt2_keys = {"n_layer", "n_embd", "n_head", "n_inner", "n_p
                                   "activation_function", NULL, NULL};
 static const hf_keys neox_keys = {"num_hidden_layers", "hidden_size", "num_attention_heads", "intermediate_size",
                                   "max_position_embeddings", "layer_norm_eps", "hidden_act", "rotary_emb_base", "rotary_pct"};
+static const hf_keys phi_keys = {"num_hidden_layers", "hidden_size", "num_attention_heads", "intermediate_size",
+                                 "max_position_embeddings", "layer_norm_eps", "hidden_act", "rope_theta", "partial_rotary_factor"};
+
 #define LLAMA_LAYER                                                                            \
   {[LM_LN1_W] = "model.layers.%d.input_layernorm.weight",                                      \
    [LM_Q_W] = "model.layers.%d.self_attn.q_proj.weight", [LM_Q_B] = "model.layers.%d.self_attn.q_proj.bias", \
@@ -52,6 +55,16 @@ static const hf_keys neox_keys = {"num_hidden_layers", "hidden_size", "num_atten
    [LM_GATE_W] = "gpt_neox.layers.%d.mlp.dense_h_to_4h.weight", [LM_GATE_B] = "gpt_neox.layers.%d.mlp.dense_h_to_4h.bias", \
    [LM_DOWN_W] = "gpt_neox.layers.%d.mlp.dense_4h_to_h.weight", [LM_DOWN_B] = "gpt_neox.layers.%d.mlp.dense_4h_to_h.bias"}
 
+/* Phi: one LayerNorm per block feeds both branches, so there is no LM_LN2. */
+#define PHI_LAYER                                                                              \
+  {[LM_LN1_W] = "model.layers.%d.input_layernorm.weight", [LM_LN1_B] = "model.layers.%d.input_layernorm.bias", \
+   [LM_Q_W] = "model.layers.%d.self_attn.q_proj.weight", [LM_Q_B] = "model.layers.%d.self_attn.q_proj.bias", \
+   [LM_K_W] = "model.layers.%d.self_attn.k_proj.weight", [LM_K_B] = "model.layers.%d.self_attn.k_proj.bias", \
+   [LM_V_W] = "model.layers.%d.self_attn.v_proj.weight", [LM_V_B] = "model.layers.%d.self_attn.v_proj.bias", \
+   [LM_O_W] = "model.layers.%d.self_attn.dense.weight", [LM_O_B] = "model.layers.%d.self_attn.dense.bias", \
+   [LM_GATE_W] = "model.layers.%d.mlp.fc1.weight", [LM_GATE_B] = "model.layers.%d.mlp.fc1.bias", \
+   [LM_DOWN_W] = "model.layers.%d.mlp.fc2.weight", [LM_DOWN_B] = "model.layers.%d.mlp.fc2.bias"}
+
 /* Columns: name, model_type, keys, eps and rotary fraction defaults, tied and bias defaults, gated, norm,
  * positions, q/k/v, residual, its config key, (in, out) weights, window key and default, optional
  * prefix; embeddings, positions, final norm and its bias, head and its bias; layers; ignored
@@ -75,6 +88,11 @@ static const hf_arch arch_table[] = {
      "gpt_neox.embed_in.weight", NULL, "gpt_neox.final_layer_norm.weight", "gpt_neox.final_layer_norm.bias",
      "embed_out.weight", NULL, NEOX_LAYER,
      {"rotary_emb.inv_freq", ".attention.bias", ".attention.masked_bias"}, {NULL}},
+    {"PhiForCausalLM", "phi", &phi_keys, 1e-5, 0.5, 0, 1, 0, LM_NORM_LAYER, LM_POS_ROTARY, LM_QKV_SEPARATE,
+     LM_RESID_PARALLEL, NULL, 0, NULL, 0, NULL,
+     "model.embed_tokens.weight", NULL, "model.final_layernorm.weight", "model.final_layernorm.bias",
+     "lm_head.weight", "lm_head.bias", PHI_LAYER,
+     {"rotary_emb.inv_freq"}, {"qk_layernorm"}},
 };
 #define N_ARCH (int)(sizeof arch_table / sizeof arch_table[0])
 
