@@ -177,12 +177,25 @@ static int lm_info(int argc, char **argv) {
   cJSON_AddStringToObject(o, "rope_scaling", rope[c->rope_scaling.type]);
   cJSON_AddNumberToObject(o, "sliding_window", c->sliding_window);
   cJSON_AddNumberToObject(o, "norm_eps", c->norm_eps);
+  static const char *act[] = {"swiglu", "gelu", "gelu_tanh"};
+  cJSON_AddStringToObject(o, "norm", c->layer_norm ? "layernorm" : "rmsnorm");
+  cJSON_AddStringToObject(o, "positions", c->R ? "rotary" : "learned");
+  cJSON_AddStringToObject(o, "activation", act[c->act]);
+  cJSON_AddBoolToObject(o, "parallel_residual", c->parallel_residual);
   cJSON_AddBoolToObject(o, "tied_embeddings", c->tied);
   cJSON_AddStringToObject(o, "dtype", c->dtype);
   cJSON_AddNumberToObject(o, "shards", c->n_shards);
   cJSON_AddNumberToObject(o, "parameters", (double)c->n_params);
   cJSON_AddNumberToObject(o, "converted_bytes", (double)c->converted_bytes);
-  cJSON_AddStringToObject(o, "tokenizer", tokenizer_of(pos[0]));
+  const char *tok_file = tokenizer_of(pos[0]);
+  cJSON_AddStringToObject(o, "tokenizer", tok_file);
+  /* Its vocabulary: a model's may be padded past it (Pythia's 50304 rows for 50277 tokens). */
+  bwt_tokenizer *tok = NULL;
+  if (strcmp(tok_file, "none") != 0 && bwt_tokenizer_load(&tok, pos[0]) == BWT_STATUS_OK)
+    cJSON_AddNumberToObject(o, "tokenizer_vocab_size", (double)bwt_tokenizer_vocab_size(tok));
+  else if (strcmp(tok_file, "none") != 0)
+    cJSON_AddStringToObject(o, "tokenizer_error", bwt_last_error());
+  bwt_tokenizer_free(tok);
   bwt_lm_close(lm);
   return print_json(o, 1);
 }
@@ -466,7 +479,8 @@ int cmd_lm(int argc, char **argv) {
   if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
     FILE *f = argc < 2 ? stderr : stdout;
     fprintf(f, "usage: bwt lm COMMAND DIR [options]   (bwt lm COMMAND --help for its options)\n\n"
-               "Hugging Face language models (LlamaForCausalLM, MistralForCausalLM) in fp32.\n\n");
+               "Hugging Face language models (LlamaForCausalLM, MistralForCausalLM, GPT2LMHeadModel,\n"
+               "GPTNeoXForCausalLM, PhiForCausalLM) in fp32.\n\n");
     for (size_t i = 0; i < sizeof lm_table / sizeof *lm_table; i++) fprintf(f, "  %-8s %s\n", lm_table[i].name, lm_table[i].summary);
     return argc < 2 ? 2 : 0;
   }

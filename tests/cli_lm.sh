@@ -48,6 +48,29 @@ expect 1 "token 64 at position 1 is outside the vocabulary 0..63" -- lm run "$mo
 expect 1 "'blocks.7.hook_resid_pre' matches nothing" -- lm capture "$model" --prompts "$tmp/p.jsonl" --points blocks.7.hook_resid_pre --out "$tmp/never.safetensors"
 [ ! -e "$tmp/never.safetensors" ] || { echo "FAIL: a failed capture wrote its file"; failures=$((failures + 1)); }
 
+# The other architectures, and the real GPT-2 and Pythia tokenizers (when shared/ has them) reported
+# beside a model: Pythia's vocabulary is smaller than a padded embedding, the logits cover every row.
+for fx in gpt2:GPT2LMHeadModel:learned neox_parallel:GPTNeoXForCausalLM:rotary phi:PhiForCausalLM:rotary; do
+  ok lm info "$here/fixtures/lm/${fx%%:*}"
+  rest=${fx#*:}
+  has "\"architecture\":	\"${rest%%:*}\""
+  has "\"positions\":	\"${rest#*:}\""
+done
+ok lm capture "$here/fixtures/lm/neox_parallel" --prompts "$tmp/p.jsonl" --points 'blocks.*.hook_resid_*' --out "$tmp/neox.safetensors"
+has '"tensors":12' # 2 prompts × (pre and post of 2 blocks, tokens, logits): no resid_mid in a parallel block
+shared_tok=${BWT_SHARED_TOKENIZERS:-$here/../../shared/tokenizers}
+for pair in gpt2:gpt2 neox_parallel:pythia; do
+  fx=${pair%%:*} tk=${pair#*:}
+  if [ -e "$shared_tok/$tk/tokenizer.json" ]; then
+    mkdir -p "$tmp/tok_$fx" && cp "$here/fixtures/lm/$fx"/* "$tmp/tok_$fx/" && cp "$shared_tok/$tk/tokenizer.json" "$tmp/tok_$fx/"
+    ok lm info "$tmp/tok_$fx"
+    has '"tokenizer":	"tokenizer.json"'
+    has '"tokenizer_vocab_size":	50'
+  else
+    echo "$shared_tok/$tk not found: its check skipped"
+  fi
+done
+
 # stories260K's greedy continuation from BOS begins "Once upon a time, there was a" (its README).
 stories=${BWT_SHARED_DIR:-$here/../../shared}/models/stories260K
 if [ -e "$stories/config.json" ]; then
