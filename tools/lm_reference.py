@@ -1,24 +1,35 @@
 #!/usr/bin/env python3
-"""Tiny random-weight Llama and Mistral checkpoints in Hugging Face's file layout, with reference
-logits and captured activations, for tests/test_lm.c.
+"""Tiny random-weight checkpoints of each architecture bwt reads, in Hugging Face's file layout
+(its tensor names and shapes: GPT-2's Conv1D c_attn.weight is (C, 3C)), with reference logits and
+captured activations, for tests/test_lm.c.
 
-The model here is written from the published architecture (Llama: RMSNorm, rotate-half RoPE,
-grouped-query attention, SiLU-gated MLP; Llama 3's rope_scaling frequency rule; Mistral's sliding
-window: query t sees keys s with t - window < s <= t), not taken from any library. It computes in
-float64 from the weights exactly as stored (BF16 weights widened), so what tests/test_lm.c measures
-is bwt's own fp32 rounding.
+The models here are written from the published architectures, not taken from any library:
+  Llama: RMSNorm, rotate-half RoPE, grouped-query attention, SiLU-gated MLP; Llama 3's rope_scaling
+    frequency rule; Mistral's sliding window (query t sees keys s with t - window < s <= t);
+  GPT-2: learned positions, LayerNorm, Conv1D weights (x @ W + b), c_attn's output [q | k | v],
+    tanh GELU, head tied to wte, names with or without "transformer.";
+  GPT-NeoX: query_key_value's output per head [q_h | k_h | v_h], rotary on the first rotary_pct of
+    each head, erf GELU, parallel residual x + attn(ln1 x) + mlp(ln2 x) or sequential, embed_out;
+  Phi: one LayerNorm feeding attention and MLP in parallel, partial rotary, biased lm_head.
+They compute in float64 from the weights exactly as stored (BF16/F16 weights widened), so what
+tests/test_lm.c measures is bwt's own fp32 rounding.
 
 Each fixture is a directory tests/fixtures/lm/NAME/ holding config.json, the weights
 (model.safetensors, or two shards and model.safetensors.index.json) and reference.safetensors:
   tokens          I32 (T,)     the input sequence
   logits          F32 (T,V)    next-token logits at each position
   act.POINT       F32          activations under bwt's (TransformerLens's) names, batch dropped:
-                               see docs/lm.md; attention scores hold -inf where masked
+                               see docs/lm.md; attention scores hold -inf where masked. The Llama
+                               fixtures hold the 17 POINTS, the others every point their model makes.
 
 Fixtures: llama_gqa (4 query heads on 2 key/value heads, untied head), llama_mha (no grouping,
 head_dim 6 != hidden/heads, tied embeddings, attention biases), llama3_scaled (rope_scaling llama3,
 theta 5e5, sharded over two files), mistral_window (MistralForCausalLM, sliding_window 4 < T = 12),
-llama_bf16 (BF16 weights, GQA).
+llama_bf16 (BF16 weights, GQA), gpt2 ("transformer." names, the attn.bias mask buffers old exports
+save), gpt2_noprefix (names without the prefix, F16 weights, n_inner null, eps 1e-3), neox_parallel
+(rotary_pct 0.25, 80 embedding rows for tokens below 70: a vocabulary padded past the tokenizer's),
+neox_sequential (use_parallel_residual false, rotary_pct 0.5, no attention biases), phi
+(partial_rotary_factor 0.5).
 
 Run with Debian's interpreter and python3-torch:  /usr/bin/python3 tools/lm_reference.py
 """

@@ -60,7 +60,7 @@ typedef struct bwt_lm bwt_lm;
 bwt_status bwt_lm_open(bwt_lm **out, const char *dir);
 void bwt_lm_close(bwt_lm *lm);
 const bwt_lm_config *bwt_lm_config_of(const bwt_lm *lm);
-/* The architectures bwt reads, as "LlamaForCausalLM, MistralForCausalLM". */
+/* The architectures bwt reads, as "LlamaForCausalLM, MistralForCausalLM, …". */
 const char *bwt_lm_known_architectures(void);
 
 /* Empties the key/value cache: the next forward starts at position 0. */
@@ -75,12 +75,15 @@ bwt_status bwt_lm_forward(bwt_lm *lm, const int32_t *tokens, int n, float *logit
 
 /* Captured activations of one sequence. Names and shapes (TransformerLens's, batch dropped; the
  * full list with its meaning is in docs/lm.md):
- *   hook_embed (T,C); blocks.{l}.hook_resid_pre, hook_resid_mid, hook_resid_post (T,C);
- *   blocks.{l}.ln1.hook_normalized, ln2.hook_normalized (T,C) — x·rstd, before the norm's weight;
+ *   hook_embed, hook_pos_embed (GPT-2) (T,C); blocks.{l}.hook_resid_pre, hook_resid_mid (sequential
+ *   blocks only), hook_resid_post (T,C);
+ *   blocks.{l}.ln1.hook_normalized, ln2.hook_normalized (not Phi) (T,C) — x·rstd, before the
+ *   norm's weight (LayerNorm: (x − mean)·rstd, before weight and bias);
  *   blocks.{l}.attn.hook_q, hook_rot_q, hook_z (T,NH,hs); attn.hook_k, hook_rot_k, hook_v
- *   (T,NKV,hs); attn.hook_attn_scores (NH,T,T) scaled, -inf where masked; attn.hook_pattern
- *   (NH,T,T); blocks.{l}.hook_attn_out, hook_mlp_out (T,C); mlp.hook_pre (gate), hook_pre_linear
- *   (up), hook_post (T,F); ln_final.hook_normalized (T,C); logits (T,V). */
+ *   (T,NKV,hs) (the rot points only with rotary positions); attn.hook_attn_scores (NH,T,T) scaled, -inf where masked; attn.hook_pattern
+ *   (NH,T,T); blocks.{l}.hook_attn_out, hook_mlp_out (T,C); mlp.hook_pre (gate, or the plain
+ *   MLP's input projection), hook_pre_linear (up, gated MLPs only), hook_post (T,F);
+ *   ln_final.hook_normalized (T,C); logits (T,V). */
 typedef struct {
   char name[BWT_LM_NAME_MAX];
   int ndim;
