@@ -65,34 +65,33 @@ static const hf_keys phi_keys = {"num_hidden_layers", "hidden_size", "num_attent
    [LM_GATE_W] = "model.layers.%d.mlp.fc1.weight", [LM_GATE_B] = "model.layers.%d.mlp.fc1.bias", \
    [LM_DOWN_W] = "model.layers.%d.mlp.fc2.weight", [LM_DOWN_B] = "model.layers.%d.mlp.fc2.bias"}
 
-/* Columns: name, model_type, keys, eps and rotary fraction defaults, tied and bias defaults, gated, norm,
- * positions, q/k/v, residual, its config key, (in, out) weights, window key and default, optional
- * prefix; embeddings, positions, final norm and its bias, head and its bias; layers; ignored
- * buffers (attention masks, inverse frequencies); keys that must not be true. */
+/* Fields left out are 0 / NULL: RMSNorm, rotary positions, separate q/k/v, a sequential block,
+ * (out, in) weights, no window, no prefix, no bias defaults. */
 static const hf_arch arch_table[] = {
-    {"LlamaForCausalLM", "llama", &llama_keys, 1e-6, 1.0, 0, 0, 1, LM_NORM_RMS, LM_POS_ROTARY, LM_QKV_SEPARATE,
-     LM_RESID_SEQUENTIAL, NULL, 0, NULL, 0, NULL,
-     "model.embed_tokens.weight", NULL, "model.norm.weight", NULL, "lm_head.weight", NULL, LLAMA_LAYER,
-     {"rotary_emb.inv_freq"}, {NULL}},
-    {"MistralForCausalLM", "mistral", &llama_keys, 1e-6, 1.0, 0, 0, 1, LM_NORM_RMS, LM_POS_ROTARY, LM_QKV_SEPARATE,
-     LM_RESID_SEQUENTIAL, NULL, 0, "sliding_window", 4096, NULL,
-     "model.embed_tokens.weight", NULL, "model.norm.weight", NULL, "lm_head.weight", NULL, LLAMA_LAYER,
-     {"rotary_emb.inv_freq"}, {NULL}},
-    {"GPT2LMHeadModel", "gpt2", &gpt2_keys, 1e-5, 0.0, 1, 1, 0, LM_NORM_LAYER, LM_POS_LEARNED, LM_QKV_BLOCKS,
-     LM_RESID_SEQUENTIAL, NULL, 1, NULL, 0, "transformer.",
-     "transformer.wte.weight", "transformer.wpe.weight", "transformer.ln_f.weight", "transformer.ln_f.bias",
-     "lm_head.weight", NULL, GPT2_LAYER,
-     {".attn.bias", ".attn.masked_bias"}, {"scale_attn_by_inverse_layer_idx", "add_cross_attention"}},
-    {"GPTNeoXForCausalLM", "gpt_neox", &neox_keys, 1e-5, 0.25, 0, 1, 0, LM_NORM_LAYER, LM_POS_ROTARY, LM_QKV_PER_HEAD,
-     LM_RESID_PARALLEL, "use_parallel_residual", 0, NULL, 0, NULL,
-     "gpt_neox.embed_in.weight", NULL, "gpt_neox.final_layer_norm.weight", "gpt_neox.final_layer_norm.bias",
-     "embed_out.weight", NULL, NEOX_LAYER,
-     {"rotary_emb.inv_freq", ".attention.bias", ".attention.masked_bias"}, {NULL}},
-    {"PhiForCausalLM", "phi", &phi_keys, 1e-5, 0.5, 0, 1, 0, LM_NORM_LAYER, LM_POS_ROTARY, LM_QKV_SEPARATE,
-     LM_RESID_PARALLEL, NULL, 0, NULL, 0, NULL,
-     "model.embed_tokens.weight", NULL, "model.final_layernorm.weight", "model.final_layernorm.bias",
-     "lm_head.weight", "lm_head.bias", PHI_LAYER,
-     {"rotary_emb.inv_freq"}, {"qk_layernorm"}},
+    {.hf_name = "LlamaForCausalLM", .model_type = "llama", .keys = &llama_keys, .eps_default = 1e-6,
+     .rotary_default = 1.0, .gated = 1, .embed = "model.embed_tokens.weight", .final_norm = "model.norm.weight",
+     .head = "lm_head.weight", .layer = LLAMA_LAYER, .ignored = {"rotary_emb.inv_freq"}},
+    {.hf_name = "MistralForCausalLM", .model_type = "mistral", .keys = &llama_keys, .eps_default = 1e-6,
+     .rotary_default = 1.0, .gated = 1, .window_key = "sliding_window", .default_window = 4096,
+     .embed = "model.embed_tokens.weight", .final_norm = "model.norm.weight", .head = "lm_head.weight",
+     .layer = LLAMA_LAYER, .ignored = {"rotary_emb.inv_freq"}},
+    {.hf_name = "GPT2LMHeadModel", .model_type = "gpt2", .keys = &gpt2_keys, .eps_default = 1e-5,
+     .tied_default = 1, .bias_default = 1, .norm = LM_NORM_LAYER, .pos = LM_POS_LEARNED, .qkv = LM_QKV_BLOCKS,
+     .in_out = 1, .prefix = "transformer.", .embed = "transformer.wte.weight", .pos_embed = "transformer.wpe.weight",
+     .final_norm = "transformer.ln_f.weight", .final_norm_bias = "transformer.ln_f.bias", .head = "lm_head.weight",
+     .layer = GPT2_LAYER, .ignored = {".attn.bias", ".attn.masked_bias"},
+     .off_keys = {"scale_attn_by_inverse_layer_idx", "add_cross_attention"}},
+    {.hf_name = "GPTNeoXForCausalLM", .model_type = "gpt_neox", .keys = &neox_keys, .eps_default = 1e-5,
+     .rotary_default = 0.25, .bias_default = 1, .norm = LM_NORM_LAYER, .qkv = LM_QKV_PER_HEAD,
+     .resid = LM_RESID_PARALLEL, .parallel_key = "use_parallel_residual", .embed = "gpt_neox.embed_in.weight",
+     .final_norm = "gpt_neox.final_layer_norm.weight", .final_norm_bias = "gpt_neox.final_layer_norm.bias",
+     .head = "embed_out.weight", .layer = NEOX_LAYER,
+     .ignored = {"rotary_emb.inv_freq", ".attention.bias", ".attention.masked_bias"}},
+    {.hf_name = "PhiForCausalLM", .model_type = "phi", .keys = &phi_keys, .eps_default = 1e-5,
+     .rotary_default = 0.5, .bias_default = 1, .norm = LM_NORM_LAYER, .resid = LM_RESID_PARALLEL,
+     .embed = "model.embed_tokens.weight", .final_norm = "model.final_layernorm.weight",
+     .final_norm_bias = "model.final_layernorm.bias", .head = "lm_head.weight", .head_bias = "lm_head.bias",
+     .layer = PHI_LAYER, .ignored = {"rotary_emb.inv_freq"}, .off_keys = {"qk_layernorm"}},
 };
 #define N_ARCH (int)(sizeof arch_table / sizeof arch_table[0])
 
