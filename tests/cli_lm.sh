@@ -58,7 +58,7 @@ for fx in gpt2:GPT2LMHeadModel:learned neox_parallel:GPTNeoXForCausalLM:rotary p
 done
 ok lm capture "$here/fixtures/lm/neox_parallel" --prompts "$tmp/p.jsonl" --points 'blocks.*.hook_resid_*' --out "$tmp/neox.safetensors"
 has '"tensors":12' # 2 prompts × (pre and post of 2 blocks, tokens, logits): no resid_mid in a parallel block
-shared_tok=${BWT_SHARED_TOKENIZERS:-$here/../../shared/tokenizers}
+shared_tok=${BWT_SHARED_DIR:-$here/../../shared}/tokenizers
 for pair in gpt2:gpt2 neox_parallel:pythia; do
   fx=${pair%%:*} tk=${pair#*:}
   if [ -e "$shared_tok/$tk/tokenizer.json" ]; then
