@@ -547,6 +547,8 @@ static void test_bad_directories(void **state) {
                     BWT_STATUS_FORMAT, "'rotary_pct' 0.1 leaves no rotated pair");
   expect_open_error(variant_of("phi", "phi_qkln", "\"qk_layernorm\": false", "\"qk_layernorm\": true"),
                     BWT_STATUS_FORMAT, "'qk_layernorm' true is not supported for PhiForCausalLM");
+  expect_open_error(variant_of("phi", "phi_msft", "\"model_type\": \"phi\"", "\"model_type\": \"phi-msft\""),
+                    BWT_STATUS_FORMAT, "model_type 'phi-msft' is the trust_remote_code layout of PhiForCausalLM");
   expect_open_error(variant_of("phi", "phi_vocab", "\"vocab_size\": 64", "\"vocab_size\": 65"),
                     BWT_STATUS_FORMAT, "tensor 'model.embed_tokens.weight' has shape");
   expect_open_error(variant_of("phi", "phi_layers", "\"num_hidden_layers\": 2", "\"num_hidden_layers\": 1"),

@@ -91,7 +91,8 @@ static const hf_arch arch_table[] = {
      .rotary_default = 0.5, .bias_default = 1, .norm = LM_NORM_LAYER, .resid = LM_RESID_PARALLEL,
      .embed = "model.embed_tokens.weight", .final_norm = "model.final_layernorm.weight",
      .final_norm_bias = "model.final_layernorm.bias", .head = "lm_head.weight", .head_bias = "lm_head.bias",
-     .layer = PHI_LAYER, .ignored = {"rotary_emb.inv_freq"}, .off_keys = {"qk_layernorm"}},
+     .layer = PHI_LAYER, .ignored = {"rotary_emb.inv_freq"}, .off_keys = {"qk_layernorm"},
+     .foreign_type = "phi-msft"},
 };
 #define N_ARCH (int)(sizeof arch_table / sizeof arch_table[0])
 
@@ -185,6 +186,9 @@ static bwt_status parse(bwt_lm_config *cfg, const hf_arch **arch, const cJSON *r
   snprintf(cfg->architecture, sizeof cfg->architecture, "%s", name);
   const char *mt = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(root, "model_type"));
   snprintf(cfg->model_type, sizeof cfg->model_type, "%s", mt ? mt : (*arch)->model_type);
+  if (mt && (*arch)->foreign_type && strcmp(mt, (*arch)->foreign_type) == 0)
+    return bwt_fail(BWT_STATUS_FORMAT, "%s: model_type '%s' is the trust_remote_code layout of %s, not Hugging Face's '%s' that bwt reads",
+                    path, mt, name, (*arch)->model_type);
 
   const hf_arch *A = *arch;
   const hf_keys *k = A->keys;

@@ -53,6 +53,8 @@ typedef struct {
   const char *layer[LM_SLOT_COUNT]; /* printf patterns with the layer index; NULL: none */
   const char *ignored[3];           /* buffers the checkpoint may hold that bwt computes itself */
   const char *off_keys[2];          /* config keys bwt cannot honour when true */
+  const char *foreign_type;         /* a model_type with this class name but other tensors (Phi's
+                                       old remote code, "phi-msft": transformer.h.{l}.mixer.Wqkv …) */
 } hf_arch;
 
 /* Parses dir/config.json into cfg and finds its row of the table. */
