@@ -346,6 +346,13 @@ int main(int argc, char **argv) {
   /* And the backward's least working set: the gradients of the stream, of a norm's input and of
    * the MLP's widest array. */
   double working = rc.model.arch == BWT_ARCH_TRANSFORMER ? 6 * N * C : 6 * M * C;
+  if (rc.model.arch == BWT_ARCH_MAMBA) {
+    /* Mamba keeps every position: per block its norm output, ten Di-wide arrays, x_proj's outputs
+     * and the states h (Di·Ns a row); the backward's scratch is as large again, ∂L/∂h included. */
+    double Di = (rc.model.ssm_expand ? rc.model.ssm_expand : 2) * C, Ns = rc.model.ssm_state ? rc.model.ssm_state : 16;
+    acts = L * (2 * N * C + 10 * N * Di + N * ((C + 15) / 16 + 2 * Ns) + N * Di * Ns);
+    working = 2 * N * C + 10 * N * Di + N * Di * Ns;
+  }
   double needed = 4.0 * (4.0 * tr->model->n_params + acts + working);
 
   printf("{\"impl\":\"bwt\",\"config\":\"%s\",\"arch\":\"%s\",\"threads\":%d,\"blas_core\":\"%s\",\"params\":%zu,",
