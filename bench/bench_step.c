@@ -2,7 +2,7 @@
  * and a forward-only evaluation of one model config on the bijection task, measures the sgemm
  * ceiling on the model's own matrix shapes, and prints one JSON object.
  *
- *   bench_step --config small|mid|paper [--arch transformer|mlp|window_mlp] [--threads N]
+ *   bench_step --config small|mid|paper [--arch transformer|mlp|window_mlp|lstm|mamba] [--threads N]
  *              [--warmup N] [--repeats N] [--dump DIR]
  *
  * --dump writes DIR/weights.safetensors (the initial weights, bwt's checkpoint format) and
@@ -17,6 +17,7 @@
 #include <cblas.h>
 
 #include "bwt/checkpoint.h"
+#include "bwt/kernels.h"
 #include "bwt/rng.h"
 #include "bwt/safetensors.h"
 #include "bwt/train.h"
@@ -86,10 +87,25 @@ static int linear_shapes(gemm_shape *s, int rows, int in, int out, int count) {
   return 3;
 }
 
+/* Mamba's products, which bwt computes densely too: per block in_proj (C → 2Di, as two halves),
+ * x_proj (Di → R, Ns, Ns), dt_proj (R → Di), out_proj (Di → C); then the head. */
+static int mamba_shapes(gemm_shape *s, const bwt_model_config *m, int B, int T, int n_sup) {
+  int N = B * T, C = m->d_model, L = m->n_layers, n = 0;
+  int Di = (m->ssm_expand ? m->ssm_expand : 2) * C, Ns = m->ssm_state ? m->ssm_state : 16, R = (C + 15) / 16;
+  n += linear_shapes(s + n, N, C, Di, 2 * L);
+  n += linear_shapes(s + n, N, Di, R, L);
+  n += linear_shapes(s + n, N, Di, Ns, 2 * L);
+  n += linear_shapes(s + n, N, R, Di, L);
+  n += linear_shapes(s + n, N, Di, C, L);
+  n += linear_shapes(s + n, B * n_sup, C, m->n_classes, 1);
+  return n;
+}
+
 /* The step's products as the model defines them (dense: every position of every block). */
 static int model_shapes(gemm_shape *s, const bwt_model_config *m, int B, int T, int n_sup) {
   int N = B * T, C = m->d_model, n = 0;
   int blocks = m->n_layers;
+  if (m->arch == BWT_ARCH_MAMBA) return mamba_shapes(s, m, B, T, n_sup);
   if (m->arch == BWT_ARCH_TRANSFORMER) n += linear_shapes(s + n, N, C, C, 4 * blocks);
   if (m->arch == BWT_ARCH_WINDOW_MLP) n += linear_shapes(s + n, N, m->window * C, C, 1);
   n += linear_shapes(s + n, N, C, 4 * C, blocks);
@@ -102,6 +118,7 @@ static int model_shapes(gemm_shape *s, const bwt_model_config *m, int B, int T, 
  * keys and values, the flat baselines at the supervised rows throughout. */
 static int bwt_shapes(gemm_shape *s, const bwt_model_config *m, int B, int T, int n_sup) {
   int N = B * T, M = B * n_sup, C = m->d_model, n = 0, L = m->n_layers;
+  if (m->arch == BWT_ARCH_MAMBA) return mamba_shapes(s, m, B, T, n_sup);
   if (m->arch == BWT_ARCH_TRANSFORMER) {
     n += linear_shapes(s + n, N, C, C, 4 * (L - 1));
     n += linear_shapes(s + n, N, C, 4 * C, L - 1);
@@ -128,6 +145,34 @@ static double attention_flops(const bwt_model_config *m, int B, int T, int forwa
   if (m->arch != BWT_ARCH_TRANSFORMER) return 0;
   double fwd = 2.0 * 2.0 * B * m->d_model * (T * (T + 1) / 2.0) * m->n_layers;
   return forward_only ? fwd : 3 * fwd;
+}
+
+/* The selective scan alone, forward and backward, on one block's shapes of the step, times the
+ * number of blocks: the median seconds per step spent in the scan kernels. Inputs are O(1)
+ * values of the right signs (Δ > 0, A < 0); the time does not depend on them. */
+static double scan_seconds(const bwt_model_config *m, int B, int T, int repeats) {
+  if (m->arch != BWT_ARCH_MAMBA) return 0;
+  int Di = (m->ssm_expand ? m->ssm_expand : 2) * m->d_model, Ns = m->ssm_state ? m->ssm_state : 16;
+  size_t N = (size_t)B * T, NDi = N * Di, NNs = N * Ns, H = NDi * Ns, DN = (size_t)Di * Ns;
+  size_t total = 6 * NDi + 4 * NNs + 2 * H + 2 * DN + 2 * (size_t)Di;
+  float *buf = bwt_buffer_alloc(total, "scan bench");
+  if (!buf) return NAN;
+  float *p = buf, *u = p, *delta = (p += NDi), *dy = (p += NDi), *y = (p += NDi), *du = (p += NDi),
+        *dd = (p += NDi), *Bm = (p += NDi), *Cm = (p += NNs), *dB = (p += NNs), *dC = (p += NNs),
+        *h = (p += NNs), *g = (p += H), *A = (p += H), *dA = (p += DN), *D = (p += DN), *dD = (p += Di);
+  for (size_t i = 0; i < total; i++) buf[i] = 0.5f + 0.001f * (float)(i % 997);
+  for (size_t i = 0; i < DN; i++) A[i] = -A[i];
+  double *t = calloc(repeats, sizeof(double));
+  for (int r = 0; r < repeats; r++) {
+    double t0 = now_s();
+    bwt_selective_scan_forward(y, h, u, delta, A, Bm, Cm, D, B, T, Di, Ns);
+    bwt_selective_scan_backward(du, dd, dA, dB, dC, dD, g, dy, h, u, delta, A, Bm, Cm, D, B, T, Di, Ns);
+    t[r] = (now_s() - t0) * m->n_layers;
+  }
+  double med = median(t, repeats);
+  free(t);
+  bwt_buffer_free(buf);
+  return med;
 }
 
 /* The best sgemm time for the step's shapes: each shape timed alone (median of repeats), summed
@@ -164,7 +209,7 @@ static double sgemm_ceiling(const gemm_shape *s, int n) {
 
 static void usage(FILE *f) {
   fprintf(f,
-          "usage: bench_step --config small|mid|paper [--arch transformer|mlp|window_mlp] [--threads N]\n"
+          "usage: bench_step --config small|mid|paper [--arch transformer|mlp|window_mlp|lstm|mamba] [--threads N]\n"
           "                  [--warmup N] [--repeats N] [--dump DIR]\n"
           "Times a bwt training step and a forward pass on the bijection task; prints JSON.\n");
 }
@@ -285,6 +330,7 @@ int main(int argc, char **argv) {
   double fwd_flops = shapes_flops(model, n_model, 1) + attention_flops(&rc.model, b->B, b->T, 1);
   double gemm_flops = shapes_flops(own, n_own, 0);
   double ceiling = sgemm_ceiling(own, n_own);
+  double scan_s = scan_seconds(&rc.model, b->B, b->T, repeats);
 
   /* What a step must hold: weights, gradients, two AdamW moments, and the activations the
    * backward pass reads. Per transformer block: the block input, both norm outputs, q, k, v, the
@@ -300,6 +346,13 @@ int main(int argc, char **argv) {
   /* And the backward's least working set: the gradients of the stream, of a norm's input and of
    * the MLP's widest array. */
   double working = rc.model.arch == BWT_ARCH_TRANSFORMER ? 6 * N * C : 6 * M * C;
+  if (rc.model.arch == BWT_ARCH_MAMBA) {
+    /* Mamba keeps every position: per block its norm output, ten Di-wide arrays, x_proj's outputs
+     * and the states h (Di·Ns a row); the backward's scratch is as large again, ∂L/∂h included. */
+    double Di = (rc.model.ssm_expand ? rc.model.ssm_expand : 2) * C, Ns = rc.model.ssm_state ? rc.model.ssm_state : 16;
+    acts = L * (2 * N * C + 10 * N * Di + N * ((C + 15) / 16 + 2 * Ns) + N * Di * Ns);
+    working = 2 * N * C + 10 * N * Di + N * Di * Ns;
+  }
   double needed = 4.0 * (4.0 * tr->model->n_params + acts + working);
 
   printf("{\"impl\":\"bwt\",\"config\":\"%s\",\"arch\":\"%s\",\"threads\":%d,\"blas_core\":\"%s\",\"params\":%zu,",
@@ -310,8 +363,8 @@ int main(int argc, char **argv) {
   print_times("eval_s", t_eval, repeats);
   printf("\"step_s_median\":%.6g,\"eval_s_median\":%.6g,", median(t_step, repeats), median(t_eval, repeats));
   printf("\"sgemm_ceiling_gflops\":%.6g,\"peak_rss_bytes\":%.6g,\"base_rss_bytes\":%.6g,"
-         "\"needed_bytes\":%.6g,\"loss\":%.6g}\n",
-         ceiling, peak, rss_base, needed, loss);
+         "\"needed_bytes\":%.6g,\"scan_s\":%.6g,\"loss\":%.6g}\n",
+         ceiling, peak, rss_base, needed, scan_s, loss);
   free(t_step);
   free(t_eval);
   bwt_trainer_free(tr);

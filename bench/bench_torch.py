@@ -5,7 +5,11 @@ with bwt tests/test_parity.c checks), and times a training step (forward, cross-
 global-norm clip 1.0, AdamW with weight decay on 2-D tensors) and a forward pass under no_grad.
 Prints one JSON object.
 
-    /usr/bin/python3 bench/bench_torch.py DUMP_DIR --threads N [--warmup N] [--repeats N]
+    /usr/bin/python3 bench/bench_torch.py DUMP_DIR --threads N [--warmup N] [--repeats N] [--scan loop|parallel|chunked]
+
+--scan (mamba): the reference's sequential scan, a Python loop over time (the default), the
+Hillis–Steele prefix scan over whole tensors, or the chunked closed form (cumulative sums within
+chunks of 8 steps); tools/torch_reference.py's scan_parallel and scan_chunked.
 """
 import argparse
 import json
@@ -58,6 +62,7 @@ def main():
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--repeats", type=int, default=10)
+    ap.add_argument("--scan", choices=sorted(ref.SCANS), default="loop")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     rss_base = rss_now()
@@ -65,7 +70,7 @@ def main():
     weights, meta = read_safetensors(os.path.join(args.dump_dir, "weights.safetensors"))
     batch, _ = read_safetensors(os.path.join(args.dump_dir, "batch.safetensors"))
     run = json.loads(meta["config"])
-    cfg = dict(run["model"])
+    cfg = dict(run["model"], scan=args.scan)
     model = ref.Model(cfg)
     with torch.no_grad():
         for name, p in model.named_parameters():
@@ -75,8 +80,7 @@ def main():
     targets = torch.from_numpy(batch["targets"].astype(np.int64)).reshape(-1)
 
     t = run["train"]
-    decay = [p for p in model.parameters() if p.dim() == 2]
-    no_decay = [p for p in model.parameters() if p.dim() != 2]
+    decay, no_decay = ref.decay_groups(model)
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": t["weight_decay"]},
                              {"params": no_decay, "weight_decay": 0.0}],
                             lr=t["lr"], betas=(t["beta1"], t["beta2"]), eps=t["eps"])
@@ -103,7 +107,7 @@ def main():
     with torch.no_grad():
         eval_s = timed(lambda: model(tokens, sup_pos))
     peak = rss_peak()
-    print(json.dumps(dict(impl="torch", torch_version=torch.__version__, threads=args.threads,
+    print(json.dumps(dict(impl="torch", scan=args.scan, torch_version=torch.__version__, threads=args.threads,
                           params=sum(p.numel() for p in model.parameters()),
                           step_s=step_s, eval_s=eval_s,
                           step_s_median=float(np.median(step_s)), eval_s_median=float(np.median(eval_s)),

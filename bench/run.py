@@ -9,7 +9,11 @@ own process so that peak memory is per run:
                      threads; the faster is the reference (PyTorch's best setting)
 and prints the medians, the ratios and the memory, and writes everything to bench/results.json.
 
-    /usr/bin/python3 bench/run.py [--configs small,mid,paper] [--rounds 3] [--repeats 10] [--warmup 3]
+    /usr/bin/python3 bench/run.py [--configs small,mid,paper] [--arch transformer|mamba|...]
+                                  [--torch-scan loop|parallel|chunked] [--rounds 3] [--repeats 10] [--warmup 3]
+--arch is passed to bench_step (the default: transformer); for mamba, --torch-scan picks PyTorch's
+scan (the reference's Python loop over time, the vectorised prefix scan or the chunked closed
+form), and the table gains the fraction of bwt's step spent in the scan kernels alone.
 
 Each process times --repeats steps after --warmup; --rounds repeats the four runs interleaved, and
 the medians pool all repeats of all rounds.
@@ -82,10 +86,12 @@ def measure(config, args):
             for threads in (1, 2):
                 extra = ["--dump", dump] if threads == 2 and rnd == 0 else []
                 runs["bwt", threads].append(
-                    run_json([bench, "--config", config, *common, "--threads", str(threads), *extra]))
+                    run_json([bench, "--config", config, "--arch", args.arch, *common, "--threads", str(threads),
+                              *extra]))
             for threads in (1, 2):
                 runs["torch", threads].append(run_json(
-                    [sys.executable, os.path.join(HERE, "bench_torch.py"), dump, *common, "--threads", str(threads)]))
+                    [sys.executable, os.path.join(HERE, "bench_torch.py"), dump, *common, "--threads", str(threads),
+                     "--scan", args.torch_scan]))
             print(f"  {config} round {rnd + 1}/{args.rounds}: ms/step " + ", ".join(
                 f"{impl} {t}T {runs[impl, t][-1]['step_s_median'] * 1e3:.1f}" for impl, t in runs), file=sys.stderr)
     return {impl: {t: merge(runs[impl, t]) for t in (1, 2)} for impl in ("bwt", "torch")}
@@ -125,6 +131,8 @@ def summarise(config, r):
         "needed_mb": b2["needed_bytes"] / 1e6,
         "memory_over_needed": (b2["peak_rss_bytes"] - b2["base_rss_bytes"]) / b2["needed_bytes"],
         "blas_core": b2["blas_core"],
+        "arch": b2["arch"],
+        "scan_fraction": b2.get("scan_s", 0) / step,
     }
 
 
@@ -139,6 +147,10 @@ def print_tables(rows):
               f"{s['torch_step_s_1t']:.4f} | {s['torch_step_s_2t']:.4f} | {s['ratio']:.2f}x | {s['bound']:.2f}x | "
               f"{s['tokens_per_s']:.0f} | {s['gflops']:.0f} | {s['sgemm_ceiling_gflops']:.0f} | "
               f"{100 * s['ceiling_fraction']:.0f}% | {s['scaling_2t_over_1t']:.2f}x |")
+    if any(s["scan_fraction"] for s in rows):
+        print("\nbwt's step at 2 threads spent in the selective scan kernels alone (forward + backward)")
+        for s in rows:
+            print(f"| {s['config']} | {s['arch']} | scan {100 * s['scan_fraction']:.0f}% of the step |")
     print("\nevaluation (forward only, 2 threads for bwt) and memory (peak RSS; 'used' = above the "
           "process's RSS before the model existed)")
     hdr = ["config", "bwt fwd s", "torch fwd s", "ratio", "bwt peak MB", "torch peak MB", "bwt used MB",
@@ -157,6 +169,8 @@ def main():
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--arch", default="transformer")
+    ap.add_argument("--torch-scan", default="loop", choices=("loop", "parallel", "chunked"))
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
     ap.add_argument("--out", default=os.path.join(HERE, "results.json"))
     args = ap.parse_args()

@@ -264,7 +264,7 @@ int cmd_reproduce(int argc, char **argv) {
                      "interrupted ones (Ctrl-C stops with a checkpoint; run the same command again), then\n"
                      "writes results.md and results.csv beside the papers' figures. Grids:");
   for (int i = 0; i < repro_n_grids; i++)
-    len += snprintf(summary + len, sizeof summary - (size_t)len, "\n  %-9s %s", repro_grids[i].name, repro_grids[i].summary);
+    len += snprintf(summary + len, sizeof summary - (size_t)len, "\n  %-10s %s", repro_grids[i].name, repro_grids[i].summary);
   cli_spec spec = {"reproduce", "NAME [options]", summary, opts, (int)(sizeof opts / sizeof opts[0]), 1, 1};
   const char *pos[1];
   int npos = 0, rc = cli_parse(&spec, argc, argv, pos, &npos);

@@ -37,6 +37,41 @@
 #define HMM_EVALS(model, k20, k30, k50) \
   {{"", model ", K=20", k20}, {"--K 30", model ", K=30", k30}, {"--K 50", model ", K=50", k50}}
 
+/* Recipes {cpu, quick, paper} that several grids share. */
+#define BIJECTION_T {CPU_BIJECTION, "--task bijection " SMALL_T " " QUICK, "--task bijection " BIG_T " " PAPER}
+#define BIJECTION_LSTM                                                                                             \
+  {"--task bijection --arch lstm --d-model 128 --layers 2 --init torch " CPU_RUN " --lr 2e-3 --steps 20000 --eval-every 5000", \
+   "--task bijection --arch lstm --d-model 64 --layers 2 " QUICK, "--task bijection --arch lstm --d-model 192 --layers 2 " PAPER}
+#define BIJECTION_FLAT(arch)                                                                        \
+  {"--task bijection --arch " arch " --d-model 64 --layers 4 " CPU_FLAT,                             \
+   "--task bijection --arch " arch " --d-model 64 --layers 4 " QUICK_FLAT, "--task bijection --arch " arch " --d-model 192 --layers 9 " PAPER}
+#define HMM_T                                                                                                  \
+  {CPU_HMM " --d-model 64 --layers 4 --heads 4 --lr 1e-3 --steps 40000 --eval-every 4000", HMM " " SMALL_T " " QUICK, \
+   HMM " --d-model 256 --layers 9 --heads 8 --steps 50000 --batch 64 --lr 3e-4 --warmup 1000 --eval-seqs 2000"}
+#define HMM_LSTM                                                                                                   \
+  {CPU_HMM " --arch lstm --d-model 128 --layers 2 --lr 2e-3 --steps 10000", HMM " --arch lstm --d-model 64 --layers 2 " QUICK, \
+   HMM " --arch lstm --d-model 256 --layers 2 --steps 50000 --batch 64 --lr 3e-4 --warmup 1000 --eval-seqs 2000"}
+#define HMM_FLAT(arch)                                                                                           \
+  {CPU_HMM " --arch " arch " --d-model 64 --layers 4 --lr 1e-3 --steps 3000", HMM " --arch " arch " --d-model 64 --layers 4 " QUICK_FLAT, \
+   HMM " --arch " arch " --d-model 256 --layers 9 " PAPER}
+#define RECALL_LSTM                                                                                       \
+  {"--task recall --arch lstm --d-model 128 --layers 2 --init torch " CPU_RUN " --lr 2e-3 --steps 10000", \
+   RECALL_QUICK " --arch lstm --d-model 64 --layers 2 " QUICK, "--task recall --arch lstm --d-model 192 --layers 2 " PAPER}
+/* The recall transformer's curriculum (cpu; see paper1) and its last cell. */
+#define RECALL_T_CELLS(experiment, label, paper)                                                                        \
+  {experiment, "recall_transformer_p8", {CPU_RECALL " --pairs 8 --queries 8 --fillers 4 " CPU_RECALL_STAGE, NULL, NULL}, \
+   {{"", "transformer, curriculum stage: 8 pairs", ""}}, 1},                                                           \
+  {experiment, "recall_transformer_p16",                                                                               \
+   {CPU_RECALL " --pairs 16 --queries 8 --fillers 8 --init-from @recall_transformer_p8 " CPU_RECALL_STAGE, NULL, NULL}, \
+   {{"", "transformer, curriculum stage: 16 pairs", ""}}, 1},                                                          \
+  {experiment, "recall_transformer_p32",                                                                               \
+   {CPU_RECALL " --pairs 32 --queries 8 --fillers 16 --init-from @recall_transformer_p16 " CPU_RECALL_STAGE, NULL, NULL}, \
+   {{"", "transformer, curriculum stage: 32 pairs", ""}}, 1},                                                          \
+  {experiment, "recall_transformer",                                                                                   \
+   {CPU_RECALL " --init-from @recall_transformer_p32 --warmup 1000 --steps 10000 --eval-every 2000",                    \
+    RECALL_QUICK " " SMALL_T " " QUICK, "--task recall " BIG_T " " PAPER},                                               \
+   {{"", label, paper}}}
+
 const char *const repro_preset_names[REPRO_N_PRESETS] = {"cpu", "quick", "paper"};
 
 int repro_preset_parse(const char *s) {
@@ -47,58 +82,57 @@ int repro_preset_parse(const char *s) {
 
 /* Cells: {experiment, directory, {cpu, quick, paper flags}, evaluations}. */
 static const repro_cell paper1[] = {
-    {"bijection V=20", "bijection_transformer",
-     {CPU_BIJECTION, "--task bijection " SMALL_T " " QUICK, "--task bijection " BIG_T " " PAPER},
-     {{"", "transformer", "0.007 (v1: 0.003)"}}},
-    {"bijection V=20", "bijection_lstm",
-     {"--task bijection --arch lstm --d-model 128 --layers 2 --init torch " CPU_RUN " --lr 2e-3 --steps 20000 --eval-every 5000",
-      "--task bijection --arch lstm --d-model 64 --layers 2 " QUICK, "--task bijection --arch lstm --d-model 192 --layers 2 " PAPER},
-     {{"", "LSTM", "0.009"}}},
-    {"bijection V=20", "bijection_mlp",
-     {"--task bijection --arch mlp --d-model 64 --layers 4 " CPU_FLAT, "--task bijection --arch mlp --d-model 64 --layers 4 " QUICK_FLAT,
-      "--task bijection --arch mlp --d-model 192 --layers 9 " PAPER},
-     {{"", "context-free MLP", "1.107 (analytic plateau)"}}},
-    {"bijection V=20", "bijection_window_mlp",
-     {"--task bijection --arch window_mlp --d-model 64 --layers 4 " CPU_FLAT,
-      "--task bijection --arch window_mlp --d-model 64 --layers 4 " QUICK_FLAT,
-      "--task bijection --arch window_mlp --d-model 192 --layers 9 " PAPER},
-     {{"", "context-window MLP", ""}}},
-    {"HMM S=5 O=5, trained at K=20", "hmm_transformer",
-     {CPU_HMM " --d-model 64 --layers 4 --heads 4 --lr 1e-3 --steps 40000 --eval-every 4000", HMM " " SMALL_T " " QUICK,
-      HMM " --d-model 256 --layers 9 --heads 8 --steps 50000 --batch 64 --lr 3e-4 --warmup 1000 --eval-seqs 2000"},
+    {"bijection V=20", "bijection_transformer", BIJECTION_T, {{"", "transformer", "0.007 (v1: 0.003)"}}},
+    {"bijection V=20", "bijection_lstm", BIJECTION_LSTM, {{"", "LSTM", "0.009"}}},
+    {"bijection V=20", "bijection_mlp", BIJECTION_FLAT("mlp"), {{"", "context-free MLP", "1.107 (analytic plateau)"}}},
+    {"bijection V=20", "bijection_window_mlp", BIJECTION_FLAT("window_mlp"), {{"", "context-window MLP", ""}}},
+    {"HMM S=5 O=5, trained at K=20", "hmm_transformer", HMM_T,
      HMM_EVALS("transformer", "7.5e-5 per position (v3: 0.049)", "≈0.012", "≈0.029")},
-    {"HMM S=5 O=5, trained at K=20", "hmm_lstm",
-     {CPU_HMM " --arch lstm --d-model 128 --layers 2 --lr 2e-3 --steps 10000", HMM " --arch lstm --d-model 64 --layers 2 " QUICK,
-      HMM " --arch lstm --d-model 256 --layers 2 --steps 50000 --batch 64 --lr 3e-4 --warmup 1000 --eval-seqs 2000"},
-     HMM_EVALS("LSTM", "0.411", "", "")},
-    {"HMM S=5 O=5, trained at K=20", "hmm_mlp",
-     {CPU_HMM " --arch mlp --d-model 64 --layers 4 --lr 1e-3 --steps 3000", HMM " --arch mlp --d-model 64 --layers 4 " QUICK_FLAT,
-      HMM " --arch mlp --d-model 256 --layers 9 " PAPER},
-     {{"", "context-free MLP, K=20", ""}}},
-    {"HMM S=5 O=5, trained at K=20", "hmm_window_mlp",
-     {CPU_HMM " --arch window_mlp --d-model 64 --layers 4 --lr 1e-3 --steps 3000",
-      HMM " --arch window_mlp --d-model 64 --layers 4 " QUICK_FLAT, HMM " --arch window_mlp --d-model 256 --layers 9 " PAPER},
-     {{"", "context-window MLP, K=20", ""}}},
+    {"HMM S=5 O=5, trained at K=20", "hmm_lstm", HMM_LSTM, HMM_EVALS("LSTM", "0.411", "", "")},
+    {"HMM S=5 O=5, trained at K=20", "hmm_mlp", HMM_FLAT("mlp"), {{"", "context-free MLP, K=20", ""}}},
+    {"HMM S=5 O=5, trained at K=20", "hmm_window_mlp", HMM_FLAT("window_mlp"), {{"", "context-window MLP, K=20", ""}}},
     /* cpu: a curriculum of 8, 16 and 32 pairs (8 queries each, 2000 steps), then the 64 pairs of the
      * task: 3 queries among 64 pairs give a small model too little signal to find the binding from
      * scratch (a plain run stays at chance after 30k steps). */
-    {"associative recall (accuracy)", "recall_transformer_p8",
-     {CPU_RECALL " --pairs 8 --queries 8 --fillers 4 " CPU_RECALL_STAGE, NULL, NULL},
-     {{"", "transformer, curriculum stage: 8 pairs", ""}}, 1},
-    {"associative recall (accuracy)", "recall_transformer_p16",
-     {CPU_RECALL " --pairs 16 --queries 8 --fillers 8 --init-from @recall_transformer_p8 " CPU_RECALL_STAGE, NULL, NULL},
-     {{"", "transformer, curriculum stage: 16 pairs", ""}}, 1},
-    {"associative recall (accuracy)", "recall_transformer_p32",
-     {CPU_RECALL " --pairs 32 --queries 8 --fillers 16 --init-from @recall_transformer_p16 " CPU_RECALL_STAGE, NULL, NULL},
-     {{"", "transformer, curriculum stage: 32 pairs", ""}}, 1},
-    {"associative recall (accuracy)", "recall_transformer",
-     {CPU_RECALL " --init-from @recall_transformer_p32 --warmup 1000 --steps 10000 --eval-every 2000",
-      RECALL_QUICK " " SMALL_T " " QUICK, "--task recall " BIG_T " " PAPER},
-     {{"", "transformer", "100%"}}},
-    {"associative recall (accuracy)", "recall_lstm",
-     {"--task recall --arch lstm --d-model 128 --layers 2 --init torch " CPU_RUN " --lr 2e-3 --steps 10000",
-      RECALL_QUICK " --arch lstm --d-model 64 --layers 2 " QUICK, "--task recall --arch lstm --d-model 192 --layers 2 " PAPER},
-     {{"", "LSTM", "0.5%"}}},
+    RECALL_T_CELLS("associative recall (accuracy)", "transformer", "100%"),
+    {"associative recall (accuracy)", "recall_lstm", RECALL_LSTM, {{"", "LSTM", "0.5%"}}},
+};
+
+/* The primitives table (Paper I's Table 1 across architectures): bijection posterior entropy error
+ * (bits), HMM (bits; also evaluated at K = 30 and 50) and recall accuracy, for the transformer,
+ * Mamba, LSTM and both MLPs. Mamba's recipes (the reference block, bwt's default init) follow the
+ * LSTM's: d 64 with 2 layers on 2 cores (the scan makes a Mamba step several times a transformer's
+ * of the same width), the authors' sizes (d 192 × 6; HMM d 256 × 9) for --preset paper. The flat
+ * MLPs see no context in recall (their accuracy is chance: 1/64). */
+#define CPU_MAMBA "--arch mamba --d-model 64 --layers 2 " CPU_RUN " --lr 1e-3 --steps 10000 --eval-every 2000"
+#define QUICK_MAMBA "--arch mamba --d-model 64 --layers 2 " QUICK_FLAT
+#define RECALL_FLAT(arch)                                                                                      \
+  {"--task recall --positions sinusoidal --arch " arch " --d-model 64 --layers 4 " CPU_FLAT,                   \
+   RECALL_QUICK " --arch " arch " --d-model 64 --layers 4 " QUICK_FLAT, "--task recall --arch " arch " --d-model 192 --layers 9 " PAPER}
+static const repro_cell primitives[] = {
+    {"bijection V=20 (bits)", "bijection_transformer", BIJECTION_T, {{"", "transformer", "0.007"}}},
+    {"bijection V=20 (bits)", "bijection_mamba",
+     {"--task bijection " CPU_MAMBA, "--task bijection " QUICK_MAMBA, "--task bijection --arch mamba --d-model 192 --layers 6 " PAPER},
+     {{"", "Mamba", "0.010"}}},
+    {"bijection V=20 (bits)", "bijection_lstm", BIJECTION_LSTM, {{"", "LSTM", "0.009"}}},
+    {"bijection V=20 (bits)", "bijection_mlp", BIJECTION_FLAT("mlp"), {{"", "context-free MLP", "1.85"}}},
+    {"bijection V=20 (bits)", "bijection_window_mlp", BIJECTION_FLAT("window_mlp"), {{"", "context-window MLP", ""}}},
+    {"HMM S=5 O=5, trained at K=20 (bits)", "hmm_transformer", HMM_T, HMM_EVALS("transformer", "0.049", "", "")},
+    {"HMM S=5 O=5, trained at K=20 (bits)", "hmm_mamba",
+     {CPU_HMM " " CPU_MAMBA, HMM " " QUICK_MAMBA,
+      HMM " --arch mamba --d-model 256 --layers 9 --steps 50000 --batch 64 --lr 3e-4 --warmup 1000 --eval-seqs 2000"},
+     HMM_EVALS("Mamba", "0.024", "", "")},
+    {"HMM S=5 O=5, trained at K=20 (bits)", "hmm_lstm", HMM_LSTM, HMM_EVALS("LSTM", "0.411", "", "")},
+    {"HMM S=5 O=5, trained at K=20 (bits)", "hmm_mlp", HMM_FLAT("mlp"), HMM_EVALS("context-free MLP", "—", "", "")},
+    {"HMM S=5 O=5, trained at K=20 (bits)", "hmm_window_mlp", HMM_FLAT("window_mlp"), HMM_EVALS("context-window MLP", "", "", "")},
+    RECALL_T_CELLS("associative recall (accuracy)", "transformer", "100%"),
+    {"associative recall (accuracy)", "recall_mamba",
+     {"--task recall --positions sinusoidal " CPU_MAMBA, RECALL_QUICK " " QUICK_MAMBA,
+      "--task recall --arch mamba --d-model 192 --layers 6 " PAPER},
+     {{"", "Mamba", "97.8%"}}},
+    {"associative recall (accuracy)", "recall_lstm", RECALL_LSTM, {{"", "LSTM", "0.5%"}}},
+    {"associative recall (accuracy)", "recall_mlp", RECALL_FLAT("mlp"), {{"", "context-free MLP", "—"}}},
+    {"associative recall (accuracy)", "recall_window_mlp", RECALL_FLAT("window_mlp"), {{"", "context-window MLP", ""}}},
 };
 
 /* cpu: 30k steps at batch 128, then 5000 steps at batch 256 and lr 5e-5 from its weights (a second
@@ -122,6 +156,8 @@ static const repro_cell boundary[] = {
 const repro_grid repro_grids[] = {
     {"paper1", "Paper I: bijection and HMM for transformer, LSTM and both MLPs; HMM length generalisation; recall",
      paper1, (int)(sizeof paper1 / sizeof paper1[0])},
+    {"primitives", "the primitives table: bijection, HMM (K=20, 30, 50) and recall for transformer, Mamba, LSTM and both MLPs",
+     primitives, (int)(sizeof primitives / sizeof primitives[0])},
     {"boundary", "the construction boundary: modular recurrence with integer and opaque tokens, and a loss horizon",
      boundary, (int)(sizeof boundary / sizeof boundary[0])},
 };

@@ -56,7 +56,7 @@ ok reproduce boundary --steps 12 --seeds 2 --out "$tmp/rep"
 checks=$((checks + 1))
 [ "$(grep -c 'done, skipped' "$tmp/err")" = 12 ] || { echo "FAIL: rerun did not skip"; cat "$tmp/err"; failures=$((failures + 1)); }
 # Every cell of every grid and preset is a valid configuration.
-for grid in paper1 boundary; do
+for grid in paper1 primitives boundary; do
   for preset in cpu quick paper; do
     ok reproduce $grid --preset $preset --dry-run
   done

@@ -69,6 +69,11 @@ static int meta_int(const bwt_st_file *f, const char *key) {
   return (int)x;
 }
 
+/* An integer the older fixtures lack (the mamba settings): 0, bwt's default, when absent. */
+static int meta_int_or0(const bwt_st_file *f, const char *key) {
+  return bwt_safetensors_meta(f, key) ? meta_int(f, key) : 0;
+}
+
 static const void *get(const bwt_st_file *f, const char *name, bwt_dtype dtype, int ndim,
                        int64_t d0, int64_t d1, int64_t d2) {
   const int64_t shape[3] = {d0, d1, d2};
@@ -111,6 +116,9 @@ static void parity_open(parity *p, const char *name) {
   c.n_heads = meta_int(f, "n_heads");
   c.tied_head = meta_int(f, "tied_head");
   c.window = meta_int(f, "window");
+  c.ssm_state = meta_int_or0(f, "ssm_state");
+  c.ssm_conv = meta_int_or0(f, "ssm_conv");
+  c.ssm_expand = meta_int_or0(f, "ssm_expand");
   c.init = BWT_INIT_BWT;
   c.attn_bias = 1; /* the fixtures' transformers have attention biases */
   if (bwt_model_create(&p->model, &c, 1) != BWT_STATUS_OK) fail_msg("bwt_model_create: %s", bwt_last_error());
@@ -289,6 +297,9 @@ static void test_transformer_layernorm_tied(void **state) { run_parity("transfor
 static void test_mlp(void **state) { run_parity("mlp"); }
 static void test_window_mlp(void **state) { run_parity("window_mlp"); }
 static void test_lstm(void **state) { run_parity("lstm"); }
+/* Mamba against tools/torch_reference.py's Mixer, written from the paper's equations and the
+ * reference module's semantics (sequential scan), same tolerances. */
+static void test_mamba(void **state) { run_parity("mamba"); }
 
 /* The comparison must be able to fail: bwt's gradient matches the fixture, but not once one entry
  * of the fixture's gradient is moved by 1%; the report then names exactly that entry. */
@@ -333,6 +344,7 @@ int main(void) {
       cmocka_unit_test(test_mlp),
       cmocka_unit_test(test_window_mlp),
       cmocka_unit_test(test_lstm),
+      cmocka_unit_test(test_mamba),
       cmocka_unit_test(test_comparison_detects_one_percent),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -14,7 +14,7 @@ to tests/fixtures/ holding:
   grad.<name>    gradient of `loss` for every parameter (F32)
   losses         (10,) F64: `loss` before each of 10 AdamW steps on the same batch
                  (torch.optim.AdamW lr 1e-3, betas (0.9, 0.999), eps 1e-8, weight decay 0.1 on
-                 2-D tensors, 0 on 1-D ones; clip_grad_norm_(1.0) before each step; constant lr)
+                 2-D tensors but Mamba's A_log, 0 on the rest; clip_grad_norm_(1.0) before each step; constant lr)
 
 and the model config, batch sizes, seed and torch version as string metadata.
 
@@ -22,7 +22,7 @@ Weights: every matrix, embedding and bias is uniform in [-0.5, 0.5]; norm weight
 [0.5, 1.5] (so that a missing norm weight or bias shows). O(1) weights give O(1) gradients in every
 tensor, including attention, which N(0, 0.02) weights would leave near zero.
 
-Run with Debian's interpreter, which has torch and numpy:   /usr/bin/python3 tools/torch_reference.py
+Run with Debian's interpreter, which has torch and numpy:   /usr/bin/python3 tools/torch_reference.py [NAME...]
 Only the standard library, numpy and torch are used; the safetensors writer is below.
 """
 import json
@@ -116,8 +116,98 @@ class MLPBlock(nn.Module):
         return x + self.mlp(x)
 
 
+def scan_loop(u, delta, A, Bm, Cm):
+    """The selective scan as the reference's sequential form: h_t = exp(Δ_t A) h_{t−1} + Δ_t B_t u_t,
+    y_t = C_t · h_t, one Python step per time step. u, delta (B,T,Di); A (Di,Ns); Bm, Cm (B,T,Ns)."""
+    Bsz, T, Di = u.shape
+    h = u.new_zeros(Bsz, Di, A.shape[1])
+    ys = []
+    for t in range(T):
+        dt = delta[:, t].unsqueeze(-1)  # (B,Di,1)
+        h = torch.exp(dt * A) * h + dt * Bm[:, t].unsqueeze(1) * u[:, t].unsqueeze(-1)
+        ys.append((h * Cm[:, t].unsqueeze(1)).sum(-1))
+    return torch.stack(ys, dim=1)
+
+
+def scan_parallel(u, delta, A, Bm, Cm):
+    """The same scan vectorised over time: the recurrence h_t = a_t h_{t−1} + b_t as a Hillis–Steele
+    prefix scan of the pairs (a, b), ⌈log2 T⌉ whole-tensor steps; every factor is a product of
+    decays ≤ 1, so nothing overflows (a cumulative-sum form exp(S_t − S_s) would, for long T)."""
+    a = torch.exp(delta.unsqueeze(-1) * A)  # (B,T,Di,Ns)
+    b = (delta * u).unsqueeze(-1) * Bm.unsqueeze(2)
+    T, off = u.shape[1], 1
+    while off < T:
+        b = torch.cat([b[:, :off], a[:, off:] * b[:, :-off] + b[:, off:]], dim=1)
+        a = torch.cat([a[:, :off], a[:, off:] * a[:, :-off]], dim=1)
+        off *= 2
+    return (b * Cm.unsqueeze(2)).sum(-1)
+
+
+def scan_chunked(u, delta, A, Bm, Cm, chunk=8):
+    """The same scan in closed form within chunks of `chunk` steps, a Python loop over the chunks:
+    with S_t = Σ_{r≤t} Δ_r A from the chunk's start, h_t = exp(S_t) (h_0 + Σ_{s≤t} exp(−S_s) b_s), two
+    cumulative sums over whole tensors. Rounding stays relative to Σ|b_s| (the factors exp(S_t − S_s)
+    are ≤ 1); exp(−S_s) itself overflows float32 once a chunk's decay exceeds e^88, i.e.
+    max |Δ·A| > 11 at chunk 8, far above what training reaches here (softplus-initialised Δ ≤ 0.1)."""
+    dA = delta.unsqueeze(-1) * A  # (B,T,Di,Ns), ≤ 0
+    b = (delta * u).unsqueeze(-1) * Bm.unsqueeze(2)
+    h0 = u.new_zeros(u.shape[0], u.shape[2], A.shape[1])
+    ys = []
+    for s in range(0, u.shape[1], chunk):
+        S = dA[:, s:s + chunk].cumsum(1)
+        hs = torch.exp(S) * (h0.unsqueeze(1) + (torch.exp(-S) * b[:, s:s + chunk]).cumsum(1))
+        ys.append((hs * Cm[:, s:s + chunk].unsqueeze(2)).sum(-1))
+        h0 = hs[:, -1]
+    return torch.cat(ys, dim=1)
+
+
+SCANS = {"loop": scan_loop, "parallel": scan_parallel, "chunked": scan_chunked}
+
+
+class Mixer(nn.Module):
+    """Mamba's mixer (Gu & Dao 2023; the reference module's names): in_proj (no bias) → x, z; causal
+    depthwise conv1d with bias, SiLU; x_proj (no bias) → (dt, B, C); Δ = softplus(dt_proj(dt)) (the
+    reference adds dt_proj's bias inside the scan, the same thing); y = scan + D·u; out_proj(y·SiLU(z)).
+    conv1d.weight is held as bwt stores it, (Di, d_conv), torch's (Di, 1, d_conv) without the 1."""
+
+    def __init__(self, C, Ns, K, expand, scan):
+        super().__init__()
+        Di, self.R, self.Ns, self.K, self.scan = expand * C, (C + 15) // 16, Ns, K, scan
+        self.in_proj = nn.Linear(C, 2 * Di, bias=False)
+        self.conv1d = nn.Module()
+        self.conv1d.weight = nn.Parameter(torch.zeros(Di, K))
+        self.conv1d.bias = nn.Parameter(torch.zeros(Di))
+        self.x_proj = nn.Linear(Di, self.R + 2 * Ns, bias=False)
+        self.dt_proj = nn.Linear(self.R, Di)
+        self.A_log = nn.Parameter(torch.zeros(Di, Ns))
+        self.A_log._no_weight_decay = True  # as the reference module marks it (and bwt does)
+        self.D = nn.Parameter(torch.ones(Di))
+        self.out_proj = nn.Linear(Di, C, bias=False)
+
+    def forward(self, h):
+        T = h.shape[1]
+        x, z = self.in_proj(h).chunk(2, dim=-1)
+        w = self.conv1d.weight.unsqueeze(1)  # (Di,1,K)
+        x = F.conv1d(x.transpose(1, 2), w, self.conv1d.bias, padding=self.K - 1, groups=w.shape[0])
+        u = F.silu(x[..., :T].transpose(1, 2))
+        r, Bm, Cm = self.x_proj(u).split([self.R, self.Ns, self.Ns], dim=-1)
+        delta = F.softplus(self.dt_proj(r))
+        y = SCANS[self.scan](u, delta, -torch.exp(self.A_log), Bm, Cm) + self.D * u
+        return self.out_proj(y * F.silu(z))
+
+
+class MambaLayer(nn.Module):
+    def __init__(self, C, norm, Ns, K, expand, scan):
+        super().__init__()
+        self.norm = make_norm(norm, C)
+        self.mixer = Mixer(C, Ns, K, expand, scan)
+
+    def forward(self, x):
+        return x + self.mixer(self.norm(x))
+
+
 class Model(nn.Module):
-    """transformer, mlp (context-free), window_mlp or lstm, with bwt's readout: the supervised rows of
+    """transformer, mlp (context-free), window_mlp, lstm or mamba, with bwt's readout: the supervised rows of
     the final stream, final norm, head (no bias; the token embedding when tied)."""
 
     def __init__(self, cfg):
@@ -130,6 +220,10 @@ class Model(nn.Module):
             self.window = nn.Linear(cfg["window"] * C, C)
         if cfg["arch"] == "transformer":
             self.blocks = nn.ModuleList(Block(C, cfg["n_heads"], cfg["norm"]) for _ in range(cfg["n_layers"]))
+        elif cfg["arch"] == "mamba":
+            ssm = (cfg.get("ssm_state") or 16, cfg.get("ssm_conv") or 4, cfg.get("ssm_expand") or 2)
+            self.layers = nn.ModuleList(MambaLayer(C, cfg["norm"], *ssm, cfg.get("scan", "loop"))
+                                        for _ in range(cfg["n_layers"]))
         elif cfg["arch"] == "lstm":
             self.lstm = nn.LSTM(C, C, num_layers=cfg["n_layers"], batch_first=True)
         else:
@@ -150,6 +244,9 @@ class Model(nn.Module):
             x = self.tok_emb(tokens) + self.pos_emb[:T]
         if self.cfg["arch"] == "lstm":
             x, _ = self.lstm(x)
+        elif self.cfg["arch"] == "mamba":
+            for layer in self.layers:
+                x = layer(x)
         else:
             for block in self.blocks:
                 x = block(x)
@@ -161,6 +258,13 @@ class Model(nn.Module):
 
 def bwt_name(torch_name):
     return "tok_emb" if torch_name == "tok_emb.weight" else torch_name
+
+
+def decay_groups(model):
+    """AdamW's weight decay on 2-D tensors, except those marked _no_weight_decay (Mamba's A_log)."""
+    decay = [p for p in model.parameters() if p.dim() == 2 and not getattr(p, "_no_weight_decay", False)]
+    ids = {id(p) for p in decay}
+    return decay, [p for p in model.parameters() if id(p) not in ids]
 
 
 def init_weights(model, rng):
@@ -251,8 +355,7 @@ def build(name, cfg, seed, B=4, N=4):
                      for k in grads if abs(g64[k]).max() > 1e-6 * gmax)  # the key biases' gradient is 0
 
     # Ten AdamW steps on the same batch.
-    decay = [p for p in model.parameters() if p.dim() == 2]
-    no_decay = [p for p in model.parameters() if p.dim() != 2]
+    decay, no_decay = decay_groups(model)
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": ADAM["weight_decay"]},
                              {"params": no_decay, "weight_decay": 0.0}],
                             lr=ADAM["lr"], betas=ADAM["betas"], eps=ADAM["eps"])
@@ -282,7 +385,7 @@ def build(name, cfg, seed, B=4, N=4):
     meta = {k: (int(v) if isinstance(v, bool) else v) for k, v in cfg.items()}
     meta.update(B=B, T=cfg["max_T"], n_sup=N, seed=seed, steps=N_STEPS,
                 init="uniform[-0.5,0.5]; norm weights uniform[0.5,1.5]",
-                optimizer="AdamW lr=1e-3 betas=(0.9,0.999) eps=1e-8 wd=0.1 on 2-D tensors; clip 1.0",
+                optimizer="AdamW lr=1e-3 betas=(0.9,0.999) eps=1e-8 wd=0.1 on 2-D tensors but A_log; clip 1.0",
                 torch_version=torch.__version__, numpy_version=np.__version__,
                 generator="tools/torch_reference.py")
     path = os.path.join(FIXTURE_DIR, name + ".safetensors")
@@ -292,6 +395,20 @@ def build(name, cfg, seed, B=4, N=4):
           f"grad norm {norms[0]:.3g}; torch float32 vs float64: logits {noise_logits:.1e} of max|logit|, "
           f"grads {noise_grad:.1e} of a tensor's max|grad|; "
           f"{os.path.getsize(path)} bytes")
+
+
+def check_parallel_scan():
+    """The vectorised scans (bench/bench_torch.py --scan parallel|chunked) must be the loop's scan."""
+    g = torch.Generator().manual_seed(7)
+    Bsz, T, Di, Ns = 3, 39, 8, 5
+    u, Bm, Cm = (torch.randn(Bsz, T, n, generator=g, dtype=torch.float64) for n in (Di, Ns, Ns))
+    delta = F.softplus(torch.randn(Bsz, T, Di, generator=g, dtype=torch.float64))
+    A = -torch.exp(torch.randn(Di, Ns, generator=g, dtype=torch.float64))
+    a = scan_loop(u, delta, A, Bm, Cm)
+    for name in ("parallel", "chunked"):
+        err = float((a - SCANS[name](u, delta, A, Bm, Cm)).abs().max() / a.abs().max())
+        print(f"{name} scan vs loop scan (float64): {err:.1e} of max|y|")
+        assert err < 1e-12
 
 
 def main():
@@ -305,9 +422,14 @@ def main():
         ("mlp", dict(base, arch="mlp", norm="layer", tied_head=False), 3),
         ("window_mlp", dict(base, arch="window_mlp", norm="rms", tied_head=False, window=3), 4),
         ("lstm", dict(base, arch="lstm", norm="layer", tied_head=False), 5),
+        ("mamba", dict(base, arch="mamba", norm="rms", tied_head=False, ssm_state=8, ssm_conv=4, ssm_expand=2), 6),
     ]
+    only = sys.argv[1:]  # fixture names to rebuild; all of them when none is given
     for name, cfg, seed in fixtures:
-        build(name, cfg, seed)
+        if not only or name in only:
+            build(name, cfg, seed)
+    if not only or "mamba" in only:
+        check_parallel_scan()
     return 0
 
 
