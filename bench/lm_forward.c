@@ -7,12 +7,15 @@
  *              [--no-ceiling]
  *
  * The prompt is token i = (1103515245·i + 12345) mod 2³¹ mod V, the same in bench/lm_torch.py.
- * --logits writes the last repeat's (N,V) logits as raw little-endian float32. */
+ * --logits writes the last repeat's (N,V) logits as raw little-endian float32. "times" are wall
+ * seconds per forward, "cpu_times" the process's CPU seconds (user + system, all threads) over it. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include <sys/resource.h>
 
 #include <cblas.h>
 
@@ -27,6 +30,13 @@ static double now_s(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
+/* CPU seconds of this process (user + system, all threads). */
+static double cpu_s(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return ru.ru_utime.tv_sec + 1e-6 * ru.ru_utime.tv_usec + ru.ru_stime.tv_sec + 1e-6 * ru.ru_stime.tv_usec;
 }
 
 static int cmp_double(const void *a, const void *b) {
@@ -175,20 +185,20 @@ int main(int argc, char **argv) {
   if (T > c->max_pos) T = c->max_pos;
   int32_t *tokens = malloc(sizeof(int32_t) * (size_t)T);
   float *logits = malloc(sizeof(float) * (size_t)T * c->V);
-  double *t = malloc(sizeof(double) * (size_t)repeats);
-  if (!tokens || !logits || !t) {
+  double *t = malloc(sizeof(double) * (size_t)repeats), *cpu = malloc(sizeof(double) * (size_t)repeats);
+  if (!tokens || !logits || !t || !cpu) {
     fprintf(stderr, "lm_forward: out of memory\n");
     return 1;
   }
   for (int i = 0; i < T; i++) tokens[i] = (int32_t)(((1103515245ull * (unsigned)i + 12345ull) % 2147483648ull) % (unsigned)c->V);
   for (int r = 0; r < warmup + repeats; r++) {
     bwt_lm_reset(lm);
-    double s0 = now_s();
+    double s0 = now_s(), c0 = cpu_s();
     if (bwt_lm_forward(lm, tokens, T, logits) != BWT_STATUS_OK) {
       fprintf(stderr, "lm_forward: %s\n", bwt_last_error());
       return 1;
     }
-    if (r >= warmup) t[r - warmup] = now_s() - s0;
+    if (r >= warmup) t[r - warmup] = now_s() - s0, cpu[r - warmup] = cpu_s() - c0;
   }
   double peak = proc_status("VmHWM");
   if (logits_path) {
@@ -207,12 +217,16 @@ int main(int argc, char **argv) {
          c->architecture, T, threads, openblas_get_corename(), c->dtype, c->n_params, c->converted_bytes, open_s, med,
          T / med);
   for (int r = 0; r < repeats; r++) printf("%s%.6g", r ? "," : "", t[r]);
-  printf("],\"gemm_flops\":%.6g,\"attention_flops\":%.6g,\"sgemm_s\":%.6g,\"base_rss_bytes\":%.6g,"
-         "\"open_rss_bytes\":%.6g,\"peak_rss_bytes\":%.6g}\n",
-         shapes_flops(shapes, n_shapes), attention_flops(c, T), gemm_s, rss_base, rss_open, peak);
+  printf("],\"cpu_times\":[");
+  for (int r = 0; r < repeats; r++) printf("%s%.6g", r ? "," : "", cpu[r]);
+  printf("],\"gemm_flops\":%.6g,\"attention_flops\":%.6g,\"sgemm_s\":", shapes_flops(shapes, n_shapes),
+         attention_flops(c, T));
+  printf(isnan(gemm_s) ? "null" : "%.6g", gemm_s);
+  printf(",\"base_rss_bytes\":%.6g,\"open_rss_bytes\":%.6g,\"peak_rss_bytes\":%.6g}\n", rss_base, rss_open, peak);
   free(tokens);
   free(logits);
   free(t);
+  free(cpu);
   bwt_lm_close(lm);
   return 0;
 }

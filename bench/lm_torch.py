@@ -121,18 +121,19 @@ def main():
     open_s = time.perf_counter() - t0
     V = cfg["vocab_size"]
     tokens = [((1103515245 * i + 12345) % 2147483648) % V for i in range(a.tokens)]
-    times = []
+    times, cpu = [], []
     with torch.no_grad():
         for r in range(a.warmup + a.repeats):
-            s0 = time.perf_counter()
+            s0, c0 = time.perf_counter(), time.process_time()
             logits = model.forward(tokens)
             if r >= a.warmup:
                 times.append(time.perf_counter() - s0)
+                cpu.append(time.process_time() - c0)
     if a.logits:
         logits.contiguous().numpy().astype("<f4").tofile(a.logits)
     med = float(np.median(times))
     print(json.dumps({"impl": "torch", "torch": torch.__version__, "tokens": a.tokens, "threads": a.threads,
-                      "open_s": open_s, "median_s": med, "tokens_per_s": a.tokens / med, "times": times,
+                      "open_s": open_s, "median_s": med, "tokens_per_s": a.tokens / med, "times": times, "cpu_times": cpu,
                       "base_rss_bytes": base, "peak_rss_bytes": proc_status("VmHWM"),
                       "ru_maxrss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
 
