@@ -8,7 +8,8 @@ SHAPE: llama1b (Llama-3.2-1B: hidden 2048, 16 layers, 32 heads on 8 kv heads, he
 vocab 128256, tied, rope_theta 5e5 with llama3 rope_scaling), pythia160m (Pythia-160M's sizes in the
 Llama architecture: hidden 768, 12 layers, 12 heads, MLP 3072, vocab 50304, untied), llama7b
 (Llama-2-7B/Mistral-7B sizes: hidden 4096, 32 layers, 32 heads on 8 kv heads, MLP 14336, vocab 32000,
-untied). Weights ~ N(0, 1/fan_in), norms 1 + N(0, 0.01), embeddings N(0, 1).
+untied). Weights ~ N(0, 1/fan_in), norms 1 + N(0, 0.01), embeddings N(0, 1). --tile reuses slices of
+one pool of random values (a 14.5 GB checkpoint in about a minute, for the memory measure).
 """
 import argparse
 import json
@@ -73,6 +74,8 @@ def main():
     ap.add_argument("dir")
     ap.add_argument("--dtype", choices=["BF16", "F32"], default="BF16")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--tile", action="store_true",
+                    help="draw one pool of 2^25 values and reuse slices of it (fast; for memory measures)")
     a = ap.parse_args()
     cfg = config(a.shape, a.dtype)
     os.makedirs(a.dir, exist_ok=True)
@@ -87,13 +90,21 @@ def main():
     text = json.dumps(header, separators=(",", ":")).encode()
     text += b" " * (-len(text) % 8)
     rng = np.random.default_rng(a.seed)
+    pool = rng.standard_normal(1 << 25, dtype=np.float32) if a.tile else None
+    at = 0
     with open(os.path.join(a.dir, "model.safetensors"), "wb") as f:
         f.write(struct.pack("<Q", len(text)) + text)
         for name, shape, std, mean in specs:
             rows = shape[0]
             step = max(1, (1 << 24) // (int(np.prod(shape)) // rows))
             for r0 in range(0, rows, step):  # in slabs of about 16M values
-                x = rng.standard_normal((min(step, rows - r0),) + tuple(shape[1:]), dtype=np.float32)
+                sh = (min(step, rows - r0),) + tuple(shape[1:])
+                if a.tile:
+                    n = int(np.prod(sh))
+                    at = (at + 7919) % ((1 << 25) - n)
+                    x = pool[at:at + n].reshape(sh).copy()
+                else:
+                    x = rng.standard_normal(sh, dtype=np.float32)
                 x *= np.float32(std)
                 x += np.float32(mean)
                 f.write((to_bf16(x) if a.dtype == "BF16" else x).tobytes())
