@@ -151,14 +151,26 @@ static bwt_status alloc_arena(bwt_lm *lm) {
   return BWT_STATUS_OK;
 }
 
-/* dst(n) from the half values at src, in parallel pieces. */
+/* dst(n) from the half values at src (2-byte aligned: bwt_safetensors_get aligns for the dtype), in
+ * parallel pieces. */
 #define LM_CONVERT_PIECE 65536
 static void convert(float *dst, const void *src, size_t n, bwt_dtype dtype) {
   long pieces = (long)((n + LM_CONVERT_PIECE - 1) / LM_CONVERT_PIECE);
 #pragma omp parallel for schedule(static) if (pieces > 1)
   for (long p = 0; p < pieces; p++) {
     size_t i0 = (size_t)p * LM_CONVERT_PIECE, m = n - i0 < LM_CONVERT_PIECE ? n - i0 : LM_CONVERT_PIECE;
-    bwt_half_to_f32(dst + i0, (const unsigned char *)src + 2 * i0, m, dtype);
+    const uint16_t *h = (const uint16_t *)src + i0;
+    float *d = dst + i0;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    if (dtype == BWT_DTYPE_BF16) { /* the exact widening, vectorised: the 16 bits on top */
+      for (size_t i = 0; i < m; i++) {
+        uint32_t u = (uint32_t)h[i] << 16;
+        memcpy(d + i, &u, sizeof u);
+      }
+      continue;
+    }
+#endif
+    bwt_half_to_f32(d, h, m, dtype);
   }
 }
 
