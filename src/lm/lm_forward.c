@@ -15,7 +15,7 @@
 #include "lm_internal.h"
 
 /* Queries per pass: bounds the (NH, n, T) attention buffer on long inputs. */
-#define LM_CHUNK 256
+#define LM_CHUNK 512
 
 /* Reports blocks.{l}.{suffix} (l < 0: suffix alone) when it is wanted. */
 static bwt_status hook(lm_hooks *h, int l, const char *suffix, const float *x, int ndim, int64_t d0,
