@@ -319,6 +319,44 @@ static void test_fixture_configs(void **state) {
   bwt_lm_close(lm);
 }
 
+/* BF16 weights converted layer by layer at each forward (what models too large for an fp32 copy
+ * get) give the logits and activations of the conversion at open, bit for bit. */
+static void test_layerwise_conversion(void **state) {
+  char dir[1300];
+  source_path(dir, sizeof dir, "fixtures/lm/llama_bf16");
+  int32_t tok[9] = {3, 1, 4, 1, 5, 9, 2, 6, 5};
+  float *lg[2];
+  bwt_lm_capture cap[2];
+  const char *points[] = {"blocks.1.attn.hook_z", "hook_embed"};
+  for (int mode = 0; mode < 2; mode++) {
+    assert_int_equal(setenv("BWT_LM_CONVERT", mode ? "layer" : "open", 1), 0);
+    bwt_lm *lm = NULL;
+    assert_int_equal(bwt_lm_open(&lm, dir), BWT_STATUS_OK);
+    const bwt_lm_config *c = bwt_lm_config_of(lm);
+    if (mode) assert_true(c->converted_bytes < c->n_params * sizeof(float) || c->n_params < 4096 * (size_t)c->C);
+    lg[mode] = calloc((size_t)9 * c->V, sizeof(float));
+    assert_non_null(lg[mode]);
+    assert_int_equal(bwt_lm_forward(lm, tok, 9, lg[mode]), BWT_STATUS_OK);
+    memset(&cap[mode], 0, sizeof cap[mode]);
+    assert_int_equal(bwt_lm_capture_run(lm, tok, 9, points, 2, &cap[mode], NULL), BWT_STATUS_OK);
+    if (mode) {
+      assert_memory_equal(lg[0], lg[1], sizeof(float) * 9 * c->V);
+      assert_int_equal(cap[0].n, cap[1].n);
+      for (int i = 0; i < cap[0].n; i++) {
+        size_t n = 1;
+        for (int d = 0; d < cap[0].acts[i].ndim; d++) n *= (size_t)cap[0].acts[i].shape[d];
+        assert_memory_equal(cap[0].acts[i].data, cap[1].acts[i].data, sizeof(float) * n);
+      }
+    }
+    bwt_lm_close(lm);
+  }
+  assert_int_equal(unsetenv("BWT_LM_CONVERT"), 0);
+  for (int mode = 0; mode < 2; mode++) {
+    free(lg[mode]);
+    bwt_lm_capture_free(&cap[mode]);
+  }
+}
+
 /* The residual stream adds up, patterns are distributions, and wildcards select by name. */
 static void test_capture_consistency(void **state) {
   char dir[1300];
@@ -574,6 +612,7 @@ int main(void) {
       cmocka_unit_test(test_stories_greedy),
       cmocka_unit_test(test_fixtures),
       cmocka_unit_test(test_fixture_configs),
+      cmocka_unit_test(test_layerwise_conversion),
       cmocka_unit_test(test_capture_consistency),
       cmocka_unit_test(test_fused_qkv_layouts),
       cmocka_unit_test(test_parallel_residual),

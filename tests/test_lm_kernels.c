@@ -1,7 +1,7 @@
 /* The language-model kernels (kernels.h, "Language-model ops") against oracles:
  *  - RoPE against a double-precision rotation written from the formula, its frequency rules
  *    against hand-derived values, its backward as the exact transpose (<R x, y> = <x, Rᵀ y>);
- *  - grouped-query attention against its double oracle, against the existing multi-head attention
+ *  - grouped-query attention (row and blocked versions) against its double oracle, against the existing multi-head attention
  *    with key/value heads repeated, and a cached step against the last rows of a whole sequence;
  *  - SwiGLU and tanh-GELU against double mirrors, their backwards against central differences;
  *  - RMSNorm with eps against the engine's RMSNorm (eps 1e-5); LayerNorm with eps likewise against
@@ -160,6 +160,38 @@ static void test_gqa_fast_vs_naive(void **state) {
   free(q); free(k); free(v); free(o1); free(o2); free(a1); free(a2); free(s1); free(s2);
 }
 
+/* Prompts (nq >= 32 queries) take the blocked version (sgemm per block of 64 queries of a head):
+ * against the oracle over several blocks and a partial one, with and without grouping, with
+ * windows shorter and longer than a block, for a whole sequence and for the last nq of T. */
+static void test_gqa_blocked_vs_naive(void **state) {
+  enum { B = 2, T = 150, NH = 4, HS = 16 };
+  int nkvs[] = {2, 4}, windows[] = {0, 5, 70, T}, nqs[] = {T, 100, 32};
+  size_t qn = (size_t)B * T * NH * HS, an = (size_t)B * NH * T * T;
+  float *q = frand(qn, -2, 2, 21), *k = frand(qn, -2, 2, 22), *v = frand(qn, -1, 1, 23);
+  float *o1 = fzeros(qn), *o2 = fzeros(qn), *a1 = fzeros(an), *a2 = fzeros(an), *s1 = fzeros(an), *s2 = fzeros(an);
+  for (int g = 0; g < 2; g++)
+    for (int w = 0; w < 4; w++)
+      for (int n = 0; n < 3; n++) {
+        int NKV = nkvs[g], nq = nqs[n];
+        float scale = 1.0f / sqrtf(HS);
+        memset(a1, 0x7f, an * sizeof(float)); /* every att and scores entry must be written */
+        memset(s1, 0x7f, an * sizeof(float));
+        assert_int_equal(bwt_gqa_attention_forward(o1, a1, s1, q, k, v, B, T, nq, NH, NKV, HS, windows[w], scale), 0);
+        bwt_gqa_attention_forward_naive(o2, a2, s2, q, k, v, B, T, nq, NH, NKV, HS, windows[w], scale);
+        size_t on = (size_t)B * nq * NH * HS, am = (size_t)B * NH * nq * T;
+        double eo = max_abs_diff(o1, o2, on), ea = max_abs_diff(a1, a2, am), es = 0;
+        for (size_t i = 0; i < am; i++) {
+          if (isinf(s2[i])) assert_true(isinf(s1[i]) && s1[i] < 0 && a1[i] == 0);
+          else es = fmax(es, fabs(s1[i] - s2[i]));
+        }
+        if (w == 1 || n == 0)
+          print_message("  gqa blocked NKV %d window %d nq %d: out %.2e, att %.2e, scores %.2e (tol 1e-5)\n", NKV,
+                        windows[w], nq, eo, ea, es);
+        assert_true(eo < 1e-5 && ea < 1e-5 && es < 1e-5);
+      }
+  free(q); free(k); free(v); free(o1); free(o2); free(a1); free(a2); free(s1); free(s2);
+}
+
 /* With every key/value head repeated for its group, GQA is the engine's multi-head attention. */
 static void test_gqa_vs_multihead(void **state) {
   enum { B = 2, T = 7, NH = 4, NKV = 2, HS = 6, C = NH * HS };
@@ -299,6 +331,7 @@ int main(void) {
       cmocka_unit_test(test_rope_backward_is_transpose),
       cmocka_unit_test(test_rope_scaling_rules),
       cmocka_unit_test(test_gqa_fast_vs_naive),
+      cmocka_unit_test(test_gqa_blocked_vs_naive),
       cmocka_unit_test(test_gqa_vs_multihead),
       cmocka_unit_test(test_gqa_cached_rows),
       cmocka_unit_test(test_swiglu),

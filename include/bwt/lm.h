@@ -3,7 +3,8 @@
  * kernels, with TransformerLens-named capture points (docs/lm.md has the map).
  *
  * Weights stay in the memory-mapped files when they are F32 (no copy); F16 and BF16 tensors are
- * converted to fp32 once, at open. Architectures come from one table (src/lm/hf_config.c):
+ * converted to fp32 once, at open, or — when those copies would exceed 1 GiB — layer by layer at each
+ * forward into one layer's arena (docs/lm.md). Architectures come from one table (src/lm/hf_config.c):
  * LlamaForCausalLM, MistralForCausalLM, GPT2LMHeadModel, GPTNeoXForCausalLM, PhiForCausalLM. Every
  * file problem is a one-line error naming the file and, where there is one, the config key or tensor.
  *
@@ -48,7 +49,8 @@ typedef struct {
   char dtype[8];                /* the weights' dtype in the files: "F32", "F16", "BF16" or "mixed" */
   int n_shards;                 /* safetensors files the weights are in */
   size_t n_params;              /* parameters (the tied head counted once) */
-  size_t converted_bytes;       /* fp32 copies made at open (F16/BF16 weights); 0 for F32 files */
+  size_t converted_bytes;       /* fp32 copies made at open (F16/BF16 weights), or the layer-wise
+                                   conversion arena; 0 for F32 files */
 } bwt_lm_config;
 
 typedef struct bwt_lm bwt_lm;

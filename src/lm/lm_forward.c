@@ -19,7 +19,7 @@
 #include "lm_internal.h"
 
 /* Queries per pass: bounds the (NH, n, T) attention buffer on long inputs. */
-#define LM_CHUNK 256
+#define LM_CHUNK 512
 
 /* Reports blocks.{l}.{suffix} (l < 0: suffix alone) when it is wanted. */
 static bwt_status hook(lm_hooks *h, int l, const char *suffix, const float *x, int ndim, int64_t d0,
@@ -154,6 +154,7 @@ static bwt_status mlp(const bwt_lm *lm, const float *const *w, scratch *s, float
 
 static bwt_status block(bwt_lm *lm, int l, scratch *s, int n, lm_hooks *h) {
   const bwt_lm_config *c = &lm->cfg;
+  lm_layer_load(lm, l);
   const float *const *w = lm->layers[l].w;
   int Q = c->NH * c->hs, K = c->NKV * c->hs, T = lm->pos + n;
   float *kc = lm->kcache[l] + (size_t)lm->pos * K, *vc = lm->vcache[l] + (size_t)lm->pos * K;
@@ -208,7 +209,8 @@ bwt_status lm_forward(bwt_lm *lm, const int32_t *tokens, int n, float *logits, l
   bwt_status st = scratch_alloc(&s, lm, n, lm->pos + n, h != NULL, want_logits && !logits);
   if (st == BWT_STATUS_OK) {
     for (int j = 0; j < n; j++) s.pos[j] = lm->pos + j;
-    bwt_embedding_forward(s.x, tokens, lm->embed, NULL, NULL, 0, 1, n, c->C);
+    if (lm->embed_half) lm_embed(lm, s.x, tokens, n);
+    else bwt_embedding_forward(s.x, tokens, lm->embed, NULL, NULL, 0, 1, n, c->C);
     st = hook(h, -1, "hook_embed", s.x, 2, n, c->C, 0);
   }
   if (st == BWT_STATUS_OK && lm->pos_embed) {
@@ -221,8 +223,9 @@ bwt_status lm_forward(bwt_lm *lm, const int32_t *tokens, int n, float *logits, l
     float *out = logits ? logits : s.logits;
     st = norm(s.a, s.spare, s.x, lm->final_norm, lm->final_norm_bias, h, -1, "ln_final.hook_normalized", c, n);
     if (st == BWT_STATUS_OK && want_logits) {
-      bwt_matmul_forward(out, s.a, lm->head, lm->head_bias, n, c->C, c->V);
-      st = hook(h, -1, "logits", out, 2, n, c->V, 0);
+      if (lm->head_half) st = lm_head(lm, out, s.a, n);
+      else bwt_matmul_forward(out, s.a, lm->head, lm->head_bias, n, c->C, c->V);
+      if (st == BWT_STATUS_OK) st = hook(h, -1, "logits", out, 2, n, c->V, 0);
     }
   }
   if (st == BWT_STATUS_OK) lm->pos += n;

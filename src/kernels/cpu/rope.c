@@ -32,25 +32,48 @@ void bwt_rope_inv_freq(double *inv_freq, int R, double theta, const bwt_rope_sca
   }
 }
 
+#define ROPE_PAIRS 128 /* pairs whose cosines and sines are taken at once, per position */
+
 /* out = rotation of inp by sign·angle (sign −1: the transpose, for the backward); accumulate adds
- * into out instead of writing it. */
+ * into out instead of writing it. A position's cosines and sines are taken once (in pieces of
+ * ROPE_PAIRS pairs) and serve all its heads; the pair loop is vectorised. */
 static void rotate(float *out, const float *inp, const double *inv_freq, const int32_t *pos, int N,
                    int NH, int hs, int R, double sign, int accumulate) {
   int half = R / 2;
 #pragma omp parallel for schedule(static) if ((long)N * NH * hs >= ROPE_OMP_MIN_WORK)
   for (int n = 0; n < N; n++) {
+    float cs[ROPE_PAIRS], sn[ROPE_PAIRS];
+    for (int i0 = 0; i0 < half; i0 += ROPE_PAIRS) {
+      int np = half - i0 < ROPE_PAIRS ? half - i0 : ROPE_PAIRS;
+      for (int i = 0; i < np; i++) {
+        double angle = sign * pos[n] * inv_freq[i0 + i];
+        cs[i] = (float)cos(angle);
+        sn[i] = (float)sin(angle);
+      }
+      for (int h = 0; h < NH; h++) {
+        size_t base = ((size_t)n * NH + h) * hs + (size_t)i0;
+        const float *x = inp + base;
+        float *o = out + base;
+        if (accumulate) {
+#pragma omp simd
+          for (int i = 0; i < np; i++) {
+            float a = x[i], b = x[i + half];
+            o[i] += a * cs[i] - b * sn[i];
+            o[i + half] += b * cs[i] + a * sn[i];
+          }
+        } else {
+#pragma omp simd
+          for (int i = 0; i < np; i++) {
+            float a = x[i], b = x[i + half];
+            o[i] = a * cs[i] - b * sn[i];
+            o[i + half] = b * cs[i] + a * sn[i];
+          }
+        }
+      }
+    }
     for (int h = 0; h < NH; h++) {
       size_t base = ((size_t)n * NH + h) * hs;
-      const float *x = inp + base;
-      float *o = out + base;
-      for (int i = 0; i < half; i++) {
-        double angle = sign * pos[n] * inv_freq[i];
-        float c = (float)cos(angle), s = (float)sin(angle), a = x[i], b = x[i + half];
-        float ra = a * c - b * s, rb = b * c + a * s;
-        o[i] = accumulate ? o[i] + ra : ra;
-        o[i + half] = accumulate ? o[i + half] + rb : rb;
-      }
-      for (int i = R; i < hs; i++) o[i] = accumulate ? o[i] + x[i] : x[i];
+      for (int i = R; i < hs; i++) out[base + i] = accumulate ? out[base + i] + inp[base + i] : inp[base + i];
     }
   }
 }
