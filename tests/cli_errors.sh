@@ -26,7 +26,7 @@ expect 2 "unknown task 'maze'" -- train --task maze --out "$tmp/never"
 expect 2 "S (states) must be in 2..20" -- train --task hmm --S 1 --out "$tmp/never"
 expect 2 "K (observations) must be in" -- sample --task hmm --K 0
 expect 2 "modular: p must be in 2..257" -- sample --task modular --p 1
-expect 2 "continuous inputs need --arch transformer or lstm" -- train --task sticky --arch mlp --out "$tmp/never"
+expect 2 "continuous inputs need --arch transformer or lstm or mamba" -- train --task sticky --arch mlp --out "$tmp/never"
 [ ! -e "$tmp/never" ] || { echo "FAIL: a rejected run created its directory"; failures=$((failures + 1)); }
 
 # Unwritable output: below a regular file.

@@ -293,8 +293,8 @@ static void test_continuous_inputs(void **state) {
   float inputs[B * T * D];
   test_fill_uniform(inputs, B * T * D, -1.0f, 1.0f, 5);
   f.batch.tokens = NULL, f.batch.inputs = inputs, f.batch.input_dim = D;
-  const bwt_arch archs[] = {BWT_ARCH_TRANSFORMER, BWT_ARCH_LSTM};
-  for (int a = 0; a < 2; a++) {
+  const bwt_arch archs[] = {BWT_ARCH_TRANSFORMER, BWT_ARCH_LSTM, BWT_ARCH_MAMBA};
+  for (int a = 0; a < 3; a++) {
     bwt_model_config c = {archs[a], 0, K, T, 8, 2, 2, BWT_NORM_LAYER, 0, 3, BWT_POS_LEARNED, D, BWT_INIT_BWT, 1};
     bwt_model *m = NULL;
     assert_int_equal(bwt_model_create(&m, &c, 11), BWT_STATUS_OK);
@@ -311,7 +311,7 @@ static void test_continuous_inputs(void **state) {
   bwt_model_config c = {BWT_ARCH_MLP, 0, K, T, 8, 2, 2, BWT_NORM_LAYER, 0, 3, BWT_POS_LEARNED, D, BWT_INIT_BWT, 1};
   bwt_model *m = NULL;
   assert_int_equal(bwt_model_create(&m, &c, 11), BWT_STATUS_ARG);
-  assert_non_null(strstr(bwt_last_error(), "continuous inputs need --arch transformer or lstm"));
+  assert_non_null(strstr(bwt_last_error(), "continuous inputs need --arch transformer or lstm or mamba"));
 }
 
 static void test_lstm(void **state) {
@@ -414,7 +414,7 @@ static void test_parameter_count_reference_size(void **state) {
 static void test_roles_and_arch_table(void **state) {
   (void)state;
   char buf[128];
-  assert_string_equal(bwt_arch_list(BWT_CAP_CONTINUOUS_INPUT, " or ", buf, sizeof buf), "transformer or lstm");
+  assert_string_equal(bwt_arch_list(BWT_CAP_CONTINUOUS_INPUT, " or ", buf, sizeof buf), "transformer or lstm or mamba");
   assert_string_equal(bwt_arch_list(BWT_CAP_ATTENTION, ", ", buf, sizeof buf), "transformer");
   assert_string_equal(bwt_arch_list(0, ", ", buf, sizeof buf), "transformer, mlp, window_mlp, lstm, mamba");
   assert_null(bwt_arch_info_of(BWT_ARCH_COUNT));
