@@ -27,7 +27,7 @@ static void source_path(char *out, size_t n, const char *rel) {
   snprintf(out, n, "%.*s/%s", dir_len, slash ? src : ".", rel);
 }
 
-/* The shared model directory (test_shared_path); skips the test where it is absent, fails in CI. */
+/* The shared model directory (test_shared_path); skips the test where it is absent. */
 static int have_stories(void) {
   snprintf(stories, sizeof stories, "%s", test_shared_path("models/stories260K"));
   return test_shared_present(test_shared_path("models/stories260K/config.json"));

@@ -24,8 +24,8 @@ bwt_run_config test_bijection_config(int V, int d_model, int n_heads, int n_laye
 /* A path under the shared test data (models/, tokenizers/): $BWT_SHARED_DIR/rel, else ../shared
  * beside the checkout. Static storage, valid until the next call. */
 const char *test_shared_path(const char *rel);
-/* Whether path (from test_shared_path) exists. Absent, the calling test is skipped with a message —
- * except under CI (CI=true), which has shared/ beside its clone: there it fails. */
+/* Whether path (from test_shared_path) exists. Absent, the calling test is skipped with a message
+ * (a clone without shared/ beside it still passes; CI has it there and runs them). */
 int test_shared_present(const char *path);
 
 /* Temporary files a write of `path` would leave beside it ("<path>.tmp.XXXXXX"). */
