@@ -172,6 +172,7 @@ static char *enum_text(run_options *o, const bwt_setting *s) {
       {"positions", offsetof(run_options, positions)},
       {"init", offsetof(run_options, init)},
       {"decay", offsetof(run_options, decay)},
+      {"ssm_variant", offsetof(run_options, ssm_variant)},
   };
   for (size_t i = 0; i < sizeof texts / sizeof *texts; i++)
     if (strcmp(texts[i].key, s->key) == 0) return (char *)o + texts[i].offset;
@@ -319,6 +320,7 @@ int run_options_finish(run_options *o, const char *command) {
   m->max_T = task->seq_len;
   if (bwt_positions_parse(o->positions, &m->positions) != BWT_STATUS_OK) return bwt_task_free(task), cli_error(command) + 1;
   if (bwt_init_parse(o->init, &m->init) != BWT_STATUS_OK) return bwt_task_free(task), cli_error(command) + 1;
+  if (bwt_ssm_variant_parse(o->ssm_variant, &m->ssm_variant) != BWT_STATUS_OK) return bwt_task_free(task), cli_error(command) + 1;
   m->attn_bias = !o->no_attn_bias;
   if (strcmp(o->decay, "all") == 0) o->cfg.train.decay_all = 1;
   else if (strcmp(o->decay, "matrices") != 0) {
@@ -386,6 +388,7 @@ static const struct {
     {"ssm-state", BWT_CAP_SSM},
     {"ssm-conv", BWT_CAP_SSM},
     {"ssm-expand", BWT_CAP_SSM},
+    {"ssm-variant", BWT_CAP_SSM},
 };
 
 int run_options_check_given(const cli_spec *spec, const run_options *o, const char *command) {

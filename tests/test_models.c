@@ -339,6 +339,28 @@ static void test_mamba(void **state) {
   }
 }
 
+/* The repository's simplified Mamba: its gradients through the whole model, and its tensors: A_log
+ * one per state, a rank-1 dt_proj, the scan's LayerNorm, no norm before the block. */
+static void test_mamba_simplified(void **state) {
+  bwt_model_config c = {BWT_ARCH_MAMBA, V, K, T, 8, 2, 2, BWT_NORM_LAYER, 0, 3, BWT_POS_LEARNED, 0, BWT_INIT_BWT, 1};
+  c.ssm_variant = BWT_SSM_SIMPLIFIED;
+  bwt_model *m = NULL;
+  assert_int_equal(bwt_model_create(&m, &c, 11), BWT_STATUS_OK);
+  const bwt_tensor_desc *a = bwt_model_tensor(m, BWT_ROLE_SSM_A, 1, 0), *dt = bwt_model_find_tensor(m, "layers.0.mixer.dt_proj.weight");
+  assert_int_equal(a->ndim, 1);
+  assert_int_equal(a->shape[0], 16);
+  assert_float_equal(m->params[a->offset + 3], logf(0.4f), 1e-6); /* log(0.1·n), n = 4 */
+  assert_int_equal(dt->shape[1], 1);
+  assert_true(fabsf(m->params[dt->offset]) <= 0.01f);
+  assert_float_equal(m->params[bwt_model_find_tensor(m, "layers.0.mixer.dt_proj.bias")->offset], 0.1f, 0);
+  assert_non_null(bwt_model_find_tensor(m, "layers.1.mixer.norm.bias"));
+  assert_null(bwt_model_find_tensor(m, "layers.0.norm.weight"));
+  test_fill_uniform(m->params, m->n_params, -0.6f, 0.6f, 3);
+  check(m, 0, 1e-2);
+  check(m, 1, 1e-2);
+  bwt_model_free(m);
+}
+
 /* The checker must be able to fail: a backward that is 10% off in one tensor is caught. */
 static void test_checker_detects_wrong_gradient(void **state) {
   bwt_model *m = make_model(BWT_ARCH_TRANSFORMER, BWT_NORM_RMS, 0);
@@ -468,6 +490,7 @@ int main(void) {
       cmocka_unit_test(test_window_mlp),
       cmocka_unit_test(test_lstm),
       cmocka_unit_test(test_mamba),
+      cmocka_unit_test(test_mamba_simplified),
       cmocka_unit_test(test_sinusoidal_positions),
       cmocka_unit_test(test_position_offsets),
       cmocka_unit_test(test_no_positions_no_attention_bias),

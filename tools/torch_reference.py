@@ -196,14 +196,56 @@ class Mixer(nn.Module):
         return self.out_proj(y * F.silu(z))
 
 
+def clamped_scan(u, delta, A, Bm, Cm):
+    """The reference repository's scan, a loop over time: decay exp(clamp(Δ·A, −20, 0)), update
+    clamp(Δ·B·u, ±10), state clamp(h, ±100); no skip term. A is (Di, Ns)."""
+    h = u.new_zeros(u.shape[0], u.shape[2], A.shape[-1])
+    ys = []
+    for t in range(u.shape[1]):
+        dt = delta[:, t].unsqueeze(-1)  # (B, Di, 1)
+        update = (dt * Bm[:, t].unsqueeze(1) * u[:, t].unsqueeze(-1)).clamp(-10, 10)
+        h = (h * torch.exp((dt * A).clamp(-20, 0)) + update).clamp(-100, 100)
+        ys.append((h * Cm[:, t].unsqueeze(1)).sum(-1))
+    return torch.stack(ys, dim=1)
+
+
+class SimplifiedMixer(Mixer):
+    """The reference repository's "simplified Mamba" block (experiments/paper1_{bijection,hmm}/
+    train_mamba.py), as bwt's --ssm-variant simplified: a rank-1 dt_proj, Δ = clamp(softplus, 1e-4, 10),
+    A_log (Ns) shared by the channels with A = −exp(min(A_log, 5)), the clamped scan, then
+    LayerNorm(scan) + D·u before the gate."""
+
+    def __init__(self, C, Ns, K, expand, scan):
+        super().__init__(C, Ns, K, expand, scan)
+        Di, self.R = expand * C, 1
+        self.x_proj = nn.Linear(Di, 1 + 2 * Ns, bias=False)
+        self.dt_proj = nn.Linear(1, Di)
+        self.A_log = nn.Parameter(torch.zeros(Ns))
+        self.norm = nn.LayerNorm(Di)
+
+    def forward(self, h):
+        T = h.shape[1]
+        x, z = self.in_proj(h).chunk(2, dim=-1)
+        w = self.conv1d.weight.unsqueeze(1)
+        x = F.conv1d(x.transpose(1, 2), w, self.conv1d.bias, padding=self.K - 1, groups=w.shape[0])
+        u = F.silu(x[..., :T].transpose(1, 2))
+        r, Bm, Cm = self.x_proj(u).split([1, self.Ns, self.Ns], dim=-1)
+        delta = F.softplus(self.dt_proj(r)).clamp(1e-4, 10.0)
+        A = -torch.exp(self.A_log.clamp(max=5.0)).expand(u.shape[2], -1)
+        y = self.norm(clamped_scan(u, delta, A, Bm, Cm)) + self.D * u
+        return self.out_proj(y * F.silu(z))
+
+
 class MambaLayer(nn.Module):
-    def __init__(self, C, norm, Ns, K, expand, scan):
+    """A residual Mamba block: pre-norm (Gu & Dao's), or none (the simplified variant)."""
+
+    def __init__(self, C, norm, Ns, K, expand, scan, simplified=False):
         super().__init__()
-        self.norm = make_norm(norm, C)
-        self.mixer = Mixer(C, Ns, K, expand, scan)
+        self.norm = None if simplified else make_norm(norm, C)
+        self.mixer = (SimplifiedMixer if simplified else Mixer)(C, Ns, K, expand, scan)
 
     def forward(self, x):
-        return x + self.mixer(self.norm(x))
+        return x + self.mixer(x if self.norm is None else self.norm(x))
 
 
 class Model(nn.Module):
@@ -222,7 +264,8 @@ class Model(nn.Module):
             self.blocks = nn.ModuleList(Block(C, cfg["n_heads"], cfg["norm"]) for _ in range(cfg["n_layers"]))
         elif cfg["arch"] == "mamba":
             ssm = (cfg.get("ssm_state") or 16, cfg.get("ssm_conv") or 4, cfg.get("ssm_expand") or 2)
-            self.layers = nn.ModuleList(MambaLayer(C, cfg["norm"], *ssm, cfg.get("scan", "loop"))
+            self.layers = nn.ModuleList(MambaLayer(C, cfg["norm"], *ssm, cfg.get("scan", "loop"),
+                                                   cfg.get("ssm_variant", 0) == 1)
                                         for _ in range(cfg["n_layers"]))
         elif cfg["arch"] == "lstm":
             self.lstm = nn.LSTM(C, C, num_layers=cfg["n_layers"], batch_first=True)
@@ -321,6 +364,23 @@ def hard_loss(logits, targets):
     return F.cross_entropy(logits, targets.reshape(-1).long())
 
 
+def adamw_steps(model, tok_t, pos_t, tgt_t):
+    """N_STEPS AdamW steps with clipping on one batch: the loss before each and the clipped norms."""
+    decay, no_decay = decay_groups(model)
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": ADAM["weight_decay"]},
+                             {"params": no_decay, "weight_decay": 0.0}],
+                            lr=ADAM["lr"], betas=ADAM["betas"], eps=ADAM["eps"])
+    losses, norms = [], []
+    for _ in range(N_STEPS):
+        step_loss = hard_loss(model(tok_t, pos_t), tgt_t)
+        losses.append(step_loss.item())
+        opt.zero_grad()
+        step_loss.backward()
+        norms.append(float(torch.nn.utils.clip_grad_norm_(model.parameters(), CLIP)))
+        opt.step()
+    return losses, norms
+
+
 def build(name, cfg, seed, B=4, N=4):
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -354,19 +414,15 @@ def build(name, cfg, seed, B=4, N=4):
     noise_grad = max(abs(grads[k] - g64[k]).max() / abs(g64[k]).max()
                      for k in grads if abs(g64[k]).max() > 1e-6 * gmax)  # the key biases' gradient is 0
 
-    # Ten AdamW steps on the same batch.
-    decay, no_decay = decay_groups(model)
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": ADAM["weight_decay"]},
-                             {"params": no_decay, "weight_decay": 0.0}],
-                            lr=ADAM["lr"], betas=ADAM["betas"], eps=ADAM["eps"])
-    losses, norms = [], []
-    for _ in range(N_STEPS):
-        step_loss = hard_loss(model(tok_t, pos_t), tgt_t)
-        losses.append(step_loss.item())
-        opt.zero_grad()
-        step_loss.backward()
-        norms.append(float(torch.nn.utils.clip_grad_norm_(model.parameters(), CLIP)))
-        opt.step()
+    # Ten AdamW steps on the same batch, in float32 and (from the same start) in float64: a model
+    # whose clamps flip under rounding (the simplified Mamba) makes the trajectory itself uncertain,
+    # so the fixture says how many leading steps the two precisions agree on (bwt is held to those).
+    m64 = Model(cfg).double()
+    m64.load_state_dict(model.state_dict())
+    losses, norms = adamw_steps(model, tok_t, pos_t, tgt_t)
+    losses64, _ = adamw_steps(m64, tok_t, pos_t, tgt_t)
+    steps_determinate = next((i for i, (a, b) in enumerate(zip(losses, losses64)) if abs(a - b) > 1e-4), N_STEPS)
+    assert steps_determinate >= 5, f"{name}: float32 and float64 part after {steps_determinate} steps"
 
     tensors = {}
     for k, v in params0.items():
@@ -383,7 +439,7 @@ def build(name, cfg, seed, B=4, N=4):
     tensors["losses"] = np.array(losses, dtype=np.float64)
 
     meta = {k: (int(v) if isinstance(v, bool) else v) for k, v in cfg.items()}
-    meta.update(B=B, T=cfg["max_T"], n_sup=N, seed=seed, steps=N_STEPS,
+    meta.update(B=B, T=cfg["max_T"], n_sup=N, seed=seed, steps=N_STEPS, steps_determinate=steps_determinate,
                 init="uniform[-0.5,0.5]; norm weights uniform[0.5,1.5]",
                 optimizer="AdamW lr=1e-3 betas=(0.9,0.999) eps=1e-8 wd=0.1 on 2-D tensors but A_log; clip 1.0",
                 torch_version=torch.__version__, numpy_version=np.__version__,
@@ -423,6 +479,8 @@ def main():
         ("window_mlp", dict(base, arch="window_mlp", norm="rms", tied_head=False, window=3), 4),
         ("lstm", dict(base, arch="lstm", norm="layer", tied_head=False), 5),
         ("mamba", dict(base, arch="mamba", norm="rms", tied_head=False, ssm_state=8, ssm_conv=4, ssm_expand=2), 6),
+        ("mamba_simplified", dict(base, arch="mamba", norm="layer", tied_head=False, ssm_state=8, ssm_conv=4,
+                                  ssm_expand=2, ssm_variant=1), 7),
     ]
     only = sys.argv[1:]  # fixture names to rebuild; all of them when none is given
     for name, cfg, seed in fixtures:

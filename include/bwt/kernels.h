@@ -177,6 +177,29 @@ void bwt_selective_scan_backward(float *du, float *ddelta, float *dA, float *dB,
 void bwt_ssm_decay_forward(float *A, const float *A_log, size_t n);
 void bwt_ssm_decay_backward(float *dA_log, const float *dA, const float *A, size_t n);
 
+/* The reference repository's simplified Mamba (src/kernels/cpu/ssm_clamped.c). Each clamp passes the
+ * gradient where its input is within the bounds, ends included (torch.clamp).
+ * Δ = clamp(softplus(x), lo, hi) (n). */
+void bwt_softplus_clamp_forward(float *out, const float *inp, float lo, float hi, size_t n);
+void bwt_softplus_clamp_backward(float *dinp, const float *dout, const float *inp, float lo, float hi, size_t n);
+/* One decay per state shared by the D channels: A (D,N) = −exp(min(A_log[n], max)), A_log (N). */
+void bwt_ssm_shared_decay_forward(float *A, const float *A_log, float max, int D, int N);
+void bwt_ssm_shared_decay_backward(float *dA_log, const float *dA, const float *A_log, const float *A, float max,
+                                   int D, int N);
+/* out (rows,D) += scale[d] · x: the skip D·u added after the simplified block's LayerNorm. */
+void bwt_ssm_skip_forward(float *out, const float *x, const float *scale, int rows, int D);
+void bwt_ssm_skip_backward(float *dx, float *dscale, const float *dout, const float *x, const float *scale, int rows,
+                           int D);
+/* The clamped scan (no skip term), layouts as bwt_selective_scan_forward:
+ *   h_t = clamp(exp(clamp(Δ_t A, −20, 0)) h_{t−1} + clamp(Δ_t B_t u_t, ±10), ±100),  y_t = Σ_n C_t h_t.
+ * The backward's g (B,T,D,N) is scratch; any gradient may be NULL. */
+void bwt_selective_scan_clamped_forward(float *y, float *h, const float *u, const float *delta, const float *A,
+                                        const float *Bm, const float *Cm, int B, int T, int D, int N);
+void bwt_selective_scan_clamped_backward(float *du, float *ddelta, float *dA, float *dB, float *dC, float *g,
+                                         const float *dy, const float *h, const float *u, const float *delta,
+                                         const float *A, const float *Bm, const float *Cm, int B, int T, int D,
+                                         int N);
+
 /* SiLU x·σ(x) (src/kernels/cpu/silu.c); Mamba's output gate y · SiLU(z) is bwt_swiglu (below). */
 void bwt_silu_forward(float *out, const float *inp, size_t n);
 void bwt_silu_backward(float *dinp, const float *dout, const float *inp, size_t n);

@@ -63,6 +63,13 @@ typedef enum { BWT_POS_LEARNED, BWT_POS_SINUSOIDAL, BWT_POS_NONE } bwt_positions
  * U(±1/√fan_in)). Norm weights start at 1 and LSTM tensors at U(±1/√C) in both. */
 typedef enum { BWT_INIT_BWT, BWT_INIT_TORCH } bwt_init;
 
+/* Mamba's block. mamba: Gu & Dao's. simplified: the reference repository's (its
+ * experiments/paper1_{bijection,hmm}/train_mamba.py), kept so the papers' Mamba numbers can be reproduced: no norm
+ * before the block, Δ from a rank-1 projection clamped to [1e-4, 10], one decay per state shared by the
+ * channels (A = −exp(min(A_log, 5)), A_log starting at log(0.1·n)), the decay, update and state
+ * clamped in the scan, the scan's output LayerNormed before D·u is added (docs/models.md). */
+typedef enum { BWT_SSM_MAMBA, BWT_SSM_SIMPLIFIED } bwt_ssm_variant;
+
 typedef struct {
   bwt_arch arch;
   int vocab;     /* V: input tokens */
@@ -81,6 +88,7 @@ typedef struct {
   int ssm_state;  /* mamba: state size per channel, d_state (0: 16) */
   int ssm_conv;   /* mamba: causal convolution taps, d_conv (0: 4) */
   int ssm_expand; /* mamba: inner channels per model channel, expand (0: 2) */
+  bwt_ssm_variant ssm_variant;
 } bwt_model_config;
 
 #define BWT_TENSOR_NAME_MAX 48
@@ -193,5 +201,7 @@ const char *bwt_positions_name(bwt_positions p);
 bwt_status bwt_positions_parse(const char *s, bwt_positions *p);
 const char *bwt_init_name(bwt_init init);
 bwt_status bwt_init_parse(const char *s, bwt_init *init);
+const char *bwt_ssm_variant_name(bwt_ssm_variant v);
+bwt_status bwt_ssm_variant_parse(const char *s, bwt_ssm_variant *v);
 
 #endif

@@ -11,7 +11,14 @@
  * Tensor names follow the reference implementation's module (mamba_ssm's Mamba: in_proj, conv1d,
  * x_proj, dt_proj, A_log, D, out_proj; "layers.{l}.mixer." and "layers.{l}.norm"); conv1d.weight
  * is stored (Di, d_conv), torch's (Di, 1, d_conv) without its middle axis. Batch-major rows
- * (b·T + t) throughout. */
+ * (b·T + t) throughout.
+ *
+ * The simplified variant (BWT_SSM_SIMPLIFIED, the reference repository's block) differs in: no norm
+ * before the block (x += out_proj(…(x))); R = 1 with Δ = clamp(softplus(dt_proj(r)), 1e-4, 10);
+ * A_log (Ns) shared by the channels, A = −exp(min(A_log, 5)); the clamped scan
+ * (bwt_selective_scan_clamped_forward) without the skip; then y = LayerNorm(scan) + D·u
+ * (layers.{l}.mixer.norm). The repository zeroes NaNs in the residual stream after each block; bwt
+ * does not (a non-finite loss stops training with an error). */
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -19,11 +26,16 @@
 #include "layers.h"
 
 #define P(off) (m->params + (off))
+/* The simplified variant's clamps (the repository's constants). */
+#define SIMPLIFIED_DELTA_MIN 1e-4f
+#define SIMPLIFIED_DELTA_MAX 10.0f
+#define SIMPLIFIED_A_LOG_MAX 5.0f
 #define G(off) (m->grads + (off))
 
 typedef struct {
   norm_params norm;
   size_t in_proj, conv_w, conv_b, x_proj, dt_w, dt_b, A_log, D, out_proj;
+  size_t y_norm_w, y_norm_b; /* simplified: the LayerNorm of the scan's output (Di) */
 } mamba_layer;
 
 /* One block's saved activations (rows N = B·T). */
@@ -36,10 +48,12 @@ typedef struct {
   float *A;                 /* (Di,Ns) −exp(A_log) */
   float *h;                 /* (N,Di,Ns) the scan's states */
   float *y, *yg;            /* (N,Di) the scan's output and y · SiLU(z) */
+  float *yn, *y_mean, *y_rstd; /* simplified: (N,Di) LayerNorm(scan) + D·u, and the norm's (N) statistics */
 } mamba_acts;
 
 typedef struct {
   int Di, Ns, K, R;
+  int simplified; /* the reference repository's variant */
   input_params in;
   mamba_layer *layers; /* (n_layers) */
   readout_params readout;
@@ -57,6 +71,7 @@ typedef struct {
   float *ddt, *ddelta, *dy, *dyg; /* (N,Di) */
   float *dr, *dB, *dC;            /* (N,R), (N,Ns), (N,Ns) */
   float *dA;                      /* (Di,Ns) */
+  float *dys;                     /* (N,Di) simplified: ∂L/∂(the scan's output) */
   float *g;                       /* (N,Di,Ns) ∂L/∂h */
 } mamba;
 
@@ -72,13 +87,15 @@ static bwt_status build(bwt_model *m) {
   /* The reference's defaults where the config says 0: d_state 16, d_conv 4, expand 2, dt_rank ⌈C/16⌉. */
   t->Di = (c->ssm_expand ? c->ssm_expand : 2) * C, t->Ns = c->ssm_state ? c->ssm_state : 16;
   t->K = c->ssm_conv ? c->ssm_conv : 4, t->R = (C + 15) / 16;
+  t->simplified = c->ssm_variant == BWT_SSM_SIMPLIFIED;
+  if (t->simplified) t->R = 1;
   int Di = t->Di, Ns = t->Ns, R = t->R;
   input_declare(m, &t->in);
   char name[2 * BWT_TENSOR_NAME_MAX];
   for (int l = 0; l < c->n_layers; l++) {
     mamba_layer *y = &t->layers[l];
     snprintf(name, sizeof name, "layers.%d.norm", l);
-    norm_declare(m, &y->norm, name, TENSOR_ID(BWT_ROLE_SSM_NORM, l));
+    if (!t->simplified) norm_declare(m, &y->norm, name, TENSOR_ID(BWT_ROLE_SSM_NORM, l));
 #define ADD(field, what, role, ndim, d0, d1, init)                        \
   snprintf(name, sizeof name, "layers.%d.mixer.%s", l, what);             \
   y->field = model_add_tensor(m, name, TENSOR_ID(role, l), ndim, d0, d1, init)
@@ -87,9 +104,17 @@ static bwt_status build(bwt_model *m) {
     snprintf(name, sizeof name, "layers.%d.mixer.conv1d.bias", l);
     y->conv_b = model_add_bias(m, name, TENSOR_ID(BWT_ROLE_SSM_CONV, l), Di, t->K);
     ADD(x_proj, "x_proj.weight", BWT_ROLE_SSM_X, 2, R + 2 * Ns, Di, INIT_WEIGHT);
-    ADD(dt_w, "dt_proj.weight", BWT_ROLE_SSM_DT, 2, Di, R, INIT_WEIGHT);
-    ADD(dt_b, "dt_proj.bias", BWT_ROLE_SSM_DT, 1, Di, 0, INIT_SSM_DT_BIAS);
-    ADD(A_log, "A_log", BWT_ROLE_SSM_A, 2, Di, Ns, INIT_SSM_A_LOG);
+    if (t->simplified) {
+      ADD(dt_w, "dt_proj.weight", BWT_ROLE_SSM_DT, 2, Di, 1, INIT_SSM_DT_WEIGHT_SIMPLIFIED);
+      ADD(dt_b, "dt_proj.bias", BWT_ROLE_SSM_DT, 1, Di, 0, INIT_SSM_DT_BIAS_SIMPLIFIED);
+      ADD(A_log, "A_log", BWT_ROLE_SSM_A, 1, Ns, 0, INIT_SSM_A_LOG_SHARED);
+      ADD(y_norm_w, "norm.weight", BWT_ROLE_SSM_NORM, 1, Di, 0, INIT_ONES);
+      ADD(y_norm_b, "norm.bias", BWT_ROLE_SSM_NORM, 1, Di, 0, INIT_ZEROS);
+    } else {
+      ADD(dt_w, "dt_proj.weight", BWT_ROLE_SSM_DT, 2, Di, R, INIT_WEIGHT);
+      ADD(dt_b, "dt_proj.bias", BWT_ROLE_SSM_DT, 1, Di, 0, INIT_SSM_DT_BIAS);
+      ADD(A_log, "A_log", BWT_ROLE_SSM_A, 2, Di, Ns, INIT_SSM_A_LOG);
+    }
     ADD(D, "D", BWT_ROLE_SSM_D, 1, Di, 0, INIT_ONES);
     ADD(out_proj, "out_proj.weight", BWT_ROLE_SSM_OUT, 2, C, Di, INIT_WEIGHT_RESIDUAL);
 #undef ADD
@@ -109,14 +134,14 @@ static void destroy(bwt_model *m) {
 
 static size_t carve(mamba *t, const bwt_model_config *c, float *base, int B, int T, int M) {
   size_t off = 0, N = (size_t)B * T, C = c->d_model, L = c->n_layers;
-  size_t Di = t->Di, Ns = t->Ns, R = t->R;
+  size_t Di = t->Di, Ns = t->Ns, R = t->R, S = (size_t)t->simplified; /* S: the variant's extras */
 #define TAKE(ptr, n) (ptr = base ? base + off : NULL, off += (n))
   TAKE(t->x, (L + 1) * N * C);
   for (size_t l = 0; l < L; l++) {
     mamba_acts *a = &t->acts[l];
-    TAKE(a->norm.out, N * C);
-    TAKE(a->norm.mean, N);
-    TAKE(a->norm.rstd, N);
+    TAKE(a->norm.out, (1 - S) * N * C);
+    TAKE(a->norm.mean, (1 - S) * N);
+    TAKE(a->norm.rstd, (1 - S) * N);
     TAKE(a->xi, N * Di);
     TAKE(a->z, N * Di);
     TAKE(a->xc, N * Di);
@@ -130,6 +155,9 @@ static size_t carve(mamba *t, const bwt_model_config *c, float *base, int B, int
     TAKE(a->h, N * Di * Ns);
     TAKE(a->y, N * Di);
     TAKE(a->yg, N * Di);
+    TAKE(a->yn, S * N * Di);
+    TAKE(a->y_mean, S * N);
+    TAKE(a->y_rstd, S * N);
   }
   TAKE(t->xs, (size_t)M * C);
   TAKE(t->dxs, (size_t)M * C);
@@ -148,6 +176,7 @@ static size_t carve(mamba *t, const bwt_model_config *c, float *base, int B, int
   TAKE(t->dC, N * Ns);
   TAKE(t->dA, Di * Ns);
   TAKE(t->g, N * Di * Ns);
+  TAKE(t->dys, S * N * Di);
   if (base) readout_carve(c, &t->ro, base + off, M);
   off += readout_floats(c, M);
 #undef TAKE
@@ -160,9 +189,10 @@ static void block_forward(const bwt_model *m, const mamba *t, int l, int B, int 
   int N = B * T, C = m->cfg.d_model, Di = t->Di, Ns = t->Ns, R = t->R;
   const float *x = t->x + (size_t)l * N * C;
   float *out = t->x + (size_t)(l + 1) * N * C;
-  norm_forward(m, &y->norm, &a->norm, x, N);
-  bwt_matmul_forward(a->xi, a->norm.out, P(y->in_proj), NULL, N, C, Di);
-  bwt_matmul_forward(a->z, a->norm.out, P(y->in_proj) + (size_t)Di * C, NULL, N, C, Di);
+  const float *in = x; /* the block's input: normed, or (simplified) the stream itself */
+  if (!t->simplified) norm_forward(m, &y->norm, &a->norm, x, N), in = a->norm.out;
+  bwt_matmul_forward(a->xi, in, P(y->in_proj), NULL, N, C, Di);
+  bwt_matmul_forward(a->z, in, P(y->in_proj) + (size_t)Di * C, NULL, N, C, Di);
   bwt_conv1d_causal_forward(a->xc, a->xi, P(y->conv_w), P(y->conv_b), B, T, Di, t->K);
   bwt_silu_forward(a->u, a->xc, (size_t)N * Di);
   const float *wx = P(y->x_proj);
@@ -170,10 +200,20 @@ static void block_forward(const bwt_model *m, const mamba *t, int l, int B, int 
   bwt_matmul_forward(a->Bm, a->u, wx + (size_t)R * Di, NULL, N, Di, Ns);
   bwt_matmul_forward(a->Cm, a->u, wx + (size_t)(R + Ns) * Di, NULL, N, Di, Ns);
   bwt_matmul_forward(a->dt, a->r, P(y->dt_w), P(y->dt_b), N, R, Di);
-  bwt_softplus_forward(a->delta, a->dt, (size_t)N * Di);
-  bwt_ssm_decay_forward(a->A, P(y->A_log), (size_t)Di * Ns);
-  bwt_selective_scan_forward(a->y, a->h, a->u, a->delta, a->A, a->Bm, a->Cm, P(y->D), B, T, Di, Ns);
-  bwt_swiglu_forward(a->yg, a->z, a->y, (size_t)N * Di); /* y · SiLU(z) */
+  const float *gated = a->y; /* what SiLU(z) multiplies */
+  if (t->simplified) {
+    bwt_softplus_clamp_forward(a->delta, a->dt, SIMPLIFIED_DELTA_MIN, SIMPLIFIED_DELTA_MAX, (size_t)N * Di);
+    bwt_ssm_shared_decay_forward(a->A, P(y->A_log), SIMPLIFIED_A_LOG_MAX, Di, Ns);
+    bwt_selective_scan_clamped_forward(a->y, a->h, a->u, a->delta, a->A, a->Bm, a->Cm, B, T, Di, Ns);
+    bwt_layernorm_forward(a->yn, a->y_mean, a->y_rstd, a->y, P(y->y_norm_w), P(y->y_norm_b), N, Di);
+    bwt_ssm_skip_forward(a->yn, a->u, P(y->D), N, Di);
+    gated = a->yn;
+  } else {
+    bwt_softplus_forward(a->delta, a->dt, (size_t)N * Di);
+    bwt_ssm_decay_forward(a->A, P(y->A_log), (size_t)Di * Ns);
+    bwt_selective_scan_forward(a->y, a->h, a->u, a->delta, a->A, a->Bm, a->Cm, P(y->D), B, T, Di, Ns);
+  }
+  bwt_swiglu_forward(a->yg, a->z, gated, (size_t)N * Di); /* y · SiLU(z) */
   bwt_matmul_forward(out, a->yg, P(y->out_proj), NULL, N, Di, C);
   bwt_add_inplace(out, x, (size_t)N * C);
 }
@@ -195,21 +235,35 @@ static void block_backward(bwt_model *m, mamba *t, int l, int B, int T) {
   bwt_zero(t->dxn, (size_t)N * C);
 
   bwt_matmul_backward(t->dyg, G(y->out_proj), NULL, t->dx, a->yg, P(y->out_proj), N, Di, C);
-  bwt_swiglu_backward(t->dz, t->dy, t->dyg, a->z, a->y, NDi);
-  bwt_selective_scan_backward(t->du, t->ddelta, t->dA, t->dB, t->dC, G(y->D), t->g, t->dy, a->h, a->u, a->delta,
-                              a->A, a->Bm, a->Cm, P(y->D), B, T, Di, Ns);
-  bwt_ssm_decay_backward(G(y->A_log), t->dA, a->A, (size_t)Di * Ns);
-  bwt_softplus_backward(t->ddt, t->ddelta, a->dt, NDi);
+  if (t->simplified) {
+    /* dy: ∂L/∂(LayerNorm(scan) + D·u); dys: ∂L/∂scan */
+    bwt_zero(t->dys, NDi);
+    bwt_swiglu_backward(t->dz, t->dy, t->dyg, a->z, a->yn, NDi);
+    bwt_ssm_skip_backward(t->du, G(y->D), t->dy, a->u, P(y->D), N, Di);
+    bwt_layernorm_backward(t->dys, G(y->y_norm_w), G(y->y_norm_b), t->dy, a->y, P(y->y_norm_w), a->y_mean, a->y_rstd, N, Di);
+    bwt_selective_scan_clamped_backward(t->du, t->ddelta, t->dA, t->dB, t->dC, t->g, t->dys, a->h, a->u, a->delta,
+                                        a->A, a->Bm, a->Cm, B, T, Di, Ns);
+    bwt_ssm_shared_decay_backward(G(y->A_log), t->dA, P(y->A_log), a->A, SIMPLIFIED_A_LOG_MAX, Di, Ns);
+    bwt_softplus_clamp_backward(t->ddt, t->ddelta, a->dt, SIMPLIFIED_DELTA_MIN, SIMPLIFIED_DELTA_MAX, NDi);
+  } else {
+    bwt_swiglu_backward(t->dz, t->dy, t->dyg, a->z, a->y, NDi);
+    bwt_selective_scan_backward(t->du, t->ddelta, t->dA, t->dB, t->dC, G(y->D), t->g, t->dy, a->h, a->u, a->delta,
+                                a->A, a->Bm, a->Cm, P(y->D), B, T, Di, Ns);
+    bwt_ssm_decay_backward(G(y->A_log), t->dA, a->A, (size_t)Di * Ns);
+    bwt_softplus_backward(t->ddt, t->ddelta, a->dt, NDi);
+  }
   bwt_matmul_backward(t->dr, G(y->dt_w), G(y->dt_b), t->ddt, a->r, P(y->dt_w), N, R, Di);
   bwt_matmul_backward(t->du, gx, NULL, t->dr, a->u, wx, N, Di, R);
   bwt_matmul_backward(t->du, gx + (size_t)R * Di, NULL, t->dB, a->u, wx + (size_t)R * Di, N, Di, Ns);
   bwt_matmul_backward(t->du, gx + (size_t)(R + Ns) * Di, NULL, t->dC, a->u, wx + (size_t)(R + Ns) * Di, N, Di, Ns);
   bwt_silu_backward(t->dxc, t->du, a->xc, NDi);
   bwt_conv1d_causal_backward(t->dxi, G(y->conv_w), G(y->conv_b), t->dxc, a->xi, P(y->conv_w), B, T, Di, t->K);
-  bwt_matmul_backward(t->dxn, G(y->in_proj), NULL, t->dxi, a->norm.out, P(y->in_proj), N, C, Di);
-  bwt_matmul_backward(t->dxn, G(y->in_proj) + (size_t)Di * C, NULL, t->dz, a->norm.out,
-                      P(y->in_proj) + (size_t)Di * C, N, C, Di);
-  norm_backward(m, &y->norm, &a->norm, t->dx, t->dxn, x, N); /* the residual path is dx itself */
+  const float *in = t->simplified ? x : a->norm.out;
+  bwt_matmul_backward(t->dxn, G(y->in_proj), NULL, t->dxi, in, P(y->in_proj), N, C, Di);
+  bwt_matmul_backward(t->dxn, G(y->in_proj) + (size_t)Di * C, NULL, t->dz, in, P(y->in_proj) + (size_t)Di * C, N, C, Di);
+  /* the residual path is dx itself */
+  if (t->simplified) bwt_add_inplace(t->dx, t->dxn, (size_t)N * C);
+  else norm_backward(m, &y->norm, &a->norm, t->dx, t->dxn, x, N);
 }
 
 static bwt_status forward(bwt_model *m, const bwt_batch *batch, const float **logits) {

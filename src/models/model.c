@@ -27,10 +27,12 @@ _Static_assert(sizeof arch_table / sizeof arch_table[0] == BWT_ARCH_COUNT, "one 
 static const char *const norm_names[] = {"rms", "layer"};
 static const char *const positions_names[] = {"learned", "sinusoidal", "none"};
 static const char *const init_names[] = {"bwt", "torch"};
+static const char *const ssm_variant_names[] = {"mamba", "simplified"};
 #define COUNT(a) ((int)(sizeof a / sizeof a[0]))
 _Static_assert(COUNT(norm_names) == BWT_NORM_LAYER + 1, "one name per norm");
 _Static_assert(COUNT(positions_names) == BWT_POS_NONE + 1, "one name per position encoding");
 _Static_assert(COUNT(init_names) == BWT_INIT_TORCH + 1, "one name per initialisation");
+_Static_assert(COUNT(ssm_variant_names) == BWT_SSM_SIMPLIFIED + 1, "one name per Mamba variant");
 
 /* Finds s among n names (name(i) gives the i-th); fails naming the known ones. */
 static bwt_status parse_name(const char *s, int n, const char *(*name)(int), const char *what, int *out) {
@@ -47,6 +49,7 @@ static const char *arch_at(int i) { return arch_table[i].info.name; }
 static const char *norm_at(int i) { return norm_names[i]; }
 static const char *positions_at(int i) { return positions_names[i]; }
 static const char *init_at(int i) { return init_names[i]; }
+static const char *ssm_variant_at(int i) { return ssm_variant_names[i]; }
 
 const bwt_arch_info *bwt_arch_info_of(bwt_arch arch) {
   return (unsigned)arch < BWT_ARCH_COUNT ? &arch_table[arch].info : NULL;
@@ -70,6 +73,7 @@ const char *bwt_arch_name(bwt_arch arch) { return arch_table[arch].info.name; }
 const char *bwt_norm_name(bwt_norm norm) { return norm_names[norm]; }
 const char *bwt_positions_name(bwt_positions p) { return positions_names[p]; }
 const char *bwt_init_name(bwt_init init) { return init_names[init]; }
+const char *bwt_ssm_variant_name(bwt_ssm_variant v) { return ssm_variant_names[v]; }
 
 bwt_status bwt_arch_parse(const char *s, bwt_arch *arch) {
   int i;
@@ -95,6 +99,12 @@ bwt_status bwt_init_parse(const char *s, bwt_init *init) {
   return *init = (bwt_init)i, BWT_STATUS_OK;
 }
 
+bwt_status bwt_ssm_variant_parse(const char *s, bwt_ssm_variant *v) {
+  int i;
+  BWT_TRY(parse_name(s, COUNT(ssm_variant_names), ssm_variant_at, "Mamba variant", &i));
+  return *v = (bwt_ssm_variant)i, BWT_STATUS_OK;
+}
+
 void bwt_model_config_default(bwt_model_config *cfg, bwt_arch arch, const bwt_task *task) {
   memset(cfg, 0, sizeof *cfg);
   cfg->arch = arch;
@@ -117,6 +127,7 @@ bwt_status bwt_model_config_check(const bwt_model_config *c) {
   if ((unsigned)c->positions > BWT_POS_NONE) return bwt_fail(BWT_STATUS_ARG, "unknown positions %d", (int)c->positions);
   if ((unsigned)c->norm > BWT_NORM_LAYER) return bwt_fail(BWT_STATUS_ARG, "unknown norm %d", (int)c->norm);
   if ((unsigned)c->init > BWT_INIT_TORCH) return bwt_fail(BWT_STATUS_ARG, "unknown init %d", (int)c->init);
+  if ((unsigned)c->ssm_variant > BWT_SSM_SIMPLIFIED) return bwt_fail(BWT_STATUS_ARG, "unknown Mamba variant %d", (int)c->ssm_variant);
   if (c->input_dim > 0) {
     if (c->vocab != 0) return bwt_fail(BWT_STATUS_ARG, "model: continuous inputs (input_dim %d) take no vocabulary (got vocab %d)", c->input_dim, c->vocab);
     char archs[128];
@@ -174,7 +185,7 @@ size_t model_add_tensor(bwt_model *m, const char *name, tensor_id id, int ndim, 
   t->decay = ndim == 2 && init != INIT_SSM_A_LOG; /* Mamba's A_log is not decayed (the reference's _no_weight_decay) */
   t->role = id.role;
   t->layer = id.layer;
-  t->bias = ndim == 1 && init != INIT_ONES;
+  t->bias = ndim == 1 && init != INIT_ONES && init != INIT_SSM_A_LOG_SHARED;
   impl->init[m->n_tensors++] = (tensor_start){init, ndim == 2 ? d1 : 0};
   m->n_params += t->size;
   return t->offset;
@@ -237,7 +248,7 @@ bwt_status model_reserve_index(int32_t **idx, size_t *cap, size_t n) {
 }
 
 /* How a tensor of each kind starts under each scheme: N(0, std), U(−bound, bound) or a constant. */
-typedef enum { START_CONSTANT, START_NORMAL, START_UNIFORM, START_A_LOG, START_DT_BIAS } start_dist;
+typedef enum { START_CONSTANT, START_NORMAL, START_UNIFORM, START_A_LOG, START_A_LOG_SHARED, START_DT_BIAS } start_dist;
 typedef struct {
   start_dist dist;
   float value; /* the constant, std or bound */
@@ -259,6 +270,9 @@ static start_rule start_rule_for(const bwt_model *m, const tensor_start *ts) {
     case INIT_UNIFORM_HIDDEN: return (start_rule){START_UNIFORM, 1.0f / sqrtf((float)m->cfg.d_model)};
     case INIT_SSM_A_LOG: return (start_rule){START_A_LOG, 0};
     case INIT_SSM_DT_BIAS: return (start_rule){START_DT_BIAS, 0};
+    case INIT_SSM_A_LOG_SHARED: return (start_rule){START_A_LOG_SHARED, 0};
+    case INIT_SSM_DT_WEIGHT_SIMPLIFIED: return (start_rule){START_UNIFORM, 0.01f};
+    case INIT_SSM_DT_BIAS_SIMPLIFIED: return (start_rule){START_CONSTANT, 0.1f};
   }
   return (start_rule){START_CONSTANT, 0};
 }
@@ -277,6 +291,7 @@ static void init_weights(bwt_model *m, uint64_t seed) {
         case START_NORMAL: w[j] = v * (float)bwt_rng_normal(&rng); break;
         case START_UNIFORM: w[j] = v * (float)(2.0 * bwt_rng_uniform(&rng) - 1.0); break;
         case START_A_LOG: w[j] = (float)log(1.0 + (double)(j % (size_t)t->shape[1])); break;
+        case START_A_LOG_SHARED: w[j] = (float)log(0.1 * (double)(j + 1)); break; /* torch.log(0.1·arange(1, N+1)) */
         case START_DT_BIAS: { /* Mamba's: Δ = exp(U(log 0.001, log 0.1)) ≥ 1e-4, stored as softplus⁻¹(Δ) */
           double dt = fmax(exp(log(0.001) + bwt_rng_uniform(&rng) * (log(0.1) - log(0.001))), 1e-4);
           w[j] = (float)(dt + log(-expm1(-dt)));

@@ -17,7 +17,11 @@ typedef enum {
   INIT_BIAS,            /* a linear layer's bias */
   INIT_UNIFORM_HIDDEN,  /* LSTM weights and biases: U(−1/√C, 1/√C), torch.nn.LSTM's default, in every scheme */
   INIT_SSM_A_LOG,       /* Mamba's A_log (Di, Ns): log(1 + n) in column n (S4D-real), in every scheme */
-  INIT_SSM_DT_BIAS      /* Mamba's dt_proj bias: softplus⁻¹(Δ), Δ log-uniform in [0.001, 0.1], in every scheme */
+  INIT_SSM_DT_BIAS,     /* Mamba's dt_proj bias: softplus⁻¹(Δ), Δ log-uniform in [0.001, 0.1], in every scheme */
+  /* The simplified Mamba's, in every scheme (its script sets them whatever the rest starts at): */
+  INIT_SSM_A_LOG_SHARED,         /* A_log (Ns): log(0.1·n), n = 1..Ns */
+  INIT_SSM_DT_WEIGHT_SIMPLIFIED, /* dt_proj.weight (Di, 1): U(±0.01) */
+  INIT_SSM_DT_BIAS_SIMPLIFIED    /* dt_proj.bias: 0.1 */
 } tensor_init;
 
 typedef struct {

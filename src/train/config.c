@@ -15,6 +15,7 @@ static const char *arch_name(int v) { return bwt_arch_name((bwt_arch)v); }
 static const char *norm_name(int v) { return bwt_norm_name((bwt_norm)v); }
 static const char *positions_name(int v) { return bwt_positions_name((bwt_positions)v); }
 static const char *init_name(int v) { return bwt_init_name((bwt_init)v); }
+static const char *ssm_variant_name(int v) { return bwt_ssm_variant_name((bwt_ssm_variant)v); }
 static const char *decay_name(int v) { return v ? "all" : "matrices"; }
 #define ENUM_PARSE(fn, type, parse)                 \
   static bwt_status fn(const char *s, int *v) {     \
@@ -27,6 +28,7 @@ ENUM_PARSE(arch_parse, bwt_arch, bwt_arch_parse)
 ENUM_PARSE(norm_parse, bwt_norm, bwt_norm_parse)
 ENUM_PARSE(positions_parse, bwt_positions, bwt_positions_parse)
 ENUM_PARSE(init_parse, bwt_init, bwt_init_parse)
+ENUM_PARSE(ssm_variant_parse, bwt_ssm_variant, bwt_ssm_variant_parse)
 #undef ENUM_PARSE
 static bwt_status decay_parse(const char *s, int *v) {
   if (strcmp(s, "matrices") == 0 || strcmp(s, "all") == 0) return *v = strcmp(s, "all") == 0, BWT_STATUS_OK;
@@ -79,6 +81,8 @@ const bwt_setting bwt_settings[] = {
     ROW(model, "ssm_state", "ssm-state", BWT_SETTING_INT, ssm_state, 0, OPT, 0, "mamba: state size per channel, d_state (0 = 16)"),
     ROW(model, "ssm_conv", "ssm-conv", BWT_SETTING_INT, ssm_conv, 0, OPT, 0, "mamba: causal convolution taps, d_conv (0 = 4)"),
     ROW(model, "ssm_expand", "ssm-expand", BWT_SETTING_INT, ssm_expand, 0, OPT, 0, "mamba: inner channels per model channel, expand (0 = 2)"),
+    ENUM(model, "ssm_variant", "ssm-variant", ssm_variant, BWT_SSM_MAMBA, OPT, BWT_SSM_MAMBA, ssm_variant, NULL,
+         "mamba: mamba (Gu & Dao's block) | simplified (the reference repository's clamped block, for its numbers)"),
 
     /* train */
     T_INT("steps", "steps", steps, 6000, 1, 1e9, "optimisation steps"),
