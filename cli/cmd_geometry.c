@@ -23,15 +23,17 @@ static void print_geometry(const bwt_geometry *g) {
         printf("%6d %6d %10.4f %10.4f\n", l, h, g->key_orth[l * g->NH + h],
                g->key_orth_init ? g->key_orth_init[l * g->NH + h] : NAN);
   } else {
-    printf("\nkey frames: skipped (the task has no hypothesis tokens)\n");
+    printf("\nkey frames: skipped (%s)\n", g->attn_entropy ? "the task has no hypothesis tokens" : "the model has no attention");
   }
-  printf("\nattention entropy at supervised positions, bits (uniform over the prefix: %.3f)\n", g->uniform_entropy);
-  for (int l = 0; l < g->L; l++) {
-    printf("  layer %d:", l);
-    for (int h = 0; h < g->NH; h++) printf(" %.3f", g->attn_entropy[l * g->NH + h]);
-    printf("\n");
+  if (g->attn_entropy) {
+    printf("\nattention entropy at supervised positions, bits (uniform over the prefix: %.3f)\n", g->uniform_entropy);
+    for (int l = 0; l < g->L; l++) {
+      printf("  layer %d:", l);
+      for (int h = 0; h < g->NH; h++) printf(" %.3f", g->attn_entropy[l * g->NH + h]);
+      printf("\n");
+    }
+    printf("  reduction first -> last layer: %.1f%%\n", 100 * g->attn_reduction);
   }
-  printf("  reduction first -> last layer: %.1f%%\n", 100 * g->attn_reduction);
   printf("\nvalue manifold (PCA of the final norm's output; correlations of PC1 with the posterior entropy)\n");
   printf("%8s %8s %8s %6s %8s %9s %9s %9s\n", "where", "PC1", "PC1+2", "dim90", "PR", "Pearson", "Spearman", "probe R2");
   printf("%8s %8s %8s %6s %8s %9s %9s %9.4f\n", "embed", "", "", "", "", "", "", g->probe_r2[0]);
@@ -43,6 +45,11 @@ static void print_geometry(const bwt_geometry *g) {
   const bwt_manifold_stats *f = &g->final;
   printf("%8s %7.2f%% %7.2f%% %6d %8.2f %9.4f %9.4f %9.4f\n", "final", 100 * f->pc1, 100 * f->pc12, f->dims90,
          f->participation_ratio, f->pearson, f->spearman, g->probe_r2[g->L + 1]);
+  for (int l = 0; g->state && l < g->L; l++) {
+    const bwt_manifold_stats *m = &g->state[l];
+    printf("%6s %-2d %7.2f%% %7.2f%% %6d %8.2f %9.4f %9.4f %9.4f\n", "state", l, 100 * m->pc1, 100 * m->pc12,
+           m->dims90, m->participation_ratio, m->pearson, m->spearman, g->state_probe_r2[l]);
+  }
 }
 
 static void series_progress(void *ctx, int i, int n, int step) {
@@ -122,11 +129,12 @@ int cmd_geometry(int argc, char **argv) {
       threads_option(&threads, NULL),
   };
   cli_spec spec = {"geometry", "CHECKPOINT|RUN_DIR [options]",
-                   "Measures how a transformer checkpoint does Bayesian inference, against its task's exact\n"
+                   "Measures how a transformer or Mamba checkpoint does Bayesian inference, against its task's exact\n"
                    "posterior on held-out sequences: key-frame orthogonality per layer and head (beside its value at\n"
                    "initialisation and the Gaussian expectation), attention entropy per layer and head, query-key\n"
                    "cosines, the value manifold (PCA of the final norm's output and of each block's output;\n"
-                   "correlation of PC1 with the posterior entropy) and linear probes of the posterior entropy.\n"
+                   "correlation of PC1 with the posterior entropy) and linear probes of the posterior entropy;\n"
+                   "for Mamba (no attention, no key frames) also the manifold and probe of each layer's scan state.\n"
                    "Writes geometry.json and figures (PNG and SVG); HMM models also get their error per position\n"
                    "at K = 20, 30, 50. With --series, tracks frame and precision across the run's snapshots.",
                    opts, (int)(sizeof opts / sizeof *opts), 1, 1};

@@ -150,7 +150,7 @@ expect 2 "--seqs must be >= 2" -- geometry "$tmp/geo" --seqs 1
 expect 2 "--seqs and --batch must be >= 1" -- ablate "$tmp/geo" --seqs 0
 expect 2 "snapshots must be in \\[0, 1000\\]" -- train --snapshots -1 --out "$tmp/never"
 ok train --arch mlp --V 4 --L 3 --steps 2 --batch 4 --d-model 8 --layers 1 --eval-seqs 8 --out "$tmp/mlp"
-expect 1 "geometry needs a transformer (this model is mlp)" -- geometry "$tmp/mlp" --seqs 4
+expect 1 "geometry needs a transformer or Mamba (this model is mlp)" -- geometry "$tmp/mlp" --seqs 4
 expect 1 "ablations need a transformer" -- ablate "$tmp/mlp" --seqs 4
 expect 1 "afile" -- geometry "$tmp/geo" --seqs 4 --out "$tmp/afile/g"
 

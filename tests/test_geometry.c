@@ -48,7 +48,8 @@ static void test_capture_matches_forward(void **state) {
   memcpy(plain, lp, sizeof(float) * M * K);
   bwt_capture cap;
   const float *lc;
-  assert_int_equal(bwt_model_capture(m, &b, NULL, BWT_CAPTURE_ALL, &cap, &lc), BWT_STATUS_OK);
+  assert_int_equal(bwt_model_capture_points(m), BWT_CAPTURE_ALL & ~(unsigned)BWT_CAPTURE_SCAN_STATE);
+  assert_int_equal(bwt_model_capture(m, &b, NULL, bwt_model_capture_points(m), &cap, &lc), BWT_STATUS_OK);
   assert_memory_equal(plain, lc, sizeof(float) * M * K); /* bit-identical logits */
 
   /* The embedding rows are token + position at the supervised positions, exactly. */
@@ -116,6 +117,93 @@ static void test_capture_needs_transformer(void **state) {
   assert_int_equal(bwt_model_capture(m, &b, NULL, BWT_CAPTURE_ALL, &cap, NULL), BWT_STATUS_ARG);
   print_message("  %s\n", bwt_last_error());
   bwt_capture_free(&cap);
+  bwt_batch_free(&b);
+  bwt_model_free(m);
+  bwt_task_free(task);
+}
+
+/* Mamba's capture points: the logits unchanged, the embedding rows, norm_f of the last block's
+ * output, and each sequence's scan states the same whatever else is in its batch (the rows are the
+ * right ones), to rounding; the transformer's points are refused by name. Its geometry report has no attention
+ * or key frames and a scan-state manifold per layer. */
+static void test_capture_mamba(void **state) {
+  bwt_run_config c = tiny_config();
+  c.model.arch = BWT_ARCH_MAMBA;
+  c.model.ssm_state = 4, c.model.ssm_expand = 2; /* S = 2·16·4 */
+  bwt_task *task;
+  bwt_model *m;
+  bwt_batch b, one;
+  make(&c, &task, &m, &b, 6);
+  test_fill_uniform(m->params, m->n_params, -0.6f, 0.6f, 3); /* states of order one */
+  int M = b.B * b.n_sup, K = task->n_classes, C = 16, T = b.T, n = b.n_sup, L = 2, S = 128;
+  const float *lp;
+  assert_int_equal(bwt_model_forward(m, &b, &lp), BWT_STATUS_OK);
+  float *plain = malloc(sizeof(float) * M * K);
+  memcpy(plain, lp, sizeof(float) * M * K);
+  bwt_capture cap, cap1;
+  assert_int_equal(bwt_model_capture(m, &b, NULL, BWT_CAPTURE_ALL, &cap, NULL), BWT_STATUS_ARG);
+  assert_non_null(strstr(bwt_last_error(), "a mamba model has no 'normed_in' capture point"));
+  bwt_capture_free(&cap);
+  const float *lc;
+  unsigned points = bwt_model_capture_points(m);
+  assert_int_equal(points, BWT_CAPTURE_EMBED | BWT_CAPTURE_BLOCK_OUT | BWT_CAPTURE_FINAL_NORM | BWT_CAPTURE_SCAN_STATE);
+  assert_int_equal(bwt_model_capture(m, &b, NULL, points, &cap, &lc), BWT_STATUS_OK);
+  assert_memory_equal(plain, lc, sizeof(float) * M * K);
+  assert_int_equal(cap.S, S);
+  const float *wte = tensor(m, "tok_emb"), *wpe = tensor(m, "pos_emb"), *wf = tensor(m, "norm_f.weight");
+  double worst_norm = 0;
+  for (int r = 0; r < M; r++) {
+    int bb = r / n, pos = b.sup_pos[r], tok = b.tokens[bb * T + pos];
+    for (int i = 0; i < C; i++) assert_true(cap.embed[r * C + i] == wte[tok * C + i] + wpe[pos * C + i]);
+    const float *x = cap.block_out + ((size_t)(L - 1) * M + r) * C;
+    double ss = 0;
+    for (int i = 0; i < C; i++) ss += (double)x[i] * x[i];
+    double rstd = 1 / sqrt(ss / C + 1e-5);
+    for (int i = 0; i < C; i++) worst_norm = fmax(worst_norm, fabs(x[i] * rstd * wf[i] - cap.final_norm[r * C + i]));
+  }
+  print_message("  mamba: norm_f(last block output) vs final-norm capture: max |diff| %.2e\n", worst_norm);
+  assert_true(worst_norm < 1e-5);
+  /* Sequence 3 alone: its states equal its rows of the batch's capture (to rounding: the products
+   * of a smaller batch may take other BLAS kernels). */
+  assert_int_equal(bwt_batch_alloc(&one, task, 1), BWT_STATUS_OK);
+  memcpy(one.tokens, b.tokens + 3 * T, sizeof(int32_t) * T);
+  memcpy(one.sup_pos, b.sup_pos + 3 * n, sizeof(int32_t) * n);
+  memcpy(one.target, b.target + 3 * n, sizeof(int32_t) * n);
+  assert_int_equal(bwt_model_capture(m, &one, NULL, BWT_CAPTURE_SCAN_STATE, &cap1, NULL), BWT_STATUS_OK);
+  assert_null(cap1.block_out);
+  double worst_state = 0, norm = 0;
+  for (int l = 0; l < L; l++)
+    for (int j = 0; j < n; j++)
+      for (int i = 0; i < S; i++) {
+        float a = cap.scan_state[((size_t)l * M + 3 * n + j) * S + i], z = cap1.scan_state[((size_t)l * n + j) * S + i];
+        worst_state = fmax(worst_state, fabs(a - z)), norm = fmax(norm, fabs(a));
+      }
+  print_message("  mamba: sequence 3's scan states alone vs in its batch: max |diff| %.2e (max |h| %.2f)\n", worst_state, norm);
+  assert_true(worst_state <= 1e-6 * norm && norm > 0);
+  bwt_capture_free(&cap);
+  bwt_capture_free(&cap1);
+  bwt_batch_free(&one);
+
+  bwt_geometry_options o;
+  bwt_geometry_options_default(&o);
+  o.n_seqs = 40, o.batch = 16;
+  bwt_geometry g;
+  assert_int_equal(bwt_geometry_compute(m, NULL, task, &o, &g), BWT_STATUS_OK);
+  assert_null(g.attn_entropy);
+  assert_null(g.key_orth);
+  assert_non_null(g.state);
+  assert_int_equal(g.S, S);
+  for (int l = 0; l < L; l++) assert_true(g.state[l].pc1 > 0 && g.state[l].pc1 <= 1 && g.state[l].pc12 >= g.state[l].pc1);
+  char *json = bwt_geometry_to_json(&g);
+  cJSON *root = cJSON_Parse(json);
+  assert_non_null(cJSON_GetObjectItem(cJSON_GetObjectItem(root, "attention"), "skipped"));
+  assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(cJSON_GetObjectItem(root, "scan_state"), "manifold_per_layer")), L);
+  cJSON_Delete(root);
+  free(json);
+  const char *dir = test_tmpdir("mamba_geometry");
+  assert_int_equal(bwt_geometry_figures(&g, dir), BWT_STATUS_OK);
+  bwt_geometry_free(&g);
+  free(plain);
   bwt_batch_free(&b);
   bwt_model_free(m);
   bwt_task_free(task);
@@ -342,6 +430,7 @@ static void test_series(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_capture_matches_forward), cmocka_unit_test(test_capture_needs_transformer),
+      cmocka_unit_test(test_capture_mamba),
       cmocka_unit_test(test_key_frames_constructed),  cmocka_unit_test(test_geometry_report),
       cmocka_unit_test(test_ablation),                cmocka_unit_test(test_snapshot_schedule),
       cmocka_unit_test(test_series),

@@ -253,7 +253,11 @@ static void run_parity(const char *name) {
   if (!(soft_err <= LOSS_TOL))
     print_message("  MISMATCH soft-target loss: bwt %.12g, torch %.12g\n", loss_soft, p.loss_soft), bad++;
 
-  /* Every parameter gradient. */
+  /* Every parameter gradient, within GRAD_TOL or, where torch's own float32 gradients are further than
+   * a quarter of that from its float64 ones (the simplified Mamba's clamps and LayerNorm), four times
+   * that distance (the fixture's grad_noise, by this measure). */
+  const char *noise = bwt_safetensors_meta(p.file, "grad_noise");
+  double grad_tol = noise ? fmax(GRAD_TOL, 4 * strtod(noise, NULL)) : GRAD_TOL;
   double gmax = global_grad_max(&p), grad_err = 0;
   const char *worst_tensor = "";
   for (int i = 0; i < m->n_tensors; i++) {
@@ -261,7 +265,7 @@ static void run_parity(const char *name) {
     const float *want = get_tensor(p.file, "grad.", d);
     double err = 0;
     double floor = grad_floor(want, d->size, gmax);
-    bad += compare(d->name, m->grads + d->offset, want, d->size, floor, GRAD_TOL, &err);
+    bad += compare(d->name, m->grads + d->offset, want, d->size, floor, grad_tol, &err);
     if (!(err <= grad_err)) grad_err = err, worst_tensor = d->name;
   }
 
@@ -285,8 +289,8 @@ static void run_parity(const char *name) {
     optim_adamw(m, adam_m, adam_v, &tc, tc.lr, t);
   }
 
-  print_message("  %-28s logits %.1e  loss %.1e  soft loss %.1e  grads %.1e (%s)  %d-step losses %.1e abs\n",
-                name, logit_err, loss_err, soft_err, grad_err, worst_tensor, n_steps, steps_err);
+  print_message("  %-28s logits %.1e  loss %.1e  soft loss %.1e  grads %.1e (%s; tol %.1e)  %d-step losses %.1e abs\n",
+                name, logit_err, loss_err, soft_err, grad_err, worst_tensor, grad_tol, n_steps, steps_err);
   free(adam_m);
   free(adam_v);
   free(probs);

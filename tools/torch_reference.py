@@ -413,6 +413,11 @@ def build(name, cfg, seed, B=4, N=4):
     gmax = max(abs(g).max() for g in g64.values())
     noise_grad = max(abs(grads[k] - g64[k]).max() / abs(g64[k]).max()
                      for k in grads if abs(g64[k]).max() > 1e-6 * gmax)  # the key biases' gradient is 0
+    # The same distance by test_parity.c's measure (relative to max(|g|, floor), floors 5% of the
+    # tensor's largest gradient and 0.2% of the model's): the fixture's own float32 noise there.
+    grad_noise = max(float((abs(grads[k] - g64[k]) / np.maximum(abs(g64[k]), max(5e-2 * abs(g64[k]).max(),
+                                                                                  2e-3 * gmax, 1e-30))).max())
+                     for k in grads)
 
     # Ten AdamW steps on the same batch, in float32 and (from the same start) in float64: a model
     # whose clamps flip under rounding (the simplified Mamba) makes the trajectory itself uncertain,
@@ -439,7 +444,7 @@ def build(name, cfg, seed, B=4, N=4):
     tensors["losses"] = np.array(losses, dtype=np.float64)
 
     meta = {k: (int(v) if isinstance(v, bool) else v) for k, v in cfg.items()}
-    meta.update(B=B, T=cfg["max_T"], n_sup=N, seed=seed, steps=N_STEPS, steps_determinate=steps_determinate,
+    meta.update(B=B, T=cfg["max_T"], n_sup=N, seed=seed, steps=N_STEPS, steps_determinate=steps_determinate, grad_noise=f"{grad_noise:.3e}",
                 init="uniform[-0.5,0.5]; norm weights uniform[0.5,1.5]",
                 optimizer="AdamW lr=1e-3 betas=(0.9,0.999) eps=1e-8 wd=0.1 on 2-D tensors but A_log; clip 1.0",
                 torch_version=torch.__version__, numpy_version=np.__version__,

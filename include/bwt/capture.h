@@ -29,17 +29,24 @@ typedef enum {
                                       before any head mask */
   BWT_CAPTURE_BLOCK_OUT = 1 << 7,  /* block_out (L,M,C): the residual stream after each block */
   BWT_CAPTURE_FINAL_NORM = 1 << 8, /* final_norm (M,C): the final norm's output, the readout input */
-  BWT_CAPTURE_ALL = (1 << 9) - 1
+  BWT_CAPTURE_SCAN_STATE = 1 << 9, /* scan_state (L,M,S): Mamba's selective-scan state h_t after each
+                                      supervised row, S = Di·Ns floats, channel d's states at [d·Ns, (d+1)·Ns) */
+  BWT_CAPTURE_ALL = (1 << 10) - 1
 } bwt_capture_point;
 
 typedef struct {
   unsigned points; /* what was captured (the others are NULL) */
-  int L, B, T, n_sup, C, NH;
-  float *embed, *normed_in, *queries, *keys, *values, *scores, *attention, *block_out, *final_norm;
+  int L, B, T, n_sup, C, NH, S;
+  float *embed, *normed_in, *queries, *keys, *values, *scores, *attention, *block_out, *final_norm, *scan_state;
 } bwt_capture;
 
-/* Runs the forward pass on batch (transformer models only) and fills *cap with the requested points
- * (a mask of bwt_capture_point), with the forward options opt (NULL: none). *logits, if not NULL, gets the forward's logits as
+/* The points model's architecture provides (0: none): the transformer's are all but the scan state;
+ * Mamba's the embeddings, block outputs, final norm and scan state. */
+unsigned bwt_model_capture_points(const bwt_model *model);
+
+/* Runs the forward pass on batch and fills *cap with the requested points
+ * (a mask of bwt_capture_point; one the architecture lacks is an error naming it), with the forward
+ * options opt (NULL: none). *logits, if not NULL, gets the forward's logits as
  * bwt_model_forward would. Free with bwt_capture_free, also after a failure. */
 bwt_status bwt_model_capture(bwt_model *model, const bwt_batch *batch, const bwt_forward_options *opt,
                              unsigned points, bwt_capture *cap, const float **logits);

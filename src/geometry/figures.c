@@ -84,14 +84,15 @@ static bwt_status layer_figures(const bwt_geometry *g, const char *dir) {
     s = stem(path, sizeof path, dir, "key_cosines");
     if (s == BWT_STATUS_OK) s = layer_heatmaps(path, g, g->key_cos, g->n_hyp, g->n_hyp, &ax, -1, 1, "cosine");
   }
+  int attn = g->attn_entropy != NULL; /* the model attends (Mamba does not) */
   bwt_plot_axes am = {"Attention across layers (sequence 0, mean over heads)", "attended position",
                       "supervised position", 0, 0};
-  if (s == BWT_STATUS_OK) s = stem(path, sizeof path, dir, "attention_maps");
-  if (s == BWT_STATUS_OK) s = layer_heatmaps(path, g, g->attn_map, g->n_sup, g->T, &am, 0, 1, "attention weight");
+  if (s == BWT_STATUS_OK && attn) s = stem(path, sizeof path, dir, "attention_maps");
+  if (s == BWT_STATUS_OK && attn) s = layer_heatmaps(path, g, g->attn_map, g->n_sup, g->T, &am, 0, 1, "attention weight");
   bwt_plot_axes qk = {"Query-key cosine (mean over sequences and heads)", "key position",
                       "supervised position", 0, 0};
-  if (s == BWT_STATUS_OK) s = stem(path, sizeof path, dir, "query_key_cosines");
-  if (s == BWT_STATUS_OK) s = layer_heatmaps(path, g, g->qk_cos, g->n_sup, g->T, &qk, -1, 1, "cosine");
+  if (s == BWT_STATUS_OK && attn) s = stem(path, sizeof path, dir, "query_key_cosines");
+  if (s == BWT_STATUS_OK && attn) s = layer_heatmaps(path, g, g->qk_cos, g->n_sup, g->T, &qk, -1, 1, "cosine");
 
   /* Focusing: head-mean entropy per layer with the spread over heads, against uniform attention. */
   double *buf = bwt_calloc(5 * (size_t)L + 2 * ((size_t)L + 2), sizeof(double), "figures");
@@ -99,7 +100,7 @@ static bwt_status layer_figures(const bwt_geometry *g, const char *dir) {
   double *x = buf, *mean = x + L, *lo = mean + L, *hi = lo + L, *uni = hi + L, *px = uni + L, *py = px + L + 2;
   for (int l = 0; l < L; l++) {
     x[l] = l, lo[l] = INFINITY, hi[l] = -INFINITY, uni[l] = g->uniform_entropy;
-    for (int h = 0; h < NH; h++) {
+    for (int h = 0; h < NH && attn; h++) {
       double e = g->attn_entropy[l * NH + h];
       mean[l] += e / NH, lo[l] = fmin(lo[l], e), hi[l] = fmax(hi[l], e);
     }
@@ -108,8 +109,8 @@ static bwt_status layer_figures(const bwt_geometry *g, const char *dir) {
                           {"uniform over the visible prefix", x, uni, NULL, NULL, L, 0, 0}};
   bwt_plot_axes fa = {"Attention focusing: entropy of attention at supervised positions", "layer",
                       "attention entropy (bits)", 0, 0};
-  if (s == BWT_STATUS_OK && L > 1) s = stem(path, sizeof path, dir, "attention_entropy");
-  if (s == BWT_STATUS_OK && L > 1) s = bwt_plot_lines(path, &fa, f, 2);
+  if (s == BWT_STATUS_OK && L > 1 && attn) s = stem(path, sizeof path, dir, "attention_entropy");
+  if (s == BWT_STATUS_OK && L > 1 && attn) s = bwt_plot_lines(path, &fa, f, 2);
   /* Linear probe R² of the posterior entropy, embeddings through the final norm. */
   int np = 0;
   for (int i = 0; i < L + 2; i++)

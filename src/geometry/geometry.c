@@ -29,6 +29,8 @@ void bwt_geometry_free(bwt_geometry *g) {
   free(g->pc_scores);
   free(g->bayes_entropy);
   free(g->model_entropy);
+  free(g->state);
+  free(g->state_probe_r2);
   memset(g, 0, sizeof *g);
 }
 
@@ -61,9 +63,10 @@ static bwt_status key_frames(const bwt_model *m, int lo, int n_hyp, double *orth
   return s;
 }
 
-/* Rows collected over the stream: embeddings, each block's output and the final norm (R,C) each. */
+/* Rows collected over the stream: embeddings, each block's output and the final norm (R,C) each;
+ * Mamba's scan states (L,R,S). */
 typedef struct {
-  float *embed, *blocks, *final;
+  float *embed, *blocks, *final, *states;
   double *qk_sum, *qk_count, *attn_sum; /* (L,n,T), (L,n,T), (L,NH) */
   long attn_count;
 } collected;
@@ -71,17 +74,19 @@ typedef struct {
 /* Adds one batch's first `keep` sequences (rows from r0) to the collection. */
 static void collect(bwt_geometry *g, collected *c, const bwt_capture *cap, const bwt_batch *b,
                     const float *logits, int keep, long r0, int K) {
-  int L = g->L, NH = g->NH, n = g->n_sup, T = g->T, C = g->C, hs = C / NH;
+  int L = g->L, NH = g->NH, n = g->n_sup, T = g->T, C = g->C, hs = NH ? C / NH : 0;
   size_t R = (size_t)g->n_rows, rows = (size_t)keep * n, M = (size_t)cap->B * n;
   memcpy(c->embed + r0 * C, cap->embed, sizeof(float) * rows * C);
   memcpy(c->final + r0 * C, cap->final_norm, sizeof(float) * rows * C);
   for (int l = 0; l < L; l++)
     memcpy(c->blocks + ((size_t)l * R + r0) * C, cap->block_out + (size_t)l * M * C, sizeof(float) * rows * C);
+  for (int l = 0; l < L && c->states; l++)
+    memcpy(c->states + ((size_t)l * R + r0) * g->S, cap->scan_state + (size_t)l * M * g->S, sizeof(float) * rows * g->S);
   for (size_t r = 0; r < rows; r++) {
     g->bayes_entropy[r0 + r] = bwt_entropy_bits(b->posterior + r * K, K);
     g->model_entropy[r0 + r] = softmax_entropy_bits(logits + r * K, K);
   }
-  for (int l = 0; l < L; l++)
+  for (int l = 0; l < L && g->attn_entropy; l++)
     for (int bb = 0; bb < keep; bb++)
       for (int j = 0; j < n; j++) {
         int pos = b->sup_pos[bb * n + j];
@@ -140,16 +145,19 @@ bwt_status bwt_geometry_compute(bwt_model *model, const bwt_model *init, const b
                                 const bwt_geometry_options *opt, bwt_geometry *g) {
   memset(g, 0, sizeof *g);
   const bwt_model_config *mc = &model->cfg;
-  if (!bwt_arch_has(mc->arch, BWT_CAP_ATTENTION | BWT_CAP_CAPTURE))
-    return bwt_fail(BWT_STATUS_ARG, "geometry needs a transformer (this model is %s)", bwt_arch_name(mc->arch));
+  const unsigned rows_points = BWT_CAPTURE_EMBED | BWT_CAPTURE_BLOCK_OUT | BWT_CAPTURE_FINAL_NORM;
+  unsigned avail = bwt_model_capture_points(model);
+  if ((avail & rows_points) != rows_points)
+    return bwt_fail(BWT_STATUS_ARG, "geometry needs a transformer or Mamba (this model is %s)", bwt_arch_name(mc->arch));
+  int attn = bwt_model_has(model, BWT_CAP_ATTENTION), ssm = (avail & BWT_CAPTURE_SCAN_STATE) != 0;
   if (opt->n_seqs < 2 || opt->batch < 1 || !(opt->ridge >= 0))
     return bwt_fail(BWT_STATUS_ARG, "geometry needs at least 2 sequences, a batch >= 1 and a ridge >= 0");
   BWT_TRY(bwt_model_check_task(model, task));
-  int L = mc->n_layers, NH = mc->n_heads, C = mc->d_model, n = task->n_sup, T = task->seq_len, K = task->n_classes;
+  int L = mc->n_layers, NH = attn ? mc->n_heads : 0, C = mc->d_model, n = task->n_sup, T = task->seq_len, K = task->n_classes;
   long R = (long)opt->n_seqs * n;
   *g = (bwt_geometry){.L = L, .NH = NH, .n_sup = n, .T = T, .C = C, .n_rows = R};
-  g->gaussian_cos = bwt_gaussian_abs_cos(C / NH);
-  g->n_hyp = bwt_geometry_hypotheses(task, &g->hyp_lo);
+  g->gaussian_cos = attn ? bwt_gaussian_abs_cos(C / NH) : NAN;
+  g->n_hyp = attn ? bwt_geometry_hypotheses(task, &g->hyp_lo) : 0;
 
   collected c = {0};
   bwt_batch b;
@@ -159,9 +167,18 @@ bwt_status bwt_geometry_compute(bwt_model *model, const bwt_model *init, const b
   memset(&cap, 0, sizeof cap);
   int B = opt->batch < opt->n_seqs ? opt->batch : opt->n_seqs;
   size_t LnT = (size_t)L * n * T;
-  g->attn_entropy = bwt_calloc((size_t)L * NH, sizeof(double), "geometry");
-  g->qk_cos = bwt_calloc(LnT, sizeof(double), "geometry");
-  g->attn_map = bwt_calloc(LnT, sizeof(double), "geometry");
+  if (attn) {
+    g->attn_entropy = bwt_calloc((size_t)L * NH, sizeof(double), "geometry");
+    g->qk_cos = bwt_calloc(LnT, sizeof(double), "geometry");
+    g->attn_map = bwt_calloc(LnT, sizeof(double), "geometry");
+    c.qk_sum = bwt_calloc(LnT, sizeof(double), "geometry");
+    c.qk_count = bwt_calloc(LnT, sizeof(double), "geometry");
+    c.attn_sum = bwt_calloc((size_t)L * NH, sizeof(double), "geometry");
+  }
+  if (ssm) {
+    g->state = bwt_calloc(L, sizeof *g->state, "geometry");
+    g->state_probe_r2 = bwt_calloc(L, sizeof(double), "geometry");
+  }
   g->sup_pos0 = bwt_calloc(n, sizeof(int32_t), "geometry");
   g->layer = bwt_calloc(L, sizeof *g->layer, "geometry");
   g->probe_r2 = bwt_calloc(L + 2, sizeof(double), "geometry");
@@ -171,13 +188,10 @@ bwt_status bwt_geometry_compute(bwt_model *model, const bwt_model *init, const b
   c.embed = bwt_calloc((size_t)R * C, sizeof(float), "geometry rows");
   c.final = bwt_calloc((size_t)R * C, sizeof(float), "geometry rows");
   c.blocks = bwt_calloc((size_t)L * R * C, sizeof(float), "geometry rows");
-  c.qk_sum = bwt_calloc(LnT, sizeof(double), "geometry");
-  c.qk_count = bwt_calloc(LnT, sizeof(double), "geometry");
-  c.attn_sum = bwt_calloc((size_t)L * NH, sizeof(double), "geometry");
   bwt_status s = BWT_STATUS_OK;
-  if (!g->attn_entropy || !g->qk_cos || !g->attn_map || !g->sup_pos0 || !g->layer || !g->probe_r2 ||
-      !g->pc_scores || !g->bayes_entropy || !g->model_entropy || !c.embed || !c.final || !c.blocks ||
-      !c.qk_sum || !c.qk_count || !c.attn_sum)
+  if ((attn && (!g->attn_entropy || !g->qk_cos || !g->attn_map || !c.qk_sum || !c.qk_count || !c.attn_sum)) ||
+      (ssm && (!g->state || !g->state_probe_r2)) || !g->sup_pos0 || !g->layer || !g->probe_r2 || !g->pc_scores ||
+      !g->bayes_entropy || !g->model_entropy || !c.embed || !c.final || !c.blocks)
     s = BWT_STATUS_NOMEM;
   if (s == BWT_STATUS_OK && g->n_hyp > 0) {
     g->key_orth = bwt_calloc((size_t)L * NH, sizeof(double), "geometry");
@@ -189,8 +203,8 @@ bwt_status bwt_geometry_compute(bwt_model *model, const bwt_model *init, const b
   }
   if (s == BWT_STATUS_OK) s = bwt_eval_acc_create(&acc, task);
   if (s == BWT_STATUS_OK) s = bwt_batch_alloc(&b, task, B);
-  unsigned points = BWT_CAPTURE_EMBED | BWT_CAPTURE_QUERIES | BWT_CAPTURE_KEYS | BWT_CAPTURE_ATTENTION |
-                    BWT_CAPTURE_BLOCK_OUT | BWT_CAPTURE_FINAL_NORM;
+  unsigned points = rows_points | (attn ? BWT_CAPTURE_QUERIES | BWT_CAPTURE_KEYS | BWT_CAPTURE_ATTENTION : 0) |
+                    (ssm ? BWT_CAPTURE_SCAN_STATE : 0);
   /* Held-out sequences 0..n_seqs-1, the last batch holding only those left. */
   for (int i = 0, done = 0; s == BWT_STATUS_OK && done < opt->n_seqs; i++, done += B) {
     const float *logits = NULL;
@@ -201,10 +215,18 @@ bwt_status bwt_geometry_compute(bwt_model *model, const bwt_model *init, const b
     if (s == BWT_STATUS_OK) s = bwt_eval_add(acc, logits, &b);
     b.B = full_B;
     if (s != BWT_STATUS_OK) break;
+    if (ssm && !c.states) { /* the state's width, as the first capture reports it */
+      g->S = cap.S;
+      c.states = bwt_calloc((size_t)L * R * g->S, sizeof(float), "geometry scan states");
+      if (!c.states) {
+        s = BWT_STATUS_NOMEM;
+        break;
+      }
+    }
     collect(g, &c, &cap, &b, logits, keep, (long)done * n, K);
     if (i == 0) {
       memcpy(g->sup_pos0, b.sup_pos, sizeof(int32_t) * n);
-      for (int l = 0; l < L; l++)
+      for (int l = 0; l < L && attn; l++)
         for (int h = 0; h < NH; h++)
           for (int j = 0; j < n; j++)
             for (int t = 0; t < T; t++)
@@ -219,17 +241,25 @@ bwt_status bwt_geometry_compute(bwt_model *model, const bwt_model *init, const b
   if (s == BWT_STATUS_OK) {
     g->entropy_mae = ev.overall.entropy_mae;
     g->kl_bits = ev.overall.kl_bits;
-    for (size_t i = 0; i < LnT; i++) g->qk_cos[i] = c.qk_count[i] > 0 ? c.qk_sum[i] / c.qk_count[i] : NAN;
-    for (int i = 0; i < L * NH; i++) g->attn_entropy[i] = c.attn_sum[i] / (double)c.attn_count;
     double u = 0;
     for (int j = 0; j < n; j++) u += log2(g->sup_pos0[j] + 1.0);
     g->uniform_entropy = u / n;
-    double first = 0, last = 0;
-    for (int h = 0; h < NH; h++) {
-      first += g->attn_entropy[h] / NH;
-      last += g->attn_entropy[(L - 1) * NH + h] / NH;
+    g->attn_reduction = NAN;
+    if (attn) {
+      for (size_t i = 0; i < LnT; i++) g->qk_cos[i] = c.qk_count[i] > 0 ? c.qk_sum[i] / c.qk_count[i] : NAN;
+      for (int i = 0; i < L * NH; i++) g->attn_entropy[i] = c.attn_sum[i] / (double)c.attn_count;
+      double first = 0, last = 0;
+      for (int h = 0; h < NH; h++) {
+        first += g->attn_entropy[h] / NH;
+        last += g->attn_entropy[(L - 1) * NH + h] / NH;
+      }
+      g->attn_reduction = first > 0 ? 1 - last / first : NAN;
     }
-    g->attn_reduction = first > 0 ? 1 - last / first : NAN;
+    for (int l = 0; l < L && ssm; l++) {
+      const float *X = c.states + (size_t)l * R * g->S;
+      manifold(&g->state[l], X, g->bayes_entropy, R, g->S, NULL);
+      g->state_probe_r2[l] = probe(X, g->bayes_entropy, R, g->S, n, opt->ridge);
+    }
     manifold(&g->final, c.final, g->bayes_entropy, R, C, g->pc_scores);
     for (int l = 0; l < L; l++) manifold(&g->layer[l], c.blocks + (size_t)l * R * C, g->bayes_entropy, R, C, NULL);
     g->probe_r2[0] = probe(c.embed, g->bayes_entropy, R, C, n, opt->ridge);
@@ -244,6 +274,7 @@ bwt_status bwt_geometry_compute(bwt_model *model, const bwt_model *init, const b
   free(c.embed);
   free(c.final);
   free(c.blocks);
+  free(c.states);
   free(c.qk_sum);
   free(c.qk_count);
   free(c.attn_sum);

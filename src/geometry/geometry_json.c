@@ -45,12 +45,16 @@ char *bwt_geometry_to_json(const bwt_geometry *g) {
   }
 
   cJSON *at = cJSON_AddObjectToObject(o, "attention");
-  cJSON_AddItemToObject(at, "entropy_bits", matrix(g->attn_entropy, L, NH));
-  cJSON_AddNumberToObject(at, "uniform_entropy_bits", g->uniform_entropy);
-  cJSON_AddNumberToObject(at, "first_to_last_reduction", g->attn_reduction);
-  cJSON *qk = cJSON_AddArrayToObject(at, "query_key_cos");
-  for (int l = 0; l < L; l++)
-    cJSON_AddItemToArray(qk, matrix(g->qk_cos + (size_t)l * g->n_sup * g->T, g->n_sup, g->T));
+  if (g->attn_entropy) {
+    cJSON_AddItemToObject(at, "entropy_bits", matrix(g->attn_entropy, L, NH));
+    cJSON_AddNumberToObject(at, "uniform_entropy_bits", g->uniform_entropy);
+    cJSON_AddNumberToObject(at, "first_to_last_reduction", g->attn_reduction);
+    cJSON *qk = cJSON_AddArrayToObject(at, "query_key_cos");
+    for (int l = 0; l < L; l++)
+      cJSON_AddItemToArray(qk, matrix(g->qk_cos + (size_t)l * g->n_sup * g->T, g->n_sup, g->T));
+  } else {
+    cJSON_AddStringToObject(at, "skipped", "the model has no attention");
+  }
 
   cJSON *vm = cJSON_AddObjectToObject(o, "value_manifold");
   cJSON_AddItemToObject(vm, "final", manifold(&g->final));
@@ -60,6 +64,13 @@ char *bwt_geometry_to_json(const bwt_geometry *g) {
   cJSON_AddNumberToObject(pr, "embeddings", g->probe_r2[0]);
   cJSON_AddItemToObject(pr, "blocks", cJSON_CreateDoubleArray(g->probe_r2 + 1, L));
   cJSON_AddNumberToObject(pr, "final_norm", g->probe_r2[L + 1]);
+  if (g->state) { /* Mamba: the scan's state after each supervised row */
+    cJSON *ss = cJSON_AddObjectToObject(o, "scan_state");
+    cJSON_AddNumberToObject(ss, "width", g->S);
+    cJSON *sl = cJSON_AddArrayToObject(ss, "manifold_per_layer");
+    for (int l = 0; l < L; l++) cJSON_AddItemToArray(sl, manifold(&g->state[l]));
+    cJSON_AddItemToObject(ss, "entropy_probe_r2", cJSON_CreateDoubleArray(g->state_probe_r2, L));
+  }
   char *text = cJSON_Print(o);
   cJSON_Delete(o);
   return text;

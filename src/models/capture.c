@@ -5,20 +5,41 @@
 #include "bwt/kernels.h"
 #include "model_internal.h"
 
+/* The points' names, in bit order (bwt/capture.h). */
+static const char *const point_names[] = {"embed", "normed_in", "queries", "keys", "values", "scores",
+                                          "attention", "block_out", "final_norm", "scan_state"};
+_Static_assert(sizeof point_names / sizeof *point_names == 10 && BWT_CAPTURE_ALL == (1u << 10) - 1,
+               "one name per capture point");
+
+/* Floats of a scan state per row: Di·Ns (Mamba's defaults where the config says 0), 0 without a scan. */
+static int scan_state_size(const bwt_model_config *c) {
+  if (!bwt_arch_has(c->arch, BWT_CAP_SSM)) return 0;
+  return (c->ssm_expand ? c->ssm_expand : 2) * c->d_model * (c->ssm_state ? c->ssm_state : 16);
+}
+
+unsigned bwt_model_capture_points(const bwt_model *m) {
+  const model_impl *impl = m->impl;
+  return bwt_model_has(m, BWT_CAP_CAPTURE) && impl->ops->capture ? impl->ops->capture_points : 0;
+}
+
 bwt_status bwt_model_capture(bwt_model *m, const bwt_batch *batch, const bwt_forward_options *opt, unsigned points,
                              bwt_capture *cap, const float **logits) {
   memset(cap, 0, sizeof *cap);
   const model_impl *impl = m->impl;
-  if (!bwt_model_has(m, BWT_CAP_CAPTURE) || !impl->ops->capture)
-    return bwt_fail(BWT_STATUS_ARG, "capture points need a transformer (this model is %s)",
+  unsigned avail = bwt_model_capture_points(m);
+  if (!avail)
+    return bwt_fail(BWT_STATUS_ARG, "capture points need a transformer or Mamba (this model is %s)",
                     bwt_arch_name(m->cfg.arch));
   if (points & ~(unsigned)BWT_CAPTURE_ALL) return bwt_fail(BWT_STATUS_ARG, "unknown capture point in mask 0x%x", points);
+  for (int i = 0; i < 10; i++)
+    if (points & ~avail & (1u << i))
+      return bwt_fail(BWT_STATUS_ARG, "a %s model has no '%s' capture point", bwt_arch_name(m->cfg.arch), point_names[i]);
   const float *out = NULL;
   BWT_TRY(bwt_model_forward_with(m, batch, opt, &out));
   if (logits) *logits = out;
-  int L = m->cfg.n_layers, C = m->cfg.d_model, NH = m->cfg.n_heads;
-  *cap = (bwt_capture){points, L, batch->B, batch->T, batch->n_sup, C, NH,
-                       NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+  int L = m->cfg.n_layers, C = m->cfg.d_model, NH = m->cfg.n_heads, S = scan_state_size(&m->cfg);
+  *cap = (bwt_capture){points, L, batch->B, batch->T, batch->n_sup, C, NH, S,
+                       NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
   size_t M = (size_t)batch->B * batch->n_sup, N = (size_t)batch->B * batch->T;
   size_t att = (size_t)L * batch->B * NH * batch->n_sup * batch->T;
   struct {
@@ -30,7 +51,7 @@ bwt_status bwt_model_capture(bwt_model *m, const bwt_batch *batch, const bwt_for
       {BWT_CAPTURE_QUERIES, &cap->queries, L * M * C},   {BWT_CAPTURE_KEYS, &cap->keys, L * N * C},
       {BWT_CAPTURE_VALUES, &cap->values, L * N * C},     {BWT_CAPTURE_SCORES, &cap->scores, att},
       {BWT_CAPTURE_ATTENTION, &cap->attention, att},     {BWT_CAPTURE_BLOCK_OUT, &cap->block_out, L * M * C},
-      {BWT_CAPTURE_FINAL_NORM, &cap->final_norm, M * C},
+      {BWT_CAPTURE_FINAL_NORM, &cap->final_norm, M * C}, {BWT_CAPTURE_SCAN_STATE, &cap->scan_state, L * M * S},
   };
   for (size_t i = 0; i < sizeof want / sizeof *want; i++)
     if (points & want[i].point) {
@@ -42,7 +63,7 @@ bwt_status bwt_model_capture(bwt_model *m, const bwt_batch *batch, const bwt_for
 
 void bwt_capture_free(bwt_capture *cap) {
   float **all[] = {&cap->embed, &cap->normed_in, &cap->queries, &cap->keys, &cap->values,
-                   &cap->scores, &cap->attention, &cap->block_out, &cap->final_norm};
+                   &cap->scores, &cap->attention, &cap->block_out, &cap->final_norm, &cap->scan_state};
   for (size_t i = 0; i < sizeof all / sizeof *all; i++) {
     bwt_buffer_free(*all[i]);
     *all[i] = NULL;

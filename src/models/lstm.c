@@ -137,4 +137,4 @@ static bwt_status backward(bwt_model *m, const bwt_batch *batch, const float *dl
   return BWT_STATUS_OK;
 }
 
-const model_arch_ops lstm_ops = {build, forward, backward, destroy, NULL};
+const model_arch_ops lstm_ops = {build, forward, backward, destroy, NULL, 0};

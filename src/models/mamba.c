@@ -296,4 +296,21 @@ static bwt_status backward(bwt_model *m, const bwt_batch *batch, const float *dl
   return BWT_STATUS_OK;
 }
 
-const model_arch_ops mamba_ops = {build, forward, backward, destroy, NULL};
+/* The capture points from the activations of the forward just run (see bwt/capture.h): the
+ * residual stream and the scan's states at the supervised rows. */
+static bwt_status capture(const bwt_model *m, const bwt_batch *batch, bwt_capture *cap) {
+  const bwt_model_config *c = &m->cfg;
+  const mamba *t = model_arch(m);
+  int M = batch->B * batch->n_sup, C = c->d_model, S = t->Di * t->Ns;
+  size_t NC = (size_t)batch->B * batch->T * C;
+  if (cap->embed) bwt_gather_rows(cap->embed, t->x, t->sup, M, C);
+  if (cap->final_norm) bwt_copy(cap->final_norm, t->ro.norm.out, (size_t)M * C);
+  for (int l = 0; l < c->n_layers; l++) {
+    if (cap->block_out) bwt_gather_rows(cap->block_out + (size_t)l * M * C, t->x + (l + 1) * NC, t->sup, M, C);
+    if (cap->scan_state) bwt_gather_rows(cap->scan_state + (size_t)l * M * S, t->acts[l].h, t->sup, M, S);
+  }
+  return BWT_STATUS_OK;
+}
+
+const model_arch_ops mamba_ops = {build, forward, backward, destroy, capture,
+                                  BWT_CAPTURE_EMBED | BWT_CAPTURE_BLOCK_OUT | BWT_CAPTURE_FINAL_NORM | BWT_CAPTURE_SCAN_STATE};

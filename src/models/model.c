@@ -20,7 +20,7 @@ static const arch_entry arch_table[] = {
     [BWT_ARCH_MLP] = {{"mlp", 0, 4, BWT_NORM_LAYER}, &mlp_ops},
     [BWT_ARCH_WINDOW_MLP] = {{"window_mlp", BWT_CAP_WINDOW | BWT_CAP_CONTEXT, 4, BWT_NORM_LAYER}, &mlp_ops},
     [BWT_ARCH_LSTM] = {{"lstm", BWT_CAP_RECURRENT | BWT_CAP_CONTINUOUS_INPUT | BWT_CAP_CONTEXT, 2, BWT_NORM_LAYER}, &lstm_ops},
-    [BWT_ARCH_MAMBA] = {{"mamba", BWT_CAP_RECURRENT | BWT_CAP_SSM | BWT_CAP_CONTINUOUS_INPUT | BWT_CAP_CONTEXT, 2, BWT_NORM_RMS}, &mamba_ops},
+    [BWT_ARCH_MAMBA] = {{"mamba", BWT_CAP_RECURRENT | BWT_CAP_SSM | BWT_CAP_CAPTURE | BWT_CAP_CONTINUOUS_INPUT | BWT_CAP_CONTEXT, 2, BWT_NORM_RMS}, &mamba_ops},
 };
 _Static_assert(sizeof arch_table / sizeof arch_table[0] == BWT_ARCH_COUNT, "one row per architecture");
 

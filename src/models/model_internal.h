@@ -40,8 +40,9 @@ typedef struct {
   /* trace (NULL: none) records block trace->layer's attention (bwt_model_backward_traced). */
   bwt_status (*backward)(bwt_model *m, const bwt_batch *batch, const float *dlogits, bwt_attention_trace *trace);
   void (*destroy)(bwt_model *m);
-  /* Copies the capture points of the forward just run (NULL: the architecture has none). */
+  /* Copies the capture points of the forward just run (NULL: the architecture has none) ... */
   bwt_status (*capture)(const bwt_model *m, const bwt_batch *batch, bwt_capture *cap);
+  unsigned capture_points; /* ... of these (bwt_capture_point) */
 } model_arch_ops;
 
 typedef struct {

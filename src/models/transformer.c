@@ -325,4 +325,5 @@ static bwt_status capture(const bwt_model *m, const bwt_batch *batch, bwt_captur
   return s;
 }
 
-const model_arch_ops transformer_ops = {build, forward, backward, destroy, capture};
+const model_arch_ops transformer_ops = {build, forward, backward, destroy, capture,
+                                        BWT_CAPTURE_ALL & ~(unsigned)BWT_CAPTURE_SCAN_STATE};

@@ -1,6 +1,7 @@
-/* The mechanism view of a trained transformer (SPEC.md §5): key-frame orthogonality, attention
- * focusing, query–key alignment, the value manifold and linear probes, all measured against the
- * task's exact posteriors on a held-out stream.
+/* The mechanism view of a trained transformer or Mamba (SPEC.md §5): key-frame orthogonality, attention
+ * focusing, query–key alignment (transformers), the value manifold and linear probes (both; for
+ * Mamba also of its scan state), all measured against the task's exact posteriors on a held-out
+ * stream. What does not apply to a model is NULL.
  *
  * Hypothesis tokens (whose keys form the "key frame"): the answer tokens of next-token tasks
  * (bijection values, modular residues, recall values) and the observation symbols of the HMM.
@@ -57,9 +58,13 @@ typedef struct {
   double *pc_scores;          /* (n_rows,2) final-layer PC1, PC2 scores */
   double *bayes_entropy;      /* (n_rows) H(q) bits */
   double *model_entropy;      /* (n_rows) H(p) bits */
+  /* Mamba (NULL otherwise): the manifold and entropy probe of each layer's scan state (S floats a row). */
+  int S;
+  bwt_manifold_stats *state;  /* (L) */
+  double *state_probe_r2;     /* (L) */
 } bwt_geometry;
 
-/* Measures model (a transformer) on task. init, if not NULL, is the same architecture at
+/* Measures model (a transformer or Mamba) on task. init, if not NULL, is the same architecture at
  * initialisation (for the key-frame baseline). */
 bwt_status bwt_geometry_compute(bwt_model *model, const bwt_model *init, const bwt_task *task,
                                 const bwt_geometry_options *opt, bwt_geometry *out);
