@@ -200,10 +200,10 @@ static void test_bad_specs(void **state) {
   assert_int_equal(bwt_lm_random_write(&spec, dir, NULL), BWT_STATUS_ARG);
   assert_non_null(strstr(bwt_last_error(), "unknown architecture 'BertModel'"));
   spec = (bwt_lm_random_spec){.arch = "gpt2", .kv_heads = 2};
-  assert_int_equal(bwt_lm_random_write(&spec, dir, NULL), BWT_STATUS_FORMAT);
+  assert_int_equal(bwt_lm_random_write(&spec, dir, NULL), BWT_STATUS_ARG);
   assert_non_null(strstr(bwt_last_error(), "must equal the heads"));
   spec = (bwt_lm_random_spec){.arch = "llama", .heads = 5};
-  assert_int_equal(bwt_lm_random_write(&spec, dir, NULL), BWT_STATUS_FORMAT);
+  assert_int_equal(bwt_lm_random_write(&spec, dir, NULL), BWT_STATUS_ARG);
   assert_non_null(strstr(bwt_last_error(), "must divide hidden_size"));
   spec = (bwt_lm_random_spec){.like = "/nonexistent/model"};
   assert_int_equal(bwt_lm_random_write(&spec, dir, NULL), BWT_STATUS_IO);

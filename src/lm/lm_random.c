@@ -230,6 +230,11 @@ bwt_status bwt_lm_random_write(const bwt_lm_random_spec *spec, const char *out_d
   bwt_lm m;
   memset(&m, 0, sizeof m);
   bwt_status s = hf_config_parse(&m.cfg, &m.arch, root, "the new config.json");
+  if (s == BWT_STATUS_FORMAT) { /* sizes the architecture cannot take: a bad request, not a bad file */
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s", bwt_last_error());
+    s = bwt_fail(BWT_STATUS_ARG, "%s", msg);
+  }
   const bwt_lm_config *c = &m.cfg;
   const hf_arch *A = m.arch;
   int n_max = 6 + c->L * LM_SLOT_COUNT, n = 0;
