@@ -60,6 +60,7 @@ static bwt_status default_config(cJSON **out, const char *name) {
        set_number(root, k->mlp, 256) && set_number(root, "vocab_size", 512) && set_number(root, k->positions, 512) &&
        set_number(root, k->eps, 1e-5) && set_string(root, k->act, init_rules[rule_of(A->model_type)].act) &&
        set_number(root, "initializer_range", 0.02) && cJSON_AddBoolToObject(root, "tie_word_embeddings", A->tied_default);
+  if (ok && A->pos == LM_POS_ROTARY) ok = set_number(root, k->theta, 10000) && set_number(root, k->rotary, A->rotary_default);
   if (ok && A->window_key) ok = set_number(root, A->window_key, A->default_window);
   if (ok && A->parallel_key) ok = cJSON_AddBoolToObject(root, A->parallel_key, 1) != NULL;
   if (!ok) {
