@@ -160,8 +160,9 @@ bwt_status bwt_sula_generate(const bwt_sula_spec *spec, int k, bwt_sula_control 
   bwt_status s = BWT_STATUS_OK;
   if (spec->tok) {
     const char *const *words = control == BWT_SULA_REMAP ? spec->remap_words : spec->label_words;
-    size_t cap = 64;
-    for (int i = 0; i <= k; i++) cap += strlen(control == BWT_SULA_ABLATED ? spec->mask_word : spec->carriers[carrier[i]]) + 64;
+    /* Every line's carrier, ": ", the longer label word and "\n", and the NUL: snprintf never truncates. */
+    size_t cap = 1, longest = strlen(words[0]) > strlen(words[1]) ? strlen(words[0]) : strlen(words[1]);
+    for (int i = 0; i <= k; i++) cap += strlen(control == BWT_SULA_ABLATED ? spec->mask_word : spec->carriers[carrier[i]]) + longest + 3;
     out->text = bwt_malloc(cap, "SULA prompt text");
     if (!out->text) s = BWT_STATUS_NOMEM;
     size_t len = 0;
