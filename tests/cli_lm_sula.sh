@@ -86,6 +86,9 @@ if [ -e "$shared/tokenizers/pythia/tokenizer.json" ]; then
   expect 2 "label word 'blicket' is not one token after \": \"" -- lm sula "$tmp/pythia" --labels blicket,toma
   expect 2 "--label-ids is for id mode" -- lm sula "$tmp/pythia" --label-ids 5,6
   expect 2 "--labels needs two words" -- lm sula "$tmp/pythia" --labels foo
+  ok lm sula "$tmp/pythia" --ids --k 1 --prompts-per-k 2 --export "$tmp/pid.jsonl"
+  has 'id mode: labels ids 5, 6'
+  check "id mode exports no text" not grep -q '"text"' "$tmp/pid.jsonl"
 else
   echo "$shared/tokenizers/pythia not found: its checks skipped"
 fi
