@@ -193,6 +193,44 @@ static void test_tokenizer_vocab(void **state) {
   assert_non_null(strstr(bwt_last_error(), "smaller than the tokenizer's 50257"));
 }
 
+/* Llama's embedding is built with padding_idx = pad_token_id: that row starts at 0, the others
+ * random; GPT-NeoX has no padding_idx, so its row is drawn. */
+static void test_pad_row(void **state) {
+  (void)state;
+  const char *base = test_tmpdir("lm_init_pad");
+  char tmpl[1200], out[1200], path[1300];
+  for (int a = 0; a < 2; a++) {
+    snprintf(tmpl, sizeof tmpl, "%s/tmpl%d", base, a);
+    snprintf(out, sizeof out, "%s/out%d", base, a);
+    bwt_lm_random_spec spec = {.arch = a ? "gpt_neox" : "llama"};
+    assert_int_equal(bwt_lm_random_write(&spec, tmpl, NULL), BWT_STATUS_OK);
+    /* The template's config with "pad_token_id": 3 added after its first brace. */
+    snprintf(path, sizeof path, "%s/config.json", tmpl);
+    size_t n = 0;
+    char *cfg = NULL;
+    assert_int_equal(bwt_read_file(path, &cfg, &n), BWT_STATUS_OK);
+    char *edited = malloc(n + 32);
+    snprintf(edited, n + 32, "{\"pad_token_id\": 3,%s", strchr(cfg, '{') + 1);
+    assert_int_equal(bwt_write_file_atomic(path, edited, strlen(edited)), BWT_STATUS_OK);
+    free(cfg), free(edited);
+    spec = (bwt_lm_random_spec){.like = tmpl, .seed = 9};
+    assert_int_equal(bwt_lm_random_write(&spec, out, NULL), BWT_STATUS_OK);
+    bwt_lm *lm = NULL;
+    assert_int_equal(bwt_lm_open(&lm, out), BWT_STATUS_OK);
+    snprintf(path, sizeof path, "%s/model.safetensors", out);
+    bwt_st_file *f = NULL;
+    assert_int_equal(bwt_safetensors_open(&f, path), BWT_STATUS_OK);
+    const float *e = NULL;
+    assert_int_equal(bwt_safetensors_get_f32(f, a ? "gpt_neox.embed_in.weight" : "model.embed_tokens.weight", 2, NULL, &e), BWT_STATUS_OK);
+    double row3 = 0, row4 = 0;
+    for (int c = 0; c < 64; c++) row3 += fabs(e[3 * 64 + c]), row4 += fabs(e[4 * 64 + c]);
+    assert_true(a ? row3 > 0.1 : row3 == 0.0);
+    assert_true(row4 > 0.1);
+    bwt_safetensors_close(f);
+    bwt_lm_close(lm);
+  }
+}
+
 static void test_bad_specs(void **state) {
   (void)state;
   const char *dir = test_tmpdir("lm_init_bad");
@@ -216,7 +254,8 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_every_architecture), cmocka_unit_test(test_seed_determinism),
       cmocka_unit_test(test_weight_statistics),  cmocka_unit_test(test_like_template),
-      cmocka_unit_test(test_tokenizer_vocab),    cmocka_unit_test(test_bad_specs),
+      cmocka_unit_test(test_tokenizer_vocab),    cmocka_unit_test(test_pad_row),
+      cmocka_unit_test(test_bad_specs),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

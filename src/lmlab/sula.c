@@ -174,6 +174,12 @@ bwt_status bwt_sula_generate(const bwt_sula_spec *spec, int k, bwt_sula_control 
     size_t n = 0;
     if (s == BWT_STATUS_OK) s = bwt_tokenizer_encode(spec->tok, out->text, len, BWT_TOKENIZE_SPECIAL, &out->tokens, &n);
     out->n_tokens = (int)n;
+    /* The labels must stay their single tokens inside the whole prompt, one per example. */
+    int seen = 0;
+    for (size_t i = 0; s == BWT_STATUS_OK && i < n; i++) seen += out->tokens[i] == lab[0] || out->tokens[i] == lab[1];
+    if (s == BWT_STATUS_OK && seen != k)
+      s = bwt_fail(BWT_STATUS_ARG, "the labels '%s'/'%s' are not one token each inside a prompt (%d label tokens for %d examples)",
+                   words[0], words[1], seen, k);
   } else {
     out->tokens = bwt_malloc(((size_t)k * 4 + 3) * sizeof *out->tokens, "SULA prompt");
     if (!out->tokens) s = BWT_STATUS_NOMEM;
