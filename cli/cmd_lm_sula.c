@@ -271,8 +271,10 @@ int cmd_lm_sula(int argc, char **argv) {
   struct timespec t0, t1;
   clock_gettime(CLOCK_MONOTONIC, &t0);
   progress_ctx pc = {total / 10 > 0 ? total / 10 : 1};
-  if (!rc && bwt_sula_run(lms, n_lms, &ss, ks, n_ks, per_k, total >= 200 ? on_progress : NULL, &pc, &r) != BWT_STATUS_OK)
-    rc = cli_error(CMD);
+  if (!rc) {
+    bwt_status s = bwt_sula_run(lms, n_lms, &ss, ks, n_ks, per_k, total >= 200 ? on_progress : NULL, &pc, &r);
+    if (s != BWT_STATUS_OK) rc = cli_error(CMD) + (s == BWT_STATUS_ARG); /* a k the model cannot take: exit code 2 */
+  }
   clock_gettime(CLOCK_MONOTONIC, &t1);
   double wall = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
   if (!rc && export_path[0] && write_export(export_path, &r) != BWT_STATUS_OK) rc = cli_error(CMD);

@@ -101,6 +101,7 @@ expect 2 "--prompts-per-k must be in 1..100000" -- lm sula "$model" --prompts-pe
 expect 2 "unknown option '--nope'" -- lm sula "$model" --nope
 expect 2 "missing argument" -- lm sula
 expect 1 "no such model directory" -- lm sula "$tmp/none"
+expect 2 "a k=16 prompt has 67 tokens, more than the model's 64 positions" -- lm sula "$model" --k 2,16
 # The fixture's 64 ids: the default carrier range 10-last fits it.
 ok lm sula "$model" --k 0,1 --prompts-per-k 2
 has '^    1 shuffled '

@@ -306,6 +306,12 @@ bwt_status bwt_sula_run(bwt_lm *const *lms, int n_lms, const bwt_sula_spec *spec
         int idx = (ki * CC + c) * per_k + i;
         s = bwt_sula_generate(spec, ks[ki], (bwt_sula_control)c, i, idx, &out->prompts[idx]);
       }
+  /* A prompt longer than the model's positions is a k too large for it: said before any run. */
+  int max_pos = bwt_lm_config_of(lms[0])->max_pos;
+  for (int idx = 0; s == BWT_STATUS_OK && idx < total; idx++)
+    if (out->prompts[idx].n_tokens > max_pos)
+      s = bwt_fail(BWT_STATUS_ARG, "a k=%d prompt has %d tokens, more than the model's %d positions: use a smaller --k",
+                   out->prompts[idx].k, out->prompts[idx].n_tokens, max_pos);
   /* Prompts shared out among threads, one model copy each; the first failure's message is carried
    * out of its thread (messages are thread-local). */
   char err[512] = "";
