@@ -462,7 +462,7 @@ static int lm_capture(int argc, char **argv) {
   return rc;
 }
 
-/* The lm subcommands (tokenize: cli/cmd_lm_tokenize.c). */
+/* The lm subcommands (tokenize, init, sula: cli/cmd_lm_tokenize.c, cmd_lm_init.c, cmd_lm_sula.c). */
 static const struct {
   const char *name;
   int (*run)(int argc, char **argv);
@@ -473,6 +473,8 @@ static const struct {
     {"ppl", lm_ppl, "perplexity over token sequences"},
     {"capture", lm_capture, "activations at TransformerLens-named points into a safetensors file"},
     {"tokenize", cmd_lm_tokenize, "text to token ids (and back with --decode) with a model's tokenizer"},
+    {"init", cmd_lm_init, "a random-weight model directory of any architecture (Hugging Face layout)"},
+    {"sula", cmd_lm_sula, "SULA in-context label task against its exact posterior (Paper III)"},
 };
 
 int cmd_lm(int argc, char **argv) {

@@ -14,5 +14,8 @@ int cmd_dynamics(int argc, char **argv);
 int cmd_lm(int argc, char **argv);
 /* bwt lm tokenize, one of cmd_lm's subcommands (cli/cmd_lm_tokenize.c). */
 int cmd_lm_tokenize(int argc, char **argv);
+/* bwt lm init (cli/cmd_lm_init.c) and bwt lm sula (cli/cmd_lm_sula.c). */
+int cmd_lm_init(int argc, char **argv);
+int cmd_lm_sula(int argc, char **argv);
 
 #endif

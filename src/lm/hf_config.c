@@ -173,7 +173,13 @@ static bwt_status get_rope_scaling(const cJSON *root, bwt_lm_config *cfg, const 
   return bwt_fail(BWT_STATUS_FORMAT, "%s: rope_scaling type '%s' is not supported (bwt reads default, linear, llama3)", path, t);
 }
 
-static bwt_status parse(bwt_lm_config *cfg, const hf_arch **arch, const cJSON *root, const char *path) {
+const hf_arch *hf_arch_find(const char *name) {
+  for (int i = 0; i < N_ARCH; i++)
+    if (strcmp(arch_table[i].hf_name, name) == 0 || strcmp(arch_table[i].model_type, name) == 0) return &arch_table[i];
+  return NULL;
+}
+
+bwt_status hf_config_parse(bwt_lm_config *cfg, const hf_arch **arch, const cJSON *root, const char *path) {
   if (!cJSON_IsObject(root)) return bwt_fail(BWT_STATUS_FORMAT, "%s: not a JSON object", path);
   const cJSON *archs = cJSON_GetObjectItemCaseSensitive(root, "architectures");
   const char *name = cJSON_GetStringValue(cJSON_GetArrayItem(archs, 0));
@@ -272,7 +278,7 @@ bwt_status hf_config_read(bwt_lm_config *cfg, const hf_arch **arch, const char *
     s = bwt_alloc_failures() != failures ? bwt_fail(BWT_STATUS_NOMEM, "out of memory parsing %s", path)
                                          : bwt_fail(BWT_STATUS_FORMAT, "%s: not valid JSON", path);
   else
-    s = parse(cfg, arch, root, path);
+    s = hf_config_parse(cfg, arch, root, path);
   cJSON_Delete(root);
   return s;
 }

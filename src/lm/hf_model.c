@@ -12,7 +12,7 @@
 #include "lm_internal.h"
 
 /* The slots this architecture has, less the biases its config switches off. */
-static int slot_present(const bwt_lm *lm, lm_slot s) {
+int lm_slot_present(const bwt_lm *lm, lm_slot s) {
   if (!lm->arch->layer[s]) return 0;
   switch (s) {
     case LM_QKV_B: case LM_Q_B: case LM_K_B: case LM_V_B: case LM_O_B: return lm->cfg.attn_bias;
@@ -23,7 +23,7 @@ static int slot_present(const bwt_lm *lm, lm_slot s) {
 
 /* The shape a slot must have (ndim returned): (out, in) as torch.nn.Linear, or (in, out) for an
  * architecture storing Conv1D weights (GPT-2). */
-static int slot_shape(const bwt_lm *lm, lm_slot s, int64_t *shape) {
+int lm_slot_shape(const bwt_lm *lm, lm_slot s, int64_t *shape) {
   const bwt_lm_config *c = &lm->cfg;
   int64_t C = c->C, Q = (int64_t)c->NH * c->hs, K = (int64_t)c->NKV * c->hs, F = c->F, QKV = Q + 2 * K;
   static const char dims[LM_SLOT_COUNT][2] = {
@@ -127,9 +127,9 @@ static bwt_status bind_all(bwt_lm *lm, binding *b) {
   if (a->head_bias) BWT_TRY(bind(lm, b, a->head_bias, 1, vocab, &lm->head_bias, NULL, NULL));
   for (int l = 0; l < c->L; l++)
     for (int s = 0; s < LM_SLOT_COUNT; s++) {
-      if (!slot_present(lm, (lm_slot)s)) continue;
+      if (!lm_slot_present(lm, (lm_slot)s)) continue;
       int64_t shape[2];
-      int ndim = slot_shape(lm, (lm_slot)s, shape);
+      int ndim = lm_slot_shape(lm, (lm_slot)s, shape);
       lm_layer *ly = &lm->layers[l];
       BWT_TRY(bind(lm, b, tensor_name(lm, buf, sizeof buf, a->layer[s], l), ndim, shape, &ly->w[s],
                    lw ? &ly->half[s] : NULL, &ly->half_dtype[s]));
@@ -170,7 +170,7 @@ static size_t layer_half_elems(const bwt_lm *lm, int l) {
   for (int s = 0; s < LM_SLOT_COUNT; s++)
     if (lm->layers[l].half[s]) {
       int64_t shape[2] = {0, 0};
-      int nd = slot_shape(lm, (lm_slot)s, shape);
+      int nd = lm_slot_shape(lm, (lm_slot)s, shape);
       n += (size_t)shape[0] * (nd == 2 ? (size_t)shape[1] : 1);
     }
   return n;
@@ -218,7 +218,7 @@ void lm_layer_load(bwt_lm *lm, int l) {
   for (int s = 0; s < LM_SLOT_COUNT; s++) {
     if (!ly->half[s]) continue;
     int64_t shape[2] = {0, 0};
-    int nd = slot_shape(lm, (lm_slot)s, shape);
+    int nd = lm_slot_shape(lm, (lm_slot)s, shape);
     size_t n = (size_t)shape[0] * (nd == 2 ? (size_t)shape[1] : 1);
     convert(at, ly->half[s], n, ly->half_dtype[s]);
     ly->w[s] = at;

@@ -59,6 +59,11 @@ typedef struct {
 
 /* Parses dir/config.json into cfg and finds its row of the table. */
 bwt_status hf_config_read(bwt_lm_config *cfg, const hf_arch **arch, const char *dir);
+/* The same from a parsed config (path names it in messages). */
+struct cJSON;
+bwt_status hf_config_parse(bwt_lm_config *cfg, const hf_arch **arch, const struct cJSON *root, const char *path);
+/* The row whose class name (LlamaForCausalLM) or model_type (llama) is name; NULL if none. */
+const hf_arch *hf_arch_find(const char *name);
 
 typedef struct {
   const float *w[LM_SLOT_COUNT]; /* NULL: absent (biases the config does not have) */
@@ -99,6 +104,12 @@ struct bwt_lm {
 
 #define LM_CONVERT_AT_OPEN_MAX ((size_t)1 << 30) /* bytes of fp32 copies made at open, at most */
 #define LM_HEAD_ROWS 4096                         /* head rows converted at a time (layer-wise) */
+
+/* Whether the model has slot s (its row names it and the config keeps its bias), and its shape
+ * (ndim returned): (out, in), or (in, out) for Conv1D weights. Only lm->cfg and lm->arch are read
+ * (lm_random.c calls them on a model that is only those two). */
+int lm_slot_present(const bwt_lm *lm, lm_slot s);
+int lm_slot_shape(const bwt_lm *lm, lm_slot s, int64_t *shape);
 
 /* Layer-wise conversion (no-ops for a model converted at open or in F32): layer l's weights into the
  * arena; the embeddings of tokens(n) into x (n,C); logits out(n,V) = a(n,C) Headᵀ. */
