@@ -69,10 +69,13 @@ typedef struct {
 } lm_layer;
 
 /* Observes the activations of a forward pass (lm_capture.c): wants(name) says whether a point is
- * needed (so the forward computes extras such as scores only then), put copies it. */
+ * needed for a capture or an edit (so the forward computes extras such as scores only then); put
+ * first lets the edits matching name change data in place — only where editable: the buffer the
+ * forward reads on from (a point computed aside, such as hook_normalized or the pattern, is an error
+ * to edit) — then copies it for the capture. */
 typedef struct lm_hooks lm_hooks;
 int lm_hooks_want(lm_hooks *h, const char *name);
-bwt_status lm_hooks_put(lm_hooks *h, const char *name, const float *data, int ndim, int64_t d0,
+bwt_status lm_hooks_put(lm_hooks *h, const char *name, float *data, int editable, int ndim, int64_t d0,
                         int64_t d1, int64_t d2);
 
 struct bwt_lm {
