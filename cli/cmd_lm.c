@@ -462,7 +462,7 @@ static int lm_capture(int argc, char **argv) {
   return rc;
 }
 
-/* The lm subcommands (tokenize: cli/cmd_lm_tokenize.c). */
+/* The lm subcommands (tokenize: cli/cmd_lm_tokenize.c; geometry, intervene: cli/cmd_lm_geometry.c). */
 static const struct {
   const char *name;
   int (*run)(int argc, char **argv);
@@ -473,6 +473,8 @@ static const struct {
     {"ppl", lm_ppl, "perplexity over token sequences"},
     {"capture", lm_capture, "activations at TransformerLens-named points into a safetensors file"},
     {"tokenize", cmd_lm_tokenize, "text to token ids (and back with --decode) with a model's tokenizer"},
+    {"geometry", cmd_lm_geometry, "Paper III's value manifold, key orthogonality and attention focusing"},
+    {"intervene", cmd_lm_intervene, "edits of the final token's values along the entropy axis and a random one"},
 };
 
 int cmd_lm(int argc, char **argv) {

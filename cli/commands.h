@@ -14,5 +14,8 @@ int cmd_dynamics(int argc, char **argv);
 int cmd_lm(int argc, char **argv);
 /* bwt lm tokenize, one of cmd_lm's subcommands (cli/cmd_lm_tokenize.c). */
 int cmd_lm_tokenize(int argc, char **argv);
+/* bwt lm geometry and bwt lm intervene (cli/cmd_lm_geometry.c). */
+int cmd_lm_geometry(int argc, char **argv);
+int cmd_lm_intervene(int argc, char **argv);
 
 #endif
