@@ -14,6 +14,7 @@
 #include "bwt/lab/lm_pools.h"
 #include "bwt/lm.h"
 #include "bwt/tokenizer.h"
+#include "bwt/train.h"
 #include "commands.h"
 #include "options.h"
 #include "progress.h"
@@ -126,7 +127,7 @@ static void print_geometry(const bwt_lm_geometry *g) {
 int cmd_lm_geometry(int argc, char **argv) {
   prompt_options po = {"", "", "lm_geometry", 1000, 15, 0};
   char layers[OPT_STRING_MAX] = "last", init_dir[OPT_STRING_MAX] = "";
-  int boot = 1000, no_figures = 0;
+  int boot = 1000, no_figures = 0, threads = 0;
   cli_option opts[] = {
       {"pool", OPT_STRING, po.pool, "prompt pool: mixed, math, code, prose, legal, ids, or FILE.jsonl ({\"text\"|\"tokens\", \"domain\"}); default mixed with a tokenizer, ids without"},
       {"candidates", OPT_INT, &po.candidates, "candidates a built-in pool makes"},
@@ -138,17 +139,19 @@ int cmd_lm_geometry(int argc, char **argv) {
       {"seed", OPT_U64, &po.seed, "pool, draw, bootstrap and re-init seed"},
       {"out", OPT_STRING, po.out, "output directory (geometry.json, figures)"},
       {"no-figures", OPT_FLAG, &no_figures, "skip the figures"},
+      threads_option(&threads, "threads (0 = environment; a model as small as stories260K runs fastest on 1)"),
   };
   cli_spec spec = {"lm geometry", "DIR [options]",
                    "Paper III's geometry of a language model over prompts drawn by next-token-entropy quintile:\n"
                    "the value manifold at the final token, key orthogonality by three definitions with their\n"
                    "Gaussian and initialisation baselines, attention focusing by layer, and the validation\n"
                    "thresholds (docs/lm.md). Writes OUT/geometry.json and figures.",
-                   opts, 10, 1, 1};
+                   opts, 11, 1, 1};
   const char *pos[1];
   int npos = 0, rc = cli_parse(&spec, argc, argv, pos, &npos);
   if (rc) return rc == 1 ? 0 : rc;
   if ((rc = check_prompt_options("lm geometry", &po))) return rc;
+  if (bwt_set_threads(threads) != BWT_STATUS_OK) return cli_error("lm geometry");
   if (strcmp(layers, "last") != 0 && strcmp(layers, "all") != 0) {
     fprintf(stderr, "bwt lm geometry: --layers must be last or all (got '%s')\n", layers);
     return 2;
@@ -159,7 +162,8 @@ int cmd_lm_geometry(int argc, char **argv) {
   }
   bwt_lm *lm = NULL, *init = NULL;
   if (bwt_lm_open(&lm, pos[0]) != BWT_STATUS_OK) return cli_error("lm geometry");
-  if (init_dir[0] && bwt_lm_open(&init, init_dir) != BWT_STATUS_OK) {
+  if (init_dir[0] && (bwt_lm_open(&init, init_dir) != BWT_STATUS_OK || bwt_lm_same_config(lm, init) != BWT_STATUS_OK)) {
+    bwt_lm_close(init);
     bwt_lm_close(lm);
     return cli_error("lm geometry");
   }
@@ -211,7 +215,7 @@ static int parse_layers(const char *s, int L, int *layers, int cap) {
 int cmd_lm_intervene(int argc, char **argv) {
   prompt_options po = {"", "", "lm_intervene", 1000, 15, 0};
   char layers_s[OPT_STRING_MAX] = "", sula[OPT_STRING_MAX] = "";
-  int layer = -1;
+  int layer = -1, threads = 0;
   double alpha = 1.0;
   cli_option opts[] = {
       {"layer", OPT_INT, &layer, "the layer whose final-token values are edited (-1: the last)"},
@@ -224,17 +228,19 @@ int cmd_lm_intervene(int argc, char **argv) {
       {"tokenizer", OPT_STRING, po.tokenizer, "tokenizer file or directory (default: the model directory's, if any)"},
       {"seed", OPT_U64, &po.seed, "pool, draw and random-axis seed"},
       {"out", OPT_STRING, po.out, "output directory (intervene.json)"},
+      threads_option(&threads, "threads (0 = environment; a model as small as stories260K runs fastest on 1)"),
   };
   cli_spec spec = {"lm intervene", "DIR [options]",
                    "Interventions on the entropy axis u_ent (PC1 of the standardised final-token values of a layer):\n"
                    "cut, keep-only and shifts of the final token's values, each beside the same edit along a\n"
                    "random axis orthogonal to u_ent; effects on the axis-entropy correlation, the next-token\n"
                    "entropy and (--sula) the SULA entropy MAE. Writes OUT/intervene.json.",
-                   opts, 10, 1, 1};
+                   opts, 11, 1, 1};
   const char *pos[1];
   int npos = 0, rc = cli_parse(&spec, argc, argv, pos, &npos);
   if (rc) return rc == 1 ? 0 : rc;
   if ((rc = check_prompt_options("lm intervene", &po))) return rc;
+  if (bwt_set_threads(threads) != BWT_STATUS_OK) return cli_error("lm intervene");
   if (!isfinite(alpha) || fabs(alpha) > 1e6) {
     fprintf(stderr, "bwt lm intervene: --alpha must be a finite number\n");
     return 2;

@@ -13,6 +13,7 @@
 #include "bwt/lm.h"
 #include "bwt/lm_edit.h"
 #include "bwt/safetensors.h"
+#include "bwt/train.h"
 #include "testutil.h"
 
 static void fixture_dir(char *out, size_t n, const char *name) {
@@ -186,6 +187,7 @@ static void test_edit_errors(void **state) {
 }
 
 int main(void) {
+  bwt_set_threads(1); /* models this small run fastest on one thread (and the machine may be shared) */
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_identity_edit),
       cmocka_unit_test(test_zero_final_values),

@@ -25,6 +25,7 @@
 #include "bwt/rng.h"
 #include "bwt/safetensors.h"
 #include "bwt/tokenizer.h"
+#include "bwt/train.h"
 #include "testutil.h"
 
 static void fixture_dir(char *out, size_t n, const char *name) {
@@ -528,6 +529,7 @@ static void test_intervene(void **state) {
 }
 
 int main(void) {
+  bwt_set_threads(1); /* models this small run fastest on one thread (and the machine may be shared) */
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_manifold_known),
       cmocka_unit_test(test_stratified_draw),

@@ -184,6 +184,15 @@ void bwt_lm_geometry_free(bwt_lm_geometry *g) {
   memset(g, 0, sizeof *g);
 }
 
+bwt_status bwt_lm_same_config(const bwt_lm *lm, const bwt_lm *init) {
+  const bwt_lm_config *c = bwt_lm_config_of(lm), *ci = bwt_lm_config_of(init);
+  if (ci->L != c->L || ci->C != c->C || ci->NH != c->NH || ci->NKV != c->NKV || ci->hs != c->hs || ci->V != c->V ||
+      strcmp(ci->architecture, c->architecture) != 0)
+    return bwt_fail(BWT_STATUS_ARG, "the init model is not the same configuration (%s L=%d C=%d NH=%d NKV=%d V=%d against %s L=%d C=%d NH=%d NKV=%d V=%d)",
+                    ci->architecture, ci->L, ci->C, ci->NH, ci->NKV, ci->V, c->architecture, c->L, c->C, c->NH, c->NKV, c->V);
+  return BWT_STATUS_OK;
+}
+
 bwt_status bwt_lm_geometry_compute(bwt_lm *lm, bwt_lm *init, const bwt_lm_pool *prompts, const int *quintile,
                                    const bwt_lm_geometry_options *o, bwt_lm_geometry *g,
                                    void (*progress)(void *ctx, int i, int n), void *ctx) {
@@ -192,13 +201,7 @@ bwt_status bwt_lm_geometry_compute(bwt_lm *lm, bwt_lm *init, const bwt_lm_pool *
   int n = prompts->n, L = c->L, NH = c->NH, NKV = c->NKV, hs = c->hs;
   size_t K = (size_t)NKV * hs;
   if (n < 3) return bwt_fail(BWT_STATUS_ARG, "geometry needs at least 3 prompts (got %d)", n);
-  if (init) {
-    const bwt_lm_config *ci = bwt_lm_config_of(init);
-    if (ci->L != L || ci->C != c->C || ci->NH != NH || ci->NKV != NKV || ci->hs != hs || ci->V != c->V ||
-        strcmp(ci->architecture, c->architecture) != 0)
-      return bwt_fail(BWT_STATUS_ARG, "the init model is not the same configuration (%s L=%d C=%d NH=%d NKV=%d V=%d against %s L=%d C=%d NH=%d NKV=%d V=%d)",
-                      ci->architecture, ci->L, ci->C, ci->NH, ci->NKV, ci->V, c->architecture, L, c->C, NH, NKV, c->V);
-  }
+  if (init) BWT_TRY(bwt_lm_same_config(lm, init));
   g->L = L, g->NH = NH, g->NKV = NKV, g->hs = hs, g->C = c->C, g->n = n, g->R = c->R, g->n_boot = o->n_boot;
   g->length = calloc((size_t)n, sizeof *g->length);
   g->quintile = calloc((size_t)n, sizeof *g->quintile);

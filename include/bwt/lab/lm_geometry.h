@@ -83,6 +83,8 @@ bwt_status bwt_lm_geometry_compute(bwt_lm *lm, bwt_lm *init, const bwt_lm_pool *
                                    const bwt_lm_geometry_options *o, bwt_lm_geometry *out,
                                    void (*progress)(void *ctx, int i, int n), void *ctx);
 void bwt_lm_geometry_free(bwt_lm_geometry *g);
+/* OK when init has lm's configuration (architecture, L, C, NH, NKV, hs, V), else an error saying how. */
+bwt_status bwt_lm_same_config(const bwt_lm *lm, const bwt_lm *init);
 
 /* The validation thresholds (docs/lm.md) applied to g: n rows of name, measured value, threshold
  * text and pass. */
