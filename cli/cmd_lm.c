@@ -483,7 +483,7 @@ int cmd_lm(int argc, char **argv) {
     fprintf(f, "usage: bwt lm COMMAND DIR [options]   (bwt lm COMMAND --help for its options)\n\n"
                "Hugging Face language models (LlamaForCausalLM, MistralForCausalLM, GPT2LMHeadModel,\n"
                "GPTNeoXForCausalLM, PhiForCausalLM) in fp32.\n\n");
-    for (size_t i = 0; i < sizeof lm_table / sizeof *lm_table; i++) fprintf(f, "  %-8s %s\n", lm_table[i].name, lm_table[i].summary);
+    for (size_t i = 0; i < sizeof lm_table / sizeof *lm_table; i++) fprintf(f, "  %-10s %s\n", lm_table[i].name, lm_table[i].summary);
     return argc < 2 ? 2 : 0;
   }
   bwt_alloc_hooks_install();

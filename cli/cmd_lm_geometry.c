@@ -53,6 +53,11 @@ static int select_prompts(const char *cmd, const char *dir, prompt_options *po, 
                                         : bwt_lm_pool_builtin(&pool, po->pool, lm, tok, po->candidates, po->seed);
   bwt_tokenizer_free(tok);
   if (s != BWT_STATUS_OK) return cli_error(cmd);
+  if (pool.n < 3) {
+    fprintf(stderr, "bwt %s: pool %s holds %d prompt%s; the geometry needs at least 3\n", cmd, po->pool, pool.n, pool.n == 1 ? "" : "s");
+    bwt_lm_pool_free(&pool);
+    return 1;
+  }
   double *ent = malloc((size_t)pool.n * sizeof *ent);
   int *idx = malloc(5 * (size_t)po->per_quintile * sizeof *idx);
   *quintile = malloc(5 * (size_t)po->per_quintile * sizeof **quintile);

@@ -61,6 +61,8 @@ expect 2 "--per-quintile >= 1" -- lm geometry "$fx/llama_gqa" --per-quintile 0
 expect 2 "unknown option" -- lm geometry "$fx/llama_gqa" --nope
 expect 1 "unknown pool 'poetry'" -- lm geometry "$fx/llama_gqa" --pool poetry
 expect 1 "pool 'math' is text and the model has no tokenizer" -- lm geometry "$fx/llama_gqa" --pool math
+printf '{"tokens": [1, 2]}\n{"tokens": [3]}\n' >"$tmp/two.jsonl"
+expect 1 "holds 2 prompts; the geometry needs at least 3" -- lm geometry "$fx/llama_gqa" --pool "$tmp/two.jsonl"
 printf 'nope\n' >"$tmp/bad.jsonl"
 expect 1 "bad.jsonl line 1: not a JSON object" -- lm geometry "$fx/llama_gqa" --pool "$tmp/bad.jsonl"
 expect 1 "not the same configuration" -- lm geometry "$fx/llama_gqa" --init-dir "$fx/llama_mha" $small

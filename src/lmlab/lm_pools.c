@@ -103,9 +103,10 @@ static const char *const licences[] = {"GPL-3", "Apache-2.0", "MPL-2.0", "LGPL-2
 
 /* ---- text candidates ------------------------------------------------------------------------------ */
 
-/* A prefix of text of k words, k drawn uniformly from 2 .. words − 1 (the whole text when it has
- * fewer than three), into out. */
-static void word_prefix(char *out, size_t cap, const char *text, bwt_rng *rng) {
+/* k words of text from word `from` on (k drawn uniformly from 2 .. the words left − 1, at least
+ * one word left to predict; the whole text when it has fewer than three), into out. from 0: a
+ * prefix; window: a random first word too (half of the time). */
+static void word_window(char *out, size_t cap, const char *text, int window, bwt_rng *rng) {
   int words = 0;
   for (const char *s = text; *s;) {
     while (*s == ' ') s++;
@@ -113,14 +114,17 @@ static void word_prefix(char *out, size_t cap, const char *text, bwt_rng *rng) {
     words++;
     while (*s && *s != ' ') s++;
   }
-  int k = words < 3 ? words : 2 + (int)bwt_rng_below(rng, (uint32_t)(words - 2));
-  const char *s = text;
-  for (int w = 0; w < k && *s; w++) {
+  int from = window && words >= 4 && bwt_rng_below(rng, 2) ? (int)bwt_rng_below(rng, (uint32_t)(words - 3)) : 0;
+  int left = words - from;
+  int k = left < 3 ? left : 2 + (int)bwt_rng_below(rng, (uint32_t)(left - 2));
+  const char *s = text, *start = text;
+  for (int w = 0; w < from + k && *s; w++) {
     while (*s == ' ') s++;
+    if (w == from) start = s;
     while (*s && *s != ' ') s++;
   }
-  size_t n = (size_t)(s - text) < cap - 1 ? (size_t)(s - text) : cap - 1;
-  memcpy(out, text, n);
+  size_t n = (size_t)(s - start) < cap - 1 ? (size_t)(s - start) : cap - 1;
+  memcpy(out, start, n);
   out[n] = '\0';
 }
 
@@ -285,7 +289,7 @@ static void text_candidate(char *buf, size_t cap, int d, const sentences *legal,
     case 2: snprintf(whole, sizeof whole, "%s", prose_lines[bwt_rng_below(rng, sizeof prose_lines / sizeof *prose_lines)]); break;
     default: snprintf(whole, sizeof whole, "%s", legal->s[bwt_rng_below(rng, (uint32_t)legal->n)]); break;
   }
-  word_prefix(buf, cap, whole, rng);
+  word_window(buf, cap, whole, d == 1 || d == 2, rng); /* code and prose: windows too (40 lines each) */
 }
 
 bwt_status bwt_lm_pool_builtin(bwt_lm_pool *out, const char *name, bwt_lm *lm, const bwt_tokenizer *tok, int n,

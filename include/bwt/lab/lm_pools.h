@@ -1,7 +1,8 @@
 /* Prompt pools for language-model geometry (Paper III): candidate prompts by domain, and the
  * entropy-quintile stratified draw. docs/lm.md ("Geometry") lists the sources.
  *
- * Built-in pools (seeded; candidates are prefixes cut at a word boundary):
+ * Built-in pools (seeded; candidates are prefixes cut at a word boundary, for code and prose also
+ * windows starting at a random word):
  *   math   generated arithmetic and algebra statements ("17 + 25 = 42", "If 3x + 4 = 19, then x = 5.")
  *   code   C and Python lines written for this project
  *   prose  English sentences written for this project
