@@ -13,6 +13,8 @@
 #include "bwt/lab/lm_intervene.h"
 #include "bwt/lab/lm_pools.h"
 #include "bwt/lm.h"
+#include "bwt/lm_weights.h"
+#include "bwt/rng.h"
 #include "bwt/tokenizer.h"
 #include "bwt/train.h"
 #include "commands.h"
@@ -140,7 +142,7 @@ int cmd_lm_geometry(int argc, char **argv) {
       {"tokenizer", OPT_STRING, po.tokenizer, "tokenizer file or directory (default: the model directory's, if any)"},
       {"layers", OPT_STRING, layers, "value manifold at: last or all"},
       {"bootstrap", OPT_INT, &boot, "bootstrap resamples over prompts (95% intervals)"},
-      {"init-dir", OPT_STRING, init_dir, "the same configuration at initialisation (key baselines); default: W_K re-initialised in memory, (b) without one"},
+      {"init-dir", OPT_STRING, init_dir, "the same configuration at initialisation (key baselines); default: the model re-initialised in memory; none: W_K alone drawn"},
       {"seed", OPT_U64, &po.seed, "pool, draw, bootstrap and re-init seed"},
       {"out", OPT_STRING, po.out, "output directory (geometry.json, figures)"},
       {"no-figures", OPT_FLAG, &no_figures, "skip the figures"},
@@ -167,10 +169,25 @@ int cmd_lm_geometry(int argc, char **argv) {
   }
   bwt_lm *lm = NULL, *init = NULL;
   if (bwt_lm_open(&lm, pos[0]) != BWT_STATUS_OK) return cli_error("lm geometry");
-  if (init_dir[0] && (bwt_lm_open(&init, init_dir) != BWT_STATUS_OK || bwt_lm_same_config(lm, init) != BWT_STATUS_OK)) {
-    bwt_lm_close(init);
-    bwt_lm_close(lm);
-    return cli_error("lm geometry");
+  char init_label[OPT_STRING_MAX + 64];
+  if (init_dir[0] && strcmp(init_dir, "none") != 0) {
+    if (bwt_lm_open(&init, init_dir) != BWT_STATUS_OK || bwt_lm_same_config(lm, init) != BWT_STATUS_OK) {
+      bwt_lm_close(init);
+      bwt_lm_close(lm);
+      return cli_error("lm geometry");
+    }
+    snprintf(init_label, sizeof init_label, "init-dir %s", init_dir);
+  } else if (!init_dir[0]) {
+    /* The same configuration re-initialised in memory (bwt_lm_reinit); a model too large for it
+     * keeps the W_K-only baseline. */
+    if (bwt_lm_open(&init, pos[0]) == BWT_STATUS_OK && bwt_lm_reinit(init, bwt_hash2(po.seed, 0x1417), 0.02) == BWT_STATUS_OK) {
+      snprintf(init_label, sizeof init_label, "re-initialised in memory: N(0, 0.02^2) projections and embeddings, norms 1, biases 0 (seed %llu)",
+               (unsigned long long)po.seed);
+    } else {
+      fprintf(stderr, "lm geometry: no in-memory re-init (%s); the (a) baseline draws W_K alone, (b) has none (give --init-dir)\n", bwt_last_error());
+      bwt_lm_close(init);
+      init = NULL;
+    }
   }
   bwt_lm_pool sel = {0};
   int *quintile = NULL;
@@ -181,6 +198,7 @@ int cmd_lm_geometry(int argc, char **argv) {
     bwt_lm_geometry_options o;
     bwt_lm_geometry_options_default(&o);
     o.n_boot = boot, o.seed = po.seed, o.all_layers = strcmp(layers, "all") == 0;
+    o.init_source = init ? init_label : NULL;
     clock_t t0 = clock();
     if (bwt_lm_geometry_compute(lm, init, &sel, quintile, &o, &g, coarse_progress, "lm geometry: prompt") != BWT_STATUS_OK)
       rc = cli_error("lm geometry");

@@ -36,7 +36,11 @@ check "gpt2 has no rotary keys: (b) after RoPE is null" grep -q '"mean_abs_cos_a
 ok lm geometry "$fx/llama_gqa" $small $boot --layers all --no-figures --init-dir "$fx/llama_gqa" --out "$tmp/g_all"
 check "--layers all: two manifolds" test "$(grep -c '"layer":' "$tmp/g_all/geometry.json")" = 2
 check "--no-figures: none" test ! -e "$tmp/g_all/value_manifold.png"
-check "--init-dir: weights baseline read from it" grep -q '"init_source":	"init-dir"' "$tmp/g_all/geometry.json"
+check "--init-dir: weights baseline read from it" grep -q '"init_source":	"init-dir ' "$tmp/g_all/geometry.json"
+check "default: re-initialised in memory" grep -q '"init_source":	"re-initialised in memory' "$tmp/g_llama_gqa/geometry.json"
+check "default: (b) has an init baseline" grep -q '"mean_abs_cos_before_rope_init":	\[0\.' "$tmp/g_llama_gqa/geometry.json"
+ok lm geometry "$fx/llama_gqa" $small $boot --init-dir none --no-figures --out "$tmp/g_none"
+check "--init-dir none: W_K alone" grep -q '"init_source":	"W_K alone' "$tmp/g_none/geometry.json"
 # The same seed gives the same report.
 ok lm geometry "$fx/llama_gqa" $small $boot --no-figures --out "$tmp/g_again"
 check "deterministic with a seed" cmp -s <(grep -v '"model"' "$tmp/g_llama_gqa/geometry.json") <(grep -v '"model"' "$tmp/g_again/geometry.json")

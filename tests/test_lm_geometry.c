@@ -245,6 +245,64 @@ static void test_key_weight_layouts(void **state) {
   check_key_rows("gpt2", "transformer.h.%d.attn.c_attn.weight", 3 * 32, 0, 1, 1);
 }
 
+/* bwt_lm_reinit: N(0, 0.02²) key rows, norms 1 (hook_k is then ln1's output times the rows), the
+ * same seed the same model bit for bit, another seed another one; GPT-2's layout (tied, biases,
+ * learned positions) runs too. */
+static void test_reinit(void **state) {
+  char dir[1300];
+  fixture_dir(dir, sizeof dir, "llama_gqa");
+  bwt_lm *a = NULL, *b = NULL;
+  assert_int_equal(bwt_lm_open(&a, dir), BWT_STATUS_OK);
+  assert_int_equal(bwt_lm_open(&b, dir), BWT_STATUS_OK);
+  const bwt_lm_config *c = bwt_lm_config_of(a);
+  assert_int_equal(bwt_lm_reinit(a, 5, 0.02), BWT_STATUS_OK);
+  assert_int_equal(bwt_lm_reinit(b, 5, 0.02), BWT_STATUS_OK);
+  float *W = malloc(sizeof(float) * c->hs * c->C);
+  double ss = 0;
+  long n = 0;
+  for (int l = 0; l < c->L; l++)
+    for (int kv = 0; kv < c->NKV; kv++) {
+      assert_int_equal(bwt_lm_key_weights(a, l, kv, W), BWT_STATUS_OK);
+      for (int i = 0; i < c->hs * c->C; i++) ss += (double)W[i] * W[i], n++;
+    }
+  double sd = sqrt(ss / n);
+  int32_t tok[6] = {1, 7, 3, 3, 50, 2};
+  const char *pats[] = {"blocks.1.ln1.hook_normalized", "blocks.1.attn.hook_k"};
+  bwt_lm_capture cap;
+  float *la = malloc(sizeof(float) * 6 * c->V), *lb = malloc(sizeof(float) * 6 * c->V);
+  assert_int_equal(bwt_lm_capture_run(a, tok, 6, pats, 2, &cap, la), BWT_STATUS_OK);
+  assert_int_equal(bwt_lm_key_weights(a, 1, 1, W), BWT_STATUS_OK);
+  double err = 0, big = 0;
+  for (int t = 0; t < 6; t++)
+    for (int i = 0; i < c->hs; i++) {
+      double acc = 0;
+      for (int ch = 0; ch < c->C; ch++) acc += (double)cap.acts[0].data[t * c->C + ch] * W[i * c->C + ch];
+      err = fmax(err, fabs(acc - cap.acts[1].data[(t * c->NKV + 1) * c->hs + i])), big = fmax(big, fabs(acc));
+    }
+  print_message("  re-init: key weights sd %.5f (want 0.02), hook_k with norm weight 1 to %.1e of %.3f\n", sd, err, big);
+  assert_true(fabs(sd - 0.02) < 0.002);
+  assert_true(err < 1e-5 * big);
+  bwt_lm_capture_free(&cap);
+  bwt_lm_reset(b);
+  assert_int_equal(bwt_lm_forward(b, tok, 6, lb), BWT_STATUS_OK);
+  assert_memory_equal(la, lb, sizeof(float) * 6 * c->V);
+  assert_int_equal(bwt_lm_reinit(b, 6, 0.02), BWT_STATUS_OK);
+  assert_int_equal(bwt_lm_forward(b, tok, 6, lb), BWT_STATUS_OK);
+  assert_memory_not_equal(la, lb, sizeof(float) * 6 * c->V);
+  assert_int_equal(bwt_lm_reinit(b, 6, 0), BWT_STATUS_ARG);
+  bwt_lm_close(a);
+  bwt_lm_close(b);
+  fixture_dir(dir, sizeof dir, "gpt2");
+  assert_int_equal(bwt_lm_open(&a, dir), BWT_STATUS_OK);
+  assert_int_equal(bwt_lm_reinit(a, 5, 0.02), BWT_STATUS_OK);
+  const bwt_lm_config *g = bwt_lm_config_of(a);
+  float *lg = malloc(sizeof(float) * 6 * g->V);
+  assert_int_equal(bwt_lm_forward(a, tok, 6, lg), BWT_STATUS_OK);
+  for (int i = 0; i < 6 * g->V; i++) assert_true(isfinite(lg[i]) && fabs(lg[i]) < 5);
+  bwt_lm_close(a);
+  free(lg), free(la), free(lb), free(W);
+}
+
 /* ---- checkpoints written here ---------------------------------------------------------------------- */
 
 /* dir gets llama_gqa with every q_proj zeroed (attention uniform over the prefix), layer 0's k_proj
@@ -536,6 +594,7 @@ int main(void) {
       cmocka_unit_test(test_axis_ops),
       cmocka_unit_test(test_key_weight_layouts),
       cmocka_unit_test(test_key_weights_reproduce_keys),
+      cmocka_unit_test(test_reinit),
       cmocka_unit_test(test_geometry_known),
       cmocka_unit_test(test_ids_pool),
       cmocka_unit_test(test_text_pools),

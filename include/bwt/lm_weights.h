@@ -7,6 +7,8 @@
 #ifndef BWT_LM_WEIGHTS_H
 #define BWT_LM_WEIGHTS_H
 
+#include <stdint.h>
+
 #include "bwt/lm.h"
 
 /* out (hs, C): row i is key channel i of key/value head kv in layer l as a function of the
@@ -14,5 +16,13 @@
  * k[kv·hs + i] = Σ_c out[i·C + c] · a[c] (+ bias), before RoPE. F16/BF16 weights are converted.
  * Fails for l or kv out of range. */
 bwt_status bwt_lm_key_weights(const bwt_lm *lm, int l, int kv, float *out);
+
+/* Replaces every weight of lm with a seeded draw of Hugging Face's _init_weights: projections,
+ * embeddings and learned positions N(0, std²) (std: config's initializer_range, 0.02 for all five
+ * architectures; GPT-2's 1/√(2L) scaling of c_proj is not applied), norm weights 1, every bias 0,
+ * a tied head the new embeddings — the same configuration at initialisation, in memory, for
+ * baselines. The model then holds the new fp32 weights (one block, freed at close) and empties its
+ * cache. Fails for a model whose fp32 weights exceed 1 GiB or that converts layer by layer. */
+bwt_status bwt_lm_reinit(bwt_lm *lm, uint64_t seed, double std);
 
 #endif

@@ -290,7 +290,8 @@ bwt_status bwt_lm_geometry_compute(bwt_lm *lm, bwt_lm *init, const bwt_lm_pool *
   /* (a) from the weights; its init baseline. */
   if (st == BWT_STATUS_OK) st = key_weight_orth(lm, c, o->seed, g->key_w);
   if (st == BWT_STATUS_OK) st = key_weight_orth(init, c, o->seed, g->key_w_init);
-  g->key_w_init_from_dir = init != NULL;
+  snprintf(g->init_source, sizeof g->init_source, "%s",
+           init ? (o->init_source ? o->init_source : "the init model given") : "W_K alone drawn in memory, i.i.d. normal (seeded); no init model for (b)");
   /* (c) random token embeddings, through hook_embed. */
   if (st == BWT_STATUS_OK) {
     int m = o->n_embed < c->max_pos ? o->n_embed : c->max_pos;

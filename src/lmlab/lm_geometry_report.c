@@ -87,7 +87,7 @@ char *bwt_lm_geometry_to_json(const bwt_lm_geometry *g, const char *model, const
   cJSON_AddStringToObject(a, "definition", "(a) paper's text: mean |cos| between the d_k columns of W_K of one KV head (vectors of hidden_size)");
   cJSON_AddItemToObject(a, "mean_abs_cos", matrix(g->key_w, L, g->NKV));
   cJSON_AddItemToObject(a, "mean_abs_cos_init", matrix(g->key_w_init, L, g->NKV));
-  cJSON_AddStringToObject(a, "init_source", g->key_w_init_from_dir ? "init-dir" : "in-memory Gaussian re-init of W_K");
+  cJSON_AddStringToObject(a, "init_source", g->init_source);
   cJSON_AddNumberToObject(a, "gaussian", g->key_w_gaussian);
   cJSON *b = cJSON_AddObjectToObject(ko, "activations");
   cJSON_AddStringToObject(b, "definition", "(b) paper's code: mean |cos| between the KV heads' keys at the final token, mean over prompts");

@@ -18,6 +18,7 @@ typedef struct {
   uint64_t seed;     /* bootstrap, the in-memory W_K re-init and the embedding draw (default 0) */
   int all_layers;    /* value manifold at every layer (default: the last only) */
   int n_embed;       /* random token ids for the degenerate embedding cosine (default 100) */
+  const char *init_source; /* how the init model was made, for the report ("re-initialised in memory …") */
 } bwt_lm_geometry_options;
 
 void bwt_lm_geometry_options_default(bwt_lm_geometry_options *o);
@@ -49,12 +50,12 @@ typedef struct {
   /* Key orthogonality.
    * (a) weights, the paper's text: mean |cos| over the hs(hs−1) ordered pairs of distinct d_k
    *     columns of one key/value head's W_K (vectors of C), per layer and KV head; baseline
-   *     Gaussian √(2/(π·C)) and the same at initialisation: init_dir's weights when given, else an
-   *     in-memory re-init (i.i.d. normal, as Hugging Face's _init_weights; cosines do not depend on
-   *     its scale). */
+   *     Gaussian √(2/(π·C)) and the same at initialisation: the init model's weights when given, else
+   *     W_K alone drawn i.i.d. normal (as Hugging Face's _init_weights; cosines do not depend on its
+   *     scale). */
   double *key_w;          /* (L,NKV) */
   double *key_w_init;     /* (L,NKV) */
-  int key_w_init_from_dir;
+  char init_source[160];  /* the options' init_source, or what the baseline was made from */
   double key_w_gaussian;
   /* (b) activations, the paper's code: mean |cos| between the NKV key/value heads' keys at the
    *     final token (NKV(NKV−1) ordered pairs of hs-vectors), mean over prompts, before RoPE
