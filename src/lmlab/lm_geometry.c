@@ -71,12 +71,14 @@ static int cmp_double(const void *a, const void *b) {
 /* The 2.5% and 97.5% percentiles of v (n, sorted here; NANs dropped). */
 static void percentile_ci(double *v, int n, bwt_lm_ci *ci) {
   int m = 0;
+  double sum = 0;
   for (int i = 0; i < n; i++)
-    if (!isnan(v[i])) v[m++] = v[i];
+    if (!isnan(v[i])) sum += v[i], v[m++] = v[i];
   if (m == 0) {
-    ci->lo = ci->hi = NAN;
+    ci->lo = ci->hi = ci->boot_mean = NAN;
     return;
   }
+  ci->boot_mean = sum / m;
   qsort(v, (size_t)m, sizeof *v, cmp_double);
   ci->lo = v[(int)floor(0.025 * (m - 1))];
   ci->hi = v[(int)ceil(0.975 * (m - 1))];

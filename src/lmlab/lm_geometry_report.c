@@ -32,6 +32,7 @@ static cJSON *ci(const bwt_lm_ci *c) {
   cJSON_AddNumberToObject(o, "estimate", c->est);
   cJSON_AddNumberToObject(o, "ci95_lo", c->lo);
   cJSON_AddNumberToObject(o, "ci95_hi", c->hi);
+  cJSON_AddNumberToObject(o, "bootstrap_mean", c->boot_mean);
   return o;
 }
 

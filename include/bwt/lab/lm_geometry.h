@@ -25,6 +25,8 @@ void bwt_lm_geometry_options_default(bwt_lm_geometry_options *o);
 
 typedef struct {
   double est, lo, hi; /* estimate on all prompts; percentile bootstrap 95% interval */
+  double boot_mean;   /* the resamples' mean: its distance from est shows the resampling bias (a
+                         resample repeats prompts, which raises the top eigenvalues of PCA) */
 } bwt_lm_ci;
 
 /* The value manifold of one layer: the n prompts' final-token values (all KV heads, d), each
