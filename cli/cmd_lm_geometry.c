@@ -238,7 +238,7 @@ static int parse_layers(const char *s, int L, int *layers, int cap) {
 int cmd_lm_intervene(int argc, char **argv) {
   prompt_options po = {"", "", "lm_intervene", 1000, 15, 0};
   char layers_s[OPT_STRING_MAX] = "", sula[OPT_STRING_MAX] = "";
-  int layer = -1, threads = 0;
+  int layer = -1, threads = 0, no_figures = 0;
   double alpha = 1.0;
   cli_option opts[] = {
       {"layer", OPT_INT, &layer, "the layer whose final-token values are edited (-1: the last)"},
@@ -250,15 +250,16 @@ int cmd_lm_intervene(int argc, char **argv) {
       {"per-quintile", OPT_INT, &po.per_quintile, "prompts drawn from each next-token-entropy quintile"},
       {"tokenizer", OPT_STRING, po.tokenizer, "tokenizer file or directory (default: the model directory's, if any)"},
       {"seed", OPT_U64, &po.seed, "pool, draw and random-axis seed"},
-      {"out", OPT_STRING, po.out, "output directory (intervene.json)"},
+      {"out", OPT_STRING, po.out, "output directory (intervene.json, intervene_spearman figure)"},
+      {"no-figures", OPT_FLAG, &no_figures, "skip the figure"},
       threads_option(&threads, "threads (0 = environment; a model as small as stories260K runs fastest on 1)"),
   };
   cli_spec spec = {"lm intervene", "DIR [options]",
                    "Interventions on the entropy axis u_ent (PC1 of the standardised final-token values of a layer):\n"
                    "cut, keep-only and shifts of the final token's values, each beside the same edit along a\n"
                    "random axis orthogonal to u_ent; effects on the axis-entropy correlation, the next-token\n"
-                   "entropy and (--sula) the SULA entropy MAE. Writes OUT/intervene.json.",
-                   opts, 11, 1, 1};
+                   "entropy and (--sula) the SULA entropy MAE. Writes OUT/intervene.json and a figure.",
+                   opts, 12, 1, 1};
   const char *pos[1];
   int npos = 0, rc = cli_parse(&spec, argc, argv, pos, &npos);
   if (rc) return rc == 1 ? 0 : rc;
@@ -314,8 +315,10 @@ int cmd_lm_intervene(int argc, char **argv) {
                x->mean_abs_entropy_change, x->sula_mae);
       }
     }
-    if (write_output(po.out, "intervene.json", bwt_lm_intervention_to_json(iv, nl, pos[0], label)) != BWT_STATUS_OK) rc = cli_error("lm intervene");
-    else printf("wrote %s/intervene.json\n", po.out);
+    bwt_status st = write_output(po.out, "intervene.json", bwt_lm_intervention_to_json(iv, nl, pos[0], label));
+    if (st == BWT_STATUS_OK && !no_figures) st = bwt_lm_intervention_figure(iv, nl, po.out);
+    if (st != BWT_STATUS_OK) rc = cli_error("lm intervene");
+    else printf("wrote %s/intervene.json%s\n", po.out, no_figures ? "" : " and intervene_spearman (.png, .svg)");
   }
   for (int k = 0; iv && k < done; k++) bwt_lm_intervention_free(&iv[k]);
   free(iv);

@@ -51,6 +51,7 @@ check "a JSONL pool keeps its domains" grep -q '"domain":	"a"' "$tmp/g_file/geom
 ok lm intervene "$fx/llama_gqa" $small --layers 0,1 --out "$tmp/i_gqa"
 has 'keep_only'
 check "intervene.json parses" json_ok "$tmp/i_gqa/intervene.json"
+check "intervene figure written" test -s "$tmp/i_gqa/intervene_spearman.png"
 
 # A fixture paired with a real tokenizer: its 64 ids cannot hold GPT-2's.
 if [ -e "$shared/tokenizers/gpt2/tokenizer.json" ]; then

@@ -10,6 +10,7 @@
 #include "bwt/fileio.h"
 #include "bwt/lab/lm_geometry.h"
 #include "bwt/lab/lm_intervene.h"
+#include "bwt/lab/plot.h"
 #include "bwt/lm_edit.h"
 #include "bwt/rng.h"
 
@@ -285,5 +286,28 @@ char *bwt_lm_intervention_to_json(const bwt_lm_intervention *iv, int n_layers, c
   }
   char *s = cJSON_Print(o);
   cJSON_Delete(o);
+  return s;
+}
+
+bwt_status bwt_lm_intervention_figure(const bwt_lm_intervention *iv, int n_layers, const char *dir) {
+  BWT_TRY(bwt_mkdir_p(dir));
+  bwt_plot_panel *p = calloc((size_t)n_layers, sizeof *p);
+  double *z = calloc((size_t)n_layers * 10, sizeof *z);
+  char (*titles)[32] = calloc((size_t)n_layers, sizeof *titles);
+  if (!p || !z || !titles) return free(p), free(z), free(titles), bwt_fail(BWT_STATUS_NOMEM, "out of memory");
+  static const char *const rows[] = {"no edit", "cut", "keep only", "shift +", "shift -"};
+  static const char *const cols[] = {"entropy axis", "random axis"};
+  for (int l = 0; l < n_layers; l++) {
+    double *zl = z + (size_t)l * 10;
+    zl[0] = zl[1] = iv[l].spearman;
+    for (int k = 0; k < iv[l].n_effects && k < 8; k++) zl[2 + k] = iv[l].effects[k].spearman; /* row 1 + k/2, column k%2 */
+    snprintf(titles[l], sizeof titles[l], "layer %d", iv[l].layer);
+    p[l] = (bwt_plot_panel){titles[l], zl, 2, 5, cols, rows};
+  }
+  char path[4200];
+  snprintf(path, sizeof path, "%s/intervene_spearman", dir);
+  bwt_plot_axes ax = {"Spearman(PC1, H) after each edit", "axis", "edit", 0, 0};
+  bwt_status s = bwt_plot_heatmaps(path, &ax, p, n_layers, -1, 1, "Spearman");
+  free(p), free(z), free(titles);
   return s;
 }

@@ -79,6 +79,9 @@ bwt_status bwt_lm_intervene_logits(bwt_lm *lm, const bwt_lm_intervention *iv, co
  * posteriors, under (axis, op, alpha) (axis NULL: none). */
 bwt_status bwt_lm_sula_mae(bwt_lm *lm, const bwt_lm_intervention *iv, const double *axis, bwt_axis_op op, double alpha,
                            const bwt_lm_sula_record *r, int n, double *mae);
+/* dir/intervene_spearman.{png,svg}: one heatmap panel per layer, rows none / cut / keep-only / shift
+ * + / shift −, columns the entropy axis and the random one, cells ρ(PC1, H) re-measured. */
+bwt_status bwt_lm_intervention_figure(const bwt_lm_intervention *iv, int n_layers, const char *dir);
 /* JSON text of several layers' interventions (caller frees). */
 char *bwt_lm_intervention_to_json(const bwt_lm_intervention *iv, int n_layers, const char *model, const char *pool);
 
