@@ -462,7 +462,8 @@ static int lm_capture(int argc, char **argv) {
   return rc;
 }
 
-/* The lm subcommands (tokenize, init, sula: cli/cmd_lm_tokenize.c, cmd_lm_init.c, cmd_lm_sula.c). */
+/* The lm subcommands (tokenize, init, sula, geometry, intervene: cli/cmd_lm_tokenize.c, cmd_lm_init.c,
+ * cmd_lm_sula.c, cmd_lm_geometry.c). */
 static const struct {
   const char *name;
   int (*run)(int argc, char **argv);
@@ -475,6 +476,8 @@ static const struct {
     {"tokenize", cmd_lm_tokenize, "text to token ids (and back with --decode) with a model's tokenizer"},
     {"init", cmd_lm_init, "a random-weight model directory of any architecture (Hugging Face layout)"},
     {"sula", cmd_lm_sula, "SULA in-context label task against its exact posterior (Paper III)"},
+    {"geometry", cmd_lm_geometry, "Paper III's value manifold, key orthogonality and attention focusing"},
+    {"intervene", cmd_lm_intervene, "edits of the final token's values along the entropy axis and a random one"},
 };
 
 int cmd_lm(int argc, char **argv) {
@@ -483,7 +486,7 @@ int cmd_lm(int argc, char **argv) {
     fprintf(f, "usage: bwt lm COMMAND DIR [options]   (bwt lm COMMAND --help for its options)\n\n"
                "Hugging Face language models (LlamaForCausalLM, MistralForCausalLM, GPT2LMHeadModel,\n"
                "GPTNeoXForCausalLM, PhiForCausalLM) in fp32.\n\n");
-    for (size_t i = 0; i < sizeof lm_table / sizeof *lm_table; i++) fprintf(f, "  %-8s %s\n", lm_table[i].name, lm_table[i].summary);
+    for (size_t i = 0; i < sizeof lm_table / sizeof *lm_table; i++) fprintf(f, "  %-10s %s\n", lm_table[i].name, lm_table[i].summary);
     return argc < 2 ? 2 : 0;
   }
   bwt_alloc_hooks_install();

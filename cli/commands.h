@@ -17,5 +17,8 @@ int cmd_lm_tokenize(int argc, char **argv);
 /* bwt lm init (cli/cmd_lm_init.c) and bwt lm sula (cli/cmd_lm_sula.c). */
 int cmd_lm_init(int argc, char **argv);
 int cmd_lm_sula(int argc, char **argv);
+/* bwt lm geometry and bwt lm intervene (cli/cmd_lm_geometry.c). */
+int cmd_lm_geometry(int argc, char **argv);
+int cmd_lm_intervene(int argc, char **argv);
 
 #endif

@@ -10,7 +10,8 @@
  *
  * A model holds one sequence's key/value cache: bwt_lm_forward appends tokens at the end of the
  * cached sequence, so a prompt followed by one token at a time is a greedy continuation. Not
- * thread-safe (one model per thread).
+ * thread-safe (one model per thread). Edits of live activations mid-forward: bwt/lm_edit.h; per-head
+ * views of the weights: bwt/lm_weights.h.
  *
  * Letters: L layers, T positions, C hidden size, NH query heads, NKV key/value heads, hs head size,
  * F MLP width, V vocabulary. */

@@ -246,6 +246,8 @@ bwt_status lm_head(bwt_lm *lm, float *out, const float *a, int n) {
   return BWT_STATUS_OK;
 }
 
+int lm_slot_shape(const bwt_lm *lm, lm_slot s, int64_t *shape) { return slot_shape(lm, s, shape); }
+
 bwt_status bwt_lm_open(bwt_lm **out, const char *dir) {
   *out = NULL;
   bwt_lm *lm = bwt_calloc(1, sizeof *lm, "language model");
@@ -294,6 +296,7 @@ void bwt_lm_close(bwt_lm *lm) {
   free(lm->vcache);
   free(lm->layers);
   free(lm->arena);
+  free(lm->reinit);
   free(lm->inv_freq);
   bwt_safetensors_model_close(lm->weights);
   free(lm);

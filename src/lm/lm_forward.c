@@ -21,14 +21,26 @@
 /* Queries per pass: bounds the (NH, n, T) attention buffer on long inputs. */
 #define LM_CHUNK 512
 
-/* Reports blocks.{l}.{suffix} (l < 0: suffix alone) when it is wanted. */
-static bwt_status hook(lm_hooks *h, int l, const char *suffix, const float *x, int ndim, int64_t d0,
-                       int64_t d1, int64_t d2) {
+/* Reports blocks.{l}.{suffix} (l < 0: suffix alone) when it is wanted. editable: x is the live
+ * buffer the forward goes on reading, which an edit may change in place (bwt/lm_edit.h). */
+static bwt_status hook_at(lm_hooks *h, int l, const char *suffix, float *x, int editable, int ndim, int64_t d0,
+                          int64_t d1, int64_t d2) {
   if (!h) return BWT_STATUS_OK;
   char name[BWT_LM_NAME_MAX];
   if (l >= 0) snprintf(name, sizeof name, "blocks.%d.%s", l, suffix);
   else snprintf(name, sizeof name, "%s", suffix);
-  return lm_hooks_want(h, name) ? lm_hooks_put(h, name, x, ndim, d0, d1, d2) : BWT_STATUS_OK;
+  return lm_hooks_want(h, name) ? lm_hooks_put(h, name, x, editable, ndim, d0, d1, d2) : BWT_STATUS_OK;
+}
+
+/* A live point (editable). */
+static bwt_status hook(lm_hooks *h, int l, const char *suffix, float *x, int ndim, int64_t d0, int64_t d1, int64_t d2) {
+  return hook_at(h, l, suffix, x, 1, ndim, d0, d1, d2);
+}
+
+/* A point computed aside for the observer only (hook_normalized, the scores, the pattern after
+ * its use): captured, never edited. */
+static bwt_status hook_view(lm_hooks *h, int l, const char *suffix, float *x, int ndim, int64_t d0, int64_t d1, int64_t d2) {
+  return hook_at(h, l, suffix, x, 0, ndim, d0, d1, d2);
 }
 
 static int wanted(lm_hooks *h, int l, const char *suffix) {
@@ -50,7 +62,7 @@ static bwt_status norm(float *out, float *spare, const float *x, const float *w,
   if (!wanted(h, l, suffix)) return BWT_STATUS_OK;
   if (c->layer_norm) bwt_layernorm_eps_forward(spare, x, NULL, NULL, eps, n, c->C);
   else bwt_rmsnorm_eps_forward(spare, NULL, x, NULL, eps, n, c->C);
-  return hook(h, l, suffix, spare, 2, n, c->C, 0);
+  return hook_view(h, l, suffix, spare, 2, n, c->C, 0);
 }
 
 /* A linear layer with the weight as the architecture stores it. */
@@ -174,8 +186,8 @@ static bwt_status block(bwt_lm *lm, int l, scratch *s, int n, lm_hooks *h) {
   float *scores = wanted(h, l, "attn.hook_attn_scores") ? s->scores : NULL;
   BWT_TRY(bwt_gqa_attention_forward(s->z, s->att, scores, s->q, lm->kcache[l], lm->vcache[l], 1, T, n,
                                     c->NH, c->NKV, c->hs, c->sliding_window, 1.0f / sqrtf((float)c->hs)));
-  if (scores) BWT_TRY(hook(h, l, "attn.hook_attn_scores", scores, 3, c->NH, n, T));
-  BWT_TRY(hook(h, l, "attn.hook_pattern", s->att, 3, c->NH, n, T));
+  if (scores) BWT_TRY(hook_view(h, l, "attn.hook_attn_scores", scores, 3, c->NH, n, T));
+  BWT_TRY(hook_view(h, l, "attn.hook_pattern", s->att, 3, c->NH, n, T));
   BWT_TRY(hook(h, l, "attn.hook_z", s->z, 3, n, c->NH, c->hs));
   linear(lm, s->tmp, s->z, w[LM_O_W], w[LM_O_B], n, Q, c->C);
   BWT_TRY(hook(h, l, "hook_attn_out", s->tmp, 2, n, c->C, 0));

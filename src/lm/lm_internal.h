@@ -74,10 +74,13 @@ typedef struct {
 } lm_layer;
 
 /* Observes the activations of a forward pass (lm_capture.c): wants(name) says whether a point is
- * needed (so the forward computes extras such as scores only then), put copies it. */
+ * needed for a capture or an edit (so the forward computes extras such as scores only then); put
+ * first lets the edits matching name change data in place — only where editable: the buffer the
+ * forward reads on from (a point computed aside, such as hook_normalized or the pattern, is an error
+ * to edit) — then copies it for the capture. */
 typedef struct lm_hooks lm_hooks;
 int lm_hooks_want(lm_hooks *h, const char *name);
-bwt_status lm_hooks_put(lm_hooks *h, const char *name, const float *data, int ndim, int64_t d0,
+bwt_status lm_hooks_put(lm_hooks *h, const char *name, float *data, int editable, int ndim, int64_t d0,
                         int64_t d1, int64_t d2);
 
 struct bwt_lm {
@@ -100,7 +103,11 @@ struct bwt_lm {
   float *arena;
   const void *embed_half, *head_half;
   bwt_dtype embed_dtype, head_dtype;
+  float *reinit; /* bwt_lm_reinit's weights (one block), NULL: the files' */
 };
+
+/* The shape (out, in) or (in, out) of a layer slot, as the loader checks it; returns ndim. */
+int lm_slot_shape(const bwt_lm *lm, lm_slot s, int64_t *shape);
 
 #define LM_CONVERT_AT_OPEN_MAX ((size_t)1 << 30) /* bytes of fp32 copies made at open, at most */
 #define LM_HEAD_ROWS 4096                         /* head rows converted at a time (layer-wise) */
