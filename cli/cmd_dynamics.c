@@ -429,8 +429,13 @@ static int detect_lm(const char *dir, const char *prompts, bwt_lm_detect_options
     for (int k = 0; k < BWT_DETECT_N; k++)
       printf("%16s %7d %9d %11.4f %22.4f %9.1f%% %10.4f\n", bwt_detect_input_names[k], r.r[k].rows, r.r[k].clusters,
              r.r[k].silhouette, r.r[k].confidence_r, 100 * r.r[k].fire_rate, r.mean_loss[k]);
-    printf("false-positive rate on the controls: %.1f%% (random tokens), %.1f%% (shuffled labels)\n",
-           100 * r.r[BWT_DETECT_RANDOM_TOKENS].fire_rate, 100 * r.r[BWT_DETECT_SHUFFLED_LABELS].fire_rate);
+    char fp[2][48];
+    for (int k = 0; k < 2; k++) {
+      const bwt_detect_result *d = &r.r[k ? BWT_DETECT_SHUFFLED_LABELS : BWT_DETECT_RANDOM_TOKENS];
+      if (isnan(d->fire_rate)) snprintf(fp[k], sizeof fp[k], "n/a (%d label%s: nothing to decide)", d->clusters, d->clusters == 1 ? "" : "s");
+      else snprintf(fp[k], sizeof fp[k], "%.1f%%", 100 * d->fire_rate);
+    }
+    printf("false-positive rate on the controls: %s (random tokens), %s (shuffled labels)\n", fp[0], fp[1]);
     printf("%6s %18s %18s\n", "layer", "|gQ|/|gV| real", "|gQ|/|gV| random");
     for (int l = 0; l < r.L; l++) printf("%6d %18.4f %18.4f\n", l, r.qv_ratio[BWT_DETECT_REAL][l], r.qv_ratio[BWT_DETECT_RANDOM_TOKENS][l]);
     s = write_output(outdir, "detect.json", bwt_lm_detect_to_json(o, &r, dir));
