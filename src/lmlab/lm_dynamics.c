@@ -237,14 +237,6 @@ static bwt_status collect(bwt_lm *lm, const bwt_lm_prompt *p, int n, bwt_detect_
     }
     s = add_row(lm, &p[i], tok, kind, o, layer, buckets, r, adv);
   }
-  if (s == BWT_STATUS_OK && kind == BWT_DETECT_SHUFFLED_LABELS) {
-    bwt_rng rng;
-    bwt_rng_seed(&rng, o->det.seed, 0x5407);
-    for (int i = r->rows - 1; i > 0; i--) { /* Fisher-Yates */
-      int j = (int)bwt_rng_below(&rng, (uint32_t)(i + 1)), t = r->label[i];
-      r->label[i] = r->label[j], r->label[j] = t;
-    }
-  }
   free(adv), free(tok);
   if (s != BWT_STATUS_OK) lm_rows_free(r, c->L);
   return s;
@@ -264,10 +256,28 @@ bwt_status bwt_lm_detect(bwt_lm *lm, const bwt_lm_prompt *p, int n, const bwt_lm
     if (!p[i].has_labels) return bwt_fail(BWT_STATUS_ARG, "prompt %d has no labels, y and posterior: the detector needs them", i);
   out->L = c->L, out->layer = layer, out->F = c->NH * buckets, out->buckets = buckets;
   o.det.layer = layer;
+  lm_rows real = {0}; /* kept for the shuffled kind: the same rows, features and losses */
   for (int kind = 0; kind < BWT_DETECT_N; kind++) {
     lm_rows r;
-    bwt_status s = collect(lm, p, n, (bwt_detect_input)kind, &o, layer, buckets, &r, &out->skipped);
-    if (s != BWT_STATUS_OK) return s;
+    bwt_status s = BWT_STATUS_OK;
+    if (kind == BWT_DETECT_SHUFFLED_LABELS) {
+      r = real;
+      r.label = bwt_malloc(sizeof(int) * (size_t)(real.rows ? real.rows : 1), "detector");
+      if (!r.label) s = BWT_STATUS_NOMEM;
+      else memcpy(r.label, real.label, sizeof(int) * (size_t)real.rows);
+      bwt_rng rng;
+      bwt_rng_seed(&rng, o.det.seed, 0x5407);
+      for (int i = r.rows - 1; s == BWT_STATUS_OK && i > 0; i--) { /* Fisher-Yates */
+        int j = (int)bwt_rng_below(&rng, (uint32_t)(i + 1)), t = r.label[i];
+        r.label[i] = r.label[j], r.label[j] = t;
+      }
+    } else {
+      s = collect(lm, p, n, (bwt_detect_input)kind, &o, layer, buckets, &r, &out->skipped);
+    }
+    if (s != BWT_STATUS_OK) {
+      lm_rows_free(&real, c->L);
+      return s;
+    }
     bwt_detect_result *d = &out->r[kind];
     *d = (bwt_detect_result){r.rows, 0, NAN, NAN, NAN, 0, NULL};
     out->mean_loss[kind] = r.rows ? r.loss / r.rows : NAN;
@@ -289,9 +299,15 @@ bwt_status bwt_lm_detect(bwt_lm *lm, const bwt_lm_prompt *p, int n, const bwt_lm
     }
     if (s == BWT_STATUS_OK) s = bwt_detect_fire_rate(r.feat, r.label, r.rows, r.F, &o.det, 0xf12e + (uint64_t)kind, d);
     free(per), free(acc);
-    lm_rows_free(&r, c->L);
-    if (s != BWT_STATUS_OK) return s;
+    if (kind == BWT_DETECT_REAL) real = r;
+    else if (kind == BWT_DETECT_SHUFFLED_LABELS) free(r.label);
+    else lm_rows_free(&r, c->L);
+    if (s != BWT_STATUS_OK) {
+      lm_rows_free(&real, c->L);
+      return s;
+    }
   }
+  lm_rows_free(&real, c->L);
   return BWT_STATUS_OK;
 }
 
