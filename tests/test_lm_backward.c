@@ -6,8 +6,9 @@
  *  - the whole model on every fixture architecture and on stories260K: finite differences of the
  *    mean next-token cross-entropy w.r.t. entries of W_Q, W_K, W_V, W_O (or the fused q/k/v
  *    weight, read through the documented split) in the first and last block, and w.r.t. the token
- *    embeddings (∂L/∂resid_pre of block 0). The weights are perturbed through writable copies that
- *    the model's layer pointers are swapped to (lm_internal.h);
+ *    embeddings (∂L/∂resid_pre of block 0); the same for an arbitrary upstream ∂L/∂logits. The
+ *    weights are perturbed through writable copies the model's layer pointers are swapped to
+ *    (lm_internal.h);
  *  - bit-identical reruns; bad targets. */
 #include <math.h>
 #include <stdio.h>
@@ -185,6 +186,7 @@ typedef struct {
   const int32_t *tokens, *targets;
   int T;
   float *logits;
+  const float *upstream; /* (T,V): L = Σ upstream·logits instead of the cross-entropy */
 } model_ctx;
 
 /* The mean cross-entropy of the targets, in double from the fp32 forward's logits. */
@@ -194,6 +196,10 @@ static double model_loss(void *p) {
   bwt_lm_reset(m->lm);
   assert_int_equal(bwt_lm_forward(m->lm, m->tokens, m->T, m->logits), BWT_STATUS_OK);
   double L = 0;
+  if (m->upstream) {
+    for (size_t i = 0; i < (size_t)m->T * V; i++) L += (double)m->upstream[i] * m->logits[i];
+    return L;
+  }
   for (int t = 0; t < m->T; t++) {
     if (m->targets[t] < 0) continue;
     const float *row = m->logits + (size_t)t * V;
@@ -294,7 +300,7 @@ static void check_model(const char *dir, const char *name, int T, float h) {
   for (int t = 0; t < T; t++) targets[t] = t + 1 < T && t != 2 ? tokens[t + 1] : -1; /* position 2 unsupervised */
   bwt_lm_grad g;
   assert_int_equal(bwt_lm_grad_xent(lm, tokens, T, targets, &g), BWT_STATUS_OK);
-  model_ctx m = {lm, tokens, targets, T, malloc(sizeof(float) * (size_t)T * c->V)};
+  model_ctx m = {lm, tokens, targets, T, malloc(sizeof(float) * (size_t)T * c->V), NULL};
   assert_true(fabs(model_loss(&m) - g.loss) < 1e-5 * fmax(1, g.loss));
   int Q = c->NH * c->hs, K = c->NKV * c->hs, fused = lm->arch->qkv != LM_QKV_SEPARATE;
   double worst[5] = {0}; /* W_Q, W_K, W_V (or fused), W_O, embeddings */
@@ -363,6 +369,37 @@ static void test_stories_fd(void **state) {
   check_model(copy, "stories260K", 16, 1e-2f);
 }
 
+/* An arbitrary upstream ∂L/∂logits (bwt_lm_grad_backward): L = Σ R·logits, R uniform in ±1/T. */
+static void test_upstream_dlogits(void **state) {
+  const char *names[] = {"llama_gqa", "gpt2", "neox_parallel"};
+  for (size_t f = 0; f < sizeof names / sizeof *names; f++) {
+    char dir[1200], rel[96];
+    snprintf(rel, sizeof rel, "fixtures/lm/%s", names[f]);
+    source_path(dir, sizeof dir, rel);
+    bwt_lm *lm = NULL;
+    assert_int_equal(bwt_lm_open(&lm, dir), BWT_STATUS_OK);
+    const bwt_lm_config *c = bwt_lm_config_of(lm);
+    enum { T = 9 };
+    int32_t tokens[T] = {5, 11, 2, 40, 33, 7, 19, 60, 1};
+    float *R = frand((size_t)T * c->V, -1.0f / T, 1.0f / T, 21);
+    bwt_lm_grad g;
+    assert_int_equal(bwt_lm_grad_forward(lm, tokens, T, &g), BWT_STATUS_OK);
+    assert_int_equal(bwt_lm_grad_backward(lm, &g, R), BWT_STATUS_OK);
+    assert_true(isnan(g.loss));
+    model_ctx m = {lm, tokens, NULL, T, malloc(sizeof(float) * (size_t)T * c->V), R};
+    int Q = c->NH * c->hs, K = c->NKV * c->hs, fused = lm->arch->qkv != LM_QKV_SEPARATE;
+    const float **w = (const float **)lm->layers[0].w;
+    double e_v = fused ? probe(&m, &g, &w[LM_QKV_W], (size_t)(Q + 2 * K) * c->C, 0, LM_QKV_W, NULL, 1e-2f, 31, 2)
+                       : probe(&m, &g, &w[LM_V_W], (size_t)K * c->C, 0, LM_V_W, NULL, 1e-2f, 31, -1);
+    double e_o = probe(&m, &g, &w[LM_O_W], (size_t)Q * c->C, 0, LM_O_W, NULL, 1e-2f, 32, -1);
+    print_message("  upstream dlogits, %-14s block 0: W_V %.1e W_O %.1e (tol %.0e)\n", names[f], e_v, e_o, MODEL_FD_TOL);
+    assert_true(e_v < MODEL_FD_TOL && e_o < MODEL_FD_TOL);
+    bwt_lm_grad_free(&g);
+    free(R), free(m.logits);
+    bwt_lm_close(lm);
+  }
+}
+
 static void test_bad_targets(void **state) {
   char dir[1200];
   source_path(dir, sizeof dir, "fixtures/lm/llama_gqa");
@@ -389,6 +426,7 @@ int main(void) {
       cmocka_unit_test(test_norm_linear_rope_backward),
       cmocka_unit_test(test_fixtures_fd),
       cmocka_unit_test(test_stories_fd),
+      cmocka_unit_test(test_upstream_dlogits),
       cmocka_unit_test(test_bad_targets),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
