@@ -286,6 +286,38 @@ static double probe(model_ctx *m, const bwt_lm_grad *g, const float **slot_ptr, 
   return worst;
 }
 
+/* The projections' gradients mean what the header says: dW[l] row o = Σ_t ∂L/∂(hook output)[t,o] ·
+ * a[t], a the ln1 output recomputed from the saved resid_pre, for the q, k, v hooks (whatever the
+ * checkpoint's fused layout). Returns the worst relative difference. */
+static double split_semantics(const bwt_lm *lm, const bwt_lm_grad *g, int l) {
+  const bwt_lm_config *c = bwt_lm_config_of(lm);
+  int T = g->T, C = c->C;
+  char name[BWT_LM_NAME_MAX];
+  snprintf(name, sizeof name, "blocks.%d.hook_resid_pre", l);
+  const bwt_lm_activation *x = bwt_lm_grad_act(g, name);
+  assert_non_null(x);
+  float *a = malloc(sizeof(float) * (size_t)T * C);
+  const float *const *w = lm->layers[l].w;
+  if (c->layer_norm) bwt_layernorm_eps_forward(a, x->data, w[LM_LN1_W], w[LM_LN1_B], (float)c->norm_eps, T, C);
+  else bwt_rmsnorm_eps_forward(a, NULL, x->data, w[LM_LN1_W], (float)c->norm_eps, T, C);
+  double worst = 0;
+  for (int which = 0; which < 3; which++) {
+    const float *d = which == 0 ? g->dq[l] : which == 1 ? g->dk[l] : g->dv[l], *dw = grad_of(g, l, which);
+    int OC = (which == 0 ? c->NH : c->NKV) * c->hs;
+    double big = 0, err = 0;
+    for (int o = 0; o < OC; o++)
+      for (int i = 0; i < C; i++) {
+        double ref = 0;
+        for (int t = 0; t < T; t++) ref += (double)d[(size_t)t * OC + o] * a[(size_t)t * C + i];
+        big = fmax(big, fabs(ref));
+        err = fmax(err, fabs(ref - dw[(size_t)o * C + i]));
+      }
+    worst = fmax(worst, err / big);
+  }
+  free(a);
+  return worst;
+}
+
 #define MODEL_FD_TOL 5e-3
 
 /* The finite-difference checks of one model directory; prints and asserts the worst error. */
@@ -328,9 +360,11 @@ static void check_model(const char *dir, const char *name, int T, float h) {
   const float *head = lm->head;
   worst[4] = probe(&m, &g, &lm->embed, (size_t)c->V * c->C, 0, -1, demb, h, 9, -1);
   lm->head = head;
-  print_message("  %-16s FD rel. error W_Q %.1e W_K %.1e W_V %.1e%s W_O %.1e embeddings %.1e (loss %.4f, T %d, tol %.0e)\n",
+  double sem = fmax(split_semantics(lm, &g, 0), split_semantics(lm, &g, c->L - 1));
+  assert_true(sem < 1e-4);
+  print_message("  %-16s FD rel. error W_Q %.1e W_K %.1e W_V %.1e%s W_O %.1e embeddings %.1e (loss %.4f, T %d, tol %.0e); dW_QKV = dhookᵀ·ln1 %.1e\n",
                 name, worst[0], worst[1], worst[2], fused ? " (fused q/k/v split)" : "", worst[3], worst[4], g.loss, T,
-                MODEL_FD_TOL);
+                MODEL_FD_TOL, sem);
   for (int k = 0; k < 5; k++) assert_true(worst[k] < MODEL_FD_TOL);
   /* the same gradients on a rerun, bit for bit */
   bwt_lm_grad g2;
