@@ -11,6 +11,7 @@
 #include "bwt/lab/dynamics.h"
 #include "bwt/fileio.h"
 #include "bwt/lab/geometry.h"
+#include "bwt/lab/lm_dynamics.h"
 #include "bwt/lab/single_head.h"
 #include "bwt/lab/timescales.h"
 #include "commands.h"
@@ -27,6 +28,12 @@ static const char *const experiments =
     "                        (u_i = dL/do_i, the upstream gradient of the attention output). Prints the\n"
     "                        largest deviation per block; exits 1 if one exceeds --tol relative to the\n"
     "                        block's largest gradient.\n"
+    "  verify MODEL_DIR      the same on a Hugging Face language model (a directory with config.json and\n"
+    "                        model.safetensors or its index, and no checkpoint.safetensors: a run\n"
+    "                        directory has one): the real fp32 backward of the next-token cross-entropy\n"
+    "                        on --prompts FILE.jsonl ({\"tokens\": [ids]}) or --batches random prompts of\n"
+    "                        --length tokens (--seed); with grouped-query attention v_j is the head's\n"
+    "                        key/value head's value and dL/dv_j sums over the query heads sharing it.\n"
     "  em                    the sticky Markov chain (one sequence of --T positions, full batch) with\n"
     "                        Paper II's single head: plain gradient descent with --lr everywhere (SGD)\n"
     "                        against the EM-like schedule (--lr-v on W_V, --lr elsewhere) from identical\n"
@@ -48,7 +55,14 @@ static const char *const experiments =
     "                        routed to each token), their silhouette under the rows' hypotheses (targets),\n"
     "                        each row's silhouette as its confidence against its error |H(p) - H(q)|,\n"
     "                        and how often the detector fires (silhouette > --threshold) on subsamples of\n"
-    "                        the real task, of random-token inputs and of label-shuffled rows.\n";
+    "                        the real task, of random-token inputs and of label-shuffled rows.\n"
+    "  detect MODEL_DIR --prompts FILE.jsonl\n"
+    "                        the detector on a language model: records of bwt lm sula --export\n"
+    "                        ({\"tokens\", \"labels\": [idA, idB], \"y\", \"posterior\", \"control\"}), one row\n"
+    "                        per prompt (control \"none\"), the final position, the loss the cross-entropy\n"
+    "                        of label y (--soft: of the posterior over the two labels); features per head\n"
+    "                        over token buckets (id mod --buckets); also the Q/V gradient-norm ratio\n"
+    "                        |dL/dW_Q| / |dL/dW_V| of every layer (docs/lm.md, Gradients).\n";
 
 static bwt_status write_verify_json(const char *path, const bwt_dynamics_check *c, int L) {
   cJSON *a = cJSON_CreateArray();
@@ -68,20 +82,88 @@ static bwt_status write_verify_json(const char *path, const bwt_dynamics_check *
   return s;
 }
 
+/* A Hugging Face model directory rather than a run: config.json with model.safetensors (or its
+ * index) and no checkpoint.safetensors (a run directory has config.json too). */
+static int is_lm_dir(const char *where) {
+  char path[4096 + 64];
+  snprintf(path, sizeof path, "%s/checkpoint.safetensors", where);
+  if (bwt_path_exists(path)) return 0;
+  snprintf(path, sizeof path, "%s/config.json", where);
+  if (!bwt_path_exists(path)) return 0;
+  snprintf(path, sizeof path, "%s/model.safetensors", where);
+  int weights = bwt_path_exists(path);
+  snprintf(path, sizeof path, "%s/model.safetensors.index.json", where);
+  return weights || bwt_path_exists(path);
+}
+
+/* Prints the per-block table of verify; returns whether a deviation exceeds tol. */
+static int print_verify(const bwt_dynamics_check *c, int L, double tol, const char *what) {
+  int failed = 0;
+  printf("%6s %14s %14s %10s %14s %14s %10s\n", what, "routing |diff|", "max |dL/ds|", "relative",
+         "values |diff|", "max |dL/dv|", "relative");
+  for (int l = 0; l < L; l++) {
+    double rs = c[l].score_scale > 0 ? c[l].score_max_abs / c[l].score_scale : 0;
+    double rv = c[l].value_scale > 0 ? c[l].value_max_abs / c[l].value_scale : 0;
+    failed |= rs > tol || rv > tol;
+    printf("%6d %14.3e %14.3e %10.2e %14.3e %14.3e %10.2e\n", l, c[l].score_max_abs, c[l].score_scale, rs,
+           c[l].value_max_abs, c[l].value_scale, rv);
+  }
+  printf(failed ? "FAILED: a deviation exceeds %g of its %s's largest gradient\n"
+                : "both identities hold to rounding (tolerance %g relative)\n", tol, what);
+  return failed;
+}
+
+static int verify_lm(const char *dir, const char *prompts, int n_random, int length, uint64_t seed, double tol,
+                     const char *json, int threads) {
+  if (bwt_set_threads(threads) != BWT_STATUS_OK) return cli_error("dynamics verify");
+  bwt_lm *lm = NULL;
+  if (bwt_lm_open(&lm, dir) != BWT_STATUS_OK) return cli_error("dynamics verify");
+  const bwt_lm_config *c = bwt_lm_config_of(lm);
+  bwt_lm_prompt *p = NULL;
+  int n = n_random;
+  bwt_status s = BWT_STATUS_OK;
+  if (!*prompts && length > c->max_pos)
+    s = bwt_fail(BWT_STATUS_ARG, "--length %d exceeds the model's %d positions", length, c->max_pos);
+  else s = *prompts ? bwt_lm_prompts_read(prompts, c->V, c->max_pos, 0, &p, &n) : bwt_lm_prompts_random(&p, n, length, c->V, seed);
+  if (s != BWT_STATUS_OK) {
+    bwt_lm_close(lm);
+    fprintf(stderr, "bwt dynamics verify: %s\n", bwt_last_error());
+    return 2;
+  }
+  bwt_dynamics_check *chk = bwt_calloc((size_t)c->L, sizeof *chk, "verify");
+  s = chk ? bwt_lm_dynamics_verify(lm, p, n, chk) : BWT_STATUS_NOMEM;
+  int failed = 0;
+  if (s == BWT_STATUS_OK) {
+    printf("%s (%s, %d layers, %d query heads on %d key/value heads): %d %s prompts, every head of every layer\n", dir,
+           c->architecture, c->L, c->NH, c->NKV, n, *prompts ? "file" : "random");
+    failed = print_verify(chk, c->L, tol, "layer");
+    if (*json) s = write_verify_json(json, chk, c->L);
+  }
+  int rc = s != BWT_STATUS_OK ? (s == BWT_STATUS_ARG ? (fprintf(stderr, "bwt dynamics verify: %s\n", bwt_last_error()), 2)
+                                                      : cli_error("dynamics verify"))
+                              : failed;
+  free(chk);
+  bwt_lm_prompts_free(p, n);
+  bwt_lm_close(lm);
+  return rc;
+}
+
 static int verify(int argc, char **argv) {
-  int batches = 4, batch = 32, threads = 0;
+  int batches = 4, batch = 32, threads = 0, length = 32;
   uint64_t seed = 0x5eed;
   double tol = 1e-4;
-  char json[OPT_STRING_MAX] = "";
+  char json[OPT_STRING_MAX] = "", prompts[OPT_STRING_MAX] = "";
   cli_option opts[] = {
       {"json", OPT_STRING, json, "also write the deviations per block as JSON to this file"},
-      {"batches", OPT_INT, &batches, "real batches checked"},
+      {"batches", OPT_INT, &batches, "real batches checked (language model: random prompts)"},
+      {"prompts", OPT_STRING, prompts, "language model: JSON lines of prompts {\"tokens\": [ids]} instead of random ones"},
+      {"length", OPT_INT, &length, "language model: tokens per random prompt"},
       {"batch", OPT_INT, &batch, "sequences per batch"},
       {"seed", OPT_U64, &seed, "batch stream seed"},
       {"tol", OPT_DOUBLE, &tol, "largest deviation allowed, relative to the block's largest gradient"},
       threads_option(&threads, NULL),
   };
-  cli_spec spec = {"dynamics verify", "CHECKPOINT|RUN_DIR [options]",
+  cli_spec spec = {"dynamics verify", "CHECKPOINT|RUN_DIR|MODEL_DIR [options]",
                    "Checks the routing law and the responsibility-weighted value gradient against the real\n"
                    "backward pass of every attention block (see bwt dynamics --help).",
                    opts, (int)(sizeof opts / sizeof *opts), 1, 1};
@@ -90,6 +172,17 @@ static int verify(int argc, char **argv) {
   if (rc) return rc == 1 ? 0 : rc;
   if (batches < 1 || batch < 1 || threads < 0 || !(tol > 0)) {
     fprintf(stderr, "bwt dynamics verify: --batches and --batch must be >= 1, --tol > 0, --threads >= 0\n");
+    return 2;
+  }
+  if (is_lm_dir(pos[0])) {
+    if (length < 2) {
+      fprintf(stderr, "bwt dynamics verify: --length must be >= 2 (a prompt needs a next-token target)\n");
+      return 2;
+    }
+    return verify_lm(pos[0], prompts, batches, length, seed, tol, json, threads);
+  }
+  if (*prompts) {
+    fprintf(stderr, "bwt dynamics verify: --prompts is for a language model directory, %s is a bwt run or checkpoint\n", pos[0]);
     return 2;
   }
   bwt_run run;
@@ -101,17 +194,7 @@ static int verify(int argc, char **argv) {
   int failed = 0;
   if (s == BWT_STATUS_OK) {
     printf("%s, step %d: %d batches of %d sequences, every head of every block\n", run.path, run.step, batches, batch);
-    printf("%6s %14s %14s %10s %14s %14s %10s\n", "block", "routing |diff|", "max |dL/ds|", "relative",
-           "values |diff|", "max |dL/dv|", "relative");
-    for (int l = 0; l < model->cfg.n_layers; l++) {
-      double rs = c[l].score_scale > 0 ? c[l].score_max_abs / c[l].score_scale : 0;
-      double rv = c[l].value_scale > 0 ? c[l].value_max_abs / c[l].value_scale : 0;
-      failed |= rs > tol || rv > tol;
-      printf("%6d %14.3e %14.3e %10.2e %14.3e %14.3e %10.2e\n", l, c[l].score_max_abs, c[l].score_scale, rs,
-             c[l].value_max_abs, c[l].value_scale, rv);
-    }
-    printf(failed ? "FAILED: a deviation exceeds %g of its block's largest gradient\n"
-                  : "both identities hold to rounding (tolerance %g relative)\n", tol);
+    failed = print_verify(c, model->cfg.n_layers, tol, "block");
     if (*json) s = write_verify_json(json, c, model->cfg.n_layers);
   }
   rc = s != BWT_STATUS_OK ? cli_error("dynamics verify") : failed;
@@ -309,13 +392,74 @@ static int timescales(int argc, char **argv) {
   return s == BWT_STATUS_OK ? 0 : cli_error("dynamics timescales");
 }
 
+/* The detector on a language model (bwt/lab/lm_dynamics.h). */
+static int detect_lm(const char *dir, const char *prompts, bwt_lm_detect_options *o, const char *out, int no_figures,
+                     int threads) {
+  if (bwt_set_threads(threads) != BWT_STATUS_OK) return cli_error("dynamics detect");
+  bwt_lm *lm = NULL;
+  if (bwt_lm_open(&lm, dir) != BWT_STATUS_OK) return cli_error("dynamics detect");
+  const bwt_lm_config *c = bwt_lm_config_of(lm);
+  bwt_lm_prompt *p = NULL;
+  int n = 0;
+  if (o->det.layer >= c->L || o->det.layer < -1) {
+    fprintf(stderr, "bwt dynamics detect: --layer %d is not one of the model's layers 0..%d (-1: the last)\n", o->det.layer, c->L - 1);
+    bwt_lm_close(lm);
+    return 2;
+  }
+  if (bwt_lm_prompts_read(prompts, c->V, c->max_pos, 1, &p, &n) != BWT_STATUS_OK) {
+    fprintf(stderr, "bwt dynamics detect: %s\n", bwt_last_error());
+    bwt_lm_close(lm);
+    return 2;
+  }
+  char outdir[4096 + 64];
+  if (*out) snprintf(outdir, sizeof outdir, "%s", out);
+  else {
+    const char *base = strrchr(dir, '/');
+    base = base && base[1] ? base + 1 : dir;
+    snprintf(outdir, sizeof outdir, "runs/dynamics/detect_%s", base);
+  }
+  bwt_lm_detect_result r;
+  bwt_status s = bwt_lm_detect(lm, p, n, o, &r);
+  if (s == BWT_STATUS_OK) {
+    printf("%s (%s): layer %d, %d prompts (%d with another control skipped), %d feature slots per head%s; fires when the"
+           " silhouette exceeds %g (%d subsamples of %d rows)\n", dir, c->architecture, r.layer, n, r.skipped, r.buckets,
+           o->soft ? ", soft targets" : "", o->det.threshold, o->det.subsamples, o->det.subsample_rows);
+    printf("%16s %7s %9s %11s %22s %10s %10s\n", "inputs", "rows", "clusters", "silhouette", "r(confidence, -error)",
+           "fire rate", "mean loss");
+    for (int k = 0; k < BWT_DETECT_N; k++)
+      printf("%16s %7d %9d %11.4f %22.4f %9.1f%% %10.4f\n", bwt_detect_input_names[k], r.r[k].rows, r.r[k].clusters,
+             r.r[k].silhouette, r.r[k].confidence_r, 100 * r.r[k].fire_rate, r.mean_loss[k]);
+    char fp[2][48];
+    for (int k = 0; k < 2; k++) {
+      const bwt_detect_result *d = &r.r[k ? BWT_DETECT_SHUFFLED_LABELS : BWT_DETECT_RANDOM_TOKENS];
+      if (isnan(d->fire_rate)) snprintf(fp[k], sizeof fp[k], "n/a (%d label%s: nothing to decide)", d->clusters, d->clusters == 1 ? "" : "s");
+      else snprintf(fp[k], sizeof fp[k], "%.1f%%", 100 * d->fire_rate);
+    }
+    printf("false-positive rate on the controls: %s (random tokens), %s (shuffled labels)\n", fp[0], fp[1]);
+    printf("%6s %18s %18s\n", "layer", "|gQ|/|gV| real", "|gQ|/|gV| random");
+    for (int l = 0; l < r.L; l++) printf("%6d %18.4f %18.4f\n", l, r.qv_ratio[BWT_DETECT_REAL][l], r.qv_ratio[BWT_DETECT_RANDOM_TOKENS][l]);
+    s = write_output(outdir, "detect.json", bwt_lm_detect_to_json(o, &r, dir));
+    if (s == BWT_STATUS_OK && !no_figures) s = bwt_detect_figure(&o->det, r.r, outdir);
+    if (s == BWT_STATUS_OK) printf("wrote %s/detect.json%s\n", outdir, no_figures ? "" : " and detector.{png,svg}");
+    bwt_lm_detect_result_free(&r);
+  }
+  int rc = s == BWT_STATUS_OK ? 0 : cli_error("dynamics detect");
+  bwt_lm_prompts_free(p, n);
+  bwt_lm_close(lm);
+  return rc;
+}
+
 static int detect(int argc, char **argv) {
-  bwt_detector_options o;
-  bwt_detector_options_default(&o);
+  bwt_lm_detect_options lo;
+  bwt_lm_detect_options_default(&lo);
+  bwt_detector_options o = lo.det;
   int threads = 0, no_figures = 0;
-  char out[OPT_STRING_MAX] = "";
+  char out[OPT_STRING_MAX] = "", prompts[OPT_STRING_MAX] = "";
   cli_option opts[] = {
-      {"out", OPT_STRING, out, "output directory (default RUN_DIR/dynamics)"},
+      {"out", OPT_STRING, out, "output directory (default RUN_DIR/dynamics; language model: runs/dynamics/detect_NAME)"},
+      {"prompts", OPT_STRING, prompts, "language model: JSON lines of prompts with labels, y and posterior (required)"},
+      {"buckets", OPT_INT, &lo.buckets, "language model: feature slots per head, token id mod this (0: min(V, 1024))"},
+      {"soft", OPT_FLAG, &lo.soft, "language model: the loss against the posterior over the two labels"},
       {"no-figures", OPT_FLAG, &no_figures, "write the JSON only"},
       {"layer", OPT_INT, &o.layer, "block traced (-1 = the last)"},
       {"seqs", OPT_INT, &o.n_seqs, "held-out input sequences"},
@@ -327,7 +471,7 @@ static int detect(int argc, char **argv) {
       {"subsample-rows", OPT_INT, &o.subsample_rows, "rows per subsample"},
       threads_option(&threads, NULL),
   };
-  cli_spec spec = {"dynamics detect", "CHECKPOINT|RUN_DIR [options]",
+  cli_spec spec = {"dynamics detect", "CHECKPOINT|RUN_DIR|MODEL_DIR [options]",
                    "The geometry detector of seed 000 with its controls (see bwt dynamics --help).", opts,
                    (int)(sizeof opts / sizeof *opts), 1, 1};
   const char *pos[1];
@@ -335,6 +479,19 @@ static int detect(int argc, char **argv) {
   if (rc) return rc == 1 ? 0 : rc;
   if (threads < 0) {
     fprintf(stderr, "bwt dynamics detect: --threads must be >= 0\n");
+    return 2;
+  }
+  if (is_lm_dir(pos[0])) {
+    if (!*prompts || lo.buckets < 0 || o.subsamples < 1 || o.subsample_rows < 2) {
+      fprintf(stderr, "bwt dynamics detect: a language model needs --prompts FILE.jsonl, --buckets >= 0, --subsamples >= 1,"
+                      " --subsample-rows >= 2\n");
+      return 2;
+    }
+    lo.det = o;
+    return detect_lm(pos[0], prompts, &lo, out, no_figures, threads);
+  }
+  if (*prompts) {
+    fprintf(stderr, "bwt dynamics detect: --prompts is for a language model directory, %s is a bwt run or checkpoint\n", pos[0]);
     return 2;
   }
   bwt_run run;

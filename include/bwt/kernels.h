@@ -261,4 +261,24 @@ void bwt_layernorm_eps_forward(float *out, const float *inp, const float *weight
 void bwt_matmul_in_out_forward(float *out, const float *inp, const float *weight, const float *bias,
                                int N, int IC, int OC);
 
+/* Backward ops of the language models (bwt/lm_grad.h), conventions as above. */
+/* The backward of bwt_gqa_attention_forward, from its saved att and its inputs q (B,nq,NH*hs), k, v
+ * (B,T,NKV*hs): dq, dk, dv accumulate (any may be NULL); a key/value head's dk and dv sum over the
+ * query heads of its group. dscores, if not NULL, gets (B,NH,nq,T) the gradient of the scaled
+ * scores and dpattern, if not NULL, that of the softmax weights, ∂L/∂α_ij = u_iᵀ v_j (both 0 where
+ * unseen): the routing law's instruments. Fails (BWT_STATUS_ARG) for impossible sizes. */
+bwt_status bwt_gqa_attention_backward(float *dq, float *dk, float *dv, float *dscores, float *dpattern,
+                                      const float *dout, const float *att, const float *q, const float *k,
+                                      const float *v, int B, int T, int nq, int NH, int NKV, int hs, int window,
+                                      float scale);
+/* The backward of bwt_layernorm_eps_forward (with weight): the statistics are recomputed into
+ * mean(N), rstd(N) (scratch the caller gives), then bwt_layernorm_backward. */
+void bwt_layernorm_eps_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                                const float *weight, float eps, float *mean, float *rstd, int N, int C);
+/* The backward of bwt_matmul_in_out_forward: dinp(N,IC) += dout·weightᵀ, dweight(IC,OC) += inpᵀ·dout,
+ * dbias(OC) += Σ_rows dout. (RMSNorm with the model's eps: bwt_rmsnorm_backward with the rstd of
+ * bwt_rmsnorm_eps_forward; RoPE, SwiGLU, both GELUs: their backward ops above.) */
+void bwt_matmul_in_out_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                                const float *weight, int N, int IC, int OC);
+
 #endif

@@ -173,14 +173,13 @@ static int by_value(const void *a, const void *b) {
   return (x > y) - (x < y);
 }
 
-/* Silhouettes of random subsamples of the rows (without replacement) into d, and the share of them
- * above the threshold. */
-static bwt_status fire_rate(const row_set *r, const bwt_detector_options *o, uint64_t stream, bwt_detect_result *d) {
-  int k = o->subsample_rows < r->rows ? o->subsample_rows : r->rows, fired = 0, done = 0;
+bwt_status bwt_detect_fire_rate(const float *feat, const int *label, int rows, int F, const bwt_detector_options *o,
+                                uint64_t stream, bwt_detect_result *d) {
+  int k = o->subsample_rows < rows ? o->subsample_rows : rows, fired = 0, done = 0;
   d->fire_rate = NAN;
   if (k < 2) return BWT_STATUS_OK;
-  float *x = bwt_malloc(sizeof(float) * (size_t)k * r->F, NULL);
-  int *lab = bwt_malloc(sizeof(int) * k, NULL), *perm = bwt_malloc(sizeof(int) * r->rows, NULL);
+  float *x = bwt_malloc(sizeof(float) * (size_t)k * F, NULL);
+  int *lab = bwt_malloc(sizeof(int) * k, NULL), *perm = bwt_malloc(sizeof(int) * rows, NULL);
   d->sub_silhouette = bwt_calloc(o->subsamples, sizeof(double), NULL);
   if (!x || !lab || !perm || !d->sub_silhouette) {
     free(x), free(lab), free(perm);
@@ -189,14 +188,14 @@ static bwt_status fire_rate(const row_set *r, const bwt_detector_options *o, uin
   bwt_rng rng;
   bwt_rng_seed(&rng, o->seed, stream);
   for (int t = 0; t < o->subsamples; t++) {
-    for (int i = 0; i < r->rows; i++) perm[i] = i;
+    for (int i = 0; i < rows; i++) perm[i] = i;
     for (int i = 0; i < k; i++) { /* a partial Fisher-Yates: the first k of a random order */
-      int j = i + (int)bwt_rng_below(&rng, (uint32_t)(r->rows - i)), tmp = perm[i];
+      int j = i + (int)bwt_rng_below(&rng, (uint32_t)(rows - i)), tmp = perm[i];
       perm[i] = perm[j], perm[j] = tmp;
-      memcpy(x + (size_t)i * r->F, r->feat + (size_t)perm[i] * r->F, sizeof(float) * r->F);
-      lab[i] = r->label[perm[i]];
+      memcpy(x + (size_t)i * F, feat + (size_t)perm[i] * F, sizeof(float) * F);
+      lab[i] = label[perm[i]];
     }
-    double s = bwt_silhouette(x, lab, k, r->F, NULL);
+    double s = bwt_silhouette(x, lab, k, F, NULL);
     if (isnan(s)) continue; /* one cluster: nothing to decide */
     fired += s > o->threshold;
     d->sub_silhouette[done++] = s;
@@ -242,7 +241,7 @@ bwt_status bwt_detect(bwt_model *m, const bwt_task *task, const bwt_detector_opt
       for (int i = 0; i < r.rows; i++) acc[i] = -r.err[i];
       d->confidence_r = bwt_pearson(per, acc, r.rows);
     }
-    bwt_status st = fire_rate(&r, &o, 0xf12e + (uint64_t)kind, d);
+    bwt_status st = bwt_detect_fire_rate(r.feat, r.label, r.rows, r.F, &o, 0xf12e + (uint64_t)kind, d);
     free(per), free(acc);
     rows_free(&r);
     BWT_TRY(st);

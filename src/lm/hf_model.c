@@ -246,8 +246,6 @@ bwt_status lm_head(bwt_lm *lm, float *out, const float *a, int n) {
   return BWT_STATUS_OK;
 }
 
-int lm_slot_shape(const bwt_lm *lm, lm_slot s, int64_t *shape) { return slot_shape(lm, s, shape); }
-
 bwt_status bwt_lm_open(bwt_lm **out, const char *dir) {
   *out = NULL;
   bwt_lm *lm = bwt_calloc(1, sizeof *lm, "language model");

@@ -106,9 +106,6 @@ struct bwt_lm {
   float *reinit; /* bwt_lm_reinit's weights (one block), NULL: the files' */
 };
 
-/* The shape (out, in) or (in, out) of a layer slot, as the loader checks it; returns ndim. */
-int lm_slot_shape(const bwt_lm *lm, lm_slot s, int64_t *shape);
-
 #define LM_CONVERT_AT_OPEN_MAX ((size_t)1 << 30) /* bytes of fp32 copies made at open, at most */
 #define LM_HEAD_ROWS 4096                         /* head rows converted at a time (layer-wise) */
 

@@ -54,6 +54,13 @@ typedef struct {
  * bwt_detect_result_free, also after a failure). */
 bwt_status bwt_detect(bwt_model *model, const bwt_task *task, const bwt_detector_options *o, bwt_detect_result *out);
 void bwt_detect_result_free(bwt_detect_result *r);
+/* The firing machinery on any labelled rows: o->subsamples random subsamples (without replacement,
+ * seed o->seed and stream) of o->subsample_rows of the rows feat (rows, F) with their labels; d gets
+ * their silhouettes (sub_silhouette, ascending; n_sub, those with two clusters or more) and the share
+ * above o->threshold (fire_rate; NAN with fewer than two rows). Used by bwt_detect and by the
+ * language-model detector (bwt/lab/lm_dynamics.h). */
+bwt_status bwt_detect_fire_rate(const float *feat, const int *label, int rows, int F, const bwt_detector_options *o,
+                                uint64_t stream, bwt_detect_result *d);
 char *bwt_detect_to_json(const bwt_detector_options *o, const bwt_detect_result *r);
 /* The distribution of subsample silhouettes of each input kind beside the threshold, as
  * dir/detector.{png,svg}. */
