@@ -1,5 +1,6 @@
 /* bwt ablate: remove each head, attention branch, MLP branch and block of a transformer in turn and
  * measure the change against the exact posterior (SPEC.md §5). */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,9 +21,14 @@ static void print_ablation(const bwt_ablation *a) {
   for (int l = 0; l < a->L; l++) {
     printf("%6d", l);
     for (int h = 0; h < a->NH; h++) printf(" %+9.4f", a->head_dmae[l * a->NH + h]);
-    for (int b = 0; b < BWT_ABLATE_BRANCHES; b++) printf(" %+10.4f", a->branch_dmae[l * BWT_ABLATE_BRANCHES + b]);
+    for (int b = 0; b < BWT_ABLATE_BRANCHES; b++) {
+      double d = a->branch_dmae[l * BWT_ABLATE_BRANCHES + b];
+      if (isnan(d)) printf(" %10s", "n/a"); /* Mamba has no attention or MLP branch */
+      else printf(" %+10.4f", d);
+    }
     printf("\n");
   }
+  if (a->NH == 0) return; /* no heads: Mamba's blocks only */
   int c = a->critical_layer * a->NH + a->critical_head;
   printf("\nmost critical head: layer %d head %d (+%.4f bits MAE, +%.4f bits KL), %.0f%% of the heads' damage;"
          " %d head(s) carry 80%% of it\n",
@@ -43,7 +49,8 @@ int cmd_ablate(int argc, char **argv) {
   };
   cli_spec spec = {"ablate", "CHECKPOINT|RUN_DIR [options]",
                    "Removes one component of a transformer at a time: each head (its attention weights masked),\n"
-                   "each block's attention branch, its MLP branch and the whole block. Reports the change in\n"
+                   "each block's attention branch, its MLP branch and the whole block (of a Mamba: each block,\n"
+                   "its mixer bypassed; the other columns n/a). Reports the change in\n"
                    "entropy MAE and KL against the exact posterior, the most critical head and how concentrated\n"
                    "the damage is. Writes ablation.json, ablation.csv and a heatmap (PNG and SVG).",
                    opts, (int)(sizeof opts / sizeof *opts), 1, 1};

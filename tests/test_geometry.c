@@ -203,6 +203,34 @@ static void test_capture_mamba(void **state) {
   const char *dir = test_tmpdir("mamba_geometry");
   assert_int_equal(bwt_geometry_figures(&g, dir), BWT_STATUS_OK);
   bwt_geometry_free(&g);
+
+  /* Block ablation: a bypassed block's output is its input (and its state NAN); head masks refused;
+   * bwt_ablate measures the blocks only. */
+  const uint8_t skip_second[2] = {0, 1};
+  const bwt_forward_options second_off = {NULL, NULL, NULL, skip_second};
+  assert_int_equal(bwt_model_capture(m, &b, &second_off, points, &cap, NULL), BWT_STATUS_OK);
+  assert_memory_equal(cap.block_out + (size_t)M * C, cap.block_out, sizeof(float) * M * C);
+  assert_true(isnan(cap.scan_state[(size_t)M * S]) && !isnan(cap.scan_state[0]));
+  bwt_capture_free(&cap);
+  const float ones[2 * 4] = {1, 1, 1, 1, 1, 1, 1, 1};
+  const bwt_forward_options masked = {ones, NULL, NULL, NULL};
+  assert_int_equal(bwt_model_forward_with(m, &b, &masked, &lc), BWT_STATUS_ARG);
+  bwt_ablation abl;
+  assert_int_equal(bwt_ablate(m, task, 5, 32, 16, &abl, NULL, NULL), BWT_STATUS_OK);
+  assert_int_equal(abl.NH, 0);
+  for (int l = 0; l < L; l++) {
+    print_message("  mamba: block %d removed: entropy MAE %+.4f bits\n", l, abl.branch_dmae[l * BWT_ABLATE_BRANCHES + BWT_ABLATE_BLOCK]);
+    assert_true(isnan(abl.branch_dmae[l * BWT_ABLATE_BRANCHES + BWT_ABLATE_ATTN]));
+    assert_true(fabs(abl.branch_dmae[l * BWT_ABLATE_BRANCHES + BWT_ABLATE_BLOCK]) > 1e-4);
+  }
+  json = bwt_ablation_to_json(&abl);
+  root = cJSON_Parse(json);
+  assert_non_null(root);
+  assert_null(cJSON_GetObjectItem(root, "most_critical_head"));
+  cJSON_Delete(root);
+  free(json);
+  assert_int_equal(bwt_ablation_figure(&abl, test_tmpdir("mamba_ablation")), BWT_STATUS_OK);
+  bwt_ablation_free(&abl);
   free(plain);
   bwt_batch_free(&b);
   bwt_model_free(m);

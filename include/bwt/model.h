@@ -146,13 +146,16 @@ typedef struct bwt_model {
 } bwt_model;
 
 /* What a forward pass runs with besides its batch; all NULL (or no options) is the intact model.
- * Ablations need BWT_CAP_ATTENTION. The arrays are the caller's and must stay valid until the
+ * Head masks and branch switches need BWT_CAP_ATTENTION; skipping whole blocks, an architecture of
+ * residual blocks (the transformer, Mamba). The arrays are the caller's and must stay valid until the
  * backward of that forward, which uses the same options. */
 typedef struct {
   const float *head_mask;   /* (n_layers, n_heads) multiplies each head's attention weights
                                (1 = intact, 0 = the head removed); NULL: every head intact */
   const uint8_t *skip_attn; /* (n_layers) 1 removes the block's attention branch; NULL: none */
   const uint8_t *skip_mlp;  /* (n_layers) 1 removes its MLP branch (both: the block bypassed) */
+  const uint8_t *skip_block; /* (n_layers) 1 bypasses the whole block (a Mamba block's mixer; a
+                                transformer's two branches); NULL: none */
 } bwt_forward_options;
 
 /* Fills cfg with the defaults for arch sized for task (vocab, classes, positions). */

@@ -35,9 +35,13 @@ static int by_damage_desc(const void *a, const void *b) {
   return (x < y) - (x > y);
 }
 
-/* The most critical head and how concentrated the positive damage is. */
+/* The most critical head and how concentrated the positive damage is (none without heads). */
 static bwt_status concentration(bwt_ablation *a) {
   int n = a->L * a->NH;
+  if (n == 0) {
+    a->critical_layer = a->critical_head = -1, a->top_share = NAN, a->heads_for_80 = 0;
+    return BWT_STATUS_OK;
+  }
   double *d = bwt_calloc(n, sizeof(double), "ablation"), total = 0;
   if (!d) return BWT_STATUS_NOMEM;
   int best = 0;
@@ -58,16 +62,20 @@ static bwt_status concentration(bwt_ablation *a) {
 bwt_status bwt_ablate(bwt_model *m, const bwt_task *task, uint64_t seed, int n_seqs, int batch,
                       bwt_ablation *a, void (*progress)(void *ctx, int i, int n), void *ctx) {
   memset(a, 0, sizeof *a);
-  if (!bwt_model_has(m, BWT_CAP_ATTENTION))
-    return bwt_fail(BWT_STATUS_ARG, "ablations need a transformer (this model is %s)", bwt_arch_name(m->cfg.arch));
-  int L = m->cfg.n_layers, NH = m->cfg.n_heads, total = 1 + L * NH + L * BWT_ABLATE_BRANCHES, done = 0;
+  /* A transformer loses each head, branch and block in turn; a Mamba each block (its mixer), its
+   * attention and MLP columns NAN. */
+  int attn = bwt_model_has(m, BWT_CAP_ATTENTION);
+  if (!attn && !bwt_model_has(m, BWT_CAP_SSM))
+    return bwt_fail(BWT_STATUS_ARG, "ablations need a transformer or Mamba (this model is %s)", bwt_arch_name(m->cfg.arch));
+  int L = m->cfg.n_layers, NH = attn ? m->cfg.n_heads : 0, done = 0;
+  int total = 1 + L * NH + L * (attn ? BWT_ABLATE_BRANCHES : 1);
   a->L = L, a->NH = NH;
   a->head_dmae = bwt_calloc((size_t)L * NH, sizeof(double), "ablation");
   a->head_dkl = bwt_calloc((size_t)L * NH, sizeof(double), "ablation");
   a->branch_dmae = bwt_calloc((size_t)L * BWT_ABLATE_BRANCHES, sizeof(double), "ablation");
   a->branch_dkl = bwt_calloc((size_t)L * BWT_ABLATE_BRANCHES, sizeof(double), "ablation");
-  float *mask = bwt_calloc((size_t)L * NH, sizeof(float), "ablation");
-  uint8_t *skip = bwt_calloc(2 * (size_t)L, 1, "ablation"); /* attention, then MLP switches */
+  float *mask = bwt_calloc((size_t)L * NH + 1, sizeof(float), "ablation");
+  uint8_t *skip = bwt_calloc(3 * (size_t)L, 1, "ablation"); /* attention, MLP, then block switches */
   if (!a->head_dmae || !a->head_dkl || !a->branch_dmae || !a->branch_dkl || !mask || !skip) {
     free(mask), free(skip);
     bwt_ablation_free(a);
@@ -77,7 +85,8 @@ bwt_status bwt_ablate(bwt_model *m, const bwt_task *task, uint64_t seed, int n_s
   bwt_status s = evaluate(m, task, NULL, seed, n_seqs, batch, &a->base_mae, &a->base_kl);
   if (progress && s == BWT_STATUS_OK) progress(ctx, ++done, total);
   double mae = NAN, kl = NAN;
-  const bwt_forward_options heads = {mask, NULL, NULL}, branches = {NULL, skip, skip + L};
+  const bwt_forward_options heads = {mask, NULL, NULL, NULL}, branches = {NULL, skip, skip + L, NULL},
+                            blocks = {NULL, NULL, NULL, skip + 2 * L};
   for (int i = 0; s == BWT_STATUS_OK && i < L * NH; i++) {
     mask[i] = 0;
     s = evaluate(m, task, &heads, seed, n_seqs, batch, &mae, &kl);
@@ -87,6 +96,17 @@ bwt_status bwt_ablate(bwt_model *m, const bwt_task *task, uint64_t seed, int n_s
   }
   for (int l = 0; s == BWT_STATUS_OK && l < L; l++)
     for (int b = 0; s == BWT_STATUS_OK && b < BWT_ABLATE_BRANCHES; b++) {
+      if (!attn) {
+        a->branch_dmae[l * BWT_ABLATE_BRANCHES + b] = a->branch_dkl[l * BWT_ABLATE_BRANCHES + b] = NAN;
+        if (b != BWT_ABLATE_BLOCK) continue;
+        skip[2 * L + l] = 1;
+        s = evaluate(m, task, &blocks, seed, n_seqs, batch, &mae, &kl);
+        skip[2 * L + l] = 0;
+        a->branch_dmae[l * BWT_ABLATE_BRANCHES + b] = mae - a->base_mae;
+        a->branch_dkl[l * BWT_ABLATE_BRANCHES + b] = kl - a->base_kl;
+        if (progress && s == BWT_STATUS_OK) progress(ctx, ++done, total);
+        continue;
+      }
       skip[l] = b != BWT_ABLATE_MLP, skip[L + l] = b != BWT_ABLATE_ATTN;
       s = evaluate(m, task, &branches, seed, n_seqs, batch, &mae, &kl);
       skip[l] = skip[L + l] = 0;
@@ -125,6 +145,11 @@ char *bwt_ablation_to_json(const bwt_ablation *a) {
     }
     cJSON_AddItemToArray(blocks, b);
   }
+  if (a->NH == 0) { /* no heads (Mamba) */
+    char *text = cJSON_Print(o);
+    cJSON_Delete(o);
+    return text;
+  }
   cJSON *c = cJSON_AddObjectToObject(o, "most_critical_head");
   cJSON_AddNumberToObject(c, "layer", a->critical_layer);
   cJSON_AddNumberToObject(c, "head", a->critical_head);
@@ -145,7 +170,8 @@ bwt_status bwt_ablation_write_csv(const char *path, const bwt_ablation *a) {
     len += snprintf(buf + len, cap - len, "head,%d,%d,%.9g,%.9g\n", i / a->NH, i % a->NH, a->head_dmae[i], a->head_dkl[i]);
   for (int l = 0; l < a->L; l++)
     for (int k = 0; k < BWT_ABLATE_BRANCHES; k++)
-      len += snprintf(buf + len, cap - len, "%s,%d,,%.9g,%.9g\n", branch_names[k], l,
+      if (!isnan(a->branch_dmae[l * BWT_ABLATE_BRANCHES + k])) /* Mamba: its blocks only */
+        len += snprintf(buf + len, cap - len, "%s,%d,,%.9g,%.9g\n", branch_names[k], l,
                       a->branch_dmae[l * BWT_ABLATE_BRANCHES + k], a->branch_dkl[l * BWT_ABLATE_BRANCHES + k]);
   bwt_status s = bwt_write_file_atomic(path, buf, len);
   free(buf);
@@ -154,7 +180,8 @@ bwt_status bwt_ablation_write_csv(const char *path, const bwt_ablation *a) {
 
 bwt_status bwt_ablation_figure(const bwt_ablation *a, const char *dir) {
   BWT_TRY(bwt_mkdir_p(dir));
-  int cols = a->NH + BWT_ABLATE_BRANCHES, L = a->L;
+  /* Without heads (Mamba) only the block column was measured. */
+  int first = a->NH ? 0 : BWT_ABLATE_BLOCK, cols = a->NH + BWT_ABLATE_BRANCHES - first, L = a->L;
   double *z = bwt_calloc((size_t)L * cols, sizeof(double), "ablation figure");
   char (*names)[24] = bwt_calloc(cols, sizeof *names, "ablation figure");
   const char **ticks = bwt_calloc(cols, sizeof *ticks, "ablation figure");
@@ -166,14 +193,14 @@ bwt_status bwt_ablation_figure(const bwt_ablation *a, const char *dir) {
     snprintf(rows[l], sizeof *rows, "layer %d", l);
     rticks[l] = rows[l];
     for (int c = 0; c < cols; c++) {
-      double v = c < a->NH ? a->head_dmae[l * a->NH + c] : a->branch_dmae[l * BWT_ABLATE_BRANCHES + c - a->NH];
+      double v = c < a->NH ? a->head_dmae[l * a->NH + c] : a->branch_dmae[l * BWT_ABLATE_BRANCHES + first + c - a->NH];
       z[l * cols + c] = v;
       zmax = fmax(zmax, fabs(v));
     }
   }
   for (int c = 0; s == BWT_STATUS_OK && c < cols; c++) {
     if (c < a->NH) snprintf(names[c], sizeof *names, "head %d", c);
-    else snprintf(names[c], sizeof *names, "%s", branch_names[c - a->NH]);
+    else snprintf(names[c], sizeof *names, "%s", branch_names[first + c - a->NH]);
     ticks[c] = names[c];
   }
   char path[4096];

@@ -19,6 +19,7 @@
  * (bwt_selective_scan_clamped_forward) without the skip; then y = LayerNorm(scan) + D·u
  * (layers.{l}.mixer.norm). The repository zeroes NaNs in the residual stream after each block; bwt
  * does not (a non-finite loss stops training with an error). */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -189,6 +190,10 @@ static void block_forward(const bwt_model *m, const mamba *t, int l, int B, int 
   int N = B * T, C = m->cfg.d_model, Di = t->Di, Ns = t->Ns, R = t->R;
   const float *x = t->x + (size_t)l * N * C;
   float *out = t->x + (size_t)(l + 1) * N * C;
+  if (model_skip_block(m, l)) { /* ablated: the stream passes through */
+    bwt_copy(out, x, (size_t)N * C);
+    return;
+  }
   const float *in = x; /* the block's input: normed, or (simplified) the stream itself */
   if (!t->simplified) norm_forward(m, &y->norm, &a->norm, x, N), in = a->norm.out;
   bwt_matmul_forward(a->xi, in, P(y->in_proj), NULL, N, C, Di);
@@ -220,6 +225,7 @@ static void block_forward(const bwt_model *m, const mamba *t, int l, int B, int 
 
 /* t->dx holds ∂L/∂(block l's output) on entry and ∂L/∂(its input) on return. */
 static void block_backward(bwt_model *m, mamba *t, int l, int B, int T) {
+  if (model_skip_block(m, l)) return; /* ablated: the gradient passes through */
   const mamba_layer *y = &t->layers[l];
   const mamba_acts *a = &t->acts[l];
   int N = B * T, C = m->cfg.d_model, Di = t->Di, Ns = t->Ns, R = t->R;
@@ -307,7 +313,8 @@ static bwt_status capture(const bwt_model *m, const bwt_batch *batch, bwt_captur
   if (cap->final_norm) bwt_copy(cap->final_norm, t->ro.norm.out, (size_t)M * C);
   for (int l = 0; l < c->n_layers; l++) {
     if (cap->block_out) bwt_gather_rows(cap->block_out + (size_t)l * M * C, t->x + (l + 1) * NC, t->sup, M, C);
-    if (cap->scan_state) bwt_gather_rows(cap->scan_state + (size_t)l * M * S, t->acts[l].h, t->sup, M, S);
+    if (cap->scan_state && model_skip_block(m, l)) bwt_fill(cap->scan_state + (size_t)l * M * S, NAN, (size_t)M * S);
+    else if (cap->scan_state) bwt_gather_rows(cap->scan_state + (size_t)l * M * S, t->acts[l].h, t->sup, M, S);
   }
   return BWT_STATUS_OK;
 }

@@ -401,9 +401,11 @@ bwt_status bwt_model_forward_with(bwt_model *m, const bwt_batch *batch, const bw
                                   const float **logits) {
   BWT_TRY(check_batch(m, batch));
   model_impl *impl = m->impl;
-  bwt_forward_options o = opt ? *opt : (bwt_forward_options){NULL, NULL, NULL};
+  bwt_forward_options o = opt ? *opt : (bwt_forward_options){NULL, NULL, NULL, NULL};
   if ((o.head_mask || o.skip_attn || o.skip_mlp) && !bwt_model_has(m, BWT_CAP_ATTENTION))
-    return bwt_fail(BWT_STATUS_ARG, "ablations need a transformer (this model is %s)", bwt_arch_name(m->cfg.arch));
+    return bwt_fail(BWT_STATUS_ARG, "head and branch ablations need a transformer (this model is %s)", bwt_arch_name(m->cfg.arch));
+  if (o.skip_block && !bwt_model_has(m, BWT_CAP_ATTENTION) && !bwt_model_has(m, BWT_CAP_SSM))
+    return bwt_fail(BWT_STATUS_ARG, "block ablations need a transformer or Mamba (this model is %s)", bwt_arch_name(m->cfg.arch));
   impl->fwd = o;
   return impl->ops->forward(m, batch, logits);
 }

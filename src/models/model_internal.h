@@ -88,13 +88,17 @@ static inline const float *model_head_mask(const bwt_model *m, int l) {
   const float *mask = ((const model_impl *)m->impl)->fwd.head_mask;
   return mask ? mask + (size_t)l * m->cfg.n_heads : NULL;
 }
+static inline int model_skip_block(const bwt_model *m, int l) {
+  const uint8_t *s = ((const model_impl *)m->impl)->fwd.skip_block;
+  return s && s[l];
+}
 static inline int model_skip_attn(const bwt_model *m, int l) {
   const uint8_t *s = ((const model_impl *)m->impl)->fwd.skip_attn;
-  return s && s[l];
+  return (s && s[l]) || model_skip_block(m, l);
 }
 static inline int model_skip_mlp(const bwt_model *m, int l) {
   const uint8_t *s = ((const model_impl *)m->impl)->fwd.skip_mlp;
-  return s && s[l];
+  return (s && s[l]) || model_skip_block(m, l);
 }
 /* The architecture's private state. */
 static inline void *model_arch(const bwt_model *m) { return ((model_impl *)m->impl)->arch; }
