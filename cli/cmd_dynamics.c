@@ -119,12 +119,12 @@ static int verify_lm(const char *dir, const char *prompts, int n_random, int len
   bwt_lm *lm = NULL;
   if (bwt_lm_open(&lm, dir) != BWT_STATUS_OK) return cli_error("dynamics verify");
   const bwt_lm_config *c = bwt_lm_config_of(lm);
-  bwt_lm_prompt *p = NULL;
+  bwt_lm_record *p = NULL;
   int n = n_random;
   bwt_status s = BWT_STATUS_OK;
   if (!*prompts && length > c->max_pos)
     s = bwt_fail(BWT_STATUS_ARG, "--length %d exceeds the model's %d positions", length, c->max_pos);
-  else s = *prompts ? bwt_lm_prompts_read(prompts, c->V, c->max_pos, 0, &p, &n) : bwt_lm_prompts_random(&p, n, length, c->V, seed);
+  else s = *prompts ? bwt_lm_records_read(prompts, c->V, c->max_pos, 0, &p, &n) : bwt_lm_records_random(&p, n, length, c->V, seed);
   if (s != BWT_STATUS_OK) {
     bwt_lm_close(lm);
     fprintf(stderr, "bwt dynamics verify: %s\n", bwt_last_error());
@@ -143,7 +143,7 @@ static int verify_lm(const char *dir, const char *prompts, int n_random, int len
                                                       : cli_error("dynamics verify"))
                               : failed;
   free(chk);
-  bwt_lm_prompts_free(p, n);
+  bwt_lm_records_free(p, n);
   bwt_lm_close(lm);
   return rc;
 }
@@ -399,14 +399,14 @@ static int detect_lm(const char *dir, const char *prompts, bwt_lm_detect_options
   bwt_lm *lm = NULL;
   if (bwt_lm_open(&lm, dir) != BWT_STATUS_OK) return cli_error("dynamics detect");
   const bwt_lm_config *c = bwt_lm_config_of(lm);
-  bwt_lm_prompt *p = NULL;
+  bwt_lm_record *p = NULL;
   int n = 0;
   if (o->det.layer >= c->L || o->det.layer < -1) {
     fprintf(stderr, "bwt dynamics detect: --layer %d is not one of the model's layers 0..%d (-1: the last)\n", o->det.layer, c->L - 1);
     bwt_lm_close(lm);
     return 2;
   }
-  if (bwt_lm_prompts_read(prompts, c->V, c->max_pos, 1, &p, &n) != BWT_STATUS_OK) {
+  if (bwt_lm_records_read(prompts, c->V, c->max_pos, 1, &p, &n) != BWT_STATUS_OK) {
     fprintf(stderr, "bwt dynamics detect: %s\n", bwt_last_error());
     bwt_lm_close(lm);
     return 2;
@@ -444,7 +444,7 @@ static int detect_lm(const char *dir, const char *prompts, bwt_lm_detect_options
     bwt_lm_detect_result_free(&r);
   }
   int rc = s == BWT_STATUS_OK ? 0 : cli_error("dynamics detect");
-  bwt_lm_prompts_free(p, n);
+  bwt_lm_records_free(p, n);
   bwt_lm_close(lm);
   return rc;
 }

@@ -284,9 +284,9 @@ int cmd_lm_intervene(int argc, char **argv) {
     bwt_lm_close(lm);
     return 2;
   }
-  bwt_lm_sula_record *rec = NULL;
+  bwt_lm_record *rec = NULL;
   int n_rec = 0;
-  if (sula[0] && bwt_lm_sula_read(&rec, &n_rec, sula, lm) != BWT_STATUS_OK) {
+  if (sula[0] && bwt_lm_records_read(sula, c->V, c->max_pos, 1, &rec, &n_rec) != BWT_STATUS_OK) {
     bwt_lm_close(lm);
     return cli_error("lm intervene");
   }
@@ -322,7 +322,7 @@ int cmd_lm_intervene(int argc, char **argv) {
   }
   for (int k = 0; iv && k < done; k++) bwt_lm_intervention_free(&iv[k]);
   free(iv);
-  bwt_lm_sula_free(rec, n_rec);
+  bwt_lm_records_free(rec, n_rec);
   bwt_lm_pool_free(&sel);
   free(quintile);
   bwt_lm_close(lm);

@@ -68,7 +68,7 @@ expect 2 "needs at least 2" -- dynamics verify "$model" --prompts "$tmp/short.js
 expect 2 "length must be >= 2" -- dynamics verify "$model" --length 1
 expect 2 "length 100 exceeds the model's 64 positions" -- dynamics verify "$model" --length 100
 expect 2 "needs --prompts FILE.jsonl" -- dynamics detect "$model"
-expect 2 "nolabels.jsonl:1: the detector needs" -- dynamics detect "$model" --prompts "$tmp/nolabels.jsonl"
+expect 2 "nolabels.jsonl:1: needs \"labels\"" -- dynamics detect "$model" --prompts "$tmp/nolabels.jsonl"
 expect 2 "layer 5 is not one of the model's layers 0..1" -- dynamics detect "$model" --prompts "$tmp/sula.jsonl" --layer 5
 expect 2 "buckets >= 0" -- dynamics detect "$model" --prompts "$tmp/sula.jsonl" --buckets -1
 

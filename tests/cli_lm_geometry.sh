@@ -76,7 +76,7 @@ expect 2 "layers must be in 0..1" -- lm intervene "$fx/llama_gqa" --layers 0,5
 expect 2 "layers must be in 0..1" -- lm intervene "$fx/llama_gqa" --layers 0,,x
 expect 2 "give one of --layer and --layers" -- lm intervene "$fx/llama_gqa" --layer 0 --layers 1
 printf '{"tokens": [1, 2], "posterior": [0.5, 0.5]}\n' >"$tmp/badsula.jsonl"
-expect 1 "needs \"labels\": \[idA, idB\]" -- lm intervene "$fx/llama_gqa" --sula "$tmp/badsula.jsonl"
+expect 1 "badsula.jsonl:1: \"labels\" must be two different token ids" -- lm intervene "$fx/llama_gqa" --sula "$tmp/badsula.jsonl"
 
 # stories260K (a real Llama-architecture model, 8 query on 4 key/value heads, no tokenizer).
 stories=$shared/models/stories260K

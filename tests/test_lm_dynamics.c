@@ -26,8 +26,8 @@ static double verify_dir(const char *dir, int n, int T) {
   bwt_lm *lm = NULL;
   assert_int_equal(bwt_lm_open(&lm, dir), BWT_STATUS_OK);
   const bwt_lm_config *c = bwt_lm_config_of(lm);
-  bwt_lm_prompt *p = NULL;
-  assert_int_equal(bwt_lm_prompts_random(&p, n, T, c->V, 42), BWT_STATUS_OK);
+  bwt_lm_record *p = NULL;
+  assert_int_equal(bwt_lm_records_random(&p, n, T, c->V, 42), BWT_STATUS_OK);
   bwt_dynamics_check chk[64];
   assert_true(c->L <= 64);
   assert_int_equal(bwt_lm_dynamics_verify(lm, p, n, chk), BWT_STATUS_OK);
@@ -37,7 +37,7 @@ static double verify_dir(const char *dir, int n, int T) {
     worst = fmax(worst, chk[l].score_max_abs / chk[l].score_scale);
     worst = fmax(worst, chk[l].value_max_abs / chk[l].value_scale);
   }
-  bwt_lm_prompts_free(p, n);
+  bwt_lm_records_free(p, n);
   bwt_lm_close(lm);
   return worst;
 }
@@ -96,12 +96,12 @@ static void test_verify_catches(void **state) {
 
 /* SULA-like prompts on token ids: BOS, k (cue, answer) pairs whose answers are label A with
  * probability 0.8 under hypothesis A (B under B), then the cue; posterior by Bayes from the counts. */
-static bwt_lm_prompt *sula_like(int n, int k, int V, uint64_t seed) {
-  bwt_lm_prompt *p = calloc((size_t)n, sizeof *p);
+static bwt_lm_record *sula_like(int n, int k, int V, uint64_t seed) {
+  bwt_lm_record *p = calloc((size_t)n, sizeof *p);
   bwt_rng rng;
   bwt_rng_seed(&rng, seed, 1);
   for (int i = 0; i < n; i++) {
-    bwt_lm_prompt *q = &p[i];
+    bwt_lm_record *q = &p[i];
     snprintf(q->control, sizeof q->control, "none");
     q->id = i, q->k = k, q->T = 2 * k + 2, q->has_labels = 1;
     q->labels[0] = 100 % V, q->labels[1] = 200 % V;
@@ -129,7 +129,7 @@ static void test_detect_stories(void **state) {
   bwt_lm *lm = NULL;
   assert_int_equal(bwt_lm_open(&lm, dir), BWT_STATUS_OK);
   int n = 40;
-  bwt_lm_prompt *p = sula_like(n, 6, 512, 7);
+  bwt_lm_record *p = sula_like(n, 6, 512, 7);
   snprintf(p[3].control, sizeof p[3].control, "remap"); /* skipped */
   bwt_lm_detect_options o;
   bwt_lm_detect_options_default(&o);
@@ -173,7 +173,7 @@ static void test_detect_stories(void **state) {
   assert_true(r2.mean_loss[0] != r.mean_loss[0]);
   bwt_lm_detect_result_free(&r2);
   bwt_lm_detect_result_free(&r);
-  bwt_lm_prompts_free(p, n);
+  bwt_lm_records_free(p, n);
   bwt_lm_close(lm);
 }
 
@@ -225,9 +225,9 @@ static void test_prompt_files(void **state) {
   snprintf(path, sizeof path, "%s/p.jsonl", dir);
   write_text(path, "{\"id\": 7, \"k\": 2, \"control\": \"shuffled\", \"tokens\": [1, 5, 9], \"labels\": [4, 8], \"y\": 1, "
                    "\"posterior\": [0.25, 0.75]}\n\n{\"tokens\": [3]}\n");
-  bwt_lm_prompt *p = NULL;
+  bwt_lm_record *p = NULL;
   int n = 0;
-  assert_int_equal(bwt_lm_prompts_read(path, 64, 64, 0, &p, &n), BWT_STATUS_OK);
+  assert_int_equal(bwt_lm_records_read(path, 64, 64, 0, &p, &n), BWT_STATUS_OK);
   assert_int_equal(n, 2);
   assert_int_equal(p[0].id, 7);
   assert_int_equal(p[0].T, 3);
@@ -238,10 +238,10 @@ static void test_prompt_files(void **state) {
   assert_string_equal(p[0].control, "shuffled");
   assert_true(!p[1].has_labels);
   assert_string_equal(p[1].control, "none");
-  bwt_lm_prompts_free(p, n);
+  bwt_lm_records_free(p, n);
   /* the detector needs the labels: line 3 is named */
-  assert_int_equal(bwt_lm_prompts_read(path, 64, 64, 1, &p, &n), BWT_STATUS_FORMAT);
-  assert_non_null(strstr(bwt_last_error(), "p.jsonl:3: the detector needs"));
+  assert_int_equal(bwt_lm_records_read(path, 64, 64, 1, &p, &n), BWT_STATUS_FORMAT);
+  assert_non_null(strstr(bwt_last_error(), "p.jsonl:3: needs \"labels\""));
   static const struct {
     const char *text, *message;
   } bad[] = {
@@ -258,12 +258,12 @@ static void test_prompt_files(void **state) {
   };
   for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
     write_text(path, bad[i].text);
-    assert_int_not_equal(bwt_lm_prompts_read(path, 64, 64, 0, &p, &n), BWT_STATUS_OK);
+    assert_int_not_equal(bwt_lm_records_read(path, 64, 64, 0, &p, &n), BWT_STATUS_OK);
     if (!strstr(bwt_last_error(), bad[i].message)) fail_msg("'%s': got '%s', want '%s'", bad[i].text, bwt_last_error(), bad[i].message);
     assert_null(strchr(bwt_last_error(), '\n'));
   }
   write_text(path, "{\"tokens\": [1, 2, 3, 4, 5]}\n");
-  assert_int_equal(bwt_lm_prompts_read(path, 64, 4, 0, &p, &n), BWT_STATUS_FORMAT);
+  assert_int_equal(bwt_lm_records_read(path, 64, 4, 0, &p, &n), BWT_STATUS_FORMAT);
   assert_non_null(strstr(bwt_last_error(), "exceed the model's 4 positions"));
 }
 

@@ -540,7 +540,8 @@ static void test_intervene(void **state) {
   bwt_lm_pool pool;
   assert_int_equal(bwt_lm_pool_builtin(&pool, "ids", lm, NULL, 20, 4), BWT_STATUS_OK);
   /* Two SULA records with labels 3 and 4. */
-  bwt_lm_sula_record rec[2] = {{pool.p[0].ids, pool.p[0].n, {3, 4}, {0.9, 0.1}}, {pool.p[1].ids, pool.p[1].n, {3, 4}, {0.5, 0.5}}};
+  bwt_lm_record rec[2] = {{.tokens = pool.p[0].ids, .T = pool.p[0].n, .has_labels = 1, .labels = {3, 4}, .posterior = {0.9, 0.1}},
+                         {.tokens = pool.p[1].ids, .T = pool.p[1].n, .has_labels = 1, .labels = {3, 4}, .posterior = {0.5, 0.5}}};
   bwt_lm_intervention iv;
   assert_int_equal(bwt_lm_intervene(lm, &pool, 1, 1.0, 7, rec, 2, &iv, NULL, NULL), BWT_STATUS_OK);
   assert_int_equal(iv.n_effects, 8);
@@ -565,8 +566,8 @@ static void test_intervene(void **state) {
   double want = 0;
   for (int i = 0; i < 2; i++) {
     bwt_lm_reset(lm);
-    assert_int_equal(bwt_lm_forward(lm, rec[i].ids, rec[i].n, a), BWT_STATUS_OK);
-    const float *l = a + (size_t)(rec[i].n - 1) * c->V;
+    assert_int_equal(bwt_lm_forward(lm, rec[i].tokens, rec[i].T, a), BWT_STATUS_OK);
+    const float *l = a + (size_t)(rec[i].T - 1) * c->V;
     double z = exp((double)l[3]) + exp((double)l[4]), pa = exp((double)l[3]) / z, pb = 1 - pa;
     double hq = -(rec[i].posterior[0] * log2(rec[i].posterior[0]) + rec[i].posterior[1] * log2(rec[i].posterior[1]));
     want += fabs(-(pa * log2(pa) + pb * log2(pb)) - hq) / 2;

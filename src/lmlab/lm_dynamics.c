@@ -68,7 +68,7 @@ bwt_status bwt_lm_dynamics_check(const bwt_lm *lm, const bwt_lm_grad *g, int l, 
   return s;
 }
 
-bwt_status bwt_lm_dynamics_verify(bwt_lm *lm, const bwt_lm_prompt *p, int n, bwt_dynamics_check *per_layer) {
+bwt_status bwt_lm_dynamics_verify(bwt_lm *lm, const bwt_lm_record *p, int n, bwt_dynamics_check *per_layer) {
   const bwt_lm_config *c = bwt_lm_config_of(lm);
   memset(per_layer, 0, sizeof *per_layer * c->L);
   if (n < 1) return bwt_fail(BWT_STATUS_ARG, "verify needs at least one prompt");
@@ -144,7 +144,7 @@ static double entropy2(const double *p) {
 }
 
 /* One row: forward, the last position's loss, backward, the advantage feature. */
-static bwt_status add_row(bwt_lm *lm, const bwt_lm_prompt *p, const int32_t *tokens, bwt_detect_input kind,
+static bwt_status add_row(bwt_lm *lm, const bwt_lm_record *p, const int32_t *tokens, bwt_detect_input kind,
                           const bwt_lm_detect_options *o, int layer, int buckets, lm_rows *r, float *adv) {
   const bwt_lm_config *c = bwt_lm_config_of(lm);
   int T = p->T, V = c->V, last = T - 1;
@@ -202,7 +202,7 @@ static bwt_status add_row(bwt_lm *lm, const bwt_lm_prompt *p, const int32_t *tok
   return s;
 }
 
-static bwt_status collect(bwt_lm *lm, const bwt_lm_prompt *p, int n, bwt_detect_input kind, const bwt_lm_detect_options *o,
+static bwt_status collect(bwt_lm *lm, const bwt_lm_record *p, int n, bwt_detect_input kind, const bwt_lm_detect_options *o,
                           int layer, int buckets, lm_rows *r, int *skipped) {
   const bwt_lm_config *c = bwt_lm_config_of(lm);
   memset(r, 0, sizeof *r);
@@ -242,7 +242,7 @@ static bwt_status collect(bwt_lm *lm, const bwt_lm_prompt *p, int n, bwt_detect_
   return s;
 }
 
-bwt_status bwt_lm_detect(bwt_lm *lm, const bwt_lm_prompt *p, int n, const bwt_lm_detect_options *opt,
+bwt_status bwt_lm_detect(bwt_lm *lm, const bwt_lm_record *p, int n, const bwt_lm_detect_options *opt,
                          bwt_lm_detect_result *out) {
   const bwt_lm_config *c = bwt_lm_config_of(lm);
   memset(out, 0, sizeof *out);

@@ -47,70 +47,6 @@ bwt_status bwt_lm_random_orthogonal_axis(const double *u, int d, uint64_t seed, 
   return BWT_STATUS_OK;
 }
 
-void bwt_lm_sula_free(bwt_lm_sula_record *r, int n) {
-  for (int i = 0; r && i < n; i++) free(r[i].ids);
-  free(r);
-}
-
-bwt_status bwt_lm_sula_read(bwt_lm_sula_record **out, int *n_out, const char *path, const bwt_lm *lm) {
-  const bwt_lm_config *c = bwt_lm_config_of(lm);
-  char *text = NULL;
-  size_t len = 0;
-  *out = NULL, *n_out = 0;
-  BWT_TRY(bwt_read_file(path, &text, &len));
-  bwt_lm_sula_record *r = NULL;
-  int n = 0, line_no = 0;
-  bwt_status s = BWT_STATUS_OK;
-  for (char *line = text, *next; s == BWT_STATUS_OK && line && *line; line = next) {
-    next = strchr(line, '\n');
-    if (next) *next++ = '\0';
-    line_no++;
-    if (strspn(line, " \t\r") == strlen(line)) continue;
-    cJSON *o = cJSON_Parse(line);
-    const cJSON *t = cJSON_GetObjectItemCaseSensitive(o, "tokens"), *lab = cJSON_GetObjectItemCaseSensitive(o, "labels");
-    const cJSON *post = cJSON_GetObjectItemCaseSensitive(o, "posterior");
-    if (!cJSON_IsObject(o)) s = bwt_fail(BWT_STATUS_ARG, "%s line %d: not a JSON object", path, line_no);
-    else if (!cJSON_IsArray(t) || cJSON_GetArraySize(t) < 1 || cJSON_GetArraySize(t) > c->max_pos)
-      s = bwt_fail(BWT_STATUS_ARG, "%s line %d: needs \"tokens\": 1 to %d ids", path, line_no, c->max_pos);
-    else if (!cJSON_IsArray(lab) || cJSON_GetArraySize(lab) != 2)
-      s = bwt_fail(BWT_STATUS_ARG, "%s line %d: needs \"labels\": [idA, idB]", path, line_no);
-    else if (!cJSON_IsArray(post) || cJSON_GetArraySize(post) != 2)
-      s = bwt_fail(BWT_STATUS_ARG, "%s line %d: needs \"posterior\": [pA, pB]", path, line_no);
-    bwt_lm_sula_record rec = {0};
-    if (s == BWT_STATUS_OK) {
-      rec.n = cJSON_GetArraySize(t);
-      rec.ids = malloc((size_t)rec.n * sizeof *rec.ids);
-      if (!rec.ids) s = bwt_fail(BWT_STATUS_NOMEM, "out of memory reading %s", path);
-      for (int i = 0; s == BWT_STATUS_OK && i < rec.n + 2; i++) {
-        const cJSON *v = i < rec.n ? cJSON_GetArrayItem(t, i) : cJSON_GetArrayItem(lab, i - rec.n);
-        if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || v->valuedouble < 0 || v->valuedouble >= c->V)
-          s = bwt_fail(BWT_STATUS_ARG, "%s line %d: %s %d is not an id in 0..%d", path, line_no, i < rec.n ? "token" : "label",
-                       i < rec.n ? i : i - rec.n, c->V - 1);
-        else if (i < rec.n) rec.ids[i] = (int32_t)v->valuedouble;
-        else rec.label[i - rec.n] = (int)v->valuedouble;
-      }
-      for (int i = 0; s == BWT_STATUS_OK && i < 2; i++) {
-        const cJSON *v = cJSON_GetArrayItem(post, i);
-        if (!cJSON_IsNumber(v) || !(v->valuedouble >= 0 && v->valuedouble <= 1))
-          s = bwt_fail(BWT_STATUS_ARG, "%s line %d: posterior %d is not a probability", path, line_no, i);
-        else rec.posterior[i] = v->valuedouble;
-      }
-      if (s == BWT_STATUS_OK && fabs(rec.posterior[0] + rec.posterior[1] - 1) > 1e-6)
-        s = bwt_fail(BWT_STATUS_ARG, "%s line %d: the posterior does not sum to 1", path, line_no);
-      bwt_lm_sula_record *grown = s == BWT_STATUS_OK ? realloc(r, (size_t)(n + 1) * sizeof *r) : NULL;
-      if (s == BWT_STATUS_OK && !grown) s = bwt_fail(BWT_STATUS_NOMEM, "out of memory reading %s", path);
-      if (s == BWT_STATUS_OK) r = grown, r[n++] = rec;
-      else free(rec.ids);
-    }
-    cJSON_Delete(o);
-  }
-  free(text);
-  if (s == BWT_STATUS_OK && n == 0) s = bwt_fail(BWT_STATUS_ARG, "%s holds no SULA records", path);
-  if (s != BWT_STATUS_OK) return bwt_lm_sula_free(r, n), s;
-  *out = r, *n_out = n;
-  return BWT_STATUS_OK;
-}
-
 typedef struct {
   const bwt_lm_intervention *iv;
   const double *axis;
@@ -161,16 +97,16 @@ static double h2(double p) {
 }
 
 bwt_status bwt_lm_sula_mae(bwt_lm *lm, const bwt_lm_intervention *iv, const double *axis, bwt_axis_op op, double alpha,
-                           const bwt_lm_sula_record *r, int n, double *mae) {
+                           const bwt_lm_record *r, int n, double *mae) {
   const bwt_lm_config *c = bwt_lm_config_of(lm);
   float *logits = malloc((size_t)c->V * sizeof *logits);
   if (!logits) return bwt_fail(BWT_STATUS_NOMEM, "out of memory");
   bwt_status s = BWT_STATUS_OK;
   double sum = 0;
   for (int i = 0; s == BWT_STATUS_OK && i < n; i++) {
-    s = run_edited(lm, iv, axis, op, alpha, r[i].ids, r[i].n, NULL, logits);
+    s = run_edited(lm, iv, axis, op, alpha, r[i].tokens, r[i].T, NULL, logits);
     /* p_A renormalised over the two labels: 1 / (1 + e^(l_B − l_A)). */
-    double pa = 1 / (1 + exp((double)logits[r[i].label[1]] - logits[r[i].label[0]]));
+    double pa = 1 / (1 + exp((double)logits[r[i].labels[1]] - logits[r[i].labels[0]]));
     sum += fabs(h2(pa) - h2(r[i].posterior[0]));
   }
   free(logits);
@@ -185,7 +121,7 @@ void bwt_lm_intervention_free(bwt_lm_intervention *iv) {
 }
 
 bwt_status bwt_lm_intervene(bwt_lm *lm, const bwt_lm_pool *prompts, int layer, double alpha, uint64_t seed,
-                            const bwt_lm_sula_record *sula, int n_sula, bwt_lm_intervention *iv,
+                            const bwt_lm_record *sula, int n_sula, bwt_lm_intervention *iv,
                             void (*progress)(void *ctx, int i, int n), void *ctx) {
   memset(iv, 0, sizeof *iv);
   const bwt_lm_config *c = bwt_lm_config_of(lm);

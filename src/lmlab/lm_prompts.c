@@ -1,5 +1,6 @@
-/* Prompt files of the language-model instruments (bwt/lab/lm_dynamics.h): JSON lines of token ids,
- * with the two hypotheses of `bwt lm sula --export` records when the detector needs them. */
+/* Prompt records of the language-model instruments (bwt/lab/lm_prompts.h): JSON lines of token ids,
+ * with the two hypotheses of `bwt lm sula --export` records when an instrument needs them, or the
+ * same records straight from a SULA run. */
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
@@ -7,10 +8,10 @@
 #include <string.h>
 
 #include "bwt/fileio.h"
-#include "bwt/lab/lm_dynamics.h"
+#include "bwt/lab/lm_prompts.h"
 #include "bwt/rng.h"
 
-void bwt_lm_prompts_free(bwt_lm_prompt *p, int n) {
+void bwt_lm_records_free(bwt_lm_record *p, int n) {
   for (int i = 0; p && i < n; i++) free(p[i].tokens);
   free(p);
 }
@@ -25,7 +26,7 @@ static int int_in(const cJSON *x, double lo, double hi, int *v) {
 }
 
 /* One record into p; a message naming path and line on failure. */
-static bwt_status parse_line(bwt_lm_prompt *p, const cJSON *o, const char *path, int line, int V, int max_pos,
+static bwt_status parse_line(bwt_lm_record *p, const cJSON *o, const char *path, int line, int V, int max_pos,
                              int need_labels) {
   memset(p, 0, sizeof *p);
   snprintf(p->control, sizeof p->control, "none");
@@ -58,7 +59,7 @@ static bwt_status parse_line(bwt_lm_prompt *p, const cJSON *o, const char *path,
   const cJSON *lab = cJSON_GetObjectItemCaseSensitive(o, "labels"), *y = cJSON_GetObjectItemCaseSensitive(o, "y");
   const cJSON *post = cJSON_GetObjectItemCaseSensitive(o, "posterior");
   if (!lab && !y && !post) {
-    if (need_labels) return bwt_fail(BWT_STATUS_FORMAT, "%s:%d: the detector needs \"labels\", \"y\" and \"posterior\"", path, line);
+    if (need_labels) return bwt_fail(BWT_STATUS_FORMAT, "%s:%d: needs \"labels\", \"y\" and \"posterior\" (a record of bwt lm sula --export)", path, line);
     return BWT_STATUS_OK;
   }
   if (!cJSON_IsArray(lab) || cJSON_GetArraySize(lab) != 2 || !int_in(lab->child, 0, V - 1, &p->labels[0]) ||
@@ -76,14 +77,14 @@ static bwt_status parse_line(bwt_lm_prompt *p, const cJSON *o, const char *path,
   return BWT_STATUS_OK;
 }
 
-bwt_status bwt_lm_prompts_read(const char *path, int V, int max_pos, int need_labels, bwt_lm_prompt **out, int *n) {
+bwt_status bwt_lm_records_read(const char *path, int V, int max_pos, int need_labels, bwt_lm_record **out, int *n) {
   *out = NULL, *n = 0;
   char *text;
   size_t len;
   BWT_TRY(bwt_read_file(path, &text, &len));
   int cap = 1, count = 0;
   for (size_t i = 0; i < len; i++) cap += text[i] == '\n';
-  bwt_lm_prompt *p = bwt_calloc((size_t)cap, sizeof *p, "prompts");
+  bwt_lm_record *p = bwt_calloc((size_t)cap, sizeof *p, "prompts");
   bwt_status s = p ? BWT_STATUS_OK : BWT_STATUS_NOMEM;
   int line = 0;
   for (char *at = text; s == BWT_STATUS_OK && at && *at;) {
@@ -104,23 +105,23 @@ bwt_status bwt_lm_prompts_read(const char *path, int V, int max_pos, int need_la
   free(text);
   if (s == BWT_STATUS_OK && count == 0) s = bwt_fail(BWT_STATUS_FORMAT, "%s holds no prompts", path);
   if (s != BWT_STATUS_OK) {
-    bwt_lm_prompts_free(p, count);
+    bwt_lm_records_free(p, count);
     return s;
   }
   *out = p, *n = count;
   return BWT_STATUS_OK;
 }
 
-bwt_status bwt_lm_prompts_random(bwt_lm_prompt **out, int n, int T, int V, uint64_t seed) {
+bwt_status bwt_lm_records_random(bwt_lm_record **out, int n, int T, int V, uint64_t seed) {
   *out = NULL;
   if (n < 1 || T < 1 || V < 1) return bwt_fail(BWT_STATUS_ARG, "random prompts: %d prompts of %d tokens are not possible", n, T);
-  bwt_lm_prompt *p = bwt_calloc((size_t)n, sizeof *p, "prompts");
+  bwt_lm_record *p = bwt_calloc((size_t)n, sizeof *p, "prompts");
   if (!p) return BWT_STATUS_NOMEM;
   for (int i = 0; i < n; i++) {
     snprintf(p[i].control, sizeof p[i].control, "none");
     p[i].id = i, p[i].T = T;
     if (!(p[i].tokens = bwt_malloc(sizeof(int32_t) * (size_t)T, "prompt tokens"))) {
-      bwt_lm_prompts_free(p, i);
+      bwt_lm_records_free(p, i);
       return BWT_STATUS_NOMEM;
     }
     bwt_rng rng;
@@ -128,5 +129,27 @@ bwt_status bwt_lm_prompts_random(bwt_lm_prompt **out, int n, int T, int V, uint6
     for (int t = 0; t < T; t++) p[i].tokens[t] = (int32_t)bwt_rng_below(&rng, (uint32_t)V);
   }
   *out = p;
+  return BWT_STATUS_OK;
+}
+
+bwt_status bwt_lm_records_from_sula(const bwt_sula_result *r, bwt_lm_record **out, int *n) {
+  int total = r->n_ks * BWT_SULA_CONTROL_COUNT * r->per_k;
+  *out = NULL, *n = 0;
+  bwt_lm_record *p = bwt_calloc((size_t)total, sizeof *p, "prompts");
+  if (!p) return BWT_STATUS_NOMEM;
+  for (int i = 0; i < total; i++) {
+    const bwt_sula_prompt *q = &r->prompts[i];
+    bwt_lm_record *o = &p[i];
+    if (!(o->tokens = bwt_malloc(sizeof(int32_t) * (size_t)q->n_tokens, "prompt tokens"))) {
+      bwt_lm_records_free(p, i);
+      return BWT_STATUS_NOMEM;
+    }
+    memcpy(o->tokens, q->tokens, sizeof(int32_t) * (size_t)q->n_tokens);
+    o->T = q->n_tokens, o->id = q->id, o->k = q->k, o->y = q->y, o->has_labels = 1;
+    snprintf(o->control, sizeof o->control, "%s", bwt_sula_control_name(q->control));
+    memcpy(o->labels, q->labels, sizeof o->labels);
+    memcpy(o->posterior, q->posterior, sizeof o->posterior);
+  }
+  *out = p, *n = total;
   return BWT_STATUS_OK;
 }

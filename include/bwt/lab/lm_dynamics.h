@@ -12,39 +12,15 @@
 
 #include "bwt/lab/detector.h"
 #include "bwt/lab/dynamics.h"
+#include "bwt/lab/lm_prompts.h"
 #include "bwt/lm_grad.h"
-
-/* One prompt: a JSON line {"tokens": [ids]} — verify needs no more — or a record of `bwt lm sula
- * --export` for the detector: {"id": int, "k": int, "control": "none"|"remap"|"shuffled"|"ablated",
- * "tokens": [ids], "labels": [idA, idB], "y": 0|1, "posterior": [pA, pB]}. */
-typedef struct {
-  int id, k;
-  char control[16];  /* "none" when absent */
-  int32_t *tokens;
-  int T;
-  int has_labels;    /* labels, y and posterior were given */
-  int32_t labels[2]; /* the two hypotheses' answer tokens */
-  int y;             /* the true hypothesis, 0 or 1 */
-  double posterior[2];
-} bwt_lm_prompt;
-
-/* Reads a JSON-lines file of prompts (blank lines skipped) for a model of vocabulary V and max_pos
- * positions. One line of error naming the file and line for: a line that is not a JSON object, no
- * "tokens" array or an empty one, a token outside 0..V−1 or more than max_pos of them, and, when
- * need_labels, a record without labels, y or posterior, a label outside the vocabulary, y other than
- * 0 or 1, a posterior not a distribution (non-negative, summing to 1 within 1e-3) or an unknown
- * control. Free with bwt_lm_prompts_free. */
-bwt_status bwt_lm_prompts_read(const char *path, int V, int max_pos, int need_labels, bwt_lm_prompt **out, int *n);
-/* n prompts of T tokens uniform over 0..V−1 (stream seed, one per prompt): verify's default. */
-bwt_status bwt_lm_prompts_random(bwt_lm_prompt **out, int n, int T, int V, uint64_t seed);
-void bwt_lm_prompts_free(bwt_lm_prompt *p, int n);
 
 /* Compares layer l's kernel gradients in g with the two formulas over every head (see above). */
 bwt_status bwt_lm_dynamics_check(const bwt_lm *lm, const bwt_lm_grad *g, int l, bwt_dynamics_check *out);
 /* For each prompt (at least 2 tokens): the backward of the mean next-token cross-entropy over its
  * positions 0..T−2, and the check of every layer; per_layer (L) gets each layer's largest
  * deviations over the prompts. */
-bwt_status bwt_lm_dynamics_verify(bwt_lm *lm, const bwt_lm_prompt *p, int n, bwt_dynamics_check *per_layer);
+bwt_status bwt_lm_dynamics_verify(bwt_lm *lm, const bwt_lm_record *p, int n, bwt_dynamics_check *per_layer);
 
 /* The language-model detector. Options: the detector's (layer −1: the last; seed; threshold;
  * subsamples of subsample_rows; min_map: rows whose posterior gives y less are left out; n_seqs and
@@ -78,7 +54,7 @@ typedef struct {
   double mean_loss[BWT_DETECT_N]; /* the rows' mean loss (nats) */
 } bwt_lm_detect_result;
 
-bwt_status bwt_lm_detect(bwt_lm *lm, const bwt_lm_prompt *p, int n, const bwt_lm_detect_options *o,
+bwt_status bwt_lm_detect(bwt_lm *lm, const bwt_lm_record *p, int n, const bwt_lm_detect_options *o,
                          bwt_lm_detect_result *out);
 void bwt_lm_detect_result_free(bwt_lm_detect_result *r);
 /* The detector's JSON (bwt_detect_to_json's fields) with "model", "layer", "buckets", "soft",

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "bwt/lab/lm_pools.h"
+#include "bwt/lab/lm_prompts.h"
 #include "bwt/lm.h"
 
 /* In standardised coordinates z = (v − mu)/sd, with axis u (unit) and strength α:
@@ -26,19 +27,6 @@ void bwt_lm_axis_apply(bwt_axis_op op, double alpha, double s, const double *u, 
 /* r (d): a seeded Gaussian vector with its component along u (unit) removed (twice, for rounding),
  * normalised. Fails for d < 2. */
 bwt_status bwt_lm_random_orthogonal_axis(const double *u, int d, uint64_t seed, double *r);
-
-/* One SULA record (bwt lm sula --export): tokens, the two label ids, the exact posterior over them. */
-typedef struct {
-  int32_t *ids;
-  int n;
-  int label[2];
-  double posterior[2];
-} bwt_lm_sula_record;
-
-/* Reads the JSON lines {"id", "k", "control", "tokens": [ids], "labels": [idA, idB], "y", "posterior":
- * [pA, pB]}; ids checked against the model. Free with bwt_lm_sula_free. */
-bwt_status bwt_lm_sula_read(bwt_lm_sula_record **out, int *n, const char *path, const bwt_lm *lm);
-void bwt_lm_sula_free(bwt_lm_sula_record *r, int n);
 
 typedef struct {
   char op[16];             /* "cut", "keep_only", "shift_plus", "shift_minus" */
@@ -66,9 +54,10 @@ typedef struct {
 } bwt_lm_intervention;
 
 /* Measures layer ℓ's axis on prompts and the eight interventions (cut, keep-only, shift +α, shift
- * −α; entropy axis and random axis) with strength alpha (1 by default). sula (n_sula) may be NULL. */
+ * −α; entropy axis and random axis) with strength alpha (1 by default). sula (n_sula): SULA records with labels
+ * (bwt/lab/lm_prompts.h), or NULL. */
 bwt_status bwt_lm_intervene(bwt_lm *lm, const bwt_lm_pool *prompts, int layer, double alpha, uint64_t seed,
-                            const bwt_lm_sula_record *sula, int n_sula, bwt_lm_intervention *out,
+                            const bwt_lm_record *sula, int n_sula, bwt_lm_intervention *out,
                             void (*progress)(void *ctx, int i, int n), void *ctx);
 void bwt_lm_intervention_free(bwt_lm_intervention *iv);
 /* The final-token logits (V) of ids(n) with one operation (op, alpha) along axis at layer ℓ's
@@ -78,7 +67,7 @@ bwt_status bwt_lm_intervene_logits(bwt_lm *lm, const bwt_lm_intervention *iv, co
 /* Entropy MAE (bits) of the two-label renormalised next-token distribution against the records'
  * posteriors, under (axis, op, alpha) (axis NULL: none). */
 bwt_status bwt_lm_sula_mae(bwt_lm *lm, const bwt_lm_intervention *iv, const double *axis, bwt_axis_op op, double alpha,
-                           const bwt_lm_sula_record *r, int n, double *mae);
+                           const bwt_lm_record *r, int n, double *mae);
 /* dir/intervene_spearman.{png,svg}: one heatmap panel per layer, rows none / cut / keep-only / shift
  * + / shift −, columns the entropy axis and the random one, cells ρ(PC1, H) re-measured. */
 bwt_status bwt_lm_intervention_figure(const bwt_lm_intervention *iv, int n_layers, const char *dir);
