@@ -215,13 +215,8 @@ int cmd_lm_sula(int argc, char **argv) {
       int32_t *ids = which ? ss.remap : ss.labels;
       if (strcmp(given, "auto") == 0) {
         /* The next built-in pair that is two single tokens (and not the task's labels). */
-        bwt_status s;
-        do {
-          s = bwt_sula_pick_pair(tok, &from, ids);
-          if (s == BWT_STATUS_OK) words[0] = bwt_sula_label_pairs[from][0], words[1] = bwt_sula_label_pairs[from][1];
-          from++;
-        } while (s == BWT_STATUS_OK && which && (ids[0] == ss.labels[0] || ids[0] == ss.labels[1] || ids[1] == ss.labels[0] || ids[1] == ss.labels[1]));
-        if (s != BWT_STATUS_OK) rc = cli_error(CMD);
+        if (bwt_sula_pick_pair(tok, &from, which ? ss.labels : NULL, ids) != BWT_STATUS_OK) rc = cli_error(CMD);
+        else words[0] = bwt_sula_label_pairs[from][0], words[1] = bwt_sula_label_pairs[from][1], from++;
       } else if (parse_words(given, which ? rem_buf : lab_buf, OPT_STRING_MAX, words)) {
         rc = bad(which ? "--remap-labels needs two words A,B (no blanks or colons)" : "--labels needs two words A,B (no blanks or colons)", given);
       } else {

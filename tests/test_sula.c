@@ -153,15 +153,27 @@ static void test_text_mode_gpt2(void **state) {
   free(ids);
   int from = 0;
   int32_t pair[2];
-  assert_int_equal(bwt_sula_pick_pair(tok, &from, pair), BWT_STATUS_OK);
+  assert_int_equal(bwt_sula_pick_pair(tok, &from, NULL, pair), BWT_STATUS_OK);
   assert_string_equal(bwt_sula_label_pairs[from][0], "nib"); /* dax ... bouba are several tokens */
   const char *carriers[] = {"apple", "river"};
   bwt_sula_spec s = {.alpha = 0.9, .seed = 3, .tok = tok, .label_words = {"nib", "gob"}, .remap_words = {"dex", "mog"},
                      .carriers = carriers, .n_carriers = 2, .mask_word = BWT_SULA_MASK_WORD, .bos = -1,
                      .labels = {pair[0], pair[1]}};
   from++;
-  assert_int_equal(bwt_sula_pick_pair(tok, &from, s.remap), BWT_STATUS_OK);
+  assert_int_equal(bwt_sula_pick_pair(tok, &from, s.labels, s.remap), BWT_STATUS_OK);
   assert_int_equal(bwt_sula_spec_check(&s), BWT_STATUS_OK);
+  /* The default spec picks the same two pairs in text mode, and bwt lm sula's ids without a tokenizer. */
+  bwt_lm_config cfg = {.V = 64, .bos = 1};
+  bwt_sula_spec d;
+  assert_int_equal(bwt_sula_spec_default(&d, &cfg, tok, 0.8, 5), BWT_STATUS_OK);
+  assert_true(d.tok == tok && d.alpha == 0.8 && d.seed == 5 && d.n_carriers == bwt_sula_n_carriers);
+  assert_memory_equal(d.labels, s.labels, sizeof d.labels);
+  assert_memory_equal(d.remap, s.remap, sizeof d.remap);
+  assert_string_equal(d.label_words[1], "gob");
+  assert_string_equal(d.remap_words[0], "dex");
+  assert_int_equal(bwt_sula_spec_default(&d, &cfg, NULL, 0.9, 0), BWT_STATUS_OK);
+  assert_true(!d.tok && d.labels[0] == 5 && d.labels[1] == 6 && d.remap[0] == 7 && d.remap[1] == 8 && d.sep[0] == 3 &&
+              d.sep[1] == 4 && d.mask_id == 9 && d.carrier_lo == 10 && d.carrier_hi == 63 && d.bos == 1);
   bwt_sula_prompt p, q;
   assert_int_equal(bwt_sula_generate(&s, 3, BWT_SULA_NONE, 0, 0, &p), BWT_STATUS_OK);
   assert_int_equal(bwt_sula_generate(&s, 3, BWT_SULA_ABLATED, 0, 0, &q), BWT_STATUS_OK);

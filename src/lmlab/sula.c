@@ -65,16 +65,39 @@ bwt_status bwt_sula_label_id(const bwt_tokenizer *tok, const char *word, int32_t
   return s;
 }
 
-bwt_status bwt_sula_pick_pair(const bwt_tokenizer *tok, int *from, int32_t ids[2]) {
+static int shares_id(const int32_t a[2], const int32_t *avoid) {
+  return avoid && (a[0] == avoid[0] || a[0] == avoid[1] || a[1] == avoid[0] || a[1] == avoid[1]);
+}
+
+bwt_status bwt_sula_pick_pair(const bwt_tokenizer *tok, int *from, const int32_t *avoid, int32_t ids[2]) {
   for (int i = *from; i < bwt_sula_n_label_pairs; i++) {
-    int32_t a, b;
-    if (bwt_sula_label_id(tok, bwt_sula_label_pairs[i][0], &a) != BWT_STATUS_OK) continue;
-    if (bwt_sula_label_id(tok, bwt_sula_label_pairs[i][1], &b) != BWT_STATUS_OK || a == b) continue;
+    int32_t ab[2];
+    if (bwt_sula_label_id(tok, bwt_sula_label_pairs[i][0], &ab[0]) != BWT_STATUS_OK) continue;
+    if (bwt_sula_label_id(tok, bwt_sula_label_pairs[i][1], &ab[1]) != BWT_STATUS_OK || ab[0] == ab[1] || shares_id(ab, avoid)) continue;
     *from = i;
-    ids[0] = a, ids[1] = b;
+    ids[0] = ab[0], ids[1] = ab[1];
     return BWT_STATUS_OK;
   }
   return bwt_fail(BWT_STATUS_ARG, "none of the built-in label pairs after pair %d is two single tokens in this tokenizer: give --labels A,B", *from);
+}
+
+bwt_status bwt_sula_spec_default(bwt_sula_spec *ss, const bwt_lm_config *cfg, const bwt_tokenizer *tok, double alpha,
+                                 uint64_t seed) {
+  *ss = (bwt_sula_spec){.alpha = alpha, .seed = seed, .bos = -1, .mask_word = BWT_SULA_MASK_WORD};
+  if (tok) {
+    ss->tok = tok, ss->carriers = bwt_sula_carriers, ss->n_carriers = bwt_sula_n_carriers;
+    int from = 0;
+    BWT_TRY(bwt_sula_pick_pair(tok, &from, NULL, ss->labels));
+    ss->label_words[0] = bwt_sula_label_pairs[from][0], ss->label_words[1] = bwt_sula_label_pairs[from][1];
+    from++;
+    BWT_TRY(bwt_sula_pick_pair(tok, &from, ss->labels, ss->remap));
+    ss->remap_words[0] = bwt_sula_label_pairs[from][0], ss->remap_words[1] = bwt_sula_label_pairs[from][1];
+  } else {
+    ss->labels[0] = 5, ss->labels[1] = 6, ss->remap[0] = 7, ss->remap[1] = 8;
+    ss->sep[0] = 3, ss->sep[1] = 4, ss->mask_id = 9, ss->carrier_lo = 10, ss->carrier_hi = cfg->V - 1;
+    ss->bos = cfg->bos >= 0 && cfg->bos < cfg->V ? cfg->bos : -1;
+  }
+  return bwt_sula_spec_check(ss);
 }
 
 static int id_used(const bwt_sula_spec *s, int32_t id) {

@@ -71,9 +71,10 @@ extern const int bwt_sula_n_carriers;
 /* The token id of word as a label after ": ": "x: word" must encode as "x:" followed by exactly
  * one more token. Fails, naming the word and the token count, otherwise. */
 bwt_status bwt_sula_label_id(const bwt_tokenizer *tok, const char *word, int32_t *id);
-/* The first pair of bwt_sula_label_pairs (from index *from on) whose words are both single tokens:
- * its index in *from, ids in ids[2]. Fails when none is. */
-bwt_status bwt_sula_pick_pair(const bwt_tokenizer *tok, int *from, int32_t ids[2]);
+/* The first pair of bwt_sula_label_pairs (from index *from on) whose words are both single tokens,
+ * neither of them one of avoid[2] (NULL: no such condition): its index in *from, ids in ids[2].
+ * Fails when none is. */
+bwt_status bwt_sula_pick_pair(const bwt_tokenizer *tok, int *from, const int32_t *avoid, int32_t ids[2]);
 
 typedef struct {
   double alpha;
@@ -92,6 +93,13 @@ typedef struct {
   /* Both modes: the label ids (text mode: from bwt_sula_label_id). */
   int32_t labels[2], remap[2];
 } bwt_sula_spec;
+
+/* The default task on a model: with a tokenizer, text mode with the first two built-in label pairs
+ * that are single tokens (task, remap) and the built-in carriers; without, id mode with labels 5,6,
+ * remap 7,8, separators 3,4, mask 9, carriers 10..V−1 and the config's BOS (`bwt lm sula`'s
+ * defaults). Checked as bwt_sula_spec_check does. */
+bwt_status bwt_sula_spec_default(bwt_sula_spec *ss, const bwt_lm_config *cfg, const bwt_tokenizer *tok, double alpha,
+                                 uint64_t seed);
 
 /* Checks a spec: alpha in (0,1); distinct label, remap, separator and mask ids; a carrier range
  * with at least one id left; text mode: carriers given. One line naming what is wrong. */
