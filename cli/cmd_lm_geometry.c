@@ -32,13 +32,8 @@ static void coarse_progress(void *ctx, int i, int n) {
   if (i % step == 0) progress_count((const char *)ctx, i + 1, n, "");
 }
 
-static int is_file_pool(const char *p) {
-  size_t n = strlen(p);
-  return strchr(p, '/') || (n > 6 && strcmp(p + n - 6, ".jsonl") == 0) || (n > 5 && strcmp(p + n - 5, ".json") == 0);
-}
-
-/* The model, its tokenizer (the directory's or --tokenizer; none is fine), the pool and the
- * stratified draw into *sel (quintile of each). Prints the error and returns the exit code. */
+/* The model's tokenizer (the directory's or --tokenizer; none is fine: pools of ids only), the pool
+ * and the stratified draw into *sel (quintile of each). Prints the error and returns the exit code. */
 static int select_prompts(const char *cmd, const char *dir, prompt_options *po, bwt_lm *lm, bwt_lm_pool *sel,
                           int **quintile, char *pool_label, size_t cap) {
   bwt_tokenizer *tok = NULL;
@@ -49,45 +44,11 @@ static int select_prompts(const char *cmd, const char *dir, prompt_options *po, 
   }
   if (!po->pool[0]) snprintf(po->pool, sizeof po->pool, "%s", tok ? "mixed" : "ids");
   snprintf(pool_label, cap, "%s", po->pool);
-  bwt_lm_pool pool;
   double t0 = (double)clock() / CLOCKS_PER_SEC;
-  bwt_status s = is_file_pool(po->pool) ? bwt_lm_pool_read(&pool, po->pool, lm, tok)
-                                        : bwt_lm_pool_builtin(&pool, po->pool, lm, tok, po->candidates, po->seed);
+  bwt_status s = bwt_lm_pool_draw(lm, tok, po->pool, po->candidates, po->per_quintile, po->seed, sel, quintile);
   bwt_tokenizer_free(tok);
   if (s != BWT_STATUS_OK) return cli_error(cmd);
-  if (pool.n < 3) {
-    fprintf(stderr, "bwt %s: pool %s holds %d prompt%s; the geometry needs at least 3\n", cmd, po->pool, pool.n, pool.n == 1 ? "" : "s");
-    bwt_lm_pool_free(&pool);
-    return 1;
-  }
-  double *ent = malloc((size_t)pool.n * sizeof *ent);
-  int *idx = malloc(5 * (size_t)po->per_quintile * sizeof *idx);
-  *quintile = malloc(5 * (size_t)po->per_quintile * sizeof **quintile);
-  int n = 0;
-  s = ent && idx && *quintile ? BWT_STATUS_OK : bwt_fail(BWT_STATUS_NOMEM, "out of memory");
-  if (s == BWT_STATUS_OK) {
-    fprintf(stderr, "%s: pool %s, %d candidates; their next-token entropies\n", cmd, po->pool, pool.n);
-    s = bwt_lm_pool_entropy(lm, &pool, ent);
-  }
-  if (s == BWT_STATUS_OK) s = bwt_lm_stratified_draw(ent, pool.n, po->per_quintile, po->seed, idx, *quintile, &n);
-  memset(sel, 0, sizeof *sel);
-  if (s == BWT_STATUS_OK) {
-    sel->p = calloc((size_t)n, sizeof *sel->p);
-    if (!sel->p) s = bwt_fail(BWT_STATUS_NOMEM, "out of memory");
-    for (int i = 0; sel->p && i < n; i++) {
-      sel->p[i] = pool.p[idx[i]];
-      pool.p[idx[i]].ids = NULL; /* moved */
-      sel->n++;
-    }
-  }
-  fprintf(stderr, "%s: drew %d prompts by entropy quintile (%.1f s)\n", cmd, n, (double)clock() / CLOCKS_PER_SEC - t0);
-  bwt_lm_pool_free(&pool);
-  free(ent), free(idx);
-  if (s != BWT_STATUS_OK) {
-    bwt_lm_pool_free(sel);
-    free(*quintile), *quintile = NULL;
-    return cli_error(cmd);
-  }
+  fprintf(stderr, "%s: pool %s: drew %d prompts by next-token-entropy quintile (%.1f s)\n", cmd, po->pool, sel->n, (double)clock() / CLOCKS_PER_SEC - t0);
   return 0;
 }
 

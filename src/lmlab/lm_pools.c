@@ -451,3 +451,38 @@ bwt_status bwt_lm_stratified_draw(const double *entropy, int n, int per_quintile
   *n_out = k;
   return BWT_STATUS_OK;
 }
+
+bwt_status bwt_lm_pool_draw(bwt_lm *lm, const bwt_tokenizer *tok, const char *pool, int candidates, int per_quintile,
+                            uint64_t seed, bwt_lm_pool *sel, int **quintile) {
+  memset(sel, 0, sizeof *sel);
+  *quintile = NULL;
+  size_t len = strlen(pool);
+  int is_file = strchr(pool, '/') || (len > 6 && strcmp(pool + len - 6, ".jsonl") == 0) || (len > 5 && strcmp(pool + len - 5, ".json") == 0);
+  bwt_lm_pool all;
+  BWT_TRY(is_file ? bwt_lm_pool_read(&all, pool, lm, tok) : bwt_lm_pool_builtin(&all, pool, lm, tok, candidates, seed));
+  if (all.n < 3) {
+    int n = all.n;
+    bwt_lm_pool_free(&all);
+    return bwt_fail(BWT_STATUS_ARG, "pool %s holds %d prompt%s; the geometry needs at least 3", pool, n, n == 1 ? "" : "s");
+  }
+  double *ent = bwt_malloc((size_t)all.n * sizeof *ent, "entropies");
+  int *idx = bwt_malloc(5 * (size_t)per_quintile * sizeof *idx, "draw");
+  int *q = bwt_malloc(5 * (size_t)per_quintile * sizeof *q, "draw");
+  int n = 0;
+  bwt_status s = ent && idx && q ? bwt_lm_pool_entropy(lm, &all, ent) : BWT_STATUS_NOMEM;
+  if (s == BWT_STATUS_OK) s = bwt_lm_stratified_draw(ent, all.n, per_quintile, seed, idx, q, &n);
+  if (s == BWT_STATUS_OK && !(sel->p = bwt_calloc((size_t)n, sizeof *sel->p, "prompts"))) s = BWT_STATUS_NOMEM;
+  for (int i = 0; s == BWT_STATUS_OK && i < n; i++) {
+    sel->p[sel->n++] = all.p[idx[i]];
+    all.p[idx[i]].ids = NULL; /* moved */
+  }
+  bwt_lm_pool_free(&all);
+  free(ent), free(idx);
+  if (s != BWT_STATUS_OK) {
+    bwt_lm_pool_free(sel);
+    free(q);
+    return s;
+  }
+  *quintile = q;
+  return BWT_STATUS_OK;
+}

@@ -58,4 +58,11 @@ bwt_status bwt_lm_pool_entropy(bwt_lm *lm, const bwt_lm_pool *pool, double *entr
 bwt_status bwt_lm_stratified_draw(const double *entropy, int n, int per_quintile, uint64_t seed, int *idx,
                                   int *quintile, int *n_out);
 
+/* The prompts of an experiment: pool (a built-in name, or a JSON-lines file when it names a path or
+ * ends in .jsonl/.json) with `candidates` candidates, their next-token entropies and the stratified
+ * draw of per_quintile from each quintile into sel, quintile (*quintile, allocated) of each. A pool
+ * of fewer than 3 candidates is an error. */
+bwt_status bwt_lm_pool_draw(bwt_lm *lm, const bwt_tokenizer *tok, const char *pool, int candidates, int per_quintile,
+                            uint64_t seed, bwt_lm_pool *sel, int **quintile);
+
 #endif
