@@ -462,8 +462,8 @@ static int lm_capture(int argc, char **argv) {
   return rc;
 }
 
-/* The lm subcommands (tokenize, init, sula, geometry, intervene: cli/cmd_lm_tokenize.c, cmd_lm_init.c,
- * cmd_lm_sula.c, cmd_lm_geometry.c). */
+/* The lm subcommands (tokenize, init, sula, geometry, intervene, protocol: cli/cmd_lm_tokenize.c,
+ * cmd_lm_init.c, cmd_lm_sula.c, cmd_lm_geometry.c, cmd_lm_protocol.c). */
 static const struct {
   const char *name;
   int (*run)(int argc, char **argv);
@@ -478,6 +478,7 @@ static const struct {
     {"sula", cmd_lm_sula, "SULA in-context label task against its exact posterior (Paper III)"},
     {"geometry", cmd_lm_geometry, "Paper III's value manifold, key orthogonality and attention focusing"},
     {"intervene", cmd_lm_intervene, "edits of the final token's values along the entropy axis and a random one"},
+    {"protocol", cmd_lm_protocol, "all of Paper III's protocol over several model directories, one table"},
 };
 
 int cmd_lm(int argc, char **argv) {

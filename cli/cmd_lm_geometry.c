@@ -180,22 +180,6 @@ int cmd_lm_geometry(int argc, char **argv) {
   return rc;
 }
 
-/* "3,4,5" into layers (at most cap); returns the count, or -1 when malformed or out of 0..L−1. */
-static int parse_layers(const char *s, int L, int *layers, int cap) {
-  int n = 0;
-  const char *p = s;
-  while (*p) {
-    char *end;
-    long v = strtol(p, &end, 10);
-    if (end == p || v < 0 || v >= L || n >= cap) return -1;
-    layers[n++] = (int)v;
-    if (*end == ',') end++;
-    else if (*end) return -1;
-    p = end;
-  }
-  return n > 0 ? n : -1;
-}
-
 int cmd_lm_intervene(int argc, char **argv) {
   prompt_options po = {"", "", "lm_intervene", 1000, 15, 0};
   char layers_s[OPT_STRING_MAX] = "", sula[OPT_STRING_MAX] = "";
@@ -239,7 +223,7 @@ int cmd_lm_intervene(int argc, char **argv) {
   const bwt_lm_config *c = bwt_lm_config_of(lm);
   int ls[256], nl = 1;
   ls[0] = layer < 0 ? c->L - 1 : layer;
-  if (layers_s[0]) nl = parse_layers(layers_s, c->L, ls, 256);
+  if (layers_s[0]) nl = parse_int_list(layers_s, ls, 256, 0, c->L - 1);
   if (nl < 0 || ls[0] >= c->L || layer < -1) {
     fprintf(stderr, "bwt lm intervene: layers must be in 0..%d (got '%s')\n", c->L - 1, layers_s[0] ? layers_s : "--layer");
     bwt_lm_close(lm);

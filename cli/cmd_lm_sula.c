@@ -25,23 +25,6 @@ static int bad(const char *msg, const char *what) {
   return 2;
 }
 
-/* "a,b,c" of integers in 0..max into out (at most cap); returns the count, -1 if malformed. */
-static int parse_ints(const char *text, int *out, int cap, long max) {
-  int n = 0;
-  const char *p = text;
-  while (*p) {
-    char *end;
-    if (*p < '0' || *p > '9') return -1;
-    long v = strtol(p, &end, 10);
-    if (v > max || n >= cap) return -1;
-    out[n++] = (int)v;
-    if (*end == ',' && end[1]) p = end + 1;
-    else if (*end) return -1;
-    else p = end;
-  }
-  return n;
-}
-
 /* "A,B": two non-empty words without blanks into a[2] (pointing into buf). */
 static int parse_words(const char *text, char *buf, size_t cap, const char *w[2]) {
   snprintf(buf, cap, "%s", text);
@@ -181,7 +164,7 @@ int cmd_lm_sula(int argc, char **argv) {
   int npos = 0, rc = cli_parse(&spec, argc, argv, pos, &npos);
   if (rc) return rc == 1 ? 0 : rc;
   int ks[MAX_KS];
-  int n_ks = parse_ints(ks_text, ks, MAX_KS, BWT_SULA_MAX_K);
+  int n_ks = parse_int_list(ks_text, ks, MAX_KS, 0, BWT_SULA_MAX_K);
   if (n_ks < 1) return bad("--k needs a comma-separated list of integers in 0..4096", ks_text);
   if (per_k < 1 || per_k > 100000) return bad("--prompts-per-k must be in 1..100000", NULL);
   if (!(alpha > 0 && alpha < 1)) return bad("--alpha must be in (0, 1)", NULL);
@@ -227,9 +210,9 @@ int cmd_lm_sula(int argc, char **argv) {
   } else {
     int a[2], b[2], sp[2], lo = -1, hi = -1;
     char tail[OPT_STRING_MAX] = "";
-    if (parse_ints(label_ids, a, 2, 1L << 30) != 2) rc = bad("--label-ids needs two ids a,b", label_ids);
-    else if (parse_ints(remap_ids, b, 2, 1L << 30) != 2) rc = bad("--remap-ids needs two ids c,d", remap_ids);
-    else if (parse_ints(sep_ids, sp, 2, 1L << 30) != 2) rc = bad("--sep-ids needs two ids s1,s2", sep_ids);
+    if (parse_int_list(label_ids, a, 2, 0, 1L << 30) != 2) rc = bad("--label-ids needs two ids a,b", label_ids);
+    else if (parse_int_list(remap_ids, b, 2, 0, 1L << 30) != 2) rc = bad("--remap-ids needs two ids c,d", remap_ids);
+    else if (parse_int_list(sep_ids, sp, 2, 0, 1L << 30) != 2) rc = bad("--sep-ids needs two ids s1,s2", sep_ids);
     else if (sscanf(carrier_ids, "%d-%511s", &lo, tail) != 2 || lo < 0 || (strcmp(tail, "last") != 0 && sscanf(tail, "%d", &hi) != 1))
       rc = bad("--carrier-ids needs LO-HI (HI an id or 'last')", carrier_ids);
     if (!rc && strcmp(tail, "last") == 0) hi = V - 1;

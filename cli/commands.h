@@ -20,5 +20,7 @@ int cmd_lm_sula(int argc, char **argv);
 /* bwt lm geometry and bwt lm intervene (cli/cmd_lm_geometry.c). */
 int cmd_lm_geometry(int argc, char **argv);
 int cmd_lm_intervene(int argc, char **argv);
+/* bwt lm protocol (cli/cmd_lm_protocol.c): all of the above over several models, one table. */
+int cmd_lm_protocol(int argc, char **argv);
 
 #endif

@@ -18,6 +18,23 @@ static int number_start(const char *v, int sign_ok) {
   return isdigit((unsigned char)*v) || (*v == '.' && isdigit((unsigned char)v[1]));
 }
 
+int parse_int_list(const char *text, int *out, int cap, long lo, long hi) {
+  int n = 0;
+  const char *p = text;
+  while (*p) {
+    char *end;
+    if (!isdigit((unsigned char)*p)) return -1;
+    errno = 0;
+    long v = strtol(p, &end, 10);
+    if (errno || v < lo || v > hi || n >= cap) return -1;
+    out[n++] = (int)v;
+    if (*end == ',' && end[1]) p = end + 1;
+    else if (*end) return -1;
+    else p = end;
+  }
+  return n > 0 ? n : -1;
+}
+
 static int parse_value(const cli_spec *spec, const cli_option *o, const char *v) {
   char *end = NULL;
   errno = 0;

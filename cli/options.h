@@ -82,6 +82,10 @@ int run_options_check_given(const cli_spec *spec, const run_options *o, const ch
 void task_overrides_init(run_options *given);
 int task_overrides_apply(bwt_task_config *cfg, const bwt_task_config *given, const char *command);
 
+/* "a,b,c": integers in lo..hi (lo >= 0; no signs or blanks) into out, at most cap; returns the
+ * count, or -1 when empty, malformed or out of range. */
+int parse_int_list(const char *text, int *out, int cap, long lo, long hi);
+
 /* The option group every subcommand shares: --threads, declared here once (help NULL: "threads
  * (0 = environment)"). */
 cli_option threads_option(int *threads, const char *help);

@@ -4,6 +4,7 @@
 # the evaluation lines of metrics.jsonl (the frontier: entropy MAE against wall time), eval.json and
 # the progress log.
 #   experiments/run.sh NAME [bwt train options]
+# STOP_AFTER=N stops the run (with a checkpoint) after step N, fresh or resumed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 name=$1; shift
@@ -11,6 +12,7 @@ bwt=${BWT:-build/bwt}
 run=runs/recipes/$name keep=experiments/recipes/$name
 mkdir -p "$keep" runs/recipes
 [ -e "$run/checkpoint.safetensors" ] && args=(--resume "$run") || args=(--out "$run" "$@")
+[ -n "${STOP_AFTER:-}" ] && args+=(--stop-after "$STOP_AFTER")
 echo "$bwt train ${args[*]}" >> "$keep/command.txt"
 rc=0
 "$bwt" train "${args[@]}" >> "$keep/train.log" 2>&1 || rc=$?
