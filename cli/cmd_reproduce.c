@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cjson/cJSON.h>
 
@@ -13,6 +14,7 @@
 #include "bwt/report.h"
 #include "commands.h"
 #include "options.h"
+#include "parallel.h"
 #include "progress.h"
 #include "reproduce.h"
 
@@ -127,15 +129,28 @@ static void eval_path(char *buf, size_t cap, const char *dir, int e) {
   else snprintf(buf, cap, "%s/eval_%d.json", dir, e);
 }
 
-/* One cell and seed: skipped when done, resumed when a checkpoint exists, else started. */
+/* Whether the cell and seed has finished: its run, its evaluations and its "done" marker. */
+static int cell_done(const char *out, const char *cell, int seed) {
+  char marker[4200];
+  snprintf(marker, sizeof marker, "%s/%s/seed%d/done", out, cell, seed);
+  return bwt_path_exists(marker);
+}
+
+/* Whether every cell this one starts from (an "@CELL" in its flags) is done for this seed. */
+static int inputs_done(const repro_cell *c, repro_preset preset, const char *out, int seed) {
+  for (const char *f = strchr(c->flags[preset], '@'); f; f = strchr(f + 1, '@')) {
+    char name[256];
+    snprintf(name, sizeof name, "%.*s", (int)strcspn(f + 1, " "), f + 1);
+    if (!cell_done(out, name, seed)) return 0;
+  }
+  return 1;
+}
+
+/* One cell and seed: resumed when a checkpoint exists, else started; then its evaluations. */
 static int run_cell(const repro_cell *c, repro_preset preset, int seed, const char *out, int steps, int threads) {
   char dir[4096], marker[4200], path[4200], extra[256], flags[REPRO_FLAGS_MAX];
   snprintf(dir, sizeof dir, "%s/%s/seed%d", out, c->name, seed);
   snprintf(marker, sizeof marker, "%s/done", dir);
-  if (bwt_path_exists(marker)) {
-    fprintf(stderr, "%s seed %d: done, skipped\n", c->name, seed);
-    return 0;
-  }
   snprintf(path, sizeof path, "%s/checkpoint.safetensors", dir);
   int rc;
   if (bwt_path_exists(path)) {
@@ -153,6 +168,55 @@ static int run_cell(const repro_cell *c, repro_preset preset, int seed, const ch
     if ((rc = extra_eval(dir, c->evals[e].eval_flags, path))) return rc;
   }
   return bwt_write_file_atomic(marker, "done\n", 5) == BWT_STATUS_OK ? 0 : cli_error("reproduce");
+}
+
+/* Trains every cell and seed of the grid that is not done, together with any other processes doing
+ * the same (the ranks of an MPI job, or separate invocations): each cell is claimed before it is
+ * trained (its file CELL/seedN.claim, flock'ed), a claimed cell is left to its claimant, and a cell
+ * that starts from another waits for it. Seed-major, so a partial grid has every cell once. Returns
+ * when every cell is done (waiting for the others' if need be), or the exit code of a failure. */
+static int run_grid(const repro_grid *g, repro_preset preset, int seeds, const char *out, int steps, int threads) {
+  int cells = 0, first_pass = 1, waited_for = -1;
+  for (int i = 0; i < g->n_cells; i++) cells += g->cells[i].flags[preset] != NULL;
+  for (;;) {
+    int done = 0, ran = 0;
+    for (int s = 1; s <= seeds; s++)
+      for (int i = 0; i < g->n_cells; i++) {
+        const repro_cell *c = &g->cells[i];
+        if (!c->flags[preset]) continue;
+        if (cell_done(out, c->name, s)) {
+          if (first_pass) fprintf(stderr, "%s seed %d: done, skipped\n", c->name, s);
+          done++;
+          continue;
+        }
+        if (!inputs_done(c, preset, out, s)) continue;
+        char path[4200];
+        int claim = -1;
+        snprintf(path, sizeof path, "%s/%s", out, c->name);
+        if (bwt_mkdir_p(path) != BWT_STATUS_OK) return cli_error("reproduce");
+        snprintf(path, sizeof path, "%s/%s/seed%d.claim", out, c->name, s);
+        if (bwt_claim(path, &claim) != BWT_STATUS_OK) return cli_error("reproduce");
+        if (claim < 0) continue; /* another process is training it */
+        int rc = 0;
+        if (!cell_done(out, c->name, s)) { /* it may have finished since we looked */
+          fprintf(stderr, "[%d/%d] ", done + 1, cells * seeds);
+          rc = run_cell(c, preset, s, out, steps, threads);
+          ran++;
+        }
+        bwt_dir_unlock(claim);
+        if (rc) return rc;
+        done++;
+      }
+    first_pass = 0;
+    if (done == cells * seeds) return 0;
+    if (!ran) { /* everything left is someone else's, or waits for it */
+      if (waited_for != cells * seeds - done)
+        fprintf(stderr, "bwt reproduce: waiting for %d cell runs that other processes hold\n", cells * seeds - done);
+      waited_for = cells * seeds - done;
+      for (int t = 0; t < 20 && !bwt_stop_requested(); t++) nanosleep(&(struct timespec){0, 100000000}, NULL);
+      if (bwt_stop_requested()) return 130;
+    }
+  }
 }
 
 /* Two-sided 95% Student t quantile for df degrees of freedom. */
@@ -287,16 +351,8 @@ int cmd_reproduce(int argc, char **argv) {
   if (dry) return dry_run(g, (repro_preset)preset, out);
   if (bwt_mkdir_p(out) != BWT_STATUS_OK) return cli_error("reproduce");
   progress_catch_interrupt();
-  int cells = 0, k = 0;
-  for (int i = 0; i < g->n_cells; i++) cells += g->cells[i].flags[preset] != NULL;
-  for (int s = 1; s <= seeds; s++) /* seed-major: a partial run already has every cell once */
-    for (int i = 0; i < g->n_cells; i++) {
-      if (!g->cells[i].flags[preset]) continue;
-      fprintf(stderr, "[%d/%d] ", ++k, cells * seeds);
-      if ((rc = run_cell(&g->cells[i], (repro_preset)preset, s, out, steps, threads))) {
-        if (rc == 130) fprintf(stderr, "bwt reproduce: interrupted; run the same command again to resume\n");
-        return rc;
-      }
-    }
-  return write_tables(g, out, seeds, (repro_preset)preset);
+  rc = run_grid(g, (repro_preset)preset, seeds, out, steps, threads);
+  if (rc == 130) fprintf(stderr, "bwt reproduce: interrupted; run the same command again to resume\n");
+  /* Every process (MPI rank) saw every cell done; one of them writes the tables. */
+  return rc || parallel_rank() != 0 ? rc : write_tables(g, out, seeds, (repro_preset)preset);
 }

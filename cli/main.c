@@ -7,21 +7,23 @@
 
 #include "bwt/checkpoint.h"
 #include "commands.h"
+#include "parallel.h"
 
 static const struct {
   const char *name;
   int (*run)(int argc, char **argv);
   const char *summary;
+  int many_ranks; /* runs as the ranks of an MPI job (the others take one process) */
 } commands[] = {
     {"demo", cmd_demo, "the main job: transformer vs context-free MLP on the bijection, against the exact posterior"},
-    {"train", cmd_train, "train a model on a wind tunnel (or --resume a run directory)"},
+    {"train", cmd_train, "train a model on a wind tunnel (or --resume a run directory)", 1},
     {"eval", cmd_eval, "evaluate a checkpoint against the exact posterior"},
     {"sample", cmd_sample, "export sequences with their exact posteriors as JSONL"},
     {"geometry", cmd_geometry, "the mechanism view of a transformer checkpoint: key frames, attention, value manifold"},
     {"ablate", cmd_ablate, "remove heads, branches and blocks one at a time; the change against the exact posterior"},
     {"dynamics", cmd_dynamics, "gradient dynamics (Paper II): routing-law check, EM vs SGD, falsification, timescales, detector"},
     {"lm", cmd_lm, "language models (Hugging Face checkpoints): info, run, ppl, capture, tokenize"},
-    {"reproduce", cmd_reproduce, "run a declared grid of experiments over seeds and tabulate it beside the papers"},
+    {"reproduce", cmd_reproduce, "run a declared grid of experiments over seeds and tabulate it beside the papers", 1},
 };
 
 char *openblas_get_corename(void); /* OpenBLAS's own API (cblas.h is not on the CLI's include path) */
@@ -51,8 +53,7 @@ static void usage(FILE *f) {
   fprintf(f, "\nbwt %s\n", bwt_code_version());
 }
 
-int main(int argc, char **argv) {
-  choose_blas_core(argv);
+static int run(int argc, char **argv) {
   /* A file-size limit (ulimit -f) then fails the write with EFBIG, which bwt reports, keeping the
    * last good file, instead of killing the process without a word. */
   signal(SIGXFSZ, SIG_IGN);
@@ -61,11 +62,26 @@ int main(int argc, char **argv) {
     return argc < 2 ? 2 : 0;
   }
   if (strcmp(argv[1], "--version") == 0) {
-    printf("bwt %s (OpenBLAS kernels: %s)\n", bwt_code_version(), openblas_get_corename());
+    printf("bwt %s (OpenBLAS kernels: %s; %s build)\n", bwt_code_version(), openblas_get_corename(), parallel_kind());
     return 0;
   }
-  for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-    if (strcmp(argv[1], commands[i].name) == 0) return commands[i].run(argc - 1, argv + 1);
+  for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+    if (strcmp(argv[1], commands[i].name) != 0) continue;
+    if (parallel_size() > 1 && !commands[i].many_ranks) {
+      fprintf(stderr, "bwt %s: runs as one process, not as %d MPI ranks (only train and reproduce use ranks; mpirun -np 1)\n",
+              argv[1], parallel_size());
+      return 2;
+    }
+    return commands[i].run(argc - 1, argv + 1);
+  }
   fprintf(stderr, "bwt: unknown command '%s' (see bwt --help)\n", argv[1]);
   return 2;
+}
+
+int main(int argc, char **argv) {
+  choose_blas_core(argv); /* before MPI starts: it may start the program again */
+  parallel_init(&argc, &argv);
+  /* The ranks of an MPI job all run the command; one of them speaks on standard output. */
+  if (parallel_rank() != 0 && !freopen("/dev/null", "w", stdout)) return parallel_finish(1);
+  return parallel_finish(run(argc, argv));
 }

@@ -33,5 +33,10 @@ int bwt_path_exists(const char *path);
  * killed writer left ("*.tmp.XXXXXX"), which this does. *fd is the lock until bwt_dir_unlock. */
 bwt_status bwt_dir_lock(const char *dir, int *fd);
 void bwt_dir_unlock(int fd);
+/* A claim on a unit of work that several processes share (a cell of a grid): the exclusive lock of
+ * the file at path (flock, created if need be). *fd is the claim, or -1 when another process holds
+ * it. The claim ends with bwt_dir_unlock(*fd) or with its process, so a killed claimant's work is
+ * free for the next. */
+bwt_status bwt_claim(const char *path, int *fd);
 
 #endif

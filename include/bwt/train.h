@@ -123,6 +123,16 @@ int bwt_snapshot_due(const bwt_train_config *cfg, int t);
  * OpenBLAS's per-thread buffers, where OpenBLAS itself would hang. */
 bwt_status bwt_set_threads(int n);
 
+/* Data parallelism over `size` processes (the MPI build of the CLI sets it; the engine knows no MPI):
+ * process `rank` trains its share of each step's global batch of train.batch sequences, and
+ * sum(ctx, grads, n, extras, n_extras), called on every process after its backward, replaces grads
+ * and extras by their sums over the processes, identically on all of them. */
+typedef struct {
+  int rank, size;
+  bwt_status (*sum)(void *ctx, float *grads, size_t n, double *extras, int n_extras);
+  void *ctx;
+} bwt_data_parallel;
+
 typedef struct {
   bwt_run_config cfg;
   bwt_task *task;
@@ -138,6 +148,11 @@ typedef struct {
   int eval_logged;        /* resumed: the log holds the evaluation of the checkpoint's step */
   double lr_before;       /* > 0: bwt_trainer_set_lr changed the learning rate from this */
   char notes[1024];       /* resumed: what the log repair dropped, for a warning ("" if nothing) */
+  bwt_data_parallel dp;   /* size 1 unless bwt_trainer_set_parallel */
+  int shard_first;        /* the index in the global batch of this process's first sequence */
+  int stop_agreed;        /* data parallel: some process asked to stop during the last step */
+  int out_of_step;        /* data parallel: a step failed before its sum, so the processes no longer
+                           * take their steps together (the caller must stop them all: MPI_Abort) */
 } bwt_trainer;
 
 /* Creates task, model (fresh weights from cfg->train.seed) and optimiser state. */
@@ -178,6 +193,14 @@ bwt_status bwt_trainer_take_dir(bwt_trainer *tr, const char *run_dir);
  * restores weights, optimiser state and step; the metrics log is cut back to what the checkpoint
  * covers, and what was dropped for damage is described in tr->notes. */
 bwt_status bwt_trainer_resume(bwt_trainer **out, const char *run_dir);
+/* Makes tr process dp->rank of dp->size: its batch becomes sequences [first, first + n) of each
+ * step's global batch (the global batch split as evenly as it goes, in rank order), and each step
+ * sums the gradients and the loss over the processes before clipping. Every process then takes the
+ * same steps; in bwt_train_run only rank 0 touches the run directory (lock, config, log,
+ * checkpoints, snapshots, evaluations), and a stop requested on any process (bwt_request_stop)
+ * stops every process after the same step. Call before the first step. */
+bwt_status bwt_trainer_set_parallel(bwt_trainer *tr, const bwt_data_parallel *dp);
+
 /* Replaces the peak learning rate for the rest of a run (a resumed run that diverged): the schedule
  * goes on with it, config.json and later checkpoints record it, and the log gets a line
  * {"step", "lr_changed_from", "lr_changed_to"}. */

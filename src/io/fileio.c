@@ -202,6 +202,20 @@ static void lock_holder(int fd, char *pid, size_t cap) {
   snprintf(pid, cap, "?");
 }
 
+bwt_status bwt_claim(const char *path, int *fd_out) {
+  *fd_out = -1;
+  int fd = -1;
+  struct stat st;
+  BWT_TRY(open_regular(path, O_RDWR | O_CREAT, &fd, &st));
+  if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
+    *fd_out = fd;
+    return BWT_STATUS_OK;
+  }
+  int err = errno;
+  close(fd);
+  return err == EWOULDBLOCK ? BWT_STATUS_OK : bwt_fail(BWT_STATUS_IO, "cannot lock %s: %s", path, strerror(err));
+}
+
 bwt_status bwt_dir_lock(const char *dir, int *fd_out) {
   *fd_out = -1;
   char path[4096];

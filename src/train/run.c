@@ -112,7 +112,35 @@ static cJSON *step_line(const bwt_trainer *tr, const bwt_progress *p, void *cons
   return ok ? o : NULL;
 }
 
+/* Whether the loop stops before the next step: on the request of this process, or in a data-parallel
+ * run on what every process agreed during the last step (so all stop after the same one). */
+static int stop_now(const bwt_trainer *tr) { return tr->dp.size > 1 ? tr->stop_agreed : bwt_stop_requested(); }
+
+static int stop_step(const bwt_trainer *tr) {
+  const bwt_train_config *c = &tr->cfg.train;
+  return tr->stop_after > 0 && tr->stop_after < c->steps ? tr->stop_after : c->steps;
+}
+
+/* Whether every process takes another step: rank 0's word (go), told to the others through the
+ * gradient sum with no gradients. Rank 0 says it before each step and once when it stops for any
+ * reason, so that no process waits in a sum the others never reach. */
+static int all_go(bwt_trainer *tr, int go) {
+  if (tr->dp.size == 1) return go;
+  double word = tr->dp.rank == 0 && go;
+  return tr->dp.sum(tr->dp.ctx, NULL, 0, &word, 1) == BWT_STATUS_OK && word > 0;
+}
+
+/* A data-parallel process other than rank 0: the steps rank 0 says to take, nothing written. */
+static bwt_status follow_run(bwt_trainer *tr) {
+  while (all_go(tr, 0)) {
+    double loss, gnorm, lr;
+    BWT_TRY(bwt_trainer_step(tr, &loss, &gnorm, &lr));
+  }
+  return BWT_STATUS_OK;
+}
+
 bwt_status bwt_train_run(bwt_trainer *tr, const char *dir, bwt_progress_fn progress, void *ctx) {
+  if (tr->dp.rank != 0) return follow_run(tr);
   const bwt_train_config *c = &tr->cfg.train;
   char path[4096];
   BWT_TRY(bwt_trainer_take_dir(tr, dir));
@@ -124,10 +152,10 @@ bwt_status bwt_train_run(bwt_trainer *tr, const char *dir, bwt_progress_fn progr
   metrics_log log;
   BWT_TRY(metrics_log_open(&log, dir, !tr->resumed));
 
-  int stop_at = tr->stop_after > 0 && tr->stop_after < c->steps ? tr->stop_after : c->steps;
+  int stop_at = stop_step(tr);
   double t0 = now_s(), t_last = t0, eval_s = 0;
   int step_last = tr->step, start = tr->step;
-  long tokens_per_step = (long)tr->batch.B * tr->batch.T;
+  long tokens_per_step = (long)c->batch * tr->batch.T; /* over every process of a data-parallel run */
   bwt_eval_result r;
   memset(&r, 0, sizeof r);
   int saved_at = tr->resumed ? tr->step : -1; /* the step of the checkpoint on disk */
@@ -145,7 +173,7 @@ bwt_status bwt_train_run(bwt_trainer *tr, const char *dir, bwt_progress_fn progr
   void *state[N_OBSERVERS] = {NULL};
   for (size_t i = 0; s == BWT_STATUS_OK && i < N_OBSERVERS; i++) s = observers[i]->open(tr->model, &state[i]);
   /* A stop requested before the loop (a Ctrl-C during start-up) is kept: the run saves its step. */
-  while (s == BWT_STATUS_OK && tr->step < stop_at && !bwt_stop_requested()) {
+  while (all_go(tr, s == BWT_STATUS_OK && tr->step < stop_at && !stop_now(tr))) {
     double loss, gnorm, lr;
     /* Lines follow the run's own schedule, never where a run happens to stop: a run stopped and
      * resumed writes the same lines as one that was not. A step's line comes before its evaluation,

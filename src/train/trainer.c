@@ -41,6 +41,7 @@ bwt_status bwt_trainer_create(bwt_trainer **out, const bwt_run_config *cfg) {
   if (!tr) return BWT_STATUS_NOMEM;
   tr->cfg = *cfg;
   tr->lock_fd = -1;
+  tr->dp = (bwt_data_parallel){.rank = 0, .size = 1};
   bwt_status s = bwt_set_threads(cfg->train.threads);
   if (s == BWT_STATUS_OK) s = bwt_task_create(&tr->task, &cfg->task);
   if (s == BWT_STATUS_OK) s = bwt_model_create(&tr->model, &cfg->model, cfg->train.seed);
@@ -86,18 +87,42 @@ void bwt_trainer_free(bwt_trainer *tr) {
   free(tr);
 }
 
+bwt_status bwt_trainer_set_parallel(bwt_trainer *tr, const bwt_data_parallel *dp) {
+  int B = tr->cfg.train.batch;
+  if (dp->size < 1 || dp->rank < 0 || dp->rank >= dp->size || (dp->size > 1 && !dp->sum))
+    return bwt_fail(BWT_STATUS_ARG, "data parallelism: rank %d of %d processes, or no way to sum gradients", dp->rank, dp->size);
+  if (dp->size > B)
+    return bwt_fail(BWT_STATUS_ARG, "%d processes share a batch of %d sequences: give each at least one (--batch >= %d)", dp->size, B, dp->size);
+  int first = (int)((long)dp->rank * B / dp->size), n = (int)((long)(dp->rank + 1) * B / dp->size) - first;
+  bwt_batch b;
+  BWT_TRY(bwt_batch_alloc(&b, tr->task, n));
+  if (tr->batch.pos_offset && !(b.pos_offset = bwt_calloc((size_t)n, sizeof(int32_t), "position offsets"))) {
+    bwt_batch_free(&b);
+    return BWT_STATUS_NOMEM;
+  }
+  b.pos_offset_from = tr->batch.pos_offset_from;
+  bwt_batch_free(&tr->batch);
+  tr->batch = b;
+  tr->shard_first = first;
+  tr->dp = *dp;
+  return BWT_STATUS_OK;
+}
+
 uint64_t bwt_train_batch_seed(uint64_t seed, int t) { return bwt_hash2(seed, (uint64_t)(t - 1)); }
 
 bwt_status bwt_trainer_step(bwt_trainer *tr, double *loss, double *grad_norm, double *lr) {
   const bwt_train_config *c = &tr->cfg.train;
   bwt_model *m = tr->model;
   bwt_batch *b = &tr->batch;
-  int M = b->B * b->n_sup, K = b->n_classes;
+  /* M rows here, of M_all over every process of a data-parallel run: the loss is their mean. */
+  int M = b->B * b->n_sup, K = b->n_classes, B_all = c->batch, M_all = B_all * b->n_sup;
   uint64_t batch_seed = bwt_train_batch_seed(c->seed, tr->step + 1);
-  BWT_TRY(bwt_task_sample(tr->task, batch_seed, b));
+  tr->out_of_step = tr->dp.size > 1; /* until the sum: the others wait in it if this step fails before */
+  BWT_TRY(bwt_task_sample_at(tr->task, batch_seed, (uint64_t)tr->shard_first, b));
   if (b->pos_offset) { /* its own stream of the batch's seed: the sequences stay those of an unshifted run */
     bwt_rng rng;
     bwt_rng_seed(&rng, bwt_hash2(batch_seed, JITTER_SEED_TAG), 0);
+    for (int i = 0; i < tr->shard_first; i++) bwt_rng_below(&rng, (uint32_t)c->position_jitter + 1); /* the other shards' */
     for (int i = 0; i < b->B; i++) b->pos_offset[i] = (int32_t)bwt_rng_below(&rng, (uint32_t)c->position_jitter + 1);
   }
   const float *logits = NULL;
@@ -108,19 +133,26 @@ bwt_status bwt_trainer_step(bwt_trainer *tr, double *loss, double *grad_norm, do
   int H = c->loss_horizon > 0 && c->loss_horizon < b->n_sup ? c->loss_horizon : b->n_sup;
   if (H == b->n_sup) {
     *loss = bwt_xent_loss(logits, b->target, soft, M, K);
-    bwt_xent_backward(tr->dlogits, tr->probs, b->target, soft, 1.0f / (float)M, M, K);
+    bwt_xent_backward(tr->dlogits, tr->probs, b->target, soft, 1.0f / (float)M_all, M, K);
   } else { /* the mean over the first H positions of each sequence; the other rows get no gradient */
     double total = 0;
     for (int s = 0; s < b->B; s++) {
       size_t r = (size_t)s * b->n_sup;
       const double *sr = soft ? soft + r * K : NULL;
       total += bwt_xent_loss(logits + r * K, b->target + r, sr, H, K) * H;
-      bwt_xent_backward(tr->dlogits + r * K, tr->probs + r * K, b->target + r, sr, 1.0f / (float)(b->B * H), H, K);
+      bwt_xent_backward(tr->dlogits + r * K, tr->probs + r * K, b->target + r, sr, 1.0f / (float)(B_all * H), H, K);
     }
     *loss = total / ((double)b->B * H);
   }
   bwt_model_zero_grad(m);
   BWT_TRY(bwt_model_backward(m, b, tr->dlogits));
+  if (tr->dp.size > 1) { /* the sums over the processes: gradients, this share of the mean loss, stop votes */
+    double extras[2] = {*loss * b->B / B_all, bwt_stop_requested() ? 1.0 : 0.0};
+    BWT_TRY(tr->dp.sum(tr->dp.ctx, m->grads, m->n_params, extras, 2));
+    tr->out_of_step = 0;
+    *loss = extras[0];
+    tr->stop_agreed = extras[1] > 0;
+  }
   *grad_norm = optim_clip(m, c->clip);
   if (!isfinite(*loss) || !isfinite(*grad_norm))
     return bwt_fail(BWT_STATUS_NUMERIC, "step %d: loss %g, gradient norm %g are not finite (the run diverged; continue from the last checkpoint with a lower learning rate: bwt train --resume DIR --lr X)",
