@@ -199,6 +199,7 @@ static int run_grid(const repro_grid *g, repro_preset preset, int seeds, const c
         if (claim < 0) continue; /* another process is training it */
         int rc = 0;
         if (!cell_done(out, c->name, s)) { /* it may have finished since we looked */
+          if (parallel_size() > 1) fprintf(stderr, "rank %d: ", parallel_rank());
           fprintf(stderr, "[%d/%d] ", done + 1, cells * seeds);
           rc = run_cell(c, preset, s, out, steps, threads);
           ran++;

@@ -28,7 +28,9 @@ evals=$(cd "$tmp/grid1" && find . -name 'eval*.json' | sort)
 check "grid: 12 cell runs evaluated" test "$(echo "$evals" | wc -l)" = 12
 for f in $evals; do check "grid: $f the same over 2 ranks" cmp -s "$tmp/grid1/$f" "$tmp/grid2/$f"; done
 check "grid: results.csv the same" cmp -s "$tmp/grid1/results.csv" "$tmp/grid2/results.csv"
-check "grid: both ranks trained cells" test "$(grep -c 'training into' "$tmp/grid2.err")" = 12
+check "grid: 12 cell runs trained" test "$(grep -c 'training into' "$tmp/grid2.err")" = 12
+check "grid: rank 0 trained cells" grep -q '^rank 0: \[' "$tmp/grid2.err"
+check "grid: rank 1 trained cells" grep -q '^rank 1: \[' "$tmp/grid2.err"
 
 # Data-parallel training: one process, two ranks, two ranks again.
 ok train $small --out "$tmp/one"
