@@ -32,6 +32,22 @@ check "grid: 12 cell runs trained" test "$(grep -c 'training into' "$tmp/grid2.e
 check "grid: rank 0 trained cells" grep -q '^rank 0: \[' "$tmp/grid2.err"
 check "grid: rank 1 trained cells" grep -q '^rank 1: \[' "$tmp/grid2.err"
 
+# Ctrl-C during a grid over 2 ranks: each rank's cell saved; the same command resumes them.
+mpi 2 "$bwt" reproduce boundary --steps 1000000 --seeds 1 --threads 1 --out "$tmp/grid_int" >/dev/null 2>"$tmp/grid_int.err" &
+job=$!
+for _ in $(seq 100); do [ "$(grep -c 'training into' "$tmp/grid_int.err")" = 2 ] && break; sleep 0.2; done
+sleep 2
+pkill -INT -f "^mpirun .*--out $tmp/grid_int\$"
+wait $job
+check "grid Ctrl-C: both ranks' cells saved" test "$(find "$tmp/grid_int" -name checkpoint.safetensors | wc -l)" = 2
+check "grid Ctrl-C: both say so" test "$(grep -c 'interrupted; run the same command again to resume' "$tmp/grid_int.err")" = 2
+mpi 2 "$bwt" reproduce boundary --steps 1000000 --seeds 1 --threads 1 --out "$tmp/grid_int" >/dev/null 2>"$tmp/grid_int.err" &
+job=$!
+for _ in $(seq 100); do [ "$(grep -c 'resuming' "$tmp/grid_int.err")" = 2 ] && break; sleep 0.2; done
+pkill -INT -f "^mpirun .*--out $tmp/grid_int\$"
+wait $job
+check "grid Ctrl-C: the same command resumes both cells" test "$(grep -c 'resuming .* at step [1-9]' "$tmp/grid_int.err")" = 2
+
 # Data-parallel training: one process, two ranks, two ranks again.
 ok train $small --out "$tmp/one"
 mpi 2 "$bwt" train $small --out "$tmp/two" 2>"$tmp/two.err"
