@@ -505,11 +505,12 @@ static int detect(int argc, char **argv) {
     printf("%s, step %d: block %d, %d sequences; fires when the silhouette exceeds %g (%d subsamples of %d rows)\n",
            run.path, run.step, o.layer < 0 ? run.model->cfg.n_layers - 1 : o.layer, o.n_seqs, o.threshold, o.subsamples,
            o.subsample_rows);
-    printf("%16s %7s %9s %11s %22s %10s\n", "inputs", "rows", "clusters", "silhouette", "r(confidence, -error)",
-           "fire rate");
+    printf("%16s %7s %9s %11s %22s %10s %10s %8s %22s\n", "inputs", "rows", "clusters", "silhouette", "r(confidence, -error)",
+           "fire rate", "curvature", "null", "r(-curvature, -error)");
     for (int k = 0; k < BWT_DETECT_N; k++)
-      printf("%16s %7d %9d %11.4f %22.4f %9.1f%%\n", bwt_detect_input_names[k], r[k].rows, r[k].clusters,
-             r[k].silhouette, r[k].confidence_r, 100 * r[k].fire_rate);
+      printf("%16s %7d %9d %11.4f %22.4f %9.1f%% %10.3f %8.3f %22.4f\n", bwt_detect_input_names[k], r[k].rows, r[k].clusters,
+             r[k].silhouette, r[k].confidence_r, 100 * r[k].fire_rate, r[k].curvature, r[k].curvature_null,
+             r[k].curvature_confidence_r);
     printf("false-positive rate on the controls: %.1f%% (random tokens), %.1f%% (shuffled labels)\n",
            100 * r[BWT_DETECT_RANDOM_TOKENS].fire_rate, 100 * r[BWT_DETECT_SHUFFLED_LABELS].fire_rate);
     s = write_output(outdir, "detect.json", bwt_detect_to_json(&o, r));

@@ -11,6 +11,15 @@
 #include "options.h"
 #include "progress.h"
 
+/* One row of the value-manifold table: where ("block", "final" or "state") and layer (−1: none). */
+static void manifold_row(const char *where, int layer, const bwt_manifold_stats *m, double probe_r2) {
+  char label[40];
+  if (layer >= 0) snprintf(label, sizeof label, "%s %d", where, layer);
+  else snprintf(label, sizeof label, "%s", where);
+  printf("%8s %7.2f%% %7.2f%% %6d %8.2f %9.4f %9.4f %9.4f %9.3f %9.3f\n", label, 100 * m->pc1, 100 * m->pc12, m->dims90,
+         m->participation_ratio, m->pearson, m->spearman, probe_r2, m->curvature, m->curvature_null);
+}
+
 static void print_geometry(const bwt_geometry *g) {
   printf("rows %ld (supervised positions of held-out sequences); entropy MAE %.5f bits, KL %.5f bits\n",
          g->n_rows, g->entropy_mae, g->kl_bits);
@@ -34,22 +43,14 @@ static void print_geometry(const bwt_geometry *g) {
     }
     printf("  reduction first -> last layer: %.1f%%\n", 100 * g->attn_reduction);
   }
-  printf("\nvalue manifold (PCA of the final norm's output; correlations of PC1 with the posterior entropy)\n");
-  printf("%8s %8s %8s %6s %8s %9s %9s %9s\n", "where", "PC1", "PC1+2", "dim90", "PR", "Pearson", "Spearman", "probe R2");
+  printf("\nvalue manifold (PCA of the final norm's output; correlations of PC1 with the posterior entropy;\n"
+         "curvature of the entropy-ordered curve in half-turns beside its shuffled-entropy null, docs/curvature.md)\n");
+  printf("%8s %8s %8s %6s %8s %9s %9s %9s %9s %9s\n", "where", "PC1", "PC1+2", "dim90", "PR", "Pearson", "Spearman",
+         "probe R2", "curvature", "null");
   printf("%8s %8s %8s %6s %8s %9s %9s %9.4f\n", "embed", "", "", "", "", "", "", g->probe_r2[0]);
-  for (int l = 0; l < g->L; l++) {
-    const bwt_manifold_stats *m = &g->layer[l];
-    printf("%6s %-2d %7.2f%% %7.2f%% %6d %8.2f %9.4f %9.4f %9.4f\n", "block", l, 100 * m->pc1, 100 * m->pc12,
-           m->dims90, m->participation_ratio, m->pearson, m->spearman, g->probe_r2[l + 1]);
-  }
-  const bwt_manifold_stats *f = &g->final;
-  printf("%8s %7.2f%% %7.2f%% %6d %8.2f %9.4f %9.4f %9.4f\n", "final", 100 * f->pc1, 100 * f->pc12, f->dims90,
-         f->participation_ratio, f->pearson, f->spearman, g->probe_r2[g->L + 1]);
-  for (int l = 0; g->state && l < g->L; l++) {
-    const bwt_manifold_stats *m = &g->state[l];
-    printf("%6s %-2d %7.2f%% %7.2f%% %6d %8.2f %9.4f %9.4f %9.4f\n", "state", l, 100 * m->pc1, 100 * m->pc12,
-           m->dims90, m->participation_ratio, m->pearson, m->spearman, g->state_probe_r2[l]);
-  }
+  for (int l = 0; l < g->L; l++) manifold_row("block", l, &g->layer[l], g->probe_r2[l + 1]);
+  manifold_row("final", -1, &g->final, g->probe_r2[g->L + 1]);
+  for (int l = 0; g->state && l < g->L; l++) manifold_row("state", l, &g->state[l], g->state_probe_r2[l]);
 }
 
 static void series_progress(void *ctx, int i, int n, int step) {

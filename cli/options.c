@@ -190,6 +190,7 @@ static char *enum_text(run_options *o, const bwt_setting *s) {
       {"init", offsetof(run_options, init)},
       {"decay", offsetof(run_options, decay)},
       {"ssm_variant", offsetof(run_options, ssm_variant)},
+      {"loss", offsetof(run_options, loss)},
   };
   for (size_t i = 0; i < sizeof texts / sizeof *texts; i++)
     if (strcmp(texts[i].key, s->key) == 0) return (char *)o + texts[i].offset;
@@ -338,6 +339,9 @@ int run_options_finish(run_options *o, const char *command) {
   if (bwt_positions_parse(o->positions, &m->positions) != BWT_STATUS_OK) return bwt_task_free(task), cli_error(command) + 1;
   if (bwt_init_parse(o->init, &m->init) != BWT_STATUS_OK) return bwt_task_free(task), cli_error(command) + 1;
   if (bwt_ssm_variant_parse(o->ssm_variant, &m->ssm_variant) != BWT_STATUS_OK) return bwt_task_free(task), cli_error(command) + 1;
+  bwt_loss loss = BWT_LOSS_CE;
+  if (bwt_loss_parse(o->loss, &loss) != BWT_STATUS_OK) return bwt_task_free(task), cli_error(command) + 1;
+  o->cfg.train.loss = (int)loss;
   m->attn_bias = !o->no_attn_bias;
   if (strcmp(o->decay, "all") == 0) o->cfg.train.decay_all = 1;
   else if (strcmp(o->decay, "matrices") != 0) {

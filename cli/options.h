@@ -47,7 +47,7 @@ void cli_usage(FILE *f, const cli_spec *spec);
 typedef struct {
   bwt_run_config cfg;
   char arch[OPT_STRING_MAX], norm[OPT_STRING_MAX], preset[OPT_STRING_MAX], positions[OPT_STRING_MAX];
-  char init[OPT_STRING_MAX], decay[OPT_STRING_MAX], ssm_variant[OPT_STRING_MAX];
+  char init[OPT_STRING_MAX], decay[OPT_STRING_MAX], ssm_variant[OPT_STRING_MAX], loss[OPT_STRING_MAX];
   int no_attn_bias;
   int max_T; /* 0: the task's length */
 } run_options;

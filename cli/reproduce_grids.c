@@ -169,11 +169,40 @@ static const repro_cell boundary[] = {
     MODULAR_CELLS("modular_horizon8", "--loss-horizon 8", "integer, loss on positions 1-8 only", ""),
 };
 
+/* Seed 000's Theorem 3 in the wind tunnels (issue 18): the same recipe trained with cross-entropy,
+ * the squared error of the predicted distribution and REINFORCE, and the cross-entropy model
+ * fine-tuned with each of the others (the seed's RLHF scenario: a quarter of the steps, lr / 3). */
+#define LOSS_CELLS(row, name, cpu, quick, paper, tune_cpu, tune_quick, tune_paper)                                       \
+  {row, name "_ce", {cpu, quick, paper}, {{"", "cross-entropy", ""}}},                                                     \
+  {row, name "_mse", {cpu " --loss mse", quick " --loss mse", paper " --loss mse"}, {{"", "squared error", ""}}},        \
+  {row, name "_pg", {cpu " --loss policy-gradient", quick " --loss policy-gradient", paper " --loss policy-gradient"},   \
+   {{"", "policy gradient", ""}}},                                                                                         \
+  {row, name "_ce_then_mse",                                                                                               \
+   {cpu " " tune_cpu " --loss mse --init-from @" name "_ce", quick " " tune_quick " --loss mse --init-from @" name "_ce",   \
+    paper " " tune_paper " --loss mse --init-from @" name "_ce"},                                                           \
+   {{"", "cross-entropy, then squared error", ""}}},                                                                       \
+  {row, name "_ce_then_pg",                                                                                                \
+   {cpu " " tune_cpu " --loss policy-gradient --init-from @" name "_ce",                                                   \
+    quick " " tune_quick " --loss policy-gradient --init-from @" name "_ce",                                               \
+    paper " " tune_paper " --loss policy-gradient --init-from @" name "_ce"},                                              \
+   {{"", "cross-entropy, then policy gradient", ""}}}
+#define TUNE_QUICK "--steps 750 --warmup 75 --lr 3e-4"
+#define TUNE_PAPER "--steps 12500 --warmup 500 --lr 1e-4"
+static const repro_cell losses[] = {
+    LOSS_CELLS("bijection V=20 (bits)", "bijection", CPU_BIJECTION " --steps 20000", "--task bijection " SMALL_T " " QUICK,
+               "--task bijection " BIG_T " " PAPER, "--steps 5000 --warmup 250 --lr 3e-4", TUNE_QUICK, TUNE_PAPER),
+    LOSS_CELLS("HMM S=5 O=5, K=20 (bits)", "hmm", CPU_HMM " --d-model 64 --layers 4 --heads 4 --lr 1e-3 --steps 10000",
+               HMM " " SMALL_T " " QUICK, HMM " --d-model 256 --layers 9 --heads 8 " PAPER,
+               "--steps 2500 --warmup 250 --lr 3e-4", TUNE_QUICK, TUNE_PAPER),
+};
+
 const repro_grid repro_grids[] = {
     {"paper1", "Paper I: bijection and HMM for transformer, LSTM and both MLPs; HMM length generalisation; recall",
      paper1, (int)(sizeof paper1 / sizeof paper1[0])},
     {"primitives", "the primitives table: bijection, HMM (K=20, 30, 50) and recall for transformer, Mamba, LSTM and both MLPs",
      primitives, (int)(sizeof primitives / sizeof primitives[0])},
+    {"losses", "seed 000's loss uniqueness: cross-entropy, squared error and policy gradient on the bijection and the HMM, and fine-tunes from cross-entropy",
+     losses, (int)(sizeof losses / sizeof losses[0])},
     {"boundary", "the construction boundary: modular recurrence with integer and opaque tokens, and a loss horizon",
      boundary, (int)(sizeof boundary / sizeof boundary[0])},
 };

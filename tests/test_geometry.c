@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "bwt/lab/ablate.h"
+#include "bwt/lab/curvature.h"
 #include "bwt/capture.h"
 #include "bwt/fileio.h"
 #include "bwt/lab/geometry.h"
@@ -455,13 +456,82 @@ static void test_series(void **state) {
   print_message("  %s\n", bwt_last_error());
 }
 
+/* The curvature of the entropy-ordered curve on constructed rows with known answers: a line (0
+ * half-turns, straightness 1, below every shuffle), a semicircle (10 equal bins of angle: the bin
+ * means turn by π/10 at each of the 8 interior points, 0.8 half-turns, straightness
+ * sin(0.45π) / (9 sin(π/20))), unchanged by scale, rotation, translation and a row stride; ties
+ * never split; and a random cloud, whose bin means are independent points turning by 2/3 half-turn
+ * each on average in many dimensions. */
+static void test_curvature_constructed(void **state) {
+  enum { R = 1000, C = 5, LD = 7 };
+  float *X = calloc((size_t)R * LD, sizeof *X);
+  double *h = calloc(R, sizeof *h);
+  assert_non_null(X), assert_non_null(h);
+  const double pi = acos(-1.0);
+  bwt_curvature cv;
+  /* The line x = (3, −1, 2, 0, 1)·t + (1, 1, 1, 1, 1), entropies in a shuffled order of t. */
+  const double dir[C] = {3, -1, 2, 0, 1};
+  for (int r = 0; r < R; r++) {
+    int t = (r * 389) % R; /* 389 is prime to 1000: a permutation */
+    h[r] = t / (double)R;
+    for (int c = 0; c < C; c++) X[r * LD + c] = (float)(dir[c] * h[r] + 1);
+  }
+  assert_int_equal(bwt_curvature_compute(&cv, X, h, R, C, LD, 10, 50, 1), BWT_STATUS_OK);
+  print_message("  line: %d points, curvature %.2e, straightness %.6f, null median %.3f, p %.2f\n", cv.points, cv.curvature,
+                cv.straightness, cv.null_median, cv.null_p);
+  assert_int_equal(cv.points, 10);
+  assert_true(cv.curvature < 1e-3);
+  assert_true(fabs(cv.straightness - 1) < 1e-6);
+  assert_true(cv.null_p == 0.0);
+  for (int r = 0; r < R; r++) assert_int_equal(cv.point_of_row[r], (int)(h[r] * 10));
+  bwt_curvature_free(&cv);
+  /* The semicircle of radius s (angle π·h) in the plane of two orthonormal directions, moved. */
+  const double e1[C] = {0.6, 0.8, 0, 0, 0}, e2[C] = {0, 0, 0.6, 0, 0.8};
+  for (int scale = 1; scale <= 100; scale *= 100) {
+    for (int r = 0; r < R; r++) {
+      h[r] = (r + 0.5) / R;
+      for (int c = 0; c < C; c++) X[r * LD + c] = (float)(scale * (cos(pi * h[r]) * e1[c] + sin(pi * h[r]) * e2[c]) - 4);
+    }
+    assert_int_equal(bwt_curvature_compute(&cv, X, h, R, C, LD, 10, 0, 1), BWT_STATUS_OK);
+    double straight = sin(0.45 * pi) / (9 * sin(pi / 20));
+    print_message("  semicircle (radius %d): curvature %.6f (exact 0.8), straightness %.6f (exact %.6f)\n", scale,
+                  cv.curvature, cv.straightness, straight);
+    assert_true(fabs(cv.curvature - 0.8) < 1e-4);
+    assert_true(fabs(cv.straightness - straight) < 1e-5);
+    assert_true(isnan(cv.null_median));
+    for (int j = 1; j < 9; j++) assert_true(fabs(cv.turning[j] - 0.1) < 1e-4);
+    assert_true(cv.turning[0] == 0 && cv.turning[9] == 0);
+    bwt_curvature_free(&cv);
+  }
+  /* Three entropy values: three points, whatever the bins. */
+  for (int r = 0; r < R; r++) h[r] = r % 3;
+  assert_int_equal(bwt_curvature_compute(&cv, X, h, R, C, LD, 10, 0, 1), BWT_STATUS_OK);
+  assert_int_equal(cv.points, 3);
+  bwt_curvature_free(&cv);
+  /* A Gaussian-like cloud in 64 dimensions with its entropies: no curve, the null's own level. */
+  enum { D = 64, RC = 4000 };
+  float *G = calloc((size_t)RC * D, sizeof *G);
+  double *hc = calloc(RC, sizeof *hc);
+  assert_non_null(G), assert_non_null(hc);
+  test_fill_uniform(G, (size_t)RC * D, -1, 1, 5);
+  for (int r = 0; r < RC; r++) hc[r] = r;
+  assert_int_equal(bwt_curvature_compute(&cv, G, hc, RC, D, D, 10, 100, 5), BWT_STATUS_OK);
+  print_message("  cloud: curvature %.3f, null median %.3f (independent points: 8 x 2/3 = 5.333), p %.2f\n", cv.curvature,
+                cv.null_median, cv.null_p);
+  assert_true(fabs(cv.curvature - 16.0 / 3) < 0.5 && fabs(cv.null_median - 16.0 / 3) < 0.5);
+  assert_true(cv.null_p > 0.05 && cv.null_p < 0.95); /* one draw of the null, not in its tail */
+  bwt_curvature_free(&cv);
+  assert_int_equal(bwt_curvature_compute(&cv, G, hc, 0, D, D, 10, 0, 2), BWT_STATUS_ARG);
+  free(G), free(hc), free(X), free(h);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_capture_matches_forward), cmocka_unit_test(test_capture_needs_transformer),
       cmocka_unit_test(test_capture_mamba),
       cmocka_unit_test(test_key_frames_constructed),  cmocka_unit_test(test_geometry_report),
       cmocka_unit_test(test_ablation),                cmocka_unit_test(test_snapshot_schedule),
-      cmocka_unit_test(test_series),
+      cmocka_unit_test(test_series),                cmocka_unit_test(test_curvature_constructed),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

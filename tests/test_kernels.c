@@ -47,6 +47,9 @@ typedef struct {
   void (*softmax_forward)(float *, const float *, int, int);
   double (*xent_loss)(const float *, const int32_t *, const double *, int, int);
   void (*xent_backward)(float *, const float *, const int32_t *, const double *, float, int, int);
+  double (*mse_loss)(const float *, const int32_t *, const double *, int, int);
+  void (*mse_backward)(float *, const float *, const int32_t *, const double *, float, int, int);
+  void (*pg_backward)(float *, const float *, const int32_t *, const double *, float, int, int);
   void (*fill)(float *, float, size_t);
   void (*zero)(float *, size_t);
   void (*copy)(float *, const float *, size_t);
@@ -81,6 +84,9 @@ static const backend backends[] = {
      .softmax_forward = bwt_softmax_forward,
      .xent_loss = bwt_xent_loss,
      .xent_backward = bwt_xent_backward,
+     .mse_loss = bwt_mse_loss,
+     .mse_backward = bwt_mse_backward,
+     .pg_backward = bwt_pg_backward,
      .fill = bwt_fill,
      .zero = bwt_zero,
      .copy = bwt_copy,
@@ -263,14 +269,51 @@ static double ref_xent(const double *logits, const int32_t *tgt, const double *s
   return total / N;
 }
 
+/* softmax(logits(N,K)) in double, into p. */
+static void ref_softmax(double *p, const double *logits, int N, int K) {
+  for (int n = 0; n < N; n++) {
+    const double *x = logits + n * K;
+    double mx = -INFINITY, z = 0;
+    for (int j = 0; j < K; j++) mx = fmax(mx, x[j]);
+    for (int j = 0; j < K; j++) z += p[n * K + j] = exp(x[j] - mx);
+    for (int j = 0; j < K; j++) p[n * K + j] /= z;
+  }
+}
+
+/* Mean over rows of Σ_k (p_k − y_k)², p = softmax(logits). */
+static double ref_mse(const double *logits, const int32_t *tgt, const double *soft, int N, int K) {
+  double total = 0, p[64];
+  assert_true(K <= 64);
+  for (int n = 0; n < N; n++) {
+    ref_softmax(p, logits + n * K, 1, K);
+    for (int j = 0; j < K; j++) {
+      double e = p[j] - (soft ? soft[n * K + j] : (double)(j == tgt[n]));
+      total += e * e;
+    }
+  }
+  return total / N;
+}
+
+/* REINFORCE's surrogate: −(1/N) Σ_n w_n log softmax(logits)_n[a_n]. */
+static double ref_pg_surrogate(const double *logits, const int32_t *actions, const double *w, int N, int K) {
+  double total = 0, p[64];
+  assert_true(K <= 64);
+  for (int n = 0; n < N; n++) {
+    ref_softmax(p, logits + n * K, 1, K);
+    total -= w[n] * log(p[actions[n]]);
+  }
+  return total / N;
+}
+
 /* ---- the finite-difference checker -------------------------------------------------------- */
 
 typedef enum {
-  OP_MATMUL, OP_EMBEDDING, OP_RMSNORM, OP_LAYERNORM, OP_GELU, OP_ATTENTION, OP_XENT, OP_LSTM
+  OP_MATMUL, OP_EMBEDDING, OP_RMSNORM, OP_LAYERNORM, OP_GELU, OP_ATTENTION, OP_XENT, OP_MSE, OP_PG, OP_LSTM
 } op_kind;
 
 /* One op's double inputs (x[], perturbed in place by the checker) and its scalar loss: Σ out ⊙ R
- * for a fixed random R, or the mean cross-entropy itself for OP_XENT. */
+ * for a fixed random R, or for the losses (OP_XENT, OP_MSE, OP_PG) their mean itself; OP_PG reads
+ * its actions from ints and its weights from soft. */
 typedef struct {
   op_kind op;
   int N, IC, OC, B, T, C, NH, K;
@@ -292,6 +335,8 @@ static double fd_loss(fd_ctx *c) {
       ref_attention(c->out, NULL, c->x[0], c->x[1], c->x[2], c->mask, c->B, c->T, c->C, c->NH);
       break;
     case OP_XENT: return ref_xent(c->x[0], c->ints, c->soft, c->N, c->K);
+    case OP_MSE: return ref_mse(c->x[0], c->ints, c->soft, c->N, c->K);
+    case OP_PG: return ref_pg_surrogate(c->x[0], c->ints, c->soft, c->N, c->K);
     case OP_LSTM: ref_lstm(c->out, c->x[0], c->x[1], c->x[2], c->T, c->B, c->C); break;
   }
   double L = 0;
@@ -527,17 +572,23 @@ static void test_attention_grad(void **state) {
   check_attention(be, 1, 19, 40, 2, 1.0f);
 }
 
+/* Rows of soft targets (N,K) from seed: each sums to 1, and column 1 is exactly 0 except in row 2. */
+static double *soft_rows(int N, int K, uint64_t seed) {
+  double *soft = dzeros(N * K);
+  float *sr = frand(N * K, 0, 1, seed);
+  for (int n = 0; n < N; n++) {
+    double z = 0;
+    for (int j = 0; j < K; j++) z += soft[n * K + j] = (j == 1 && n != 2) ? 0.0 : sr[n * K + j];
+    for (int j = 0; j < K; j++) soft[n * K + j] /= z;
+  }
+  return soft;
+}
+
 static void test_xent_grad(void **state) {
   const backend *be = *state;
   enum { N = 4, K = 5 };
   const int32_t tgt[N] = {0, 3, 4, 3};
-  double soft[N * K];
-  float *sr = frand(N * K, 0, 1, 20);
-  for (int n = 0; n < N; n++) {
-    double z = 0;
-    for (int j = 0; j < K; j++) z += soft[n * K + j] = (j == 1 && n != 2) ? 0.0 : sr[n * K + j];
-    for (int j = 0; j < K; j++) soft[n * K + j] /= z; /* rows sum to 1, some entries exactly 0 */
-  }
+  double *soft = soft_rows(N, K, 20);
   float *logits = frand(N * K, -3, 3, 21), *probs = fzeros(N * K);
   be->softmax_forward(probs, logits, N, K);
   for (int s = 0; s < 2; s++) {
@@ -562,6 +613,85 @@ static void test_xent_grad(void **state) {
   /* An out-of-range target is reported as NaN, not read. */
   const int32_t bad[N] = {0, 1, K, 2};
   assert_true(isnan(be->xent_loss(logits, bad, NULL, N, K)));
+}
+
+/* --loss mse: the squared error of the predicted distribution, and its gradient through the
+ * softmax, against the double mirror and central differences, for hard and soft targets. */
+static void test_mse_grad(void **state) {
+  const backend *be = *state;
+  enum { N = 4, K = 5 };
+  const int32_t tgt[N] = {0, 3, 4, 3};
+  double *soft = soft_rows(N, K, 22);
+  float *logits = frand(N * K, -3, 3, 23), *probs = fzeros(N * K);
+  be->softmax_forward(probs, logits, N, K);
+  for (int s = 0; s < 2; s++) {
+    fd_ctx c = {.op = OP_MSE, .N = N, .K = K, .ints = tgt, .soft = s ? soft : NULL, .x = {widen(logits, N * K)}};
+    double loss = be->mse_loss(probs, tgt, c.soft, N, K), ref = fd_loss(&c);
+    print_message("  fwd %-21s rel err %.2e (tol 1e-6)\n", s ? "mse soft" : "mse hard", fabs(loss - ref) / ref);
+    assert_true(fabs(loss - ref) < 1e-6 * ref);
+    float *dl = fzeros(N * K);
+    be->mse_backward(dl, probs, tgt, c.soft, 1.0f / N, N, K);
+    check_grad(s ? "softmax+mse soft" : "softmax+mse hard", &c, c.x[0], dl, N * K);
+  }
+  /* By hand: a uniform pair against the one-hot of class 0 costs 0.25 + 0.25; a perfect prediction 0. */
+  const float half[2] = {0.5f, 0.5f}, exact[2] = {1.0f, 0.0f};
+  const int32_t zero[1] = {0}, bad[N] = {0, 1, K, 2};
+  assert_close(be->mse_loss(half, zero, NULL, 1, 2), 0.5, 1e-12);
+  assert_close(be->mse_loss(exact, zero, NULL, 1, 2), 0.0, 0);
+  assert_true(isnan(be->mse_loss(probs, bad, NULL, N, K)));
+}
+
+/* --loss policy-gradient: the surrogate's gradient against central differences; and the estimator
+ * it makes: over many sampled answers, the mean of (reward − expected reward) · ∂(−log p[a]) is
+ * −∂ E[reward] = −p_j (y_j − Σ_k p_k y_k), for a hard target and a soft one. */
+static void test_policy_gradient(void **state) {
+  const backend *be = *state;
+  enum { N = 4, K = 5, DRAWS = 200000 };
+  const int32_t actions[N] = {2, 0, 4, 1};
+  double w[N] = {0.7, -0.3, 0.0, 1.2};
+  float *logits = frand(N * K, -2, 2, 24), *probs = fzeros(N * K);
+  be->softmax_forward(probs, logits, N, K);
+  fd_ctx c = {.op = OP_PG, .N = N, .K = K, .ints = actions, .soft = w, .x = {widen(logits, N * K)}};
+  float *dl = fzeros(N * K);
+  be->pg_backward(dl, probs, actions, w, 1.0f / N, N, K);
+  check_grad("policy-gradient surrogate", &c, c.x[0], dl, N * K);
+  for (int j = 0; j < K; j++) assert_true(dl[2 * K + j] == 0.0f); /* weight 0: no gradient */
+
+  /* The estimator, on one row drawn DRAWS times (each draw its own row of the stream). */
+  double *soft = soft_rows(1, K, 25);
+  const int32_t tgt[1] = {3};
+  int32_t *a = zalloc(sizeof(int32_t) * DRAWS);
+  float *rows = fzeros((size_t)DRAWS * K);
+  for (int d = 0; d < DRAWS; d++) memcpy(rows + (size_t)d * K, probs, sizeof(float) * K);
+  bwt_sample_rows(a, rows, DRAWS, K, 99, 0);
+  double count[K] = {0};
+  for (int d = 0; d < DRAWS; d++) count[a[d]] += 1.0 / DRAWS;
+  for (int j = 0; j < K; j++) assert_true(fabs(count[j] - probs[j]) < 5 * sqrt(probs[j] / DRAWS));
+  /* The stream is indexed by row: rows 1000.. drawn alone are the same answers. */
+  int32_t part[16];
+  bwt_sample_rows(part, rows, 16, K, 99, 1000);
+  assert_memory_equal(part, a + 1000, sizeof part);
+  for (int s = 0; s < 2; s++) {
+    const double *y = s ? soft : NULL;
+    double reward, expected, grad[K] = {0}, ey = 0;
+    for (int d = 0; d < DRAWS; d++) {
+      bwt_pg_rewards(&reward, &expected, probs, a + d, tgt, y, 1, K);
+      double wd = reward - expected;
+      float g[K] = {0};
+      be->pg_backward(g, probs, a + d, &wd, 1.0f, 1, K);
+      for (int j = 0; j < K; j++) grad[j] += g[j] / DRAWS;
+    }
+    for (int k = 0; k < K; k++) ey += probs[k] * (y ? y[k] : (double)(k == tgt[0]));
+    assert_close(expected, ey, 1e-12);
+    double worst = 0;
+    for (int j = 0; j < K; j++) {
+      double exact = -probs[j] * ((y ? y[j] : (double)(j == tgt[0])) - ey);
+      worst = fmax(worst, fabs(grad[j] - exact));
+    }
+    print_message("  policy gradient (%s): max |mean estimate − exact| %.2e over %d draws (tol 2e-3)\n",
+                  s ? "soft" : "hard", worst, DRAWS);
+    assert_true(worst < 2e-3);
+  }
 }
 
 /* The recurrence: h against the mirror, and the gates' input gradient (what the backward gives
@@ -1101,6 +1231,8 @@ int main(void) {
       cmocka_unit_test(test_gelu_grad),
       cmocka_unit_test(test_attention_grad),
       cmocka_unit_test(test_xent_grad),
+      cmocka_unit_test(test_mse_grad),
+      cmocka_unit_test(test_policy_gradient),
       cmocka_unit_test(test_lstm_grad),
       cmocka_unit_test(test_backward_accumulates),
       cmocka_unit_test(test_backward_deterministic),

@@ -101,6 +101,24 @@ double bwt_xent_loss(const float *logits, const int32_t *targets, const double *
 void bwt_xent_backward(float *dlogits, const float *probs, const int32_t *targets,
                        const double *soft, float scale, int N, int K);
 
+/* The other objectives (bwt train --loss; src/kernels/cpu/losses.c). A row's target is the one-hot of
+ * targets[n] when soft is NULL, else soft's row y. */
+/* Mean over N rows of Σ_k (p_k − y_k)², p = probs (a softmax); NaN for an out-of-range target. */
+double bwt_mse_loss(const float *probs, const int32_t *targets, const double *soft, int N, int K);
+/* dlogits(N,K) += scale · ∂/∂logits of Σ_k (p_k − y_k)² per row, through the softmax. */
+void bwt_mse_backward(float *dlogits, const float *probs, const int32_t *targets, const double *soft, float scale, int N, int K);
+/* out[n] ~ probs' row n, drawn from the stream (seed, first_row + n): the draws of a row depend on
+ * neither the batch split nor the threads. */
+void bwt_sample_rows(int32_t *out, const float *probs, int N, int K, uint64_t seed, uint64_t first_row);
+/* REINFORCE's rewards: reward[n] = y_n[a_n] (1 for the right answer of a hard target, else 0; the
+ * exact posterior's probability of the answer for a soft one) and expected[n] = Σ_k p_k y_k, the
+ * model's own expected reward of that row. */
+void bwt_pg_rewards(double *reward, double *expected, const float *probs, const int32_t *actions, const int32_t *targets,
+                    const double *soft, int N, int K);
+/* dlogits(N,K) += scale · weights[n] · (p − onehot(actions[n])): the gradient of the surrogate
+ * −Σ_n weights[n] log p_n[a_n] (rows of weight 0 get none). */
+void bwt_pg_backward(float *dlogits, const float *probs, const int32_t *actions, const double *weights, float scale, int N, int K);
+
 /* ---- memory: the only code that allocates, moves or writes parameter, gradient, optimiser and
  * activation floats outside the ops above (src/kernels/cpu/memory.c). A backend owns its buffers. */
 

@@ -13,6 +13,18 @@
 #include "bwt/model.h"
 #include "bwt/task.h"
 
+/* The training objective (bwt train --loss). */
+typedef enum {
+  BWT_LOSS_CE,  /* cross-entropy against the sampled (or, soft, the exact) target */
+  BWT_LOSS_MSE, /* squared error between the predicted distribution and the one-hot (or soft) target */
+  BWT_LOSS_PG,  /* REINFORCE: an answer sampled at each supervised position, rewarded 1 when right (a
+                   soft target: its exact probability); the sequence's mean reward against the model's
+                   own expected mean reward (the baseline) weights the log-probabilities of its answers */
+  BWT_LOSS_COUNT
+} bwt_loss;
+const char *bwt_loss_name(bwt_loss l);
+bwt_status bwt_loss_parse(const char *s, bwt_loss *l);
+
 typedef struct {
   int steps;           /* total optimisation steps */
   int batch;           /* sequences per step */
@@ -25,7 +37,9 @@ typedef struct {
   int decay_all;       /* weight decay on every tensor, norms and biases too (torch.optim.AdamW's default) */
   double beta1, beta2, eps;
   double clip;         /* global gradient-norm clip; 0 = off */
-  int soft_targets;    /* cross-entropy against the exact posterior instead of the sampled target */
+  int soft_targets;    /* the exact posterior as the target instead of the sampled token */
+  int loss;            /* bwt_loss: the objective (the reported loss: cross-entropy, squared error, or
+                          for policy gradient the expected error rate 1 − Σ p·y) */
   int loss_horizon;    /* train only on the first this many supervised positions (0 = all); */
                        /* evaluation always uses every position */
   int position_jitter; /* each training sequence is embedded at positions shifted by a uniform
@@ -142,6 +156,8 @@ typedef struct {
   int stop_after;         /* bwt_train_run stops (with a checkpoint) after this step; 0 = run to the end */
   bwt_batch batch;
   float *probs, *dlogits; /* (B·n_sup, K) */
+  int32_t *pg_action;     /* policy gradient (B·n_sup): the sampled answers, */
+  double *pg_reward, *pg_expected, *pg_weight; /* their rewards, the expected ones, each row's weight */
   bwt_eval_result final;  /* the held-out evaluation at the end of bwt_train_run (n_seqs 0 before) */
   int resumed;            /* continues a run directory's checkpoint (bwt_trainer_resume) */
   int lock_fd;            /* the run directory's lock while the trainer holds it; -1 before */

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "bwt/lab/detector.h"
+#include "bwt/lab/curvature.h"
 #include "bwt/fileio.h"
 #include "bwt/lab/plot.h"
 #include "bwt/lab/dynamics.h"
@@ -59,11 +60,11 @@ typedef struct {
   int rows, cap, F;
   float *feat;
   int *label;
-  double *err;
+  double *err, *bayes_entropy; /* |H(p) − H(q)| and H(q) per row (NAN for random tokens) */
 } row_set;
 
 static void rows_free(row_set *r) {
-  free(r->feat), free(r->label), free(r->err);
+  free(r->feat), free(r->label), free(r->err), free(r->bayes_entropy);
   memset(r, 0, sizeof *r);
 }
 
@@ -95,9 +96,10 @@ static bwt_status add_batch(bwt_model *m, bwt_batch *b, const bwt_task *task, bw
       if (q < o->min_map || r->rows + kept >= r->cap) continue;
       idx[kept] = j;
       r->label[r->rows + kept] = label;
-      r->err[r->rows + kept] = kind == BWT_DETECT_RANDOM_TOKENS
-                                   ? NAN
-                                   : fabs(bwt_entropy_bits_float(probs + i * K, K) - bwt_entropy_bits(b->posterior + i * K, K));
+      int random = kind == BWT_DETECT_RANDOM_TOKENS;
+      double hq = random ? NAN : bwt_entropy_bits(b->posterior + i * K, K);
+      r->bayes_entropy[r->rows + kept] = hq;
+      r->err[r->rows + kept] = random ? NAN : fabs(bwt_entropy_bits_float(probs + i * K, K) - hq);
       kept++;
     }
     memset(f0, 0, sizeof(float) * (size_t)kept * r->F);
@@ -132,13 +134,14 @@ static bwt_status collect(bwt_model *m, const bwt_task *task, bwt_detect_input k
   r->feat = bwt_calloc((size_t)r->cap * r->F, sizeof(float), "detector");
   r->label = bwt_calloc(r->cap, sizeof(int), "detector");
   r->err = bwt_calloc(r->cap, sizeof(double), "detector");
+  r->bayes_entropy = bwt_calloc(r->cap, sizeof(double), "detector");
   size_t M = (size_t)B * n;
   float *probs = bwt_calloc(M * K, sizeof(float), "detector"), *dl = bwt_calloc(M * K, sizeof(float), "detector");
   float *adv = bwt_calloc((size_t)nq * T, sizeof(float), "detector");
   int32_t *targets = bwt_calloc(M, sizeof(int32_t), "detector");
   bwt_batch b;
   memset(&b, 0, sizeof b);
-  bwt_status s = r->feat && r->label && r->err && probs && dl && adv && targets ? BWT_STATUS_OK : BWT_STATUS_NOMEM;
+  bwt_status s = r->feat && r->label && r->err && r->bayes_entropy && probs && dl && adv && targets ? BWT_STATUS_OK : BWT_STATUS_NOMEM;
   if (s == BWT_STATUS_OK) s = bwt_batch_alloc(&b, task, B);
   /* Held-out sequences 0..n_seqs-1 (the last batch holds only those left); random tokens are drawn
    * per sequence, so neither depends on the batch size. */
@@ -212,6 +215,20 @@ void bwt_detect_result_free(bwt_detect_result *r) {
   memset(r, 0, sizeof *r);
 }
 
+/* The curvature of the rows' features along the posterior entropy, and Pearson(−local turning,
+ * accuracy) with accuracy (rows) given; local (rows) is scratch. */
+static bwt_status curvature_confidence(const row_set *r, const double *accuracy, double *local, bwt_detect_result *d) {
+  if (r->rows < 2) return BWT_STATUS_OK;
+  bwt_curvature cv;
+  BWT_TRY(bwt_curvature_compute(&cv, r->feat, r->bayes_entropy, r->rows, r->F, r->F, BWT_CURVATURE_BINS,
+                                BWT_CURVATURE_SHUFFLES, 0xc0de));
+  d->curvature = cv.curvature, d->curvature_null = cv.null_median;
+  for (int i = 0; i < r->rows; i++) local[i] = -cv.turning[cv.point_of_row[i]];
+  d->curvature_confidence_r = bwt_pearson(local, accuracy, r->rows);
+  bwt_curvature_free(&cv);
+  return BWT_STATUS_OK;
+}
+
 bwt_status bwt_detect(bwt_model *m, const bwt_task *task, const bwt_detector_options *opt, bwt_detect_result *out) {
   bwt_detector_options o = *opt;
   if (!bwt_model_has(m, BWT_CAP_ATTENTION | BWT_CAP_CAPTURE | BWT_CAP_TRACE) || task->vocab == 0)
@@ -226,7 +243,8 @@ bwt_status bwt_detect(bwt_model *m, const bwt_task *task, const bwt_detector_opt
     row_set r;
     BWT_TRY(collect(m, task, (bwt_detect_input)kind, &o, &r));
     bwt_detect_result *d = &out[kind];
-    *d = (bwt_detect_result){r.rows, 0, NAN, NAN, NAN, 0, NULL};
+    *d = (bwt_detect_result){.rows = r.rows, .silhouette = NAN, .confidence_r = NAN, .fire_rate = NAN, .curvature = NAN,
+                              .curvature_null = NAN, .curvature_confidence_r = NAN};
     double *per = bwt_calloc(r.rows ? r.rows : 1, sizeof(double), "detector");
     double *acc = bwt_calloc(r.rows ? r.rows : 1, sizeof(double), "detector");
     if (!per || !acc) {
@@ -241,7 +259,8 @@ bwt_status bwt_detect(bwt_model *m, const bwt_task *task, const bwt_detector_opt
       for (int i = 0; i < r.rows; i++) acc[i] = -r.err[i];
       d->confidence_r = bwt_pearson(per, acc, r.rows);
     }
-    bwt_status st = bwt_detect_fire_rate(r.feat, r.label, r.rows, r.F, &o, 0xf12e + (uint64_t)kind, d);
+    bwt_status st = kind == BWT_DETECT_RANDOM_TOKENS ? BWT_STATUS_OK : curvature_confidence(&r, acc, per, d);
+    if (st == BWT_STATUS_OK) st = bwt_detect_fire_rate(r.feat, r.label, r.rows, r.F, &o, 0xf12e + (uint64_t)kind, d);
     free(per), free(acc);
     rows_free(&r);
     BWT_TRY(st);
@@ -265,6 +284,9 @@ char *bwt_detect_to_json(const bwt_detector_options *o, const bwt_detect_result 
     cJSON_AddNumberToObject(d, "clusters", r[k].clusters);
     cJSON_AddNumberToObject(d, "silhouette", r[k].silhouette);
     cJSON_AddNumberToObject(d, "confidence_accuracy_r", r[k].confidence_r);
+    cJSON_AddNumberToObject(d, "curvature", r[k].curvature);
+    cJSON_AddNumberToObject(d, "curvature_null_median", r[k].curvature_null);
+    cJSON_AddNumberToObject(d, "curvature_confidence_accuracy_r", r[k].curvature_confidence_r);
     cJSON_AddNumberToObject(d, "fire_rate", r[k].fire_rate);
     cJSON_AddItemToObject(d, "subsample_silhouettes", cJSON_CreateDoubleArray(r[k].sub_silhouette, r[k].n_sub));
   }

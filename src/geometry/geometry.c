@@ -6,6 +6,7 @@
 
 #include "bwt/capture.h"
 #include "bwt/eval.h"
+#include "bwt/lab/curvature.h"
 #include "bwt/lab/geometry.h"
 #include "bwt/lab/stats.h"
 
@@ -111,7 +112,13 @@ static void manifold(bwt_manifold_stats *st, const float *X, const double *entro
                      double *scores2) {
   bwt_pca p;
   memset(&p, 0, sizeof p);
-  *st = (bwt_manifold_stats){NAN, NAN, 0, NAN, NAN, NAN};
+  *st = (bwt_manifold_stats){NAN, NAN, 0, NAN, NAN, NAN, NAN, NAN, NAN, NAN};
+  bwt_curvature cv;
+  if (bwt_curvature_compute(&cv, X, entropy, R, C, C, BWT_CURVATURE_BINS, BWT_CURVATURE_SHUFFLES, 0x5eed) == BWT_STATUS_OK) {
+    st->curvature = cv.curvature, st->straightness = cv.straightness;
+    st->curvature_null = cv.null_median, st->curvature_p = cv.null_p;
+    bwt_curvature_free(&cv);
+  }
   if (bwt_pca_compute(&p, X, (int)R, C, C, 2) != BWT_STATUS_OK) return; /* e.g. zero variance */
   double *pc1 = bwt_malloc(sizeof(double) * R, NULL);
   if (pc1) {

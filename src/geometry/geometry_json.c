@@ -20,6 +20,10 @@ static cJSON *manifold(const bwt_manifold_stats *m) {
   cJSON_AddNumberToObject(o, "participation_ratio", m->participation_ratio);
   cJSON_AddNumberToObject(o, "pearson_pc1_entropy", m->pearson);
   cJSON_AddNumberToObject(o, "spearman_pc1_entropy", m->spearman);
+  cJSON_AddNumberToObject(o, "curvature", m->curvature);
+  cJSON_AddNumberToObject(o, "straightness", m->straightness);
+  cJSON_AddNumberToObject(o, "curvature_null_median", m->curvature_null);
+  cJSON_AddNumberToObject(o, "curvature_null_p", m->curvature_p);
   return o;
 }
 

@@ -279,7 +279,8 @@ bwt_status bwt_lm_detect(bwt_lm *lm, const bwt_lm_record *p, int n, const bwt_lm
       return s;
     }
     bwt_detect_result *d = &out->r[kind];
-    *d = (bwt_detect_result){r.rows, 0, NAN, NAN, NAN, 0, NULL};
+    *d = (bwt_detect_result){.rows = r.rows, .silhouette = NAN, .confidence_r = NAN, .fire_rate = NAN, .curvature = NAN,
+                              .curvature_null = NAN, .curvature_confidence_r = NAN};
     out->mean_loss[kind] = r.rows ? r.loss / r.rows : NAN;
     out->qv_ratio[kind] = bwt_calloc((size_t)c->L, sizeof(double), "detector");
     double *per = bwt_calloc(r.rows ? (size_t)r.rows : 1, sizeof(double), "detector");

@@ -17,9 +17,17 @@ static const char *positions_name(int v) { return bwt_positions_name((bwt_positi
 static const char *init_name(int v) { return bwt_init_name((bwt_init)v); }
 static const char *ssm_variant_name(int v) { return bwt_ssm_variant_name((bwt_ssm_variant)v); }
 static const char *decay_name(int v) { return v ? "all" : "matrices"; }
+static const char *const loss_names[BWT_LOSS_COUNT] = {"ce", "mse", "policy-gradient"};
+const char *bwt_loss_name(bwt_loss l) { return l >= 0 && l < BWT_LOSS_COUNT ? loss_names[l] : "?"; }
+bwt_status bwt_loss_parse(const char *s, bwt_loss *l) {
+  for (int i = 0; i < BWT_LOSS_COUNT; i++)
+    if (strcmp(s, loss_names[i]) == 0) return *l = (bwt_loss)i, BWT_STATUS_OK;
+  return bwt_fail(BWT_STATUS_ARG, "unknown loss '%s' (known: ce, mse, policy-gradient)", s);
+}
+static const char *loss_name(int v) { return bwt_loss_name((bwt_loss)v); }
 #define ENUM_PARSE(fn, type, parse)                 \
   static bwt_status fn(const char *s, int *v) {     \
-    type x;                                         \
+    type x = (type)0;                               \
     bwt_status st = parse(s, &x);                   \
     if (st == BWT_STATUS_OK) *v = (int)x;           \
     return st;                                      \
@@ -29,13 +37,14 @@ ENUM_PARSE(norm_parse, bwt_norm, bwt_norm_parse)
 ENUM_PARSE(positions_parse, bwt_positions, bwt_positions_parse)
 ENUM_PARSE(init_parse, bwt_init, bwt_init_parse)
 ENUM_PARSE(ssm_variant_parse, bwt_ssm_variant, bwt_ssm_variant_parse)
+ENUM_PARSE(loss_parse, bwt_loss, bwt_loss_parse)
 #undef ENUM_PARSE
 static bwt_status decay_parse(const char *s, int *v) {
   if (strcmp(s, "matrices") == 0 || strcmp(s, "all") == 0) return *v = strcmp(s, "all") == 0, BWT_STATUS_OK;
   return bwt_fail(BWT_STATUS_ARG, "unknown decay '%s' (known: matrices, all)", s);
 }
 _Static_assert(sizeof(bwt_arch) == sizeof(int) && sizeof(bwt_norm) == sizeof(int) &&
-                   sizeof(bwt_positions) == sizeof(int) && sizeof(bwt_init) == sizeof(int),
+                   sizeof(bwt_positions) == sizeof(int) && sizeof(bwt_init) == sizeof(int) && sizeof(bwt_loss) == sizeof(int),
                "ENUM rows are read and written as int");
 
 /* Row makers: M_ model, T_ train. A range [lo, hi]; an open bound excludes its value. */
@@ -100,6 +109,9 @@ const bwt_setting bwt_settings[] = {
     T_DBL("clip", "clip", clip, 1.0, 0, 1e12, 0, 0, "global gradient-norm clip (0 = off)"),
     ROW(train, "soft_targets", "soft-targets", BWT_SETTING_BOOL, soft_targets, 0, 0, 0,
         "train against the exact posterior instead of sampled targets"),
+    /* Runs written before other losses existed trained with cross-entropy. */
+    ENUM(train, "loss", "loss", loss, BWT_LOSS_CE, OPT, BWT_LOSS_CE, loss, "must be \"ce\", \"mse\" or \"policy-gradient\"",
+         "ce (cross-entropy) | mse (squared error of the predicted distribution) | policy-gradient (REINFORCE on sampled answers, a sequence-level reward, the model's expected reward as baseline)"),
     /* Runs written before the horizon and the jitter existed have none. */
     T_INT_NEW("loss_horizon", "loss-horizon", loss_horizon, 0, 0, 1e9,
               "train only on the first N supervised positions (0 = all); evaluation uses all"),
@@ -186,6 +198,7 @@ bwt_status bwt_run_config_check(const bwt_run_config *cfg) {
   if (t->lr * t->weight_decay >= 1)
     return bwt_fail(BWT_STATUS_ARG, "lr x weight-decay must be below 1, or decay flips the weights' sign (got %g x %g)", t->lr, t->weight_decay);
   if (t->soft_targets != 0 && t->soft_targets != 1) return bwt_fail(BWT_STATUS_ARG, "soft_targets must be true or false");
+  if (t->loss < 0 || t->loss >= BWT_LOSS_COUNT) return bwt_fail(BWT_STATUS_ARG, "loss must be ce, mse or policy-gradient");
   if (t->decay_all != 0 && t->decay_all != 1) return bwt_fail(BWT_STATUS_ARG, "decay must be matrices or all");
   if (t->position_jitter > 0 && cfg->model.positions == BWT_POS_NONE)
     return bwt_fail(BWT_STATUS_ARG, "position-jitter shifts positions, and the model has none (--positions learned or sinusoidal)");

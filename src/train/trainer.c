@@ -13,6 +13,8 @@
 
 /* Mixed into a batch's seed to draw its position offsets ("jitter" in ASCII). */
 #define JITTER_SEED_TAG 0x6a6974746572ULL
+/* ... and its answers sampled for the policy gradient ("reinforce"). */
+#define PG_SEED_TAG 0x7265696e666f7263ULL
 
 /* Copies the weights of the checkpoint at path into m, which must have the same tensors. */
 static bwt_status start_from(bwt_model *m, const char *path) {
@@ -65,6 +67,13 @@ bwt_status bwt_trainer_create(bwt_trainer **out, const bwt_run_config *cfg) {
     tr->dlogits = bwt_buffer_alloc(MK, "logit gradients");
     if (!tr->adam_m || !tr->adam_v || !tr->probs || !tr->dlogits) s = BWT_STATUS_NOMEM;
   }
+  if (s == BWT_STATUS_OK && cfg->train.loss == BWT_LOSS_PG) {
+    size_t M = (size_t)cfg->train.batch * tr->task->n_sup;
+    tr->pg_action = bwt_calloc(M, sizeof *tr->pg_action, "sampled answers");
+    tr->pg_reward = bwt_calloc(3 * M, sizeof *tr->pg_reward, "rewards");
+    if (!tr->pg_action || !tr->pg_reward) s = BWT_STATUS_NOMEM;
+    else tr->pg_expected = tr->pg_reward + M, tr->pg_weight = tr->pg_reward + 2 * M;
+  }
   if (s != BWT_STATUS_OK) {
     bwt_trainer_free(tr);
     return s;
@@ -82,6 +91,8 @@ void bwt_trainer_free(bwt_trainer *tr) {
   bwt_buffer_free(tr->adam_v);
   bwt_buffer_free(tr->probs);
   bwt_buffer_free(tr->dlogits);
+  free(tr->pg_action);
+  free(tr->pg_reward);
   bwt_eval_result_free(&tr->final);
   bwt_dir_unlock(tr->lock_fd);
   free(tr);
@@ -108,6 +119,62 @@ bwt_status bwt_trainer_set_parallel(bwt_trainer *tr, const bwt_data_parallel *dp
   return BWT_STATUS_OK;
 }
 
+/* The supervised positions of each sequence the loss reads: the first H (--loss-horizon), else all. */
+static int horizon(const bwt_trainer *tr) {
+  int h = tr->cfg.train.loss_horizon, n = tr->batch.n_sup;
+  return h > 0 && h < n ? h : n;
+}
+
+/* REINFORCE on this batch (probs filled): an answer sampled at every supervised position, from a
+ * stream of the batch's seed indexed by the row's place in the global batch; each sequence's reward R
+ * is the mean over its first H positions, its baseline b the model's own expected mean reward there
+ * (which no sample changes), and the rows get weight R − b. Returns the mean expected error 1 − b. */
+static double policy_gradient(bwt_trainer *tr, uint64_t batch_seed, const double *soft, int H, float scale) {
+  bwt_batch *b = &tr->batch;
+  int n = b->n_sup, K = b->n_classes, M = b->B * n;
+  bwt_sample_rows(tr->pg_action, tr->probs, M, K, bwt_hash2(batch_seed, PG_SEED_TAG), (uint64_t)tr->shard_first * n);
+  bwt_pg_rewards(tr->pg_reward, tr->pg_expected, tr->probs, tr->pg_action, b->target, soft, M, K);
+  double error = 0;
+  for (int s = 0; s < b->B; s++) {
+    double R = 0, base = 0;
+    for (int t = 0; t < H; t++) R += tr->pg_reward[s * n + t] / H, base += tr->pg_expected[s * n + t] / H;
+    for (int t = 0; t < n; t++) tr->pg_weight[s * n + t] = t < H ? R - base : 0.0;
+    error += 1.0 - base;
+  }
+  bwt_pg_backward(tr->dlogits, tr->probs, tr->pg_action, tr->pg_weight, scale, M, K);
+  return error / b->B;
+}
+
+/* The step's objective on this process's rows (probs filled, dlogits zeroed): adds its gradient,
+ * scaled for the mean over every process's rows, to dlogits and returns its mean over this
+ * process's rows. */
+static double objective(bwt_trainer *tr, const float *logits, uint64_t batch_seed) {
+  const bwt_train_config *c = &tr->cfg.train;
+  bwt_batch *b = &tr->batch;
+  int K = b->n_classes, n = b->n_sup, H = horizon(tr);
+  const double *soft = c->soft_targets ? b->posterior : NULL;
+  float scale = 1.0f / (float)((long)c->batch * H); /* over the global batch */
+  if (c->loss == BWT_LOSS_PG) return policy_gradient(tr, batch_seed, soft, H, scale);
+  /* The first H rows of each sequence (all of them at once when H is every position). */
+  int runs = H == n ? 1 : b->B, rows = H == n ? b->B * n : H;
+  double total = 0, mean = 0;
+  for (int s = 0; s < runs; s++) {
+    size_t r = (size_t)s * n;
+    const double *sr = soft ? soft + r * K : NULL;
+    float *d = tr->dlogits + r * K;
+    const float *p = tr->probs + r * K;
+    if (c->loss == BWT_LOSS_MSE) {
+      mean = bwt_mse_loss(p, b->target + r, sr, rows, K);
+      bwt_mse_backward(d, p, b->target + r, sr, scale, rows, K);
+    } else {
+      mean = bwt_xent_loss(logits + r * K, b->target + r, sr, rows, K);
+      bwt_xent_backward(d, p, b->target + r, sr, scale, rows, K);
+    }
+    total += mean * rows;
+  }
+  return runs == 1 ? mean : total / ((double)runs * rows);
+}
+
 uint64_t bwt_train_batch_seed(uint64_t seed, int t) { return bwt_hash2(seed, (uint64_t)(t - 1)); }
 
 bwt_status bwt_trainer_step(bwt_trainer *tr, double *loss, double *grad_norm, double *lr) {
@@ -115,7 +182,7 @@ bwt_status bwt_trainer_step(bwt_trainer *tr, double *loss, double *grad_norm, do
   bwt_model *m = tr->model;
   bwt_batch *b = &tr->batch;
   /* M rows here, of M_all over every process of a data-parallel run: the loss is their mean. */
-  int M = b->B * b->n_sup, K = b->n_classes, B_all = c->batch, M_all = B_all * b->n_sup;
+  int M = b->B * b->n_sup, K = b->n_classes, B_all = c->batch;
   uint64_t batch_seed = bwt_train_batch_seed(c->seed, tr->step + 1);
   tr->out_of_step = tr->dp.size > 1; /* until the sum: the others wait in it if this step fails before */
   BWT_TRY(bwt_task_sample_at(tr->task, batch_seed, (uint64_t)tr->shard_first, b));
@@ -128,22 +195,8 @@ bwt_status bwt_trainer_step(bwt_trainer *tr, double *loss, double *grad_norm, do
   const float *logits = NULL;
   BWT_TRY(bwt_model_forward(m, b, &logits));
   bwt_softmax_forward(tr->probs, logits, M, K);
-  const double *soft = c->soft_targets ? b->posterior : NULL;
   bwt_zero(tr->dlogits, (size_t)M * K);
-  int H = c->loss_horizon > 0 && c->loss_horizon < b->n_sup ? c->loss_horizon : b->n_sup;
-  if (H == b->n_sup) {
-    *loss = bwt_xent_loss(logits, b->target, soft, M, K);
-    bwt_xent_backward(tr->dlogits, tr->probs, b->target, soft, 1.0f / (float)M_all, M, K);
-  } else { /* the mean over the first H positions of each sequence; the other rows get no gradient */
-    double total = 0;
-    for (int s = 0; s < b->B; s++) {
-      size_t r = (size_t)s * b->n_sup;
-      const double *sr = soft ? soft + r * K : NULL;
-      total += bwt_xent_loss(logits + r * K, b->target + r, sr, H, K) * H;
-      bwt_xent_backward(tr->dlogits + r * K, tr->probs + r * K, b->target + r, sr, 1.0f / (float)(B_all * H), H, K);
-    }
-    *loss = total / ((double)b->B * H);
-  }
+  *loss = objective(tr, logits, batch_seed);
   bwt_model_zero_grad(m);
   BWT_TRY(bwt_model_backward(m, b, tr->dlogits));
   if (tr->dp.size > 1) { /* the sums over the processes: gradients, this share of the mean loss, stop votes */

@@ -9,7 +9,8 @@
  *      posterior gives it less than min_map are left out. The silhouette score of the features under
  *      those labels (cosine distance) says how well advantage matrices cluster by hypothesis;
  *   4. each row's own silhouette is its geometric confidence, correlated (Pearson) with the model's
- *      accuracy on that row, −|H(p) − H(q)| in bits.
+ *      accuracy on that row, −|H(p) − H(q)| in bits; so is the seed's other confidence, the inverse
+ *      of the local curvature of the features' entropy-ordered curve.
  * Controls: random-token inputs (every token uniform over the vocabulary; labels and targets the
  * model's own argmax, since such inputs have no posterior) and label-shuffled inputs (the real rows with
  * their labels permuted). The detector "fires" on a subsample of rows when its silhouette exceeds
@@ -45,6 +46,10 @@ typedef struct {
   int clusters;        /* distinct labels among them */
   double silhouette;   /* over all labelled rows */
   double confidence_r; /* Pearson(row silhouette, −|H(p) − H(q)|); NAN for random tokens (no posterior) */
+  /* Seed 000's "inverse curvature" confidence (bwt/lab/curvature.h): the features' curve ordered by
+   * the posterior entropy, its total turning (half-turns) beside the shuffled-entropy null's median,
+   * and Pearson(−turning at the row's point of the curve, −|H(p) − H(q)|). NAN for random tokens. */
+  double curvature, curvature_null, curvature_confidence_r;
   double fire_rate;    /* share of subsamples on which the detector fires */
   int n_sub;           /* subsamples with two clusters or more */
   double *sub_silhouette; /* (n_sub) their silhouettes, ascending */

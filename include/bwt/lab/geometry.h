@@ -31,6 +31,9 @@ typedef struct {
   int dims90;                 /* components for 90% of the variance */
   double participation_ratio;
   double pearson, spearman;   /* of PC1 scores with the posterior entropy (sign of PC1 arbitrary) */
+  /* The entropy-ordered principal curve (bwt/lab/curvature.h, BWT_CURVATURE_BINS points): total
+   * turning in half-turns, chord/length, and the shuffled-entropy null's median and p. */
+  double curvature, straightness, curvature_null, curvature_p;
 } bwt_manifold_stats;
 
 typedef struct {
