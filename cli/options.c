@@ -410,6 +410,10 @@ static const struct {
     {"ssm-conv", BWT_CAP_SSM},
     {"ssm-expand", BWT_CAP_SSM},
     {"ssm-variant", BWT_CAP_SSM},
+    {"experts", BWT_CAP_EXPERTS},
+    {"expert-top-k", BWT_CAP_EXPERTS},
+    {"expert-hidden", BWT_CAP_EXPERTS},
+    {"moe-aux", BWT_CAP_EXPERTS},
 };
 
 int run_options_check_given(const cli_spec *spec, const run_options *o, const char *command) {

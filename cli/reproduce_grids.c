@@ -196,6 +196,23 @@ static const repro_cell losses[] = {
                "--steps 2500 --warmup 250 --lr 3e-4", TUNE_QUICK, TUNE_PAPER),
 };
 
+/* Seed 000's Corollary 2 in the wind tunnels (issue 18): the same transformer with its MLPs dense
+ * and as 4 experts with top-1 and top-2 routing, of equal active MLP parameters (docs/moe.md:
+ * --expert-hidden defaults to 4·d_model/k). */
+#define MOE_CELLS(row, name, cpu, quick, paper)                                                                         \
+  {row, name "_dense", {cpu, quick, paper}, {{"", "dense MLP", ""}}},                                                  \
+  {row, name "_moe_top1", {cpu " --experts 4", quick " --experts 4", paper " --experts 8"},                           \
+   {{"", "mixture of experts, top-1", ""}}},                                                                           \
+  {row, name "_moe_top2", {cpu " --experts 4 --expert-top-k 2", quick " --experts 4 --expert-top-k 2",                \
+                           paper " --experts 8 --expert-top-k 2"},                                                     \
+   {{"", "mixture of experts, top-2", ""}}}
+static const repro_cell moe[] = {
+    MOE_CELLS("bijection V=20 (bits)", "bijection", CPU_BIJECTION " --steps 20000", "--task bijection " SMALL_T " " QUICK,
+              "--task bijection " BIG_T " " PAPER),
+    MOE_CELLS("HMM S=5 O=5, K=20 (bits)", "hmm", CPU_HMM " --d-model 64 --layers 4 --heads 4 --lr 1e-3 --steps 10000",
+              HMM " " SMALL_T " " QUICK, HMM " --d-model 256 --layers 9 --heads 8 " PAPER),
+};
+
 const repro_grid repro_grids[] = {
     {"paper1", "Paper I: bijection and HMM for transformer, LSTM and both MLPs; HMM length generalisation; recall",
      paper1, (int)(sizeof paper1 / sizeof paper1[0])},
@@ -203,6 +220,8 @@ const repro_grid repro_grids[] = {
      primitives, (int)(sizeof primitives / sizeof primitives[0])},
     {"losses", "seed 000's loss uniqueness: cross-entropy, squared error and policy gradient on the bijection and the HMM, and fine-tunes from cross-entropy",
      losses, (int)(sizeof losses / sizeof losses[0])},
+    {"moe", "seed 000's mixture-of-experts claim: dense MLPs against 4 experts with top-1 and top-2 routing at equal active parameters",
+     moe, (int)(sizeof moe / sizeof moe[0])},
     {"boundary", "the construction boundary: modular recurrence with integer and opaque tokens, and a loss horizon",
      boundary, (int)(sizeof boundary / sizeof boundary[0])},
 };

@@ -43,6 +43,11 @@ def column(name):
         best = max(vm["per_layer"], key=lambda m: m["pc1"])
         cells["value manifold"] = "final norm PC1 %.1f%% (Spearman %.2f); best block PC1 %.1f%% (Spearman %.2f)" % (
             100 * f["pc1"], f["spearman_pc1_entropy"], 100 * best["pc1"], best["spearman_pc1_entropy"])
+        places = [("block %d" % l, m) for l, m in enumerate(vm["per_layer"])] + [("final", f)]
+        if "curvature" in f:  # docs/curvature.md
+            where, flat = min(places, key=lambda p: p[1]["curvature"])
+            cells["curvature"] = "min %.2f half-turns at %s (null %.2f); final %.2f" % (
+                flat["curvature"], where, flat["curvature_null_median"], f["curvature"])
         pr = g["entropy_probe_r2"]
         cells["entropy probe"] = "R² embeddings %.3f, final %.3f" % (pr["embeddings"], pr["final_norm"])
     if s:
@@ -67,8 +72,8 @@ def column(name):
 def main():
     names = [os.path.basename(os.path.normpath(a)) for a in sys.argv[1:]]
     cols = [column(n) for n in names]
-    rows = ["model", "key frames", "focusing", "value manifold", "entropy probe", "frame vs precision", "ablations",
-            "Q/V gradient", "detector"]
+    rows = ["model", "key frames", "focusing", "value manifold", "curvature", "entropy probe", "frame vs precision",
+            "ablations", "Q/V gradient", "detector"]
     print("| claim | " + " | ".join(names) + " |")
     print("|---|" + "---|" * len(names))
     for r in rows:

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bwt/capture.h"
 #include "bwt/kernels.h"
 #include "bwt/model.h"
 #include "bwt/rng.h"
@@ -13,39 +14,67 @@ enum { B = 3, T = 7, NSUP = 3, V = 6, K = 6 };
 
 typedef struct {
   bwt_batch batch;
-  int32_t tokens[B * T], sup_pos[B * NSUP], target[B * NSUP];
-  double posterior[B * NSUP * K];
+  int32_t tokens[B * T], sup_pos[B * T], target[B * T];
+  double posterior[B * T * K];
 } fixture;
 
-/* A hand-made batch: random tokens, supervised positions 1, 4, 6, random soft targets. */
-static void make_batch(fixture *f) {
+/* A hand-made batch: random tokens, supervised positions 1, 4, 6 (every position with all_sup),
+ * random soft targets. */
+static void make_batch_sup(fixture *f, int all_sup) {
   bwt_rng rng;
   bwt_rng_seed(&rng, 7, 0);
+  int n = all_sup ? T : NSUP;
   for (int i = 0; i < B * T; i++) f->tokens[i] = (int32_t)bwt_rng_below(&rng, V);
   for (int b = 0; b < B; b++) {
     const int pos[NSUP] = {1, 4, 6};
-    for (int j = 0; j < NSUP; j++) {
-      int r = b * NSUP + j;
-      f->sup_pos[r] = pos[j];
+    for (int j = 0; j < n; j++) {
+      int r = b * n + j;
+      f->sup_pos[r] = all_sup ? j : pos[j];
       f->target[r] = (int32_t)bwt_rng_below(&rng, K);
       double z = 0;
       for (int k = 0; k < K; k++) z += f->posterior[r * K + k] = bwt_rng_uniform(&rng);
       for (int k = 0; k < K; k++) f->posterior[r * K + k] /= z;
     }
   }
-  f->batch = (bwt_batch){B, T, NSUP, K, 0, f->tokens, NULL, f->sup_pos, f->target, f->posterior};
+  f->batch = (bwt_batch){B, T, n, K, 0, f->tokens, NULL, f->sup_pos, f->target, f->posterior};
 }
+
+static void make_batch(fixture *f) { make_batch_sup(f, 0); }
 
 /* Mean cross-entropy from the logits in double (so finite differences see no float rounding of
  * the loss itself); soft targets when soft != 0. */
 /* The forward options of the model under test (NULL: the intact model). */
 static const bwt_forward_options *opts;
 
+/* With experts: the chosen experts at the finite-difference check's base point, and the number of
+ * perturbed forwards that chose otherwise (the loss jumps there: a check needs none). Every row
+ * must be supervised, so that the capture sees every block's every row. */
+static float base_routes[2 * B * T * 2];
+static int have_routes, route_flips;
+
+static const float *forward_routed(bwt_model *m, const fixture *f) {
+  bwt_capture cap;
+  const float *logits = NULL;
+  assert_int_equal(f->batch.n_sup, T);
+  assert_int_equal(bwt_model_capture(m, &f->batch, opts, BWT_CAPTURE_EXPERT, &cap, &logits), BWT_STATUS_OK);
+  size_t n = (size_t)cap.L * B * T * cap.top_k;
+  assert_true(n <= sizeof base_routes / sizeof *base_routes);
+  if (!have_routes) memcpy(base_routes, cap.expert, n * sizeof(float)), have_routes = 1;
+  else route_flips += memcmp(base_routes, cap.expert, n * sizeof(float)) != 0;
+  bwt_capture_free(&cap);
+  return logits;
+}
+
+/* The loss the model trains on: the mean cross-entropy plus the auxiliary loss (experts' balance). */
 static double loss_of(bwt_model *m, const fixture *f, int soft) {
   const float *logits = NULL;
-  assert_int_equal(bwt_model_forward_with(m, &f->batch, opts, &logits), BWT_STATUS_OK);
+  if (m->cfg.experts > 0)
+    logits = forward_routed(m, f);
+  else
+    assert_int_equal(bwt_model_forward_with(m, &f->batch, opts, &logits), BWT_STATUS_OK);
+  int M = f->batch.B * f->batch.n_sup;
   double total = 0;
-  for (int r = 0; r < B * NSUP; r++) {
+  for (int r = 0; r < M; r++) {
     double mx = -INFINITY, z = 0;
     for (int k = 0; k < K; k++) mx = fmax(mx, logits[r * K + k]);
     for (int k = 0; k < K; k++) z += exp(logits[r * K + k] - mx);
@@ -55,16 +84,16 @@ static double loss_of(bwt_model *m, const fixture *f, int soft) {
       total -= y * lp;
     }
   }
-  return total / (B * NSUP);
+  return total / M + bwt_model_aux_loss(m);
 }
 
 static void analytic_grad(bwt_model *m, const fixture *f, int soft) {
   const float *logits = NULL;
-  int M = B * NSUP;
-  float probs[B * NSUP * K], dlogits[B * NSUP * K];
+  int M = f->batch.B * f->batch.n_sup;
+  float probs[B * T * K], dlogits[B * T * K];
   assert_int_equal(bwt_model_forward_with(m, &f->batch, opts, &logits), BWT_STATUS_OK);
   bwt_softmax_forward(probs, logits, M, K);
-  memset(dlogits, 0, sizeof dlogits);
+  memset(dlogits, 0, sizeof(float) * M * K);
   bwt_xent_backward(dlogits, probs, f->target, soft ? f->posterior : NULL, 1.0f / M, M, K);
   bwt_model_zero_grad(m);
   assert_int_equal(bwt_model_backward(m, &f->batch, dlogits), BWT_STATUS_OK);
@@ -74,6 +103,8 @@ static void analytic_grad(bwt_model *m, const fixture *f, int soft) {
  * per tensor with a central difference of step 1e-2 (parameters are O(1), the loss is computed in
  * double, so truncation and rounding errors are ~1e-4 relative). */
 static double fd_check(bwt_model *m, const fixture *f, int soft, const char **worst_name) {
+  have_routes = 0, route_flips = 0;
+  if (m->cfg.experts > 0) loss_of(m, f, soft); /* records the base point's routes */
   analytic_grad(m, f, soft);
   double worst = 0;
   for (int i = 0; i < m->n_tensors; i++) {
@@ -361,6 +392,47 @@ static void test_mamba_simplified(void **state) {
   bwt_model_free(m);
 }
 
+/* A mixture of experts (docs/moe.md) through the whole model: every tensor's gradient, the router's
+ * through the gates and through the balance loss (weighted 0.5, so that its share is large), with
+ * E = 4 top-1 (Switch's gate softmax(r)[e]) and E = 3 top-2 (softmax over the two chosen), under
+ * both norms. Every row is supervised, so the capture shows every routing decision: no
+ * finite-difference step may change one (the weights' seed is one where none does: under
+ * LayerNorm a step of a norm weight often moves a second choice). */
+static void test_transformer_experts(void **state) {
+  const struct {
+    int E, k;
+    bwt_norm norm;
+    uint64_t seed;
+  } runs[] = {{4, 1, BWT_NORM_RMS, 3}, {3, 2, BWT_NORM_LAYER, 14}};
+  fixture f;
+  make_batch_sup(&f, 1);
+  for (int i = 0; i < 2; i++) {
+    bwt_model_config c = {BWT_ARCH_TRANSFORMER, V, K, T, 8, 2, 2, runs[i].norm, 0, 3, BWT_POS_LEARNED, 0, BWT_INIT_BWT, 1};
+    c.experts = runs[i].E, c.expert_top_k = runs[i].k, c.moe_aux = 0.5;
+    bwt_model *m = NULL;
+    assert_int_equal(bwt_model_create(&m, &c, 11), BWT_STATUS_OK);
+    assert_null(bwt_model_find_tensor(m, "blocks.0.mlp.fc1.weight"));
+    const bwt_tensor_desc *router = bwt_model_find_tensor(m, "blocks.1.mlp.router.weight");
+    const bwt_tensor_desc *fc1 = bwt_model_find_tensor(m, "blocks.1.mlp.experts.2.fc1.weight");
+    assert_non_null(router);
+    assert_non_null(fc1);
+    assert_int_equal(router->shape[0], runs[i].E);
+    assert_int_equal(fc1->shape[0], 4 * 8 / runs[i].k); /* expert_hidden 0: the dense MLP's active width */
+    assert_string_equal(bwt_tensor_role_name(router->role), "mlp_router");
+    test_fill_uniform(m->params, m->n_params, -0.6f, 0.6f, runs[i].seed);
+    /* Larger router logits: wider margins between the choices than a step moves them. */
+    for (int l = 0; l < 2; l++) bwt_scale(bwt_model_params_of(m, bwt_model_tensor(m, BWT_ROLE_MLP_ROUTER, l, 0)), 4.0f, router->size);
+    const char *name = "";
+    double err = fd_check(m, &f, 1, &name);
+    print_message("  transformer, %d experts top-%d (%s), balance loss %.4f: worst relative gradient error %.2e (%s), %d route flips\n",
+                  runs[i].E, runs[i].k, bwt_norm_name(runs[i].norm), bwt_model_aux_loss(m), err, name, route_flips);
+    assert_int_equal(route_flips, 0);
+    assert_true(bwt_model_aux_loss(m) > 0);
+    assert_true(err < 1e-2);
+    bwt_model_free(m);
+  }
+}
+
 /* The checker must be able to fail: a backward that is 10% off in one tensor is caught. */
 static void test_checker_detects_wrong_gradient(void **state) {
   bwt_model *m = make_model(BWT_ARCH_TRANSFORMER, BWT_NORM_RMS, 0);
@@ -486,6 +558,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_transformer_rms_untied),
       cmocka_unit_test(test_transformer_layernorm_tied_ablated),
+      cmocka_unit_test(test_transformer_experts),
       cmocka_unit_test(test_mlp),
       cmocka_unit_test(test_window_mlp),
       cmocka_unit_test(test_lstm),

@@ -122,6 +122,7 @@ static void test_round_trip(void **state) {
     bwt_run_config c = default_config(), back;
     perturb(&c, s);
     if (strcmp(s->key, "window") == 0) *(int *)bwt_setting_ptr(&c, s) = 5, c.model.arch = BWT_ARCH_WINDOW_MLP;
+    if (strcmp(s->key, "experts") == 0) *(int *)bwt_setting_ptr(&c, s) = 4; /* 1 expert is refused */
     if (bwt_run_config_check(&c) != BWT_STATUS_OK) fail_msg("%s.%s perturbed: %s", s->section, s->key, bwt_last_error());
     char *json = bwt_run_config_to_json(&c);
     assert_non_null(json);

@@ -470,10 +470,6 @@ int main(void) {
       cmocka_unit_test(test_init_from),
       cmocka_unit_test(test_position_jitter),
   };
-  /* BWT_TEST_SKIP (a cmocka glob) leaves tests out: the sanitizer run in .ci/run skips the two
-   * longest learning runs, which the Release run covers. BWT_TEST_ONLY runs only the matching ones. */
-  const char *skip = getenv("BWT_TEST_SKIP"), *only = getenv("BWT_TEST_ONLY");
-  if (skip && *skip) cmocka_set_skip_filter(skip);
-  if (only && *only) cmocka_set_test_filter(only);
+  test_filters_from_env();
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

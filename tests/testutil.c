@@ -82,3 +82,9 @@ int test_shared_present(const char *path) {
   skip();
   return 0;
 }
+
+void test_filters_from_env(void) {
+  const char *skip = getenv("BWT_TEST_SKIP"), *only = getenv("BWT_TEST_ONLY");
+  if (skip && *skip) cmocka_set_skip_filter(skip);
+  if (only && *only) cmocka_set_test_filter(only);
+}

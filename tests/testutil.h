@@ -27,6 +27,10 @@ const char *test_shared_path(const char *rel);
 /* Whether path (from test_shared_path) exists. Absent, the calling test is skipped with a message
  * (a clone without shared/ beside it still passes; CI has it there and runs them). */
 int test_shared_present(const char *path);
+/* Applies BWT_TEST_SKIP (a cmocka glob of tests to leave out: the sanitizer run in .ci/run skips the
+ * longest learning runs, test_long_*, which the Release run covers) and BWT_TEST_ONLY (run only the
+ * matching ones); call before cmocka_run_group_tests. */
+void test_filters_from_env(void);
 
 /* Temporary files a write of `path` would leave beside it ("<path>.tmp.XXXXXX"). */
 int test_count_temporaries(const char *path);

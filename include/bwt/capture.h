@@ -31,17 +31,25 @@ typedef enum {
   BWT_CAPTURE_FINAL_NORM = 1 << 8, /* final_norm (M,C): the final norm's output, the readout input */
   BWT_CAPTURE_SCAN_STATE = 1 << 9, /* scan_state (L,M,S): Mamba's selective-scan state h_t after each
                                       supervised row, S = Di·Ns floats, channel d's states at [d·Ns, (d+1)·Ns) */
-  BWT_CAPTURE_ALL = (1 << 10) - 1
+  /* A mixture of experts' (cfg.experts > 0; docs/moe.md), NAN where the block's MLP is switched off: */
+  BWT_CAPTURE_ROUTER_PROBS = 1 << 10, /* router_probs (L,M,E): softmax of each block's router logits
+                                         (blocks.l.mlp.hook_router_probs) */
+  BWT_CAPTURE_EXPERT = 1 << 11,       /* expert (L,M,k): the chosen experts, best first, as floats
+                                         0..E−1 (blocks.l.mlp.hook_expert) */
+  BWT_CAPTURE_ALL = (1 << 12) - 1
 } bwt_capture_point;
 
 typedef struct {
   unsigned points; /* what was captured (the others are NULL) */
   int L, B, T, n_sup, C, NH, S;
+  int E, top_k; /* experts and choices per row (0 without experts) */
   float *embed, *normed_in, *queries, *keys, *values, *scores, *attention, *block_out, *final_norm, *scan_state;
+  float *router_probs, *expert;
 } bwt_capture;
 
-/* The points model's architecture provides (0: none): the transformer's are all but the scan state;
- * Mamba's the embeddings, block outputs, final norm and scan state. */
+/* The points model's architecture provides (0: none): the transformer's are all but the scan state
+ * (the router's two only with experts); Mamba's the embeddings, block outputs, final norm and scan
+ * state. */
 unsigned bwt_model_capture_points(const bwt_model *model);
 
 /* Runs the forward pass on batch and fills *cap with the requested points

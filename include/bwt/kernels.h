@@ -119,6 +119,28 @@ void bwt_pg_rewards(double *reward, double *expected, const float *probs, const 
  * −Σ_n weights[n] log p_n[a_n] (rows of weight 0 get none). */
 void bwt_pg_backward(float *dlogits, const float *probs, const int32_t *actions, const double *weights, float scale, int N, int K);
 
+/* Mixture-of-experts routing (src/kernels/cpu/moe.c; docs/moe.md). N rows, E experts, k = 1 or 2
+ * choices per row. From router logits (N,E): probs (N,E) = softmax(logits); expert (N,k) the k
+ * largest logits in decreasing order (ties: the lower index first); gate (N,k) = probs at the choice
+ * for k = 1 (Switch Transformer: the router gets a gradient), the softmax over the chosen logits for
+ * k = 2 (Mixtral). */
+void bwt_moe_route_forward(float *probs, int32_t *expert, float *gate, const float *logits, int N, int E, int k);
+/* The Switch Transformer's load-balancing loss weight·E·Σ_e f_e·P_e: f_e the share of rows whose
+ * first choice is e (no gradient), P_e the mean over rows of probs[:,e]. Returns it (summed in
+ * double in a fixed order); coef (E), if not NULL, gets its gradient with respect to each probs[n,e],
+ * weight·E·f_e/N, the same for every row. */
+double bwt_moe_balance_loss(float *coef, const float *probs, const int32_t *expert, double weight, int N, int E, int k);
+/* dlogits(N,E) += the gradient through the gates from dgate (N,k), plus, when coef (E) is not
+ * NULL, that of Σ_n Σ_e coef[e]·probs[n,e] (the balance loss). */
+void bwt_moe_route_backward(float *dlogits, const float *dgate, const float *coef, const float *probs,
+                            const int32_t *expert, const float *gate, int N, int E, int k);
+/* The experts' outputs back into the rows: out row slot[i]/k += gate[slot[i]] · y row i, for n rows
+ * y (n,C) of one expert (slot[i] = row·k + choice; one expert's rows are distinct). */
+void bwt_moe_combine_forward(float *out, const float *y, const float *gate, const int32_t *slot, int k, int n, int C);
+/* Its backward: dy row i += gate[slot[i]] · dout row slot[i]/k; dgate[slot[i]] += dout row · y row i. */
+void bwt_moe_combine_backward(float *dy, float *dgate, const float *dout, const float *y, const float *gate,
+                              const int32_t *slot, int k, int n, int C);
+
 /* ---- memory: the only code that allocates, moves or writes parameter, gradient, optimiser and
  * activation floats outside the ops above (src/kernels/cpu/memory.c). A backend owns its buffers. */
 

@@ -11,7 +11,8 @@
  *   transformer — pre-norm blocks x += Attn(Norm(x)); x += MLP(Norm(x)), final norm, head; causal
  *                 multi-head attention with separate Q, K, V, O projections (with biases); MLP
  *                 C→4C→C with exact GELU; learned absolute positions; head tied to the token
- *                 embedding or untied (no bias).
+ *                 embedding or untied (no bias). With experts > 0 each block's MLP is a mixture of
+ *                 experts (docs/moe.md).
  *   mlp         — the reference's context-free control: token + position embedding, n_layers
  *                 residual blocks x += fc2(gelu(fc1(Norm(x)))), final norm, head. Sees only its own
  *                 token and position.
@@ -42,7 +43,8 @@ typedef enum {
   BWT_CAP_CONTINUOUS_INPUT = 1 << 4, /* takes input vectors (input_dim > 0) as well as tokens */
   BWT_CAP_WINDOW = 1 << 5,           /* sees the last `window` tokens, concatenated */
   BWT_CAP_CONTEXT = 1 << 6,          /* its output can depend on earlier positions */
-  BWT_CAP_SSM = 1 << 7               /* a selective state-space scan (Mamba): d_state, d_conv, expand */
+  BWT_CAP_SSM = 1 << 7,              /* a selective state-space scan (Mamba): d_state, d_conv, expand */
+  BWT_CAP_EXPERTS = 1 << 8           /* a mixture-of-experts MLP on request (experts > 0; docs/moe.md) */
 } bwt_arch_cap;
 
 /* One row of the architecture table (src/models/model.c). */
@@ -89,6 +91,14 @@ typedef struct {
   int ssm_conv;   /* mamba: causal convolution taps, d_conv (0: 4) */
   int ssm_expand; /* mamba: inner channels per model channel, expand (0: 2) */
   bwt_ssm_variant ssm_variant;
+  /* Mixture of experts (transformer; docs/moe.md): experts > 0 replaces each block's MLP by E experts
+   * of which a router picks expert_top_k (1 or 2) per row; expert_hidden is each expert's hidden
+   * width (0: 4·d_model/expert_top_k, the dense MLP's active parameters); moe_aux weighs the
+   * load-balancing loss (bwt_model_aux_loss). */
+  int experts;
+  int expert_top_k;
+  int expert_hidden;
+  double moe_aux;
 } bwt_model_config;
 
 #define BWT_TENSOR_NAME_MAX 48
@@ -120,6 +130,8 @@ typedef enum {
   BWT_ROLE_SSM_OUT,          /* out_proj (C, Di), writes into the residual stream */
   BWT_ROLE_FINAL_NORM,       /* norm_f */
   BWT_ROLE_HEAD,             /* the readout (K, C); absent when tied to the token embedding */
+  BWT_ROLE_MLP_ROUTER,       /* a mixture of experts' router (E, C); its experts' fc1 and fc2 are
+                                MLP_IN and MLP_OUT (bwt_model_tensor finds expert 0's) */
   BWT_ROLE_COUNT
 } bwt_tensor_role;
 
@@ -177,7 +189,12 @@ bwt_status bwt_model_forward(bwt_model *model, const bwt_batch *batch, const flo
 /* The same with options (NULL: none). */
 bwt_status bwt_model_forward_with(bwt_model *model, const bwt_batch *batch, const bwt_forward_options *opt,
                                   const float **logits);
-/* Backward of the forward just run on the same batch: accumulates into model->grads. */
+/* The auxiliary loss of the forward just run, already weighted (0 without one): the mixture of
+ * experts' load-balancing loss summed over the blocks. The trainer adds it to the reported loss;
+ * bwt_model_backward adds its gradient. */
+double bwt_model_aux_loss(const bwt_model *model);
+/* Backward of the forward just run on the same batch: accumulates into model->grads (the auxiliary
+ * loss's gradient included). */
 bwt_status bwt_model_backward(bwt_model *model, const bwt_batch *batch, const float *dlogits);
 void bwt_model_zero_grad(bwt_model *model);
 const bwt_tensor_desc *bwt_model_find_tensor(const bwt_model *model, const char *name);

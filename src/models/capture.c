@@ -7,8 +7,9 @@
 
 /* The points' names, in bit order (bwt/capture.h). */
 static const char *const point_names[] = {"embed", "normed_in", "queries", "keys", "values", "scores",
-                                          "attention", "block_out", "final_norm", "scan_state"};
-_Static_assert(sizeof point_names / sizeof *point_names == 10 && BWT_CAPTURE_ALL == (1u << 10) - 1,
+                                          "attention", "block_out", "final_norm", "scan_state", "router_probs", "expert"};
+enum { N_POINTS = sizeof point_names / sizeof *point_names };
+_Static_assert(N_POINTS == 12 && BWT_CAPTURE_ALL == (1u << N_POINTS) - 1,
                "one name per capture point");
 
 /* Floats of a scan state per row: Di·Ns (Mamba's defaults where the config says 0), 0 without a scan. */
@@ -19,7 +20,9 @@ static int scan_state_size(const bwt_model_config *c) {
 
 unsigned bwt_model_capture_points(const bwt_model *m) {
   const model_impl *impl = m->impl;
-  return bwt_model_has(m, BWT_CAP_CAPTURE) && impl->ops->capture ? impl->ops->capture_points : 0;
+  unsigned moe = BWT_CAPTURE_ROUTER_PROBS | BWT_CAPTURE_EXPERT;
+  unsigned points = bwt_model_has(m, BWT_CAP_CAPTURE) && impl->ops->capture ? impl->ops->capture_points : 0;
+  return m->cfg.experts > 0 ? points : points & ~moe;
 }
 
 bwt_status bwt_model_capture(bwt_model *m, const bwt_batch *batch, const bwt_forward_options *opt, unsigned points,
@@ -31,15 +34,16 @@ bwt_status bwt_model_capture(bwt_model *m, const bwt_batch *batch, const bwt_for
     return bwt_fail(BWT_STATUS_ARG, "capture points need a transformer or Mamba (this model is %s)",
                     bwt_arch_name(m->cfg.arch));
   if (points & ~(unsigned)BWT_CAPTURE_ALL) return bwt_fail(BWT_STATUS_ARG, "unknown capture point in mask 0x%x", points);
-  for (int i = 0; i < 10; i++)
+  for (int i = 0; i < N_POINTS; i++)
     if (points & ~avail & (1u << i))
       return bwt_fail(BWT_STATUS_ARG, "a %s model has no '%s' capture point", bwt_arch_name(m->cfg.arch), point_names[i]);
   const float *out = NULL;
   BWT_TRY(bwt_model_forward_with(m, batch, opt, &out));
   if (logits) *logits = out;
   int L = m->cfg.n_layers, C = m->cfg.d_model, NH = m->cfg.n_heads, S = scan_state_size(&m->cfg);
-  *cap = (bwt_capture){points, L, batch->B, batch->T, batch->n_sup, C, NH, S,
-                       NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+  int E = m->cfg.experts, k = E > 0 ? m->cfg.expert_top_k : 0;
+  *cap = (bwt_capture){.points = points, .L = L, .B = batch->B, .T = batch->T, .n_sup = batch->n_sup,
+                       .C = C, .NH = NH, .S = S, .E = E, .top_k = k};
   size_t M = (size_t)batch->B * batch->n_sup, N = (size_t)batch->B * batch->T;
   size_t att = (size_t)L * batch->B * NH * batch->n_sup * batch->T;
   struct {
@@ -52,6 +56,7 @@ bwt_status bwt_model_capture(bwt_model *m, const bwt_batch *batch, const bwt_for
       {BWT_CAPTURE_VALUES, &cap->values, L * N * C},     {BWT_CAPTURE_SCORES, &cap->scores, att},
       {BWT_CAPTURE_ATTENTION, &cap->attention, att},     {BWT_CAPTURE_BLOCK_OUT, &cap->block_out, L * M * C},
       {BWT_CAPTURE_FINAL_NORM, &cap->final_norm, M * C}, {BWT_CAPTURE_SCAN_STATE, &cap->scan_state, L * M * S},
+      {BWT_CAPTURE_ROUTER_PROBS, &cap->router_probs, L * M * E}, {BWT_CAPTURE_EXPERT, &cap->expert, L * M * k},
   };
   for (size_t i = 0; i < sizeof want / sizeof *want; i++)
     if (points & want[i].point) {
@@ -63,7 +68,8 @@ bwt_status bwt_model_capture(bwt_model *m, const bwt_batch *batch, const bwt_for
 
 void bwt_capture_free(bwt_capture *cap) {
   float **all[] = {&cap->embed, &cap->normed_in, &cap->queries, &cap->keys, &cap->values,
-                   &cap->scores, &cap->attention, &cap->block_out, &cap->final_norm, &cap->scan_state};
+                   &cap->scores, &cap->attention, &cap->block_out, &cap->final_norm, &cap->scan_state,
+                   &cap->router_probs, &cap->expert};
   for (size_t i = 0; i < sizeof all / sizeof *all; i++) {
     bwt_buffer_free(*all[i]);
     *all[i] = NULL;

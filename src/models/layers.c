@@ -44,37 +44,51 @@ void norm_backward(bwt_model *m, const norm_params *p, const norm_acts *a, float
     bwt_rmsnorm_backward(dinp, G(p->weight), dout, inp, P(p->weight), a->rstd, N, C);
 }
 
-void ffn_declare(bwt_model *m, ffn_params *p, const char *prefix, int layer) {
+void fc_declare(bwt_model *m, fc_params *p, const char *prefix, int layer, int H) {
   char name[2 * BWT_TENSOR_NAME_MAX]; /* room for gcc's truncation analysis; names are checked on entry */
-  int C = m->cfg.d_model, H = 4 * C;
+  int C = m->cfg.d_model;
   tensor_id in = TENSOR_ID(BWT_ROLE_MLP_IN, layer), out = TENSOR_ID(BWT_ROLE_MLP_OUT, layer);
-  norm_declare(m, &p->norm, join(name, prefix, "norm"), TENSOR_ID(BWT_ROLE_MLP_NORM, layer));
+  p->H = H;
   p->fc1_w = model_add_tensor(m, join(name, prefix, "fc1.weight"), in, 2, H, C, INIT_WEIGHT);
   p->fc1_b = model_add_bias(m, join(name, prefix, "fc1.bias"), in, H, C);
   p->fc2_w = model_add_tensor(m, join(name, prefix, "fc2.weight"), out, 2, C, H, INIT_WEIGHT_RESIDUAL);
   p->fc2_b = model_add_bias(m, join(name, prefix, "fc2.bias"), out, C, H);
 }
 
+void fc_forward(const bwt_model *m, const fc_params *p, float *out, float *pre, float *act, const float *h, int N) {
+  int C = m->cfg.d_model, H = p->H;
+  bwt_matmul_forward(pre, h, P(p->fc1_w), P(p->fc1_b), N, C, H);
+  bwt_gelu_forward(act, pre, (size_t)N * H);
+  bwt_matmul_forward(out, act, P(p->fc2_w), P(p->fc2_b), N, H, C);
+}
+
+void fc_backward(bwt_model *m, const fc_params *p, float *dh, float *dact, float *dpre, const float *dout,
+                 const float *pre, const float *act, const float *h, int N) {
+  int C = m->cfg.d_model, H = p->H;
+  bwt_zero(dact, (size_t)N * H);
+  bwt_zero(dpre, (size_t)N * H);
+  bwt_matmul_backward(dact, G(p->fc2_w), G(p->fc2_b), dout, act, P(p->fc2_w), N, H, C);
+  bwt_gelu_backward(dpre, dact, pre, (size_t)N * H);
+  bwt_matmul_backward(dh, G(p->fc1_w), G(p->fc1_b), dpre, h, P(p->fc1_w), N, C, H);
+}
+
+void ffn_declare(bwt_model *m, ffn_params *p, const char *prefix, int layer) {
+  char name[2 * BWT_TENSOR_NAME_MAX]; /* room for gcc's truncation analysis; names are checked on entry */
+  norm_declare(m, &p->norm, join(name, prefix, "norm"), TENSOR_ID(BWT_ROLE_MLP_NORM, layer));
+  fc_declare(m, &p->fc, prefix, layer, 4 * m->cfg.d_model);
+}
+
 void ffn_forward(const bwt_model *m, const ffn_params *p, const ffn_acts *a, float *out,
                  const float *x, int N) {
-  int C = m->cfg.d_model, H = 4 * C;
   norm_forward(m, &p->norm, &a->norm, x, N);
-  bwt_matmul_forward(a->pre, a->norm.out, P(p->fc1_w), P(p->fc1_b), N, C, H);
-  bwt_gelu_forward(a->act, a->pre, (size_t)N * H);
-  bwt_matmul_forward(out, a->act, P(p->fc2_w), P(p->fc2_b), N, H, C);
-  bwt_add_inplace(out, x, (size_t)N * C);
+  fc_forward(m, &p->fc, out, a->pre, a->act, a->norm.out, N);
+  bwt_add_inplace(out, x, (size_t)N * m->cfg.d_model);
 }
 
 void ffn_backward(bwt_model *m, const ffn_params *p, const ffn_acts *a, const ffn_scratch *s,
                   float *dx, const float *x, int N) {
-  int C = m->cfg.d_model, H = 4 * C;
-  bwt_zero(s->dact, (size_t)N * H);
-  bwt_zero(s->dpre, (size_t)N * H);
-  bwt_zero(s->dnorm, (size_t)N * C);
-  bwt_matmul_backward(s->dact, G(p->fc2_w), G(p->fc2_b), dx, a->act, P(p->fc2_w), N, H, C);
-  bwt_gelu_backward(s->dpre, s->dact, a->pre, (size_t)N * H);
-  bwt_matmul_backward(s->dnorm, G(p->fc1_w), G(p->fc1_b), s->dpre, a->norm.out, P(p->fc1_w), N, C,
-                      H);
+  bwt_zero(s->dnorm, (size_t)N * m->cfg.d_model);
+  fc_backward(m, &p->fc, s->dnorm, s->dact, s->dpre, dx, a->pre, a->act, a->norm.out, N);
   /* dx already holds the identity path's gradient; the norm adds the branch's. */
   norm_backward(m, &p->norm, &a->norm, dx, s->dnorm, x, N);
 }

@@ -25,9 +25,24 @@ void norm_forward(const bwt_model *m, const norm_params *p, const norm_acts *a, 
 void norm_backward(bwt_model *m, const norm_params *p, const norm_acts *a, float *dinp,
                    const float *dout, const float *inp, int N);
 
+/* The two linear layers of an MLP, C→H→C with exact GELU between: the dense MLP's, and each
+ * expert's of a mixture of experts. */
+typedef struct {
+  size_t fc1_w, fc1_b, fc2_w, fc2_b;
+  int H; /* hidden width */
+} fc_params;
+
+/* Declares <prefix>.fc1.weight/bias (H, C) and <prefix>.fc2.weight/bias (C, H) of block `layer`. */
+void fc_declare(bwt_model *m, fc_params *p, const char *prefix, int layer, int H);
+/* out(N,C) = fc2(gelu(fc1(h))); pre and act (N,H) are saved for the backward. */
+void fc_forward(const bwt_model *m, const fc_params *p, float *out, float *pre, float *act, const float *h, int N);
+/* dh(N,C) += the gradient reaching h from dout(N,C); dact and dpre (N,H) are scratch. */
+void fc_backward(bwt_model *m, const fc_params *p, float *dh, float *dact, float *dpre, const float *dout,
+                 const float *pre, const float *act, const float *h, int N);
+
 typedef struct {
   norm_params norm;
-  size_t fc1_w, fc1_b, fc2_w, fc2_b;
+  fc_params fc; /* H = 4C */
 } ffn_params;
 
 typedef struct {
@@ -49,6 +64,50 @@ void ffn_forward(const bwt_model *m, const ffn_params *p, const ffn_acts *a, flo
 /* dx(N,C) holds ∂L/∂out on entry and gets the branch's gradient added: ∂L/∂x on return. */
 void ffn_backward(bwt_model *m, const ffn_params *p, const ffn_acts *a, const ffn_scratch *s,
                   float *dx, const float *x, int N);
+
+/* The mixture of experts that replaces the residual MLP when cfg.experts > 0 (moe.c, docs/moe.md):
+ * out = x + Σ_chosen gate_e · fc2_e(gelu(fc1_e(h))), h = Norm(x), the top-k experts of the router
+ * logits W_router·h per row; each expert runs on the rows routed to it (gathered in row order). */
+typedef struct {
+  norm_params norm;
+  size_t router; /* (E, C), no bias */
+  fc_params experts[MOE_MAX_EXPERTS];
+  int C, E, k, H; /* width, experts, choices per row, hidden width per expert */
+} moe_params;
+
+typedef struct {
+  norm_acts norm;          /* (R,C) */
+  float *logits, *probs;   /* (R,E) router logits and their softmax */
+  float *gate;             /* (R,k) */
+  float *h;                /* (R·k,C) the normed rows, gathered expert by expert */
+  float *pre, *act;        /* (R·k,H) */
+  float *y;                /* (R·k,C) the experts' outputs before their gates */
+  int32_t *expert;         /* (R,k) the chosen experts, best first */
+  int32_t *row, *slot;     /* (R·k) in expert order: the row, and its gate's index row·k + choice */
+  int32_t *start;          /* (E+1) expert e has entries start[e] .. start[e+1]−1 */
+  double aux;              /* the weighted balance loss of the forward */
+} moe_acts;
+
+typedef struct {
+  float *dh, *dy, *dhe;    /* (R,C) */
+  float *dact, *dpre;      /* (R,H) one expert's at a time */
+  float *dlogits;          /* (R,E) */
+  float *dgate;            /* (R,k) */
+  float *coef;             /* (E) the balance loss's gradient per probability */
+} moe_scratch;
+
+/* Declares <prefix>.norm, <prefix>.router.weight and <prefix>.experts.E.fc1/fc2 of block `layer`. */
+void moe_declare(bwt_model *m, moe_params *p, const char *prefix, int layer);
+/* Points a's arrays (floats from fbase, indices from ibase) for R rows, or with a NULL base only
+ * counts; returns the floats or indices taken. */
+size_t moe_carve(const moe_params *p, moe_acts *a, float *fbase, int R);
+size_t moe_carve_index(const moe_params *p, moe_acts *a, int32_t *ibase, int R);
+size_t moe_scratch_carve(const moe_params *p, moe_scratch *s, float *base, int R);
+/* out(R,C) = x + the experts' gated outputs; sets a->aux. out may not alias x. */
+void moe_forward(const bwt_model *m, const moe_params *p, moe_acts *a, float *out, const float *x, int R);
+/* As ffn_backward, the balance loss's gradient (weight cfg.moe_aux) included. */
+void moe_backward(bwt_model *m, const moe_params *p, const moe_acts *a, const moe_scratch *s, float *dx,
+                  const float *x, int R);
 
 /* The readout shared by every architecture: the final norm (norm_f) and the head (its own weight,
  * or the token embedding when tied), on the supervised rows only. Every architecture computes its

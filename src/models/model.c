@@ -16,7 +16,7 @@ typedef struct {
 
 #define ATTENTION_CAPS (BWT_CAP_ATTENTION | BWT_CAP_CAPTURE | BWT_CAP_TRACE | BWT_CAP_CONTINUOUS_INPUT | BWT_CAP_CONTEXT)
 static const arch_entry arch_table[] = {
-    [BWT_ARCH_TRANSFORMER] = {{"transformer", ATTENTION_CAPS, 2, BWT_NORM_RMS}, &transformer_ops},
+    [BWT_ARCH_TRANSFORMER] = {{"transformer", ATTENTION_CAPS | BWT_CAP_EXPERTS, 2, BWT_NORM_RMS}, &transformer_ops},
     [BWT_ARCH_MLP] = {{"mlp", 0, 4, BWT_NORM_LAYER}, &mlp_ops},
     [BWT_ARCH_WINDOW_MLP] = {{"window_mlp", BWT_CAP_WINDOW | BWT_CAP_CONTEXT, 4, BWT_NORM_LAYER}, &mlp_ops},
     [BWT_ARCH_LSTM] = {{"lstm", BWT_CAP_RECURRENT | BWT_CAP_CONTINUOUS_INPUT | BWT_CAP_CONTEXT, 2, BWT_NORM_LAYER}, &lstm_ops},
@@ -120,6 +120,8 @@ void bwt_model_config_default(bwt_model_config *cfg, bwt_arch arch, const bwt_ta
   cfg->window = task->seq_len;
   cfg->init = BWT_INIT_BWT;
   cfg->attn_bias = 1;
+  cfg->expert_top_k = 1;
+  cfg->moe_aux = 0.01;
 }
 
 bwt_status bwt_model_config_check(const bwt_model_config *c) {
@@ -156,6 +158,20 @@ bwt_status bwt_model_config_check(const bwt_model_config *c) {
                                               c->ssm_expand < 0 || c->ssm_expand > 16))
     return bwt_fail(BWT_STATUS_ARG, "model: ssm_state must be in 0..1024, ssm_conv in 0..64 and ssm_expand in 0..16 (0: the default; got %d, %d, %d)",
                     c->ssm_state, c->ssm_conv, c->ssm_expand);
+  if (c->experts != 0) {
+    char archs[128];
+    if (!bwt_arch_has(c->arch, BWT_CAP_EXPERTS))
+      return bwt_fail(BWT_STATUS_ARG, "model: experts need --arch %s (%s has no MLP of experts)",
+                      bwt_arch_list(BWT_CAP_EXPERTS, " or ", archs, sizeof archs), bwt_arch_name(c->arch));
+    if (c->experts < 2 || c->experts > MOE_MAX_EXPERTS)
+      return bwt_fail(BWT_STATUS_ARG, "model: experts must be 0 (the dense MLP) or in 2..%d (got %d)", MOE_MAX_EXPERTS, c->experts);
+    if (c->expert_top_k < 1 || c->expert_top_k > 2 || c->expert_top_k > c->experts)
+      return bwt_fail(BWT_STATUS_ARG, "model: expert-top-k must be 1 or 2, at most experts (got %d of %d)", c->expert_top_k, c->experts);
+    if (c->expert_hidden < 0 || c->expert_hidden > (1 << 20))
+      return bwt_fail(BWT_STATUS_ARG, "model: expert-hidden must be in 0..2^20 (0: 4·d_model/expert-top-k; got %d)", c->expert_hidden);
+    if (!(c->moe_aux >= 0 && c->moe_aux <= 1e3))
+      return bwt_fail(BWT_STATUS_ARG, "model: moe-aux must be in [0, 1000] (got %g)", c->moe_aux);
+  }
   if (bwt_arch_has(c->arch, BWT_CAP_WINDOW) && (c->window < 1 || c->window > c->max_T))
     return bwt_fail(BWT_STATUS_ARG, "model: window must be in 1..%d (got %d)", c->max_T, c->window);
   return BWT_STATUS_OK;
@@ -407,12 +423,15 @@ bwt_status bwt_model_forward_with(bwt_model *m, const bwt_batch *batch, const bw
   if (o.skip_block && !bwt_model_has(m, BWT_CAP_ATTENTION) && !bwt_model_has(m, BWT_CAP_SSM))
     return bwt_fail(BWT_STATUS_ARG, "block ablations need a transformer or Mamba (this model is %s)", bwt_arch_name(m->cfg.arch));
   impl->fwd = o;
+  impl->aux_loss = 0;
   return impl->ops->forward(m, batch, logits);
 }
 
 bwt_status bwt_model_forward(bwt_model *m, const bwt_batch *batch, const float **logits) {
   return bwt_model_forward_with(m, batch, NULL, logits);
 }
+
+double bwt_model_aux_loss(const bwt_model *m) { return ((const model_impl *)m->impl)->aux_loss; }
 
 bwt_status bwt_model_backward(bwt_model *m, const bwt_batch *batch, const float *dlogits) {
   return ((model_impl *)m->impl)->ops->backward(m, batch, dlogits, NULL);
@@ -449,6 +468,7 @@ static const char *const role_names[] = {
     [BWT_ROLE_SSM_DT] = "ssm_dt",                   [BWT_ROLE_SSM_A] = "ssm_a",
     [BWT_ROLE_SSM_D] = "ssm_d",                     [BWT_ROLE_SSM_OUT] = "ssm_out",
     [BWT_ROLE_FINAL_NORM] = "final_norm",           [BWT_ROLE_HEAD] = "head",
+    [BWT_ROLE_MLP_ROUTER] = "mlp_router",
 };
 _Static_assert(COUNT(role_names) == BWT_ROLE_COUNT, "one name per role");
 

@@ -29,6 +29,9 @@ typedef struct {
   int fan_in;
 } tensor_start;
 
+/* The most experts of a mixture-of-experts MLP (cfg.experts; the routing kernels' bound). */
+#define MOE_MAX_EXPERTS 64
+
 /* The offset of a tensor the configuration leaves out (attention biases with attn_bias off). */
 #define NO_TENSOR ((size_t)-1)
 
@@ -54,6 +57,7 @@ typedef struct {
   float *sinusoids;  /* (sin_rows, C) the fixed position table, when positions are sinusoidal */
   int sin_rows;
   bwt_forward_options fwd; /* the options of the forward just run, for its backward */
+  double aux_loss;         /* its auxiliary loss (bwt_model_aux_loss), summed by the architecture */
 } model_impl;
 
 extern const model_arch_ops transformer_ops;

@@ -14,6 +14,7 @@ typedef struct {
   norm_params ln1;
   size_t wq, bq, wk, bk, wv, bv, wo, bo; /* the biases are NO_TENSOR without attn_bias */
   ffn_params ffn;
+  moe_params moe; /* instead of ffn when cfg.experts > 0 */
 } block_params;
 
 /* The last block is computed on the supervised rows only (M = B·n_sup of the N = B·T rows): its
@@ -28,6 +29,7 @@ typedef struct {
   float *atty;      /* (R,C) attention output before the O projection */
   float *xmid;      /* (R,C) residual stream between the attention and the MLP */
   ffn_acts ffn;     /* (R rows) */
+  moe_acts moe;     /* (R rows) with experts */
 } block_acts;
 
 typedef struct {
@@ -39,6 +41,8 @@ typedef struct {
   size_t arena_cap;
   int32_t *sup;     /* (M) the supervised rows among the N (sup_rows_index), for this batch */
   size_t sup_cap;
+  int32_t *routes;  /* the experts' routing indices of every block (moe_carve_index) */
+  size_t routes_cap;
   block_acts *acts; /* (n_layers) */
   float *x;         /* (n_layers, N, C): the residual stream entering each block */
   float *xs, *lnq;  /* (M,C): the last block's input and normed input at the supervised rows */
@@ -48,6 +52,7 @@ typedef struct {
   float *dx, *dq, *dk, *dv, *datty; /* (N,C) */
   float *dxs, *dlnq;                /* (M,C) */
   ffn_scratch ffn_s;
+  moe_scratch moe_s;
 } transformer;
 
 static bwt_status build(bwt_model *m) {
@@ -76,7 +81,10 @@ static bwt_status build(bwt_model *m) {
     ADD(wo, bo, "wo", BWT_ROLE_ATTN_O, INIT_WEIGHT_RESIDUAL);
 #undef ADD
     snprintf(name, sizeof name, "blocks.%d.mlp", l);
-    ffn_declare(m, &b->ffn, name, l);
+    if (c->experts > 0)
+      moe_declare(m, &b->moe, name, l);
+    else
+      ffn_declare(m, &b->ffn, name, l);
   }
   readout_declare(m, &t->readout, t->in.wte);
   return BWT_STATUS_OK;
@@ -87,6 +95,7 @@ static void destroy(bwt_model *m) {
   free(t->blocks);
   free(t->acts);
   free(t->sup);
+  free(t->routes);
   bwt_buffer_free(t->arena);
   free(t);
 }
@@ -108,6 +117,10 @@ static size_t carve(transformer *t, const bwt_model_config *c, float *base, int 
     TAKE(a->att, (size_t)B * c->n_heads * nq * T);
     TAKE(a->atty, R * C);
     TAKE(a->xmid, R * C);
+    if (c->experts > 0) {
+      off += moe_carve(&t->blocks[l].moe, &a->moe, base ? base + off : NULL, (int)R);
+      continue;
+    }
     TAKE(a->ffn.norm.out, R * C);
     TAKE(a->ffn.norm.mean, R);
     TAKE(a->ffn.norm.rstd, R);
@@ -123,6 +136,7 @@ static size_t carve(transformer *t, const bwt_model_config *c, float *base, int 
   TAKE(t->ffn_s.dnorm, N * C);
   TAKE(t->ffn_s.dact, N * H);
   TAKE(t->ffn_s.dpre, N * H);
+  if (c->experts > 0) off += moe_scratch_carve(&t->blocks[0].moe, &t->moe_s, base ? base + off : NULL, (int)N);
   /* A block's attention backward runs after its MLP backward is done with dact and dpre: the
    * attention's four (N,C) gradients live there. */
   if (base) {
@@ -134,6 +148,14 @@ static size_t carve(transformer *t, const bwt_model_config *c, float *base, int 
   if (base) readout_carve(c, &t->ro, base + off, (int)M);
   off += readout_floats(c, (int)M);
 #undef TAKE
+  return off;
+}
+
+/* The blocks' routing indices from base (or only counts when base is NULL); returns indices. */
+static size_t carve_routes(transformer *t, const bwt_model_config *c, int32_t *base, int B, int T, int n_sup) {
+  size_t off = 0;
+  for (int l = 0; l < c->n_layers; l++)
+    off += moe_carve_index(&t->blocks[l].moe, &t->acts[l].moe, base ? base + off : NULL, l + 1 == c->n_layers ? B * n_sup : B * T);
   return off;
 }
 
@@ -170,8 +192,11 @@ static bwt_status block_forward(bwt_model *m, int l, const float *x, float *xout
     bwt_matmul_forward(a->xmid, a->atty, P(p->wo), model_param(m, p->bo), R, C, C);
     bwt_add_inplace(a->xmid, xr, (size_t)R * C);
   }
+  a->moe.aux = 0;
   if (model_skip_mlp(m, l))
     bwt_copy(xout, a->xmid, (size_t)R * C);
+  else if (c->experts > 0)
+    moe_forward(m, &p->moe, &a->moe, xout, a->xmid, R);
   else
     ffn_forward(m, &p->ffn, &a->ffn, xout, a->xmid, R);
   return BWT_STATUS_OK;
@@ -185,11 +210,17 @@ static bwt_status forward(bwt_model *m, const bwt_batch *batch, const float **lo
   carve(t, c, t->arena, B, T, batch->n_sup);
   BWT_TRY(model_reserve_index(&t->sup, &t->sup_cap, (size_t)B * batch->n_sup));
   sup_rows_index(t->sup, batch, 0);
+  if (c->experts > 0) {
+    BWT_TRY(model_reserve_index(&t->routes, &t->routes_cap, carve_routes(t, c, NULL, B, T, batch->n_sup)));
+    carve_routes(t, c, t->routes, B, T, batch->n_sup);
+  }
 
   BWT_TRY(input_forward(m, &t->in, t->x, batch));
+  model_impl *impl = m->impl;
   for (int l = 0; l < L; l++) {
     float *x = t->x + (size_t)l * N * C;
     BWT_TRY(block_forward(m, l, x, l + 1 < L ? x + (size_t)N * C : t->out, batch, l + 1 == L));
+    impl->aux_loss += t->acts[l].moe.aux;
   }
   readout_forward(m, &t->readout, &t->ro, t->out, B * batch->n_sup);
   *logits = t->ro.logits;
@@ -220,7 +251,12 @@ static bwt_status block_backward(bwt_model *m, int l, const float *x, const bwt_
   size_t NC = (size_t)N * C, RC = (size_t)R * C;
   float *dr = sparse ? t->dxs : t->dx; /* ∂L/∂(output rows), then ∂L/∂xmid */
 
-  if (!model_skip_mlp(m, l)) ffn_backward(m, &p->ffn, &a->ffn, &t->ffn_s, dr, a->xmid, R);
+  if (!model_skip_mlp(m, l)) {
+    if (c->experts > 0)
+      moe_backward(m, &p->moe, &a->moe, &t->moe_s, dr, a->xmid, R);
+    else
+      ffn_backward(m, &p->ffn, &a->ffn, &t->ffn_s, dr, a->xmid, R);
+  }
   if (sparse) { /* the residual path from the gathered rows */
     bwt_zero(t->dx, NC);
     bwt_scatter_add_rows(t->dx, dr, t->sup, R, C);
@@ -273,6 +309,23 @@ static void copy_sup_rows(float *dst, const float *src, const transformer *t, in
     bwt_gather_rows(dst, src, t->sup, M, C);
 }
 
+/* Block l's router points (bwt/capture.h) at the supervised rows; the chosen experts, host indices,
+ * are written as floats. */
+static void capture_router(const bwt_model *m, const transformer *t, bwt_capture *cap, int l, int M, int sparse) {
+  int E = cap->E, k = cap->top_k;
+  float *probs = cap->router_probs ? cap->router_probs + (size_t)l * M * E : NULL;
+  float *expert = cap->expert ? cap->expert + (size_t)l * M * k : NULL;
+  if (model_skip_mlp(m, l)) { /* the branch was not computed */
+    if (probs) bwt_fill(probs, NAN, (size_t)M * E);
+    if (expert) bwt_fill(expert, NAN, (size_t)M * k);
+    return;
+  }
+  const moe_acts *a = &t->acts[l].moe;
+  if (probs) copy_sup_rows(probs, a->probs, t, M, E, sparse);
+  for (int r = 0; expert && r < M; r++)
+    for (int s = 0; s < k; s++) expert[(size_t)r * k + s] = (float)a->expert[(size_t)(sparse ? r : t->sup[r]) * k + s];
+}
+
 /* The capture points from the activations of the forward just run (see bwt/capture.h). The last
  * block holds its queries and weights at the supervised rows only (sparse); earlier blocks at
  * every position, from which the supervised rows are picked. */
@@ -293,6 +346,7 @@ static bwt_status capture(const bwt_model *m, const bwt_batch *batch, bwt_captur
     int sparse = l + 1 == L;
     if (cap->block_out)
       copy_sup_rows(cap->block_out + l * MC, sparse ? t->out : t->x + (l + 1) * NC, t, M, C, sparse);
+    capture_router(m, t, cap, l, M, sparse);
     float *ni = cap->normed_in ? cap->normed_in + l * MC : NULL;
     float *qs = cap->queries ? cap->queries + l * MC : NULL;
     float *ks = cap->keys ? cap->keys + l * NC : NULL, *vs = cap->values ? cap->values + l * NC : NULL;

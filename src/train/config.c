@@ -92,6 +92,15 @@ const bwt_setting bwt_settings[] = {
     ROW(model, "ssm_expand", "ssm-expand", BWT_SETTING_INT, ssm_expand, 0, OPT, 0, "mamba: inner channels per model channel, expand (0 = 2)"),
     ENUM(model, "ssm_variant", "ssm-variant", ssm_variant, BWT_SSM_MAMBA, OPT, BWT_SSM_MAMBA, ssm_variant, NULL,
          "mamba: mamba (Gu & Dao's block) | simplified (the reference repository's clamped block, for its numbers)"),
+    /* Runs written before the mixture of experts existed have a dense MLP (docs/moe.md). */
+    ROW(model, "experts", "experts", BWT_SETTING_INT, experts, 0, OPT, 0,
+        "transformer: experts per block's MLP, a mixture of experts (0 = the dense MLP, else 2..64)"),
+    ROW(model, "expert_top_k", "expert-top-k", BWT_SETTING_INT, expert_top_k, 1, OPT, 1,
+        "transformer with --experts: experts chosen per row, 1 (gate softmax(r)[e], Switch) or 2 (softmax over the two, Mixtral)"),
+    ROW(model, "expert_hidden", "expert-hidden", BWT_SETTING_INT, expert_hidden, 0, OPT, 0,
+        "transformer with --experts: each expert's hidden width (0 = 4·d_model/expert-top-k: the dense MLP's active parameters)"),
+    RANGED(model, "moe_aux", "moe-aux", BWT_SETTING_DOUBLE, moe_aux, 0.01, 0, 1e3, 0, 0, OPT, 0.01,
+           "transformer with --experts: weight of the load-balancing loss (Switch Transformer), added to the training loss"),
 
     /* train */
     T_INT("steps", "steps", steps, 6000, 1, 1e9, "optimisation steps"),

@@ -196,7 +196,7 @@ bwt_status bwt_trainer_step(bwt_trainer *tr, double *loss, double *grad_norm, do
   BWT_TRY(bwt_model_forward(m, b, &logits));
   bwt_softmax_forward(tr->probs, logits, M, K);
   bwt_zero(tr->dlogits, (size_t)M * K);
-  *loss = objective(tr, logits, batch_seed);
+  *loss = objective(tr, logits, batch_seed) + bwt_model_aux_loss(m); /* the auxiliary loss's gradient is the model's */
   bwt_model_zero_grad(m);
   BWT_TRY(bwt_model_backward(m, b, tr->dlogits));
   if (tr->dp.size > 1) { /* the sums over the processes: gradients, this share of the mean loss, stop votes */
