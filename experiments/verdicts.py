@@ -63,9 +63,10 @@ def column(name):
     if t:
         cells["Q/V gradient"] = "|∇W_Q|/|∇W_V| early %s" % ", ".join("%.2f" % x for x in t["grad_q_over_v_early"])
     if d:
-        cells["detector"] = "silhouette real %.3f, random %.3f, shuffled %.3f; fires %.0f%% / %.0f%% / %.0f%%" % (
-            d["real"]["silhouette"], d["random_tokens"]["silhouette"], d["shuffled_labels"]["silhouette"],
-            100 * d["real"]["fire_rate"], 100 * d["random_tokens"]["fire_rate"], 100 * d["shuffled_labels"]["fire_rate"])
+        kinds = ("real", "random_tokens", "shuffled_labels")
+        num = lambda x, fmt: "—" if x is None else fmt % x  # NaN (e.g. one cluster) is null in the JSON
+        cells["detector"] = "silhouette real %s, random %s, shuffled %s; fires %s / %s / %s" % tuple(
+            [num(d[k]["silhouette"], "%.3f") for k in kinds] + [num(d[k]["fire_rate"] and 100 * d[k]["fire_rate"], "%.0f%%") for k in kinds])
     return cells
 
 
