@@ -64,9 +64,9 @@ def column(name):
         cells["Q/V gradient"] = "|∇W_Q|/|∇W_V| early %s" % ", ".join("%.2f" % x for x in t["grad_q_over_v_early"])
     if d:
         kinds = ("real", "random_tokens", "shuffled_labels")
-        num = lambda x, fmt: "—" if x is None else fmt % x  # NaN (e.g. one cluster) is null in the JSON
+        num = lambda x, fmt, scale=1: "—" if x is None else fmt % (scale * x)  # NaN (e.g. one cluster) is null in the JSON
         cells["detector"] = "silhouette real %s, random %s, shuffled %s; fires %s / %s / %s" % tuple(
-            [num(d[k]["silhouette"], "%.3f") for k in kinds] + [num(d[k]["fire_rate"] and 100 * d[k]["fire_rate"], "%.0f%%") for k in kinds])
+            [num(d[k]["silhouette"], "%.3f") for k in kinds] + [num(d[k]["fire_rate"], "%.0f%%", 100) for k in kinds])
     return cells
 
 
